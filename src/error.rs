@@ -1,0 +1,641 @@
+//! The crate's errors: [`Error`] at request time, [`ConfigError`] at construction.
+//!
+//! Our own failures reach callers as `Err(BoxError)` wrapping an [`Error`]; find it with
+//! `downcast_ref::<infobip_auth::Error>()` and `match` on [`Error::kind`]. A `401` or `403`
+//! the server sent is passed through as the response, with the same [`Error`] in its extensions.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+use crate::scope::Scopes;
+
+/// A boxed error, as Tower middleware returns.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Why a request could not be authenticated or authorized.
+///
+/// `Clone`, because one failed token request is handed to every caller that waited for it.
+/// Never contains a secret: neither its `Display`, nor its `Debug`, nor its source.
+///
+/// ```
+/// use infobip_auth::{Error, ErrorKind};
+/// let err = Error::new(ErrorKind::ReauthorizationRequired);
+/// assert!(!err.is_transient());
+/// assert_eq!(err.to_string(), "the token has expired: the user must authorize the app again");
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    source: Option<Arc<dyn StdError + Send + Sync>>,
+    retry_after: Option<Duration>,
+}
+
+/// What went wrong, for callers to `match` on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// `401`: the credential is missing, wrong, revoked or expired (Infobip's `UNAUTHORIZED`).
+    InvalidCredentials(ApiError),
+    /// `403`, or refused before sending: the credential holds none of the endpoint's scopes.
+    Forbidden(Box<Forbidden>),
+    /// Refused before sending: the endpoint does not accept this authentication scheme.
+    SchemeNotAccepted {
+        /// The scheme of the credential, e.g. `App`.
+        scheme: String,
+        /// The schemes the endpoint accepts, as the OpenAPI specification names them.
+        accepted: Vec<String>,
+    },
+    /// A token endpoint answered with an error status.
+    TokenEndpoint(ApiError),
+    /// The token endpoint could not be reached, or the connection broke.
+    Transport,
+    /// A token request took longer than its timeout.
+    Timeout,
+    /// A token endpoint's answer could not be understood.
+    MalformedResponse {
+        /// What was wrong with it (never the body itself, which may hold a token).
+        reason: String,
+    },
+    /// A token endpoint's answer was larger than the limit.
+    ResponseTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The authorization-code token has expired: the user must authorize the app again.
+    ReauthorizationRequired,
+    /// The user refused the authorization, or Infobip reported an `error` to the callback.
+    AuthorizationDenied {
+        /// The `error` parameter of the callback.
+        error: String,
+        /// The `error_description` parameter, if any.
+        description: Option<String>,
+    },
+    /// The authorization callback is not the one this flow expects.
+    InvalidCallback {
+        /// What did not match.
+        reason: String,
+    },
+    /// The request goes to a host the credential was not made for.
+    HostNotAllowed {
+        /// The scheme and authority of the refused request, e.g. `https://example.com`.
+        origin: String,
+    },
+    /// The token source is configured wrongly.
+    Config(ConfigError),
+}
+
+impl Error {
+    /// An error of `kind` with no source.
+    ///
+    /// ```
+    /// # use infobip_auth::{Error, ErrorKind};
+    /// let err = Error::new(ErrorKind::Timeout);
+    /// assert!(err.is_transient());
+    /// ```
+    #[must_use]
+    pub fn new(kind: ErrorKind) -> Self {
+        Self {
+            kind,
+            source: None,
+            retry_after: None,
+        }
+    }
+
+    /// Attaches the underlying cause, kept in [`std::error::Error::source`].
+    ///
+    /// ```
+    /// # use infobip_auth::{Error, ErrorKind};
+    /// use std::error::Error as _;
+    /// let io = std::io::Error::other("connection reset");
+    /// let err = Error::new(ErrorKind::Transport).with_source(io);
+    /// assert!(err.source().is_some());
+    /// ```
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<crate::BoxError>) -> Self {
+        self.source = Some(Arc::from(source.into()));
+        self
+    }
+
+    /// Records how long the server asked us to wait (`Retry-After`).
+    ///
+    /// ```
+    /// # use infobip_auth::{Error, ErrorKind};
+    /// # use std::time::Duration;
+    /// let err = Error::new(ErrorKind::Transport).with_retry_after(Duration::from_secs(5));
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(5)));
+    /// ```
+    #[must_use]
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// What went wrong.
+    ///
+    /// ```
+    /// # use infobip_auth::{Error, ErrorKind};
+    /// let err = Error::new(ErrorKind::ReauthorizationRequired);
+    /// assert!(matches!(err.kind(), ErrorKind::ReauthorizationRequired));
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// How long the server asked us to wait before the next try, if it said.
+    ///
+    /// ```
+    /// # use infobip_auth::{Error, ErrorKind};
+    /// assert_eq!(Error::new(ErrorKind::Timeout).retry_after(), None);
+    /// ```
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether trying again later may succeed without changing anything: transport failures,
+    /// timeouts, `408`, `429` and `5xx` answers.
+    ///
+    /// ```
+    /// # use infobip_auth::{ApiError, Error, ErrorKind};
+    /// use http::StatusCode;
+    /// let busy = ApiError::from_body(StatusCode::SERVICE_UNAVAILABLE, b"");
+    /// assert!(Error::new(ErrorKind::TokenEndpoint(busy)).is_transient());
+    /// let refused = ApiError::from_body(StatusCode::UNAUTHORIZED, b"");
+    /// assert!(!Error::new(ErrorKind::InvalidCredentials(refused)).is_transient());
+    /// ```
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match &self.kind {
+            ErrorKind::Transport | ErrorKind::Timeout => true,
+            ErrorKind::TokenEndpoint(api) => {
+                let status = api.status();
+                status.is_server_error()
+                    || status == StatusCode::TOO_MANY_REQUESTS
+                    || status == StatusCode::REQUEST_TIMEOUT
+            }
+            _ => false,
+        }
+    }
+
+    /// The error inside a boxed middleware error, if it is one of ours.
+    ///
+    /// ```
+    /// # use infobip_auth::{BoxError, Error, ErrorKind};
+    /// let boxed: BoxError = Error::new(ErrorKind::Timeout).into();
+    /// assert!(Error::find(&*boxed).is_some());
+    /// ```
+    #[must_use]
+    pub fn find<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a Error> {
+        let mut next = Some(err);
+        while let Some(err) = next {
+            if let Some(found) = err.downcast_ref::<Error>() {
+                return Some(found);
+            }
+            next = err.source();
+        }
+        None
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(err: ConfigError) -> Self {
+        Self::new(ErrorKind::Config(err))
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("Error");
+        out.field("kind", &self.kind);
+        if let Some(source) = &self.source {
+            out.field("source", source);
+        }
+        if let Some(delay) = self.retry_after {
+            out.field("retry_after", &delay);
+        }
+        out.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::InvalidCredentials(api) => write!(f, "invalid credentials ({api})"),
+            ErrorKind::Forbidden(forbidden) => fmt::Display::fmt(forbidden, f),
+            ErrorKind::SchemeNotAccepted { scheme, accepted } => write!(
+                f,
+                "the endpoint does not accept `{scheme}` credentials (it accepts {})",
+                accepted.join(", ")
+            ),
+            ErrorKind::TokenEndpoint(api) => write!(f, "token request failed ({api})"),
+            ErrorKind::Transport => f.write_str("token request failed: transport error"),
+            ErrorKind::Timeout => f.write_str("token request timed out"),
+            ErrorKind::MalformedResponse { reason } => {
+                write!(f, "malformed token response: {reason}")
+            }
+            ErrorKind::ResponseTooLarge { limit } => {
+                write!(f, "token response larger than {limit} bytes")
+            }
+            ErrorKind::ReauthorizationRequired => {
+                f.write_str("the token has expired: the user must authorize the app again")
+            }
+            ErrorKind::AuthorizationDenied { error, description } => {
+                write!(f, "authorization denied: {error}")?;
+                if let Some(description) = description {
+                    write!(f, " ({description})")?;
+                }
+                Ok(())
+            }
+            ErrorKind::InvalidCallback { reason } => {
+                write!(f, "invalid authorization callback: {reason}")
+            }
+            ErrorKind::HostNotAllowed { origin } => {
+                write!(f, "credentials are not sent to {origin}")
+            }
+            ErrorKind::Config(err) => fmt::Display::fmt(err, f),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
+    }
+}
+
+/// An error answer from Infobip, read from whichever of its body shapes came: the legacy
+/// `{"requestError":{"serviceException":{"messageId","text"}}}`, the newer
+/// `{"errorCode","description"}`, CAMARA's `{"status","code","message"}`, or OAuth's
+/// `{"error","error_description"}`.
+///
+/// ```
+/// use http::StatusCode;
+/// use infobip_auth::ApiError;
+/// let body = br#"{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}"#;
+/// let err = ApiError::from_body(StatusCode::UNAUTHORIZED, body);
+/// assert_eq!(err.code(), Some("UNAUTHORIZED"));
+/// assert_eq!(err.text(), Some("Invalid login details"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    code: Option<String>,
+    text: Option<String>,
+    raw: Option<String>,
+}
+
+/// How much of an unreadable error body is kept, in bytes.
+const RAW_KEPT: usize = 512;
+
+impl ApiError {
+    /// Reads an error body. A body in none of the known shapes keeps its first bytes as
+    /// [`ApiError::raw`]; nothing here fails.
+    ///
+    /// ```
+    /// # use http::StatusCode;
+    /// # use infobip_auth::ApiError;
+    /// let err = ApiError::from_body(StatusCode::FORBIDDEN, br#"{"errorCode":"E403","description":"Forbidden."}"#);
+    /// assert_eq!((err.code(), err.text()), (Some("E403"), Some("Forbidden.")));
+    /// ```
+    #[must_use]
+    pub fn from_body(status: StatusCode, body: &[u8]) -> Self {
+        let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        let pick = |keys: &[&str]| -> Option<String> {
+            let json = json.as_ref()?;
+            keys.iter().find_map(|path| {
+                let value = json.pointer(path)?;
+                match value {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                }
+            })
+        };
+        let code = pick(&[
+            "/requestError/serviceException/messageId",
+            "/errorCode",
+            "/code",
+            "/error",
+        ]);
+        let text = pick(&[
+            "/requestError/serviceException/text",
+            "/description",
+            "/message",
+            "/error_description",
+        ]);
+        let raw = (code.is_none() && text.is_none() && !body.is_empty()).then(|| {
+            let kept = &body[..body.len().min(RAW_KEPT)];
+            String::from_utf8_lossy(kept).into_owned()
+        });
+        Self {
+            status,
+            code,
+            text,
+            raw,
+        }
+    }
+
+    /// The HTTP status of the answer.
+    ///
+    /// ```
+    /// # use http::StatusCode;
+    /// # use infobip_auth::ApiError;
+    /// assert_eq!(ApiError::from_body(StatusCode::FORBIDDEN, b"").status(), StatusCode::FORBIDDEN);
+    /// ```
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Infobip's code: `messageId` (`UNAUTHORIZED`, `FORBIDDEN`), `errorCode` (`E403`), CAMARA's
+    /// `code` or OAuth's `error`.
+    ///
+    /// ```
+    /// # use http::StatusCode;
+    /// # use infobip_auth::ApiError;
+    /// let err = ApiError::from_body(StatusCode::FORBIDDEN, br#"{"status":403,"code":"PERMISSION_DENIED","message":"No."}"#);
+    /// assert_eq!(err.code(), Some("PERMISSION_DENIED"));
+    /// ```
+    #[must_use]
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// Infobip's human-readable text: `text`, `description`, `message` or `error_description`.
+    ///
+    /// ```
+    /// # use http::StatusCode;
+    /// # use infobip_auth::ApiError;
+    /// let err = ApiError::from_body(StatusCode::UNAUTHORIZED, br#"{"error":"invalid_client","error_description":"Bad client"}"#);
+    /// assert_eq!(err.text(), Some("Bad client"));
+    /// ```
+    #[must_use]
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
+    /// The first bytes of a body in none of the known shapes (lossy UTF-8), kept for diagnosis.
+    ///
+    /// ```
+    /// # use http::StatusCode;
+    /// # use infobip_auth::ApiError;
+    /// let err = ApiError::from_body(StatusCode::FORBIDDEN, b"<html>Forbidden</html>");
+    /// assert_eq!(err.raw(), Some("<html>Forbidden</html>"));
+    /// ```
+    #[must_use]
+    pub fn raw(&self) -> Option<&str> {
+        self.raw.as_deref()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.status)?;
+        match (&self.code, &self.text) {
+            (Some(code), Some(text)) => write!(f, " {code}: {text}"),
+            (Some(one), None) | (None, Some(one)) => write!(f, " {one}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// A `403`, or a request refused before sending, explained by the scopes involved.
+///
+/// ```
+/// use http::Method;
+/// use infobip_auth::Forbidden;
+/// let forbidden = Forbidden::new(Method::POST, "/sms/2/text/advanced")
+///     .with_required("message:send,sms:message:send,sms:manage".parse()?)
+///     .with_held("inbound-message:read".parse()?);
+/// assert!(forbidden.to_string().contains("needs any of message:send, sms:manage, sms:message:send"));
+/// # Ok::<(), infobip_auth::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Forbidden {
+    /// The request's method.
+    pub method: Method,
+    /// The request's path, or the operation's path template when it is known.
+    pub endpoint: String,
+    /// The scopes that grant the endpoint (any one suffices); `None` when the endpoint is not in
+    /// the catalogue.
+    pub required: Option<Scopes>,
+    /// The scopes the credential holds, when known.
+    pub held: Option<Scopes>,
+    /// The server's answer; `None` when the request was refused before sending.
+    pub api: Option<ApiError>,
+}
+
+impl Forbidden {
+    /// A forbidden value for `method endpoint` with nothing else known.
+    ///
+    /// ```
+    /// # use infobip_auth::Forbidden;
+    /// let f = Forbidden::new(http::Method::GET, "/sms/1/inbox/reports");
+    /// assert!(f.required.is_none());
+    /// ```
+    #[must_use]
+    pub fn new(method: Method, endpoint: impl Into<String>) -> Self {
+        Self {
+            method,
+            endpoint: endpoint.into(),
+            required: None,
+            held: None,
+            api: None,
+        }
+    }
+
+    /// Sets the scopes that would grant the endpoint.
+    ///
+    /// ```
+    /// # use infobip_auth::Forbidden;
+    /// let f = Forbidden::new(http::Method::GET, "/x").with_required("sms:manage".parse()?);
+    /// assert_eq!(f.required.map(|s| s.len()), Some(1));
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_required(mut self, required: Scopes) -> Self {
+        self.required = Some(required);
+        self
+    }
+
+    /// Sets the scopes the credential holds.
+    ///
+    /// ```
+    /// # use infobip_auth::Forbidden;
+    /// let f = Forbidden::new(http::Method::GET, "/x").with_held("web:sdk".parse()?);
+    /// assert!(f.held.is_some());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_held(mut self, held: Scopes) -> Self {
+        self.held = Some(held);
+        self
+    }
+
+    /// Sets the server's answer.
+    ///
+    /// ```
+    /// # use infobip_auth::{ApiError, Forbidden};
+    /// let api = ApiError::from_body(http::StatusCode::FORBIDDEN, b"");
+    /// let f = Forbidden::new(http::Method::GET, "/x").with_api(api);
+    /// assert!(f.api.is_some());
+    /// ```
+    #[must_use]
+    pub fn with_api(mut self, api: ApiError) -> Self {
+        self.api = Some(api);
+        self
+    }
+}
+
+impl fmt::Display for Forbidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "forbidden: {} {}", self.method, self.endpoint)?;
+        if let Some(required) = &self.required {
+            write!(f, " needs any of {required}")?;
+        }
+        match &self.held {
+            Some(held) if held.is_empty() => f.write_str("; the credential holds no scope")?,
+            Some(held) => write!(f, "; the credential holds {held}")?,
+            None => {}
+        }
+        if let Some(api) = &self.api {
+            write!(f, " ({api})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A token source or layer was configured with something that cannot work. Returned by
+/// constructors and builders; never carries the secret it refused.
+///
+/// ```
+/// use infobip_auth::ConfigError;
+/// let err = ConfigError::ColonInUsername;
+/// assert_eq!(err, ConfigError::ColonInUsername);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value that goes into a header is empty or holds a byte headers cannot carry
+    /// (CR, LF, NUL and other control or non-visible characters).
+    #[error("the {what} is empty or holds characters a header cannot carry")]
+    InvalidHeaderValue {
+        /// Which value, e.g. `API key`.
+        what: &'static str,
+    },
+    /// RFC 7617 forbids a colon in a Basic username.
+    #[error("a Basic username cannot contain `:` (RFC 7617)")]
+    ColonInUsername,
+    /// A required value is empty.
+    #[error("the {what} is empty")]
+    Empty {
+        /// Which value.
+        what: &'static str,
+    },
+    /// A scope name Infobip never uses.
+    #[error("invalid scope name {name:?}")]
+    InvalidScope {
+        /// The refused name.
+        name: String,
+    },
+    /// A URL that cannot serve as a base URL or endpoint.
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The refused URL.
+        url: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Credentials would travel in clear text to a host that is not loopback.
+    #[error("refusing to send credentials over plain HTTP to {origin} (only loopback may use http)")]
+    InsecureUrl {
+        /// The refused origin.
+        origin: String,
+    },
+    /// A setting is out of its range.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// Which setting.
+        what: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_three_infobip_shapes_and_oauth() {
+        let cases: [(&[u8], &str, &str); 4] = [
+            (
+                br#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#,
+                "FORBIDDEN",
+                "Forbidden",
+            ),
+            (
+                br#"{"errorCode":"E403","description":"Forbidden.","action":"Check scopes","violations":[],"resources":[]}"#,
+                "E403",
+                "Forbidden.",
+            ),
+            (
+                br#"{"status":403,"code":"PERMISSION_DENIED","message":"Client does not have sufficient permissions."}"#,
+                "PERMISSION_DENIED",
+                "Client does not have sufficient permissions.",
+            ),
+            (
+                br#"{"error":"invalid_client","error_description":"Bad credentials"}"#,
+                "invalid_client",
+                "Bad credentials",
+            ),
+        ];
+        for (body, code, text) in cases {
+            let err = ApiError::from_body(StatusCode::FORBIDDEN, body);
+            assert_eq!((err.code(), err.text(), err.raw()), (Some(code), Some(text), None));
+        }
+    }
+
+    #[test]
+    fn keeps_a_bounded_prefix_of_unreadable_bodies() {
+        let long = vec![b'x'; 10_000];
+        let err = ApiError::from_body(StatusCode::FORBIDDEN, &long);
+        assert_eq!(err.raw().map(str::len), Some(RAW_KEPT));
+        assert_eq!(ApiError::from_body(StatusCode::FORBIDDEN, b"").raw(), None);
+    }
+
+    #[test]
+    fn finds_our_error_behind_other_errors() {
+        #[derive(Debug)]
+        struct Wrapper(Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("wrapped")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let boxed: BoxError = Box::new(Wrapper(Error::new(ErrorKind::Timeout)));
+        assert!(matches!(
+            Error::find(&*boxed).map(Error::kind),
+            Some(ErrorKind::Timeout)
+        ));
+    }
+}
