@@ -1,0 +1,684 @@
+//! The credential cache: lock-free reads, single-flight refresh, refresh ahead, backoff.
+//!
+//! Invariants:
+//! - A request with a fresh credential reads one atomic (the generation) and clones its service
+//!   clone's private copy of the header: no lock, no allocation, no clock read.
+//! - Every change that could make a private copy stale (a new credential, an invalidation, a
+//!   refresh or expiry deadline passing) bumps the generation after the change is visible.
+//! - At most one fetch per cache is in flight; it runs in a task of its own and every waiter
+//!   receives its result. A dropped waiter cancels nothing.
+//! - A failed fetch starts a backoff (exponential, jittered, at least `Retry-After`); until it
+//!   ends, callers get the failure at once, or the old credential while it is still valid.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared as SharedFuture};
+use http::HeaderValue;
+use rand::Rng as _;
+use tokio::time::Instant;
+
+use crate::credential::sensitive_header;
+use crate::error::ConfigError;
+use crate::source::SharedTokenSource;
+use crate::{Credential, Error, ErrorKind};
+
+/// When credentials are renewed, and how failures are spaced.
+///
+/// A credential with a lifetime `L` is renewed in the background once about three quarters of
+/// `L` have passed (minus up to 5 % of jitter, so many processes do not refresh in step), while
+/// requests keep using it; in its last tenth (at most one minute) requests wait for the new one.
+/// A one-minute Exchange token is thus renewed every ~45 s, a one-hour OAuth token after ~45
+/// minutes, and neither on every request nor at the last second.
+///
+/// ```
+/// use infobip_auth::RefreshPolicy;
+/// use std::time::Duration;
+/// let policy = RefreshPolicy::default()
+///     .refresh_ahead(0.5)
+///     .backoff(Duration::from_millis(500), Duration::from_secs(30))
+///     .keep_alive(true);
+/// # let _ = policy;
+/// ```
+#[derive(Clone, Debug)]
+pub struct RefreshPolicy {
+    ahead: f64,
+    max_wait_margin: Duration,
+    keep_alive: bool,
+    backoff_base: Duration,
+    backoff_max: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            ahead: 0.75,
+            max_wait_margin: Duration::from_secs(60),
+            keep_alive: false,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RefreshPolicy {
+    /// The fraction of a credential's lifetime after which a background refresh starts
+    /// (clamped to 0.1..=0.9; default 0.75).
+    ///
+    /// ```
+    /// # use infobip_auth::RefreshPolicy;
+    /// let eager = RefreshPolicy::default().refresh_ahead(0.5);
+    /// # let _ = eager;
+    /// ```
+    #[must_use]
+    pub fn refresh_ahead(mut self, fraction: f64) -> Self {
+        self.ahead = if fraction.is_nan() { 0.75 } else { fraction.clamp(0.1, 0.9) };
+        self
+    }
+
+    /// Renew credentials in the background even when no request comes, so an idle connection
+    /// to an account (an Exchange token that lives one minute) stays alive. Off by default.
+    ///
+    /// ```
+    /// # use infobip_auth::RefreshPolicy;
+    /// let policy = RefreshPolicy::default().keep_alive(true);
+    /// # let _ = policy;
+    /// ```
+    #[must_use]
+    pub fn keep_alive(mut self, on: bool) -> Self {
+        self.keep_alive = on;
+        self
+    }
+
+    /// The delay after the first failed fetch, doubled per further failure up to `max`
+    /// (defaults: 1 s and 60 s). Each delay is jittered between half and all of itself.
+    ///
+    /// ```
+    /// # use infobip_auth::RefreshPolicy;
+    /// # use std::time::Duration;
+    /// let policy = RefreshPolicy::default().backoff(Duration::from_secs(2), Duration::from_secs(120));
+    /// # let _ = policy;
+    /// ```
+    #[must_use]
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_max = max.max(base);
+        self
+    }
+
+    /// The delay before the next try after `failures` failures in a row.
+    fn backoff_delay(&self, failures: u32, retry_after: Option<Duration>) -> Duration {
+        let doubled = self
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)));
+        let full = doubled.min(self.backoff_max);
+        let jittered = full / 2 + full.mul_f64(rand::rng().random_range(0.0..=0.5));
+        jittered.max(retry_after.unwrap_or_default())
+    }
+
+    /// The deadlines of a credential published at `now`.
+    fn deadlines(&self, credential: &Credential, now: Instant) -> Deadlines {
+        let mut deadlines = Deadlines::default();
+        if let (Some(expires), Some(lifetime)) = (credential.expiry(), credential.lifetime()) {
+            let margin = (lifetime / 10).min(self.max_wait_margin);
+            let wait = expires.checked_sub(margin).unwrap_or(expires);
+            let jitter = lifetime.mul_f64(rand::rng().random_range(0.0..=0.05));
+            let ahead = credential.issued_at() + lifetime.mul_f64(self.ahead);
+            deadlines = Deadlines {
+                refresh: Some(ahead.checked_sub(jitter).unwrap_or(ahead).min(wait)),
+                wait: Some(wait),
+                expires: Some(expires),
+            };
+        }
+        if let Some(idle) = credential.idle_limit() {
+            let dies = now + idle.saturating_sub(idle_tick(idle));
+            deadlines.wait = Some(deadlines.wait.map_or(dies, |wait| wait.min(dies)));
+            deadlines.expires = Some(deadlines.expires.map_or(dies, |at| at.min(dies)));
+        }
+        deadlines
+    }
+}
+
+/// How often use of a sliding (idle-timeout) credential is sampled. The credential is deemed
+/// dead one tick before its server-side deadline, so sampling can never make us late.
+fn idle_tick(idle: Duration) -> Duration {
+    idle / 8
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Deadlines {
+    /// Past it, a background refresh starts while the credential is still served.
+    refresh: Option<Instant>,
+    /// Past it, requests wait for the new credential (the old one serves if the fetch fails).
+    wait: Option<Instant>,
+    /// Past it, the credential is never sent.
+    expires: Option<Instant>,
+}
+
+impl Deadlines {
+    fn phase(&self, now: Instant) -> Phase {
+        let passed = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        if passed(self.expires) {
+            Phase::Expired
+        } else if passed(self.wait) {
+            Phase::Wait
+        } else if passed(self.refresh) {
+            Phase::Ahead
+        } else {
+            Phase::Fresh
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = Instant> {
+        [self.refresh, self.wait, self.expires].into_iter().flatten()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Fresh,
+    Ahead,
+    Wait,
+    Expired,
+}
+
+/// The published state: what requests read without a lock.
+#[derive(Default)]
+struct Slot {
+    /// Identifies the credential (0: none yet). Invalidation names it.
+    id: u64,
+    credential: Option<Credential>,
+    deadlines: Deadlines,
+}
+
+/// The result of one fetch, shared by every waiter.
+type Flight = SharedFuture<BoxFuture<'static, Result<(Credential, u64), Error>>>;
+
+/// Bookkeeping behind the lock; touched only on the slow path.
+#[derive(Default)]
+struct State {
+    flight: Option<Flight>,
+    /// Numbers fetches, so a finished fetch only clears its own flight.
+    flight_no: u64,
+    failure: Option<Failure>,
+    /// The last credential published, handed to the next fetch as `previous`.
+    previous: Option<Credential>,
+    last_id: u64,
+}
+
+struct Failure {
+    error: Error,
+    retry_at: Instant,
+    count: u32,
+}
+
+/// On its own cache line: read by every request on every core, written rarely.
+#[repr(align(64))]
+struct Generation(AtomicU64);
+
+struct Shared {
+    generation: Generation,
+    slot: ArcSwap<Slot>,
+    /// Set by requests that use a sliding credential; sampled and cleared by its watcher.
+    used: AtomicBool,
+    state: Mutex<State>,
+    source: SharedTokenSource,
+    policy: RefreshPolicy,
+}
+
+/// A handle to one source's cache; clones share it.
+#[derive(Clone)]
+pub(crate) struct CredentialCache {
+    shared: Arc<Shared>,
+}
+
+/// A service clone's private view of the cache: its own copy of the fresh header, valid while
+/// the shared generation equals `generation`.
+#[derive(Debug)]
+pub(crate) struct Local {
+    generation: u64,
+    id: u64,
+    header: Option<HeaderValue>,
+    sliding: bool,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self {
+            generation: STALE,
+            id: 0,
+            header: None,
+            sliding: false,
+        }
+    }
+}
+
+/// A generation the counter never reaches.
+const STALE: u64 = u64::MAX;
+
+/// What the slow path found.
+pub(crate) enum Lookup {
+    /// A credential to send now.
+    Ready(Credential, u64),
+    /// Wait for a fetch.
+    Wait(CredentialWait),
+    /// A fetch failed recently and nothing valid is held.
+    Failed(Error),
+    /// Polled to completion.
+    Taken,
+}
+
+/// A lookup is also the future of its credential.
+impl Future for Lookup {
+    type Output = Result<(Credential, u64), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Lookup::Wait(wait) = &mut *self {
+            let result = std::task::ready!(Pin::new(wait).poll(cx));
+            *self = Lookup::Taken;
+            return Poll::Ready(result);
+        }
+        Poll::Ready(match std::mem::replace(&mut *self, Lookup::Taken) {
+            Lookup::Ready(credential, id) => Ok((credential, id)),
+            Lookup::Failed(error) => Err(error),
+            Lookup::Wait(_) | Lookup::Taken => Err(Error::new(ErrorKind::Transport)
+                .with_source("credential lookup polled after completion")),
+        })
+    }
+}
+
+impl CredentialCache {
+    pub(crate) fn new(source: SharedTokenSource, policy: RefreshPolicy) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                generation: Generation(AtomicU64::new(0)),
+                slot: ArcSwap::from_pointee(Slot::default()),
+                used: AtomicBool::new(false),
+                state: Mutex::new(State::default()),
+                source,
+                policy,
+            }),
+        }
+    }
+
+    pub(crate) fn source(&self) -> &SharedTokenSource {
+        &self.shared.source
+    }
+
+    /// The hot path: the private header copy and its credential id, if still fresh.
+    #[inline]
+    pub(crate) fn cached<'a>(&self, local: &'a Local) -> Option<(&'a HeaderValue, u64)> {
+        if self.shared.generation.0.load(Ordering::Acquire) != local.generation {
+            return None;
+        }
+        let header = local.header.as_ref()?;
+        if local.sliding && !self.shared.used.load(Ordering::Relaxed) {
+            self.shared.used.store(true, Ordering::Relaxed);
+        }
+        Some((header, local.id))
+    }
+
+    /// The slow path: reads the slot, renews `local`, and starts a fetch when needed.
+    pub(crate) fn lookup(&self, local: &mut Local) -> Lookup {
+        loop {
+            let generation = self.shared.generation.0.load(Ordering::Acquire);
+            let slot = self.shared.slot.load_full();
+            let now = Instant::now();
+            let mut fallback = None;
+            if let Some(credential) = &slot.credential {
+                match slot.deadlines.phase(now) {
+                    Phase::Fresh => {
+                        self.adopt(local, &slot, generation);
+                        self.shared.used.store(true, Ordering::Relaxed);
+                        return Lookup::Ready(credential.clone(), slot.id);
+                    }
+                    Phase::Ahead => {
+                        self.refresh_in_background(slot.id);
+                        return Lookup::Ready(credential.clone(), slot.id);
+                    }
+                    Phase::Wait => fallback = Some((credential.clone(), slot.id)),
+                    Phase::Expired => {}
+                }
+            }
+            let mut state = self.lock();
+            if self.shared.slot.load().id != slot.id {
+                continue; // published while we looked: look again
+            }
+            if let Some(flight) = &state.flight {
+                return Lookup::Wait(CredentialWait::new(flight.clone(), fallback));
+            }
+            if let Some(failure) = state.failure.as_ref().filter(|f| now < f.retry_at) {
+                return match fallback {
+                    Some((credential, id)) => Lookup::Ready(credential, id),
+                    None => Lookup::Failed(failure.error.clone()),
+                };
+            }
+            return match self.start_fetch(&mut state) {
+                Ok(flight) => Lookup::Wait(CredentialWait::new(flight, fallback)),
+                Err(err) => Lookup::Failed(err),
+            };
+        }
+    }
+
+    /// Makes `local` serve `slot`'s credential from the fast path.
+    fn adopt(&self, local: &mut Local, slot: &Slot, generation: u64) {
+        let Some(credential) = &slot.credential else {
+            return;
+        };
+        if local.id != slot.id || local.header.is_none() {
+            local.header = sensitive_header(credential.header().as_bytes());
+            local.id = slot.id;
+            local.sliding = credential.idle_limit().is_some();
+        }
+        local.generation = generation;
+    }
+
+    /// A credential to send, waiting for a fetch if nothing valid is held.
+    pub(crate) async fn get(&self) -> Result<(Credential, u64), Error> {
+        self.lookup(&mut Local::default()).await
+    }
+
+    /// Forgets credential `id` after the server refused it. A later credential is kept: a late
+    /// `401` for an old credential changes nothing. Returns whether `id` was forgotten.
+    pub(crate) fn invalidate(&self, id: u64) -> bool {
+        let _state = self.lock();
+        let slot = self.shared.slot.load();
+        if slot.id != id || slot.credential.is_none() {
+            return false;
+        }
+        self.shared.slot.store(Arc::new(Slot {
+            id,
+            credential: None,
+            deadlines: Deadlines::default(),
+        }));
+        self.bump();
+        true
+    }
+
+    /// Fetches a new credential now, even if the current one is fresh.
+    pub(crate) async fn refresh(&self) -> Result<(Credential, u64), Error> {
+        let flight = {
+            let mut state = self.lock();
+            match &state.flight {
+                Some(flight) => flight.clone(),
+                None => self.start_fetch(&mut state)?,
+            }
+        };
+        flight.await
+    }
+
+    /// Ends the current credential at the server and forgets it.
+    pub(crate) async fn revoke(&self) -> Result<(), Error> {
+        let in_flight = self.lock().flight.clone();
+        if let Some(flight) = in_flight {
+            let _ = flight.await;
+        }
+        let credential = {
+            let mut state = self.lock();
+            let slot = self.shared.slot.load_full();
+            self.shared.slot.store(Arc::new(Slot {
+                id: slot.id,
+                ..Slot::default()
+            }));
+            self.bump();
+            state.previous.take()
+        };
+        match credential {
+            Some(credential) => self.shared.source.revoke(&credential).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Starts a fetch unless one is running or a backoff is in force.
+    fn refresh_in_background(&self, id: u64) {
+        let mut state = self.lock();
+        let backing_off = state
+            .failure
+            .as_ref()
+            .is_some_and(|f| Instant::now() < f.retry_at);
+        if state.flight.is_none() && !backing_off && self.shared.slot.load().id == id {
+            // Without a runtime the request still goes out with the current credential.
+            let _ = self.start_fetch(&mut state);
+        }
+    }
+
+    fn start_fetch(&self, state: &mut State) -> Result<Flight, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::from(ConfigError::Invalid {
+                what: "runtime",
+                reason: "fetching a credential needs a tokio runtime",
+            })
+        })?;
+        state.flight_no += 1;
+        let guard = FetchGuard {
+            shared: Arc::clone(&self.shared),
+            flight_no: state.flight_no,
+            done: false,
+        };
+        let previous = state.previous.clone();
+        let task = runtime.spawn(async move {
+            let mut guard = guard;
+            let result = guard.shared.source.fetch(previous.as_ref()).await;
+            guard.done = true;
+            finish(&guard.shared, guard.flight_no, result)
+        });
+        let flight = async move {
+            task.await
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Transport).with_source(Cancelled)))
+        }
+        .boxed()
+        .shared();
+        state.flight = Some(flight.clone());
+        Ok(flight)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.shared)
+    }
+
+    fn bump(&self) {
+        self.shared.generation.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    // The lock guards plain bookkeeping that is consistent between statements.
+    shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Records a fetch's result (publishing a credential, or starting a backoff) and clears its
+/// flight. A result from a flight that is no longer current is passed on but not recorded.
+fn finish(
+    shared: &Arc<Shared>,
+    flight_no: u64,
+    result: Result<Credential, Error>,
+) -> Result<(Credential, u64), Error> {
+    let mut state = lock(shared);
+    let current = state.flight_no == flight_no;
+    if current {
+        state.flight = None;
+    }
+    let now = Instant::now();
+    match result {
+        Ok(credential) => {
+            if !current {
+                return Ok((credential, 0));
+            }
+            state.last_id += 1;
+            let id = state.last_id;
+            state.previous = Some(credential.clone());
+            state.failure = None;
+            let deadlines = shared.policy.deadlines(&credential, now);
+            shared.slot.store(Arc::new(Slot {
+                id,
+                credential: Some(credential.clone()),
+                deadlines,
+            }));
+            shared.generation.0.fetch_add(1, Ordering::Release);
+            drop(state);
+            if deadlines.all().next().is_some()
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                runtime.spawn(watch(Arc::downgrade(shared), id, now));
+            }
+            Ok((credential, id))
+        }
+        Err(error) => {
+            if current {
+                let count = state.failure.as_ref().map_or(0, |f| f.count) + 1;
+                let delay = shared.policy.backoff_delay(count, error.retry_after());
+                state.failure = Some(Failure {
+                    error: error.clone(),
+                    retry_at: now + delay,
+                    count,
+                });
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Follows one published credential through its deadlines: bumps the generation as each one
+/// passes (so private header copies are re-checked), samples use of a sliding credential to
+/// extend it, and with keep-alive starts the refresh itself. Ends with the credential, or when
+/// the cache is dropped.
+async fn watch(shared: Weak<Shared>, id: u64, published: Instant) {
+    let mut announced = published;
+    loop {
+        let wake = {
+            let Some(shared) = shared.upgrade() else { return };
+            let slot = shared.slot.load();
+            let Some(credential) = slot.credential.as_ref().filter(|_| slot.id == id) else {
+                return;
+            };
+            let next = slot.deadlines.all().filter(|at| *at > announced).min();
+            let tick = credential.idle_limit().map(|idle| announced + idle_tick(idle));
+            match next.into_iter().chain(tick).min() {
+                Some(wake) => wake,
+                None => return,
+            }
+        };
+        tokio::time::sleep_until(wake).await;
+        let Some(shared) = shared.upgrade() else { return };
+        let now = Instant::now();
+        let slot = shared.slot.load_full();
+        let Some(credential) = slot.credential.as_ref().filter(|_| slot.id == id) else {
+            return;
+        };
+        if credential.idle_limit().is_some() && shared.used.swap(false, Ordering::Relaxed) {
+            let _state = lock(&shared);
+            if shared.slot.load().id == id {
+                let deadlines = shared.policy.deadlines(credential, now);
+                shared.slot.store(Arc::new(Slot {
+                    id,
+                    credential: Some(credential.clone()),
+                    deadlines,
+                }));
+            }
+        }
+        let slot = shared.slot.load_full();
+        let passed: Vec<Instant> = slot
+            .deadlines
+            .all()
+            .filter(|at| *at > announced && *at <= now)
+            .collect();
+        if !passed.is_empty() {
+            shared.generation.0.fetch_add(1, Ordering::Release);
+            let cache = CredentialCache {
+                shared: Arc::clone(&shared),
+            };
+            if shared.policy.keep_alive && slot.deadlines.refresh.is_some_and(|at| passed.contains(&at)) {
+                cache.refresh_in_background(id);
+            }
+        }
+        announced = now;
+        if slot.deadlines.phase(now) == Phase::Expired {
+            return;
+        }
+    }
+}
+
+/// Clears the flight if its task ends without a result (cancelled by a runtime shutdown, or a
+/// source that panicked), so the next caller starts afresh instead of waiting forever.
+struct FetchGuard {
+    shared: Arc<Shared>,
+    flight_no: u64,
+    done: bool,
+}
+
+impl Drop for FetchGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            let cancelled = Error::new(ErrorKind::Transport).with_source(Cancelled);
+            let _ = finish(&self.shared, self.flight_no, Err(cancelled));
+        }
+    }
+}
+
+/// The source of a fetch that ended without a result.
+#[derive(Debug)]
+struct Cancelled;
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the token request ended without a result (cancelled or panicked)")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Waits for a fetch in flight. If it fails while the previous credential is still valid, the
+/// previous credential is served instead.
+pub(crate) struct CredentialWait {
+    flight: Flight,
+    fallback: Option<(Credential, u64)>,
+}
+
+impl CredentialWait {
+    fn new(flight: Flight, fallback: Option<(Credential, u64)>) -> Self {
+        Self { flight, fallback }
+    }
+}
+
+impl Future for CredentialWait {
+    type Output = Result<(Credential, u64), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = std::task::ready!(self.flight.poll_unpin(cx));
+        Poll::Ready(match (result, self.fallback.take()) {
+            (Err(_), Some((credential, id)))
+                if credential.expiry().is_none_or(|at| Instant::now() < at) =>
+            {
+                Ok((credential, id))
+            }
+            (result, _) => result,
+        })
+    }
+}
+
+impl fmt::Debug for CredentialWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialWait").finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for CredentialCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let slot = self.shared.slot.load();
+        f.debug_struct("CredentialCache")
+            .field("source", &self.shared.source)
+            .field("credential", &slot.credential)
+            .field("policy", &self.shared.policy)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

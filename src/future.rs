@@ -1,0 +1,232 @@
+//! [`ResponseFuture`]: the `401` state machine of [`InfobipAuth`](crate::InfobipAuth).
+//!
+//! ```text
+//! Waiting ──credential──▶ Sent ──401, renewable, replayable──▶ Refreshing ──▶ Readying ──▶ Sent (no more replays)
+//!    │                      └── anything else: done (a 401 carries an Error in its extensions)
+//!    └── fetch failed: Err
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::header::AUTHORIZATION;
+use http::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::cache::{CredentialCache, Local, Lookup};
+use crate::replay::Snapshot;
+use crate::{ApiError, BoxError, Error, ErrorKind};
+
+pin_project! {
+    /// Response future of [`InfobipAuth`](crate::InfobipAuth).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future, S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, B> {
+        Failed { error: Option<Error> },
+        Waiting { lookup: Lookup, service: Option<S>, request: Option<Request<B>>, check: Option<Check<S, B>> },
+        Sent { #[pin] future: F, check: Option<Check<S, B>> },
+        Refreshing { lookup: Lookup, check: Option<Check<S, B>> },
+        Readying { service: S, request: Option<Request<B>>, check: Option<Check<S, B>> },
+    }
+}
+
+/// What a `401` to a request sent with credential `id` needs.
+pub(crate) struct Check<S, B> {
+    id: u64,
+    /// `None` for fixed credentials: their `401` is final.
+    cache: Option<Arc<CredentialCache>>,
+    retry: Option<Retry<S, B>>,
+}
+
+/// A service clone and a copy of the request, for the one replay.
+pub(crate) struct Retry<S, B> {
+    pub(crate) service: S,
+    pub(crate) snapshot: Snapshot<B>,
+}
+
+impl<S, B> Check<S, B> {
+    pub(crate) fn fixed(id: u64) -> Self {
+        Self {
+            id,
+            cache: None,
+            retry: None,
+        }
+    }
+
+    pub(crate) fn renewing(id: u64, cache: Arc<CredentialCache>, retry: Option<Retry<S, B>>) -> Self {
+        Self {
+            id,
+            cache: Some(cache),
+            retry,
+        }
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn sent(future: S::Future, check: Option<Check<S, B>>) -> Self {
+        Self {
+            state: State::Sent { future, check },
+        }
+    }
+
+    pub(crate) fn failed(error: Error) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+
+    pub(crate) fn waiting(lookup: Lookup, service: S, request: Request<B>, check: Check<S, B>) -> Self {
+        Self {
+            state: State::Waiting {
+                lookup,
+                service: Some(service),
+                request: Some(request),
+                check: Some(check),
+            },
+        }
+    }
+}
+
+fn invalid_credentials() -> Error {
+    Error::new(ErrorKind::InvalidCredentials(ApiError::from_body(
+        StatusCode::UNAUTHORIZED,
+        b"",
+    )))
+}
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let next = match state.as_mut().project() {
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().map_or_else(invalid_credentials, |e| e).into()));
+                }
+                StateProj::Waiting {
+                    lookup,
+                    service,
+                    request,
+                    check,
+                } => {
+                    let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
+                    let (Some(mut service), Some(mut request), Some(mut check)) =
+                        (service.take(), request.take(), check.take())
+                    else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    check.id = id;
+                    request
+                        .headers_mut()
+                        .insert(AUTHORIZATION, credential.header().clone());
+                    State::Sent {
+                        future: service.call(request),
+                        check: Some(check),
+                    }
+                }
+                StateProj::Sent { future, check } => {
+                    let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    if response.status() != StatusCode::UNAUTHORIZED {
+                        return Poll::Ready(Ok(response));
+                    }
+                    // `None`: the caller's own credential, left alone.
+                    let Some(check) = check.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    match &check.cache {
+                        Some(cache) if check.retry.is_some() => {
+                            cache.invalidate(check.id);
+                            State::Refreshing {
+                                lookup: cache.lookup(&mut Local::default()),
+                                check: Some(check),
+                            }
+                        }
+                        Some(cache) => {
+                            cache.invalidate(check.id);
+                            // No replay: start the renewal now, so the next request finds it.
+                            drop(cache.lookup(&mut Local::default()));
+                            response.extensions_mut().insert(invalid_credentials());
+                            return Poll::Ready(Ok(response));
+                        }
+                        None => {
+                            response.extensions_mut().insert(invalid_credentials());
+                            return Poll::Ready(Ok(response));
+                        }
+                    }
+                }
+                StateProj::Refreshing { lookup, check } => {
+                    let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
+                    let Some(Check {
+                        cache,
+                        retry: Some(retry),
+                        ..
+                    }) = check.take()
+                    else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let mut request = retry.snapshot.into_request();
+                    request
+                        .headers_mut()
+                        .insert(AUTHORIZATION, credential.header().clone());
+                    State::Readying {
+                        service: retry.service,
+                        request: Some(request),
+                        check: Some(Check {
+                            id,
+                            cache,
+                            retry: None,
+                        }),
+                    }
+                }
+                StateProj::Readying {
+                    service,
+                    request,
+                    check,
+                } => {
+                    ready!(service.poll_ready(cx)).map_err(Into::into)?;
+                    let Some(request) = request.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    State::Sent {
+                        future: service.call(request),
+                        check: check.take(),
+                    }
+                }
+            };
+            state.set(next);
+        }
+    }
+}
+
+fn polled_after_completion() -> BoxError {
+    "infobip-auth response future polled after completion".into()
+}
+
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

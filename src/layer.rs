@@ -1,0 +1,409 @@
+//! [`InfobipAuthLayer`] and [`InfobipAuth`]: the middleware itself.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::cache::{CredentialCache, Local, Lookup};
+use crate::error::ConfigError;
+use crate::future::{Check, ResponseFuture, Retry};
+use crate::origin::AllowedHosts;
+use crate::source::{ApiKey, Basic, SharedTokenSource};
+use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, ReplayPolicy};
+
+/// Layer that applies [`InfobipAuth`], which authenticates every request with a credential
+/// from one [`TokenSource`](crate::source::TokenSource) and keeps that credential valid.
+///
+/// Cloning the layer shares its credential cache: every service it makes, and every clone of
+/// them, uses one credential and one token request at a time.
+///
+/// Credentials go only to the source's base URL, to origins added with
+/// [`allow_origin`](Self::allow_origin), or — for sources without a base URL, like API keys —
+/// to any HTTPS host under `infobip.com`. A request that already has an `Authorization`
+/// header is sent as it is: the caller's own credential wins, and the layer does not retry it.
+///
+/// ```
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use infobip_auth::InfobipAuthLayer;
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// // Stands in for an HTTP client: answers with the Authorization header it received.
+/// let client = service_fn(|req: Request<Full<Bytes>>| async move {
+///     let seen = req.headers()["authorization"].clone();
+///     Ok::<_, std::convert::Infallible>(Response::new(seen))
+/// });
+/// let service = ServiceBuilder::new()
+///     .layer(InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e")?)
+///     .service(client);
+///
+/// let request = Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+///     .body(Full::new(Bytes::from_static(b"{}")))?;
+/// let response = service.oneshot(request).await?;
+/// assert_eq!(response.body(), "App 003026bbc133714df1834b8638bb496e");
+/// assert!(response.body().is_sensitive());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct InfobipAuthLayer {
+    cache: CredentialCache,
+    hosts: AllowedHosts,
+    replay: ReplayPolicy,
+}
+
+impl InfobipAuthLayer {
+    /// A layer that authenticates with `source`.
+    ///
+    /// ```
+    /// use infobip_auth::{InfobipAuthLayer, source::Basic};
+    /// let layer = InfobipAuthLayer::new(Basic::new("Aladdin", "openSesame")?);
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn new(source: impl Into<SharedTokenSource>) -> Self {
+        let source = source.into();
+        let hosts = match source.base_url() {
+            Some(base) => AllowedHosts::Infobip.with(base.clone()),
+            None => AllowedHosts::Infobip,
+        };
+        Self {
+            cache: CredentialCache::new(source, RefreshPolicy::default()),
+            hosts,
+            replay: ReplayPolicy::default(),
+        }
+    }
+
+    /// A layer that sends an API key: `Authorization: App <key>`.
+    ///
+    /// # Errors
+    /// See [`ApiKey::new`].
+    ///
+    /// ```
+    /// # use infobip_auth::InfobipAuthLayer;
+    /// assert!(InfobipAuthLayer::api_key("key\r\n").is_err());
+    /// ```
+    pub fn api_key(key: &str) -> Result<Self, ConfigError> {
+        Ok(Self::new(ApiKey::new(key)?))
+    }
+
+    /// A layer that sends Basic credentials: `Authorization: Basic <base64(username:password)>`.
+    ///
+    /// # Errors
+    /// See [`Basic::new`].
+    ///
+    /// ```
+    /// # use infobip_auth::InfobipAuthLayer;
+    /// assert!(InfobipAuthLayer::basic("Aladdin", "openSesame").is_ok());
+    /// ```
+    pub fn basic(username: &str, password: &str) -> Result<Self, ConfigError> {
+        Ok(Self::new(Basic::new(username, password)?))
+    }
+
+    /// Also sends credentials to `base_url`'s origin. The first origin added replaces the
+    /// default "any HTTPS host under `infobip.com`".
+    ///
+    /// # Errors
+    /// See [`BaseUrl::new`]: plain HTTP is allowed for loopback hosts only.
+    ///
+    /// ```
+    /// # use infobip_auth::InfobipAuthLayer;
+    /// let layer = InfobipAuthLayer::api_key("key")?.allow_origin("https://xyz12.api.infobip.com")?;
+    /// assert!(InfobipAuthLayer::api_key("key")?.allow_origin("http://example.com").is_err());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn allow_origin(self, base_url: &str) -> Result<Self, ConfigError> {
+        let base = BaseUrl::new(base_url)?;
+        Ok(Self {
+            hosts: self.hosts.with(base),
+            ..self
+        })
+    }
+
+    /// Which request bodies may be replayed after a `401` (see [`ReplayPolicy`]).
+    ///
+    /// ```
+    /// # use infobip_auth::{InfobipAuthLayer, ReplayPolicy};
+    /// let layer = InfobipAuthLayer::api_key("key")?.replay(ReplayPolicy::never());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn replay(self, policy: ReplayPolicy) -> Self {
+        Self {
+            replay: policy,
+            ..self
+        }
+    }
+
+    /// When credentials are renewed and how failures back off (see [`RefreshPolicy`]). Set it
+    /// before the layer is used: it starts a new cache.
+    ///
+    /// ```
+    /// # use infobip_auth::{InfobipAuthLayer, RefreshPolicy};
+    /// let layer = InfobipAuthLayer::api_key("key")?.refresh_policy(RefreshPolicy::default().keep_alive(true));
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn refresh_policy(self, policy: RefreshPolicy) -> Self {
+        Self {
+            cache: CredentialCache::new(self.cache.source().clone(), policy),
+            ..self
+        }
+    }
+
+    /// The credential requests are sent with now, fetching one if none is held.
+    ///
+    /// # Errors
+    /// The typed [`Error`] of the failed token request.
+    ///
+    /// ```
+    /// # use infobip_auth::InfobipAuthLayer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let layer = InfobipAuthLayer::api_key("key")?;
+    /// assert_eq!(layer.credential().await?.scheme(), "App");
+    /// # Ok(()) }
+    /// ```
+    pub async fn credential(&self) -> Result<Credential, Error> {
+        Ok(self.cache.get().await?.0)
+    }
+
+    /// Fetches a new credential now, even if the current one is still fresh.
+    ///
+    /// # Errors
+    /// The typed [`Error`] of the failed token request.
+    ///
+    /// ```
+    /// # use infobip_auth::InfobipAuthLayer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let layer = InfobipAuthLayer::api_key("key")?;
+    /// assert_eq!(layer.refresh().await?.header(), "App key");
+    /// # Ok(()) }
+    /// ```
+    pub async fn refresh(&self) -> Result<Credential, Error> {
+        Ok(self.cache.refresh().await?.0)
+    }
+
+    /// Ends the current credential at the server (an IBSSO session is deleted) and forgets
+    /// it; the next request makes a new one. Call it on shutdown.
+    ///
+    /// # Errors
+    /// The typed [`Error`] of the failed request.
+    ///
+    /// ```
+    /// # use infobip_auth::InfobipAuthLayer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let layer = InfobipAuthLayer::api_key("key")?;
+    /// layer.revoke().await?; // an API key has nothing to end
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke(&self) -> Result<(), Error> {
+        self.cache.revoke().await
+    }
+}
+
+impl<S> Layer<S> for InfobipAuthLayer {
+    type Service = InfobipAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InfobipAuth {
+            inner,
+            cache: Arc::new(self.cache.clone()),
+            local: Local::default(),
+            hosts: self.hosts.clone(),
+            replay: self.replay.clone(),
+            renews: self.cache.source().renews(),
+        }
+    }
+}
+
+impl fmt::Debug for InfobipAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InfobipAuthLayer")
+            .field("cache", &self.cache)
+            .field("hosts", &self.hosts)
+            .field("replay", &self.replay)
+            .finish()
+    }
+}
+
+/// Middleware that sets `Authorization` on every request from a cached, self-renewing
+/// credential, and after a `401` renews it and replays the request once.
+///
+/// Its error type is [`BoxError`]: the inner service's errors pass through, and the layer's own
+/// failures are an [`Error`]. A `401` the layer could not cure is returned as the response, with
+/// an [`Error`] of kind [`InvalidCredentials`](ErrorKind::InvalidCredentials) in its
+/// extensions.
+///
+/// See [`InfobipAuthLayer`] for an example.
+pub struct InfobipAuth<S> {
+    inner: S,
+    /// Per service clone, so requests bump no reference count shared across threads.
+    cache: Arc<CredentialCache>,
+    local: Local,
+    hosts: AllowedHosts,
+    replay: ReplayPolicy,
+    renews: bool,
+}
+
+impl<S> InfobipAuth<S> {
+    /// Wraps `inner` with a new [`InfobipAuthLayer`] for `source`.
+    ///
+    /// ```
+    /// use infobip_auth::{InfobipAuth, source::ApiKey};
+    /// let service = InfobipAuth::layer(ApiKey::new("key")?).layer(tower::service_fn(
+    ///     |_: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(())) },
+    /// ));
+    /// # let _ = service;
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn layer(source: impl Into<SharedTokenSource>) -> InfobipAuthLayer {
+        InfobipAuthLayer::new(source)
+    }
+
+    /// The inner service.
+    ///
+    /// ```
+    /// # use infobip_auth::InfobipAuthLayer;
+    /// use tower::Layer;
+    /// let service = InfobipAuthLayer::api_key("key")?.layer(42);
+    /// assert_eq!(*service.get_ref(), 42);
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    ///
+    /// ```
+    /// # use infobip_auth::InfobipAuthLayer;
+    /// use tower::Layer;
+    /// let mut service = InfobipAuthLayer::api_key("key")?.layer(41);
+    /// *service.get_mut() += 1;
+    /// assert_eq!(service.into_inner(), 42);
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    ///
+    /// ```
+    /// # use infobip_auth::InfobipAuthLayer;
+    /// use tower::Layer;
+    /// assert_eq!(InfobipAuthLayer::api_key("key")?.layer(42).into_inner(), 42);
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// What a `401` to a request sent with credential `id` needs.
+    fn check<B: 'static>(&self, id: u64, request: &Request<B>) -> Check<S, B>
+    where
+        S: Clone,
+    {
+        if !self.renews {
+            return Check::fixed(id);
+        }
+        // A clone not driven to readiness: the replay drives it before calling.
+        let retry = self.replay.snapshot(request).map(|snapshot| Retry {
+            service: self.inner.clone(),
+            snapshot,
+        });
+        Check::renewing(id, Arc::clone(&self.cache), retry)
+    }
+}
+
+impl<S: Clone> Clone for InfobipAuth<S> {
+    /// A clone shares the cache but keeps its own copy of the header.
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            cache: Arc::new(CredentialCache::clone(&self.cache)),
+            local: Local::default(),
+            hosts: self.hosts.clone(),
+            replay: self.replay.clone(),
+            renews: self.renews,
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for InfobipAuth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InfobipAuth")
+            .field("inner", &self.inner)
+            .field("cache", &self.cache)
+            .field("hosts", &self.hosts)
+            .field("replay", &self.replay)
+            .finish()
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for InfobipAuth<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: 'static,
+{
+    type Response = Response<ResB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::sent(self.inner.call(request), None);
+        }
+        if !self.hosts.allows(request.uri()) {
+            let origin = match (request.uri().scheme_str(), request.uri().authority()) {
+                (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+                _ => request.uri().to_string(),
+            };
+            return ResponseFuture::failed(ErrorKind::HostNotAllowed { origin }.into());
+        }
+        if let Some((header, id)) = self.cache.cached(&self.local) {
+            let header = header.clone();
+            return self.send(request, header, id);
+        }
+        match self.cache.lookup(&mut self.local) {
+            Lookup::Ready(credential, id) => {
+                let header = credential.header().clone();
+                self.send(request, header, id)
+            }
+            Lookup::Failed(error) => ResponseFuture::failed(error),
+            wait => {
+                let retry = self.check(0, &request);
+                // The service driven to readiness goes into the future; a fresh clone stays.
+                // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::waiting(wait, ready, request, retry)
+            }
+        }
+    }
+}
+
+impl<S: Clone> InfobipAuth<S> {
+    fn send<B: 'static>(
+        &mut self,
+        mut request: Request<B>,
+        header: HeaderValue,
+        id: u64,
+    ) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        let check = self.check(id, &request);
+        request.headers_mut().insert(AUTHORIZATION, header);
+        ResponseFuture::sent(self.inner.call(request), Some(check))
+    }
+}

@@ -1,0 +1,249 @@
+//! Where credentials may go: [`BaseUrl`] and the layer's allow-list.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use http::Uri;
+use http::uri::{Authority, PathAndQuery, Scheme};
+
+use crate::error::ConfigError;
+
+/// An Infobip base URL such as `https://xyz12.api.infobip.com`: HTTPS, or plain HTTP on a
+/// loopback host (the embedded test server). Token endpoints are built under it, and the layer
+/// sends credentials to its origin only.
+///
+/// ```
+/// use infobip_auth::BaseUrl;
+/// let base: BaseUrl = "https://xyz12.api.infobip.com/".parse()?;
+/// assert_eq!(base.endpoint("/auth/1/session").to_string(), "https://xyz12.api.infobip.com/auth/1/session");
+/// assert!("http://xyz12.api.infobip.com".parse::<BaseUrl>().is_err()); // clear text
+/// assert!("http://127.0.0.1:8080".parse::<BaseUrl>().is_ok());         // loopback
+/// # Ok::<(), infobip_auth::ConfigError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    scheme: Scheme,
+    authority: Authority,
+    /// Without a trailing slash; empty for a bare origin (a gateway may add a prefix).
+    prefix: String,
+}
+
+impl BaseUrl {
+    /// Parses a base URL. A path is kept as a prefix of every endpoint; a query is refused.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidUrl`] for anything but an absolute `http`/`https` URL with a host;
+    /// [`ConfigError::InsecureUrl`] for plain HTTP to a host that is not loopback.
+    ///
+    /// ```
+    /// # use infobip_auth::BaseUrl;
+    /// assert!(BaseUrl::new("api.infobip.com").is_err()); // no scheme
+    /// ```
+    pub fn new(url: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason| ConfigError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+        let parts = uri.into_parts();
+        let scheme = parts.scheme.ok_or_else(|| invalid("no scheme"))?;
+        let authority = parts.authority.ok_or_else(|| invalid("no host"))?;
+        if authority.host().is_empty() || authority.as_str().contains('@') {
+            return Err(invalid("no host, or user information in the URL"));
+        }
+        if parts.path_and_query.as_ref().and_then(PathAndQuery::query).is_some() {
+            return Err(invalid("a base URL has no query"));
+        }
+        if scheme == Scheme::HTTP {
+            if !is_loopback(authority.host()) {
+                return Err(ConfigError::InsecureUrl {
+                    origin: format!("{scheme}://{authority}"),
+                });
+            }
+        } else if scheme != Scheme::HTTPS {
+            return Err(invalid("the scheme is neither https nor http"));
+        }
+        let prefix = parts
+            .path_and_query
+            .map(|p| p.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        Ok(Self {
+            scheme,
+            authority,
+            prefix,
+        })
+    }
+
+    /// The URL of `path` (which starts with `/`) under this base.
+    ///
+    /// ```
+    /// # use infobip_auth::BaseUrl;
+    /// let base = BaseUrl::new("https://gateway.example.com/infobip")?;
+    /// assert_eq!(base.endpoint("/auth/1/oauth2/token").path(), "/infobip/auth/1/oauth2/token");
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn endpoint(&self, path: &str) -> Uri {
+        let path = format!("{}/{}", self.prefix, path.trim_start_matches('/'));
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
+            // Scheme and authority were parsed already; only an odd `path` can fail here.
+            .unwrap_or_else(|_| self.origin_uri())
+    }
+
+    fn origin_uri(&self) -> Uri {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default()
+    }
+
+    /// Whether `uri` goes to this base URL's origin (scheme, host and port).
+    ///
+    /// ```
+    /// # use infobip_auth::BaseUrl;
+    /// let base = BaseUrl::new("https://xyz.api.infobip.com")?;
+    /// assert!(base.same_origin(&"https://xyz.api.infobip.com/sms/2/text/advanced".parse().unwrap()));
+    /// assert!(!base.same_origin(&"https://evil.example/sms".parse().unwrap()));
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn same_origin(&self, uri: &Uri) -> bool {
+        uri.scheme() == Some(&self.scheme) && uri.authority() == Some(&self.authority)
+    }
+}
+
+impl FromStr for BaseUrl {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.prefix)
+    }
+}
+
+impl fmt::Debug for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BaseUrl({self})")
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The hosts a layer sends credentials to.
+#[derive(Clone, Debug)]
+pub(crate) enum AllowedHosts {
+    /// HTTPS to `infobip.com` and its subdomains, on the default port.
+    Infobip,
+    /// Exactly these origins.
+    Listed(Arc<[BaseUrl]>),
+}
+
+impl AllowedHosts {
+    /// Whether a request for `uri` may carry the credential. A URI without an authority is
+    /// addressed by the inner service (a tonic channel, a connection), which the caller chose.
+    pub(crate) fn allows(&self, uri: &Uri) -> bool {
+        let Some(authority) = uri.authority() else {
+            return uri.scheme().is_none();
+        };
+        match self {
+            Self::Infobip => {
+                let host = authority.host();
+                let under_infobip = host.eq_ignore_ascii_case("infobip.com")
+                    || host.len() > ".infobip.com".len()
+                        && host
+                            .get(host.len() - ".infobip.com".len()..)
+                            .is_some_and(|tail| tail.eq_ignore_ascii_case(".infobip.com"));
+                uri.scheme() == Some(&Scheme::HTTPS)
+                    && under_infobip
+                    && authority.port_u16().is_none_or(|port| port == 443)
+            }
+            Self::Listed(bases) => bases.iter().any(|base| base.same_origin(uri)),
+        }
+    }
+
+    /// Adds an origin, ending the default "any Infobip host".
+    pub(crate) fn with(self, base: BaseUrl) -> Self {
+        match self {
+            Self::Infobip => Self::Listed(Arc::from([base])),
+            Self::Listed(bases) => {
+                let mut bases = bases.to_vec();
+                bases.push(base);
+                Self::Listed(bases.into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap_or_default()
+    }
+
+    #[test]
+    fn default_allows_only_https_infobip_hosts() {
+        let hosts = AllowedHosts::Infobip;
+        for ok in [
+            "https://xyz12.api.infobip.com/sms/2/text/advanced",
+            "https://API.INFOBIP.COM/x",
+            "https://oneapi.infobip.com:443/exchange/1/oauth/token",
+            "/relative/path/for/a/bound/channel",
+        ] {
+            assert!(hosts.allows(&uri(ok)), "{ok}");
+        }
+        for refused in [
+            "http://xyz12.api.infobip.com/sms",
+            "https://infobip.com.evil.example/",
+            "https://evilinfobip.com/",
+            "https://xyz.api.infobip.com:8443/",
+            "https://example.com/",
+        ] {
+            assert!(!hosts.allows(&uri(refused)), "{refused}");
+        }
+    }
+
+    #[test]
+    fn listed_origins_match_scheme_host_and_port() -> Result<(), ConfigError> {
+        let hosts = AllowedHosts::Infobip.with(BaseUrl::new("http://127.0.0.1:8080")?);
+        assert!(hosts.allows(&uri("http://127.0.0.1:8080/sms/2/text/advanced")));
+        assert!(!hosts.allows(&uri("http://127.0.0.1:9090/sms/2/text/advanced")));
+        assert!(!hosts.allows(&uri("https://xyz.api.infobip.com/")));
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_clear_text_and_odd_urls() {
+        for bad in [
+            "http://api.infobip.com",
+            "ftp://api.infobip.com",
+            "https://",
+            "https://user:pw@api.infobip.com",
+            "https://api.infobip.com/?q=1",
+            "not a url",
+        ] {
+            assert!(BaseUrl::new(bad).is_err(), "{bad}");
+        }
+        for good in ["http://localhost:1", "http://[::1]:2", "http://127.0.0.2"] {
+            assert!(BaseUrl::new(good).is_ok(), "{good}");
+        }
+    }
+}

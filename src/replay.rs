@@ -1,0 +1,203 @@
+//! [`ReplayPolicy`]: which request bodies can be sent a second time after a `401`.
+//!
+//! After a `401` the layer renews the credential and sends the request once more, which needs a
+//! copy of the request taken before the first send. Bodies are opaque streams, so the policy
+//! decides per body *type*, at run time, without any bound on the body type: the layer keeps
+//! working over bodies that cannot be copied (tonic's), and simply hands their `401` back.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
+use http_body_util::{Empty, Full};
+
+/// Copies `src` (a `&B`) into `dst` (an `&mut Option<B>`) when `B` is the cloner's type.
+type CloneFn = dyn Fn(&dyn Any, &mut dyn Any) + Send + Sync;
+
+/// Which request bodies the layer may copy to replay a request after a `401`.
+///
+/// The default copies `Full<Bytes>`, `Empty<Bytes>`, `String`, `Bytes`, `Vec<u8>` and `()`:
+/// ordinary JSON calls to Infobip are replayed with no configuration. Add your own body types
+/// with [`ReplayPolicy::with`] or [`ReplayPolicy::with_fn`], or turn replay off with
+/// [`ReplayPolicy::never`].
+///
+/// ```
+/// use infobip_auth::{InfobipAuthLayer, ReplayPolicy};
+///
+/// #[derive(Clone)]
+/// struct MyBody(bytes::Bytes);
+///
+/// let layer = InfobipAuthLayer::api_key("key")?
+///     .replay(ReplayPolicy::default().with::<MyBody>());
+/// # Ok::<(), infobip_auth::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct ReplayPolicy {
+    cloners: Arc<[(TypeId, &'static str, Arc<CloneFn>)]>,
+}
+
+impl Default for ReplayPolicy {
+    fn default() -> Self {
+        Self::never()
+            .with::<Full<Bytes>>()
+            .with::<Empty<Bytes>>()
+            .with::<String>()
+            .with::<Bytes>()
+            .with::<Vec<u8>>()
+            .with::<()>()
+    }
+}
+
+impl ReplayPolicy {
+    /// Replays nothing: a `401` is handed back after the credential is invalidated.
+    ///
+    /// ```
+    /// # use infobip_auth::ReplayPolicy;
+    /// let policy = ReplayPolicy::never();
+    /// # let _ = policy;
+    /// ```
+    #[must_use]
+    pub fn never() -> Self {
+        Self {
+            cloners: Arc::from([]),
+        }
+    }
+
+    /// Also replays bodies of type `B` by cloning them.
+    ///
+    /// ```
+    /// # use infobip_auth::ReplayPolicy;
+    /// let policy = ReplayPolicy::never().with::<String>();
+    /// # let _ = policy;
+    /// ```
+    #[must_use]
+    pub fn with<B: Clone + 'static>(self) -> Self {
+        self.with_fn(|body: &B| Some(body.clone()))
+    }
+
+    /// Also replays bodies of type `B` with `copy`, which may decline (`None`), for instance
+    /// for a streaming body that has no buffered copy.
+    ///
+    /// ```
+    /// # use infobip_auth::ReplayPolicy;
+    /// use http_body_util::Full;
+    /// use bytes::Bytes;
+    /// // Replay only bodies up to 64 KiB.
+    /// let policy = ReplayPolicy::never().with_fn(|body: &Full<Bytes>| {
+    ///     use http_body::Body as _;
+    ///     (body.size_hint().exact()? <= 64 * 1024).then(|| body.clone())
+    /// });
+    /// # let _ = policy;
+    /// ```
+    #[must_use]
+    pub fn with_fn<B, F>(self, copy: F) -> Self
+    where
+        B: 'static,
+        F: Fn(&B) -> Option<B> + Send + Sync + 'static,
+    {
+        let cloner = move |src: &dyn Any, dst: &mut dyn Any| {
+            if let (Some(src), Some(dst)) = (src.downcast_ref::<B>(), dst.downcast_mut::<Option<B>>()) {
+                *dst = copy(src);
+            }
+        };
+        let mut cloners: Vec<_> = self
+            .cloners
+            .iter()
+            .filter(|(id, _, _)| *id != TypeId::of::<B>())
+            .cloned()
+            .collect();
+        cloners.push((TypeId::of::<B>(), std::any::type_name::<B>(), Arc::new(cloner)));
+        Self {
+            cloners: cloners.into(),
+        }
+    }
+
+    /// A copy of `request`, if its body type can be replayed.
+    pub(crate) fn snapshot<B: 'static>(&self, request: &Request<B>) -> Option<Snapshot<B>> {
+        let (_, _, cloner) = self.cloners.iter().find(|(id, _, _)| *id == TypeId::of::<B>())?;
+        let mut body: Option<B> = None;
+        cloner(request.body(), &mut body);
+        Some(Snapshot {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+            extensions: request.extensions().clone(),
+            body: body?,
+        })
+    }
+}
+
+impl fmt::Debug for ReplayPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.cloners.iter().map(|(_, name, _)| name))
+            .finish()
+    }
+}
+
+/// A request as it was before the layer added its credential.
+pub(crate) struct Snapshot<B> {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+    body: B,
+}
+
+impl<B> Snapshot<B> {
+    pub(crate) fn into_request(self) -> Request<B> {
+        let mut request = Request::new(self.body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers;
+        *request.extensions_mut() = self.extensions;
+        request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NotClone;
+
+    #[test]
+    fn default_copies_the_ordinary_bodies_only() {
+        let policy = ReplayPolicy::default();
+        assert!(policy.snapshot(&Request::new(Full::new(Bytes::from_static(b"{}")))).is_some());
+        assert!(policy.snapshot(&Request::new(Empty::<Bytes>::new())).is_some());
+        assert!(policy.snapshot(&Request::new(String::from("x"))).is_some());
+        assert!(policy.snapshot(&Request::new(Bytes::new())).is_some());
+        assert!(policy.snapshot(&Request::new(Vec::<u8>::new())).is_some());
+        assert!(policy.snapshot(&Request::new(())).is_some());
+        assert!(policy.snapshot(&Request::new(NotClone)).is_none());
+        assert!(ReplayPolicy::never().snapshot(&Request::new(())).is_none());
+    }
+
+    #[test]
+    fn snapshot_keeps_every_part() {
+        let mut request = Request::post("https://api.infobip.com/sms/2/text/advanced")
+            .header("content-type", "application/json")
+            .body(String::from("{\"messages\":[]}"))
+            .unwrap_or_default();
+        request.extensions_mut().insert(7u8);
+        let copy = ReplayPolicy::default().snapshot(&request).map(Snapshot::into_request);
+        let copy = copy.unwrap_or_default();
+        assert_eq!(copy.method(), Method::POST);
+        assert_eq!(copy.uri(), request.uri());
+        assert_eq!(copy.headers(), request.headers());
+        assert_eq!(copy.extensions().get::<u8>(), Some(&7));
+        assert_eq!(copy.body(), request.body());
+    }
+
+    #[test]
+    fn a_declining_copy_means_no_replay() {
+        let policy = ReplayPolicy::default().with_fn(|_: &String| None);
+        assert!(policy.snapshot(&Request::new(String::from("x"))).is_none());
+    }
+}

@@ -1,0 +1,203 @@
+//! Where credentials come from: the [`TokenSource`] trait and one source per Infobip method.
+//!
+//! | source | header | renewed |
+//! |---|---|---|
+//! | [`ApiKey`] | `App <key>` | never: a `401` means the key was revoked or expired |
+//! | [`Basic`] | `Basic <base64(username:password)>` | never |
+//!
+//! Sources are held type-erased as a [`SharedTokenSource`], so the layer has no source type
+//! parameter. Implement [`TokenSource`] for your own credential store:
+//!
+//! ```
+//! use infobip_auth::{Credential, Error, source::TokenSource};
+//! use std::time::Duration;
+//!
+//! /// Reads a token that another process keeps fresh.
+//! #[derive(Debug)]
+//! struct FromVault;
+//!
+//! impl TokenSource for FromVault {
+//!     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
+//!         let token = "token-from-vault"; // read it from your store here
+//!         Ok(Credential::new("Bearer", token)?.expires_in(Duration::from_secs(300)))
+//!     }
+//! }
+//!
+//! let layer = infobip_auth::InfobipAuthLayer::new(FromVault);
+//! # let _ = layer;
+//! ```
+
+mod api_key;
+mod basic;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use api_key::ApiKey;
+pub use basic::Basic;
+
+use crate::{BaseUrl, Credential, Error};
+
+/// Produces credentials for the layer to send.
+///
+/// The layer's cache calls [`fetch`](TokenSource::fetch) at most once at a time per source, in
+/// a task of its own (so a dropped request never cancels a token request half-way), shares the
+/// result with every waiting request, and decides when to renew from the credential's expiry.
+pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
+    /// Makes a new credential. `previous` is the credential it replaces, if any: a source whose
+    /// server allows one live credential at a time (an IBSSO session) ends it first.
+    ///
+    /// # Errors
+    /// The typed [`Error`] of the failed token request; transient ones
+    /// ([`Error::is_transient`]) are retried after a backoff.
+    fn fetch(
+        &self,
+        previous: Option<&Credential>,
+    ) -> impl Future<Output = Result<Credential, Error>> + Send;
+
+    /// Ends `credential` at the server (an IBSSO session's `DELETE /auth/1/session`). Fixed
+    /// credentials have nothing to end.
+    ///
+    /// # Errors
+    /// The typed [`Error`] of the failed request.
+    fn revoke(&self, credential: &Credential) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = credential;
+        std::future::ready(Ok(()))
+    }
+
+    /// Whether a new [`fetch`](TokenSource::fetch) can yield a different credential. `false`
+    /// for fixed keys and passwords: a `401` is then final and is not retried.
+    fn renews(&self) -> bool {
+        true
+    }
+
+    /// The Infobip base URL the credentials are made for. The layer sends them there only;
+    /// `None` means any HTTPS host under `infobip.com`.
+    fn base_url(&self) -> Option<&BaseUrl> {
+        None
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe twin of [`TokenSource`], implemented for every source.
+trait DynTokenSource: fmt::Debug + Send + Sync + 'static {
+    fn fetch<'a>(&'a self, previous: Option<&'a Credential>)
+    -> BoxFuture<'a, Result<Credential, Error>>;
+    fn revoke<'a>(&'a self, credential: &'a Credential) -> BoxFuture<'a, Result<(), Error>>;
+    fn renews(&self) -> bool;
+    fn base_url(&self) -> Option<&BaseUrl>;
+}
+
+impl<T: TokenSource> DynTokenSource for T {
+    fn fetch<'a>(
+        &'a self,
+        previous: Option<&'a Credential>,
+    ) -> BoxFuture<'a, Result<Credential, Error>> {
+        Box::pin(TokenSource::fetch(self, previous))
+    }
+
+    fn revoke<'a>(&'a self, credential: &'a Credential) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(TokenSource::revoke(self, credential))
+    }
+
+    fn renews(&self) -> bool {
+        TokenSource::renews(self)
+    }
+
+    fn base_url(&self) -> Option<&BaseUrl> {
+        TokenSource::base_url(self)
+    }
+}
+
+/// Any [`TokenSource`], type-erased and shared. Every source converts into it with `From`.
+///
+/// ```
+/// use infobip_auth::source::{ApiKey, SharedTokenSource};
+/// let source = SharedTokenSource::from(ApiKey::new("003026bbc133714df1834b8638bb496e")?);
+/// assert!(!source.renews());
+/// # Ok::<(), infobip_auth::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SharedTokenSource(Arc<dyn DynTokenSource>);
+
+impl SharedTokenSource {
+    /// See [`TokenSource::fetch`].
+    ///
+    /// # Errors
+    /// The source's typed [`Error`].
+    ///
+    /// ```
+    /// # use infobip_auth::source::{ApiKey, SharedTokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let source = SharedTokenSource::from(ApiKey::new("key")?);
+    /// assert_eq!(source.fetch(None).await?.header(), "App key");
+    /// # Ok(()) }
+    /// ```
+    pub async fn fetch(&self, previous: Option<&Credential>) -> Result<Credential, Error> {
+        self.0.fetch(previous).await
+    }
+
+    /// See [`TokenSource::revoke`].
+    ///
+    /// # Errors
+    /// The source's typed [`Error`].
+    ///
+    /// ```
+    /// # use infobip_auth::source::{ApiKey, SharedTokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let source = SharedTokenSource::from(ApiKey::new("key")?);
+    /// let key = source.fetch(None).await?;
+    /// source.revoke(&key).await?; // a fixed key has nothing to end
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke(&self, credential: &Credential) -> Result<(), Error> {
+        self.0.revoke(credential).await
+    }
+
+    /// See [`TokenSource::renews`].
+    ///
+    /// ```
+    /// # use infobip_auth::source::{Basic, SharedTokenSource};
+    /// assert!(!SharedTokenSource::from(Basic::new("user", "pw")?).renews());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn renews(&self) -> bool {
+        self.0.renews()
+    }
+
+    /// See [`TokenSource::base_url`].
+    ///
+    /// ```
+    /// # use infobip_auth::source::{ApiKey, SharedTokenSource};
+    /// assert!(SharedTokenSource::from(ApiKey::new("key")?).base_url().is_none());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn base_url(&self) -> Option<&BaseUrl> {
+        self.0.base_url()
+    }
+}
+
+impl<T: TokenSource> From<T> for SharedTokenSource {
+    fn from(source: T) -> Self {
+        Self(Arc::new(source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn _object_safe(_: &dyn DynTokenSource) {}
+
+    fn _send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn shared_source_is_send_and_sync() {
+        _send_sync::<SharedTokenSource>();
+    }
+}
