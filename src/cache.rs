@@ -79,7 +79,11 @@ impl RefreshPolicy {
     /// ```
     #[must_use]
     pub fn refresh_ahead(mut self, fraction: f64) -> Self {
-        self.ahead = if fraction.is_nan() { 0.75 } else { fraction.clamp(0.1, 0.9) };
+        self.ahead = if fraction.is_nan() {
+            0.75
+        } else {
+            fraction.clamp(0.1, 0.9)
+        };
         self
     }
 
@@ -123,8 +127,8 @@ impl RefreshPolicy {
         jittered.max(retry_after.unwrap_or_default())
     }
 
-    /// The deadlines of a credential published at `now`.
-    fn deadlines(&self, credential: &Credential, now: Instant) -> Deadlines {
+    /// The deadlines of a credential last known to be used (or made) at `last_use`.
+    fn deadlines(&self, credential: &Credential, last_use: Instant) -> Deadlines {
         let mut deadlines = Deadlines::default();
         if let (Some(expires), Some(lifetime)) = (credential.expiry(), credential.lifetime()) {
             let margin = (lifetime / 10).min(self.max_wait_margin);
@@ -138,7 +142,7 @@ impl RefreshPolicy {
             };
         }
         if let Some(idle) = credential.idle_limit() {
-            let dies = now + idle.saturating_sub(idle_tick(idle));
+            let dies = last_use + idle.saturating_sub(idle_tick(idle));
             deadlines.wait = Some(deadlines.wait.map_or(dies, |wait| wait.min(dies)));
             deadlines.expires = Some(deadlines.expires.map_or(dies, |at| at.min(dies)));
         }
@@ -177,7 +181,9 @@ impl Deadlines {
     }
 
     fn all(&self) -> impl Iterator<Item = Instant> {
-        [self.refresh, self.wait, self.expires].into_iter().flatten()
+        [self.refresh, self.wait, self.expires]
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -490,7 +496,10 @@ impl CredentialCache {
 
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     // The lock guards plain bookkeeping that is consistent between statements.
-    shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Records a fetch's result (publishing a credential, or starting a backoff) and clears its
@@ -553,29 +562,36 @@ async fn watch(shared: Weak<Shared>, id: u64, published: Instant) {
     let mut announced = published;
     loop {
         let wake = {
-            let Some(shared) = shared.upgrade() else { return };
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
             let slot = shared.slot.load();
             let Some(credential) = slot.credential.as_ref().filter(|_| slot.id == id) else {
                 return;
             };
             let next = slot.deadlines.all().filter(|at| *at > announced).min();
-            let tick = credential.idle_limit().map(|idle| announced + idle_tick(idle));
+            let tick = credential
+                .idle_limit()
+                .map(|idle| announced + idle_tick(idle));
             match next.into_iter().chain(tick).min() {
                 Some(wake) => wake,
                 None => return,
             }
         };
         tokio::time::sleep_until(wake).await;
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         let now = Instant::now();
         let slot = shared.slot.load_full();
         let Some(credential) = slot.credential.as_ref().filter(|_| slot.id == id) else {
             return;
         };
         if credential.idle_limit().is_some() && shared.used.swap(false, Ordering::Relaxed) {
+            // Used since the previous sample, which is all we know: count from that sample.
             let _state = lock(&shared);
             if shared.slot.load().id == id {
-                let deadlines = shared.policy.deadlines(credential, now);
+                let deadlines = shared.policy.deadlines(credential, announced);
                 shared.slot.store(Arc::new(Slot {
                     id,
                     credential: Some(credential.clone()),
@@ -594,7 +610,12 @@ async fn watch(shared: Weak<Shared>, id: u64, published: Instant) {
             let cache = CredentialCache {
                 shared: Arc::clone(&shared),
             };
-            if shared.policy.keep_alive && slot.deadlines.refresh.is_some_and(|at| passed.contains(&at)) {
+            if shared.policy.keep_alive
+                && slot
+                    .deadlines
+                    .refresh
+                    .is_some_and(|at| passed.contains(&at))
+            {
                 cache.refresh_in_background(id);
             }
         }

@@ -76,7 +76,8 @@ impl Credential {
         value.extend_from_slice(scheme.as_bytes());
         value.push(b' ');
         value.extend_from_slice(token.as_bytes());
-        let header = sensitive_header(&value).ok_or(ConfigError::InvalidHeaderValue { what: "token" })?;
+        let header =
+            sensitive_header(&value).ok_or(ConfigError::InvalidHeaderValue { what: "token" })?;
         Ok(Self(Arc::new(Inner {
             header,
             scheme_len: scheme.len(),
@@ -185,7 +186,9 @@ impl Credential {
     /// ```
     #[must_use]
     pub fn scheme(&self) -> &str {
-        self.header_str().get(..self.0.scheme_len).unwrap_or_default()
+        self.header_str()
+            .get(..self.0.scheme_len)
+            .unwrap_or_default()
     }
 
     /// The token itself, without the scheme. It is a secret: the name says so at every use.
@@ -197,7 +200,9 @@ impl Credential {
     /// ```
     #[must_use]
     pub fn expose_token(&self) -> &str {
-        self.header_str().get(self.0.scheme_len + 1..).unwrap_or_default()
+        self.header_str()
+            .get(self.0.scheme_len + 1..)
+            .unwrap_or_default()
     }
 
     fn header_str(&self) -> &str {
@@ -295,7 +300,13 @@ impl fmt::Debug for Credential {
         f.debug_struct("Credential")
             .field("scheme", &self.scheme())
             .field("token", &REDACTED)
-            .field("expires_in", &self.0.expires_at.map(|at| at.saturating_duration_since(Instant::now())))
+            .field(
+                "expires_in",
+                &self
+                    .0
+                    .expires_at
+                    .map(|at| at.saturating_duration_since(Instant::now())),
+            )
             .field("idle_timeout", &self.0.idle_timeout)
             .field("scopes", &self.0.scopes)
             .field("account", &self.0.account)
@@ -369,24 +380,34 @@ mod tests {
         let credential = Credential::new("IBSSO", "s3cr3t-token")?;
         let debug = format!("{credential:?}");
         assert!(!debug.contains("s3cr3t"), "{debug}");
-        assert!(debug.contains("IBSSO") && debug.contains(REDACTED), "{debug}");
+        assert!(
+            debug.contains("IBSSO") && debug.contains(REDACTED),
+            "{debug}"
+        );
         Ok(())
     }
 
     #[test]
     fn splits_scheme_and_token() -> Result<(), ConfigError> {
         let credential = Credential::new("Bearer", "abc.def")?;
-        assert_eq!((credential.scheme(), credential.expose_token()), ("Bearer", "abc.def"));
+        assert_eq!(
+            (credential.scheme(), credential.expose_token()),
+            ("Bearer", "abc.def")
+        );
         Ok(())
     }
 
     #[test]
     fn header_copies_do_not_share_memory() -> Result<(), ConfigError> {
         let credential = Credential::new("App", "k")?;
-        let copy = sensitive_header(credential.header().as_bytes()).ok_or(ConfigError::Empty { what: "x" })?;
+        let copy = sensitive_header(credential.header().as_bytes())
+            .ok_or(ConfigError::Empty { what: "x" })?;
         assert_eq!(&copy, credential.header());
         assert!(copy.is_sensitive());
-        assert_ne!(copy.as_bytes().as_ptr(), credential.header().as_bytes().as_ptr());
+        assert_ne!(
+            copy.as_bytes().as_ptr(),
+            credential.header().as_bytes().as_ptr()
+        );
         Ok(())
     }
 }

@@ -65,7 +65,11 @@ impl<S, B> Check<S, B> {
         }
     }
 
-    pub(crate) fn renewing(id: u64, cache: Arc<CredentialCache>, retry: Option<Retry<S, B>>) -> Self {
+    pub(crate) fn renewing(
+        id: u64,
+        cache: Arc<CredentialCache>,
+        retry: Option<Retry<S, B>>,
+    ) -> Self {
         Self {
             id,
             cache: Some(cache),
@@ -90,7 +94,12 @@ where
         }
     }
 
-    pub(crate) fn waiting(lookup: Lookup, service: S, request: Request<B>, check: Check<S, B>) -> Self {
+    pub(crate) fn waiting(
+        lookup: Lookup,
+        service: S,
+        request: Request<B>,
+        check: Check<S, B>,
+    ) -> Self {
         Self {
             state: State::Waiting {
                 lookup,
@@ -121,7 +130,10 @@ where
         loop {
             let next = match state.as_mut().project() {
                 StateProj::Failed { error } => {
-                    return Poll::Ready(Err(error.take().map_or_else(invalid_credentials, |e| e).into()));
+                    return Poll::Ready(Err(error
+                        .take()
+                        .map_or_else(invalid_credentials, |e| e)
+                        .into()));
                 }
                 StateProj::Waiting {
                     lookup,

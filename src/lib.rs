@@ -25,6 +25,10 @@ mod origin;
 mod replay;
 pub mod scope;
 pub mod source;
+mod transport;
+
+#[cfg(test)]
+mod test_helpers;
 
 pub use cache::RefreshPolicy;
 pub use credential::{Account, Credential, Named};

@@ -53,7 +53,12 @@ impl BaseUrl {
         if authority.host().is_empty() || authority.as_str().contains('@') {
             return Err(invalid("no host, or user information in the URL"));
         }
-        if parts.path_and_query.as_ref().and_then(PathAndQuery::query).is_some() {
+        if parts
+            .path_and_query
+            .as_ref()
+            .and_then(PathAndQuery::query)
+            .is_some()
+        {
             return Err(invalid("a base URL has no query"));
         }
         if scheme == Scheme::HTTP {

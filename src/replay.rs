@@ -98,7 +98,9 @@ impl ReplayPolicy {
         F: Fn(&B) -> Option<B> + Send + Sync + 'static,
     {
         let cloner = move |src: &dyn Any, dst: &mut dyn Any| {
-            if let (Some(src), Some(dst)) = (src.downcast_ref::<B>(), dst.downcast_mut::<Option<B>>()) {
+            if let (Some(src), Some(dst)) =
+                (src.downcast_ref::<B>(), dst.downcast_mut::<Option<B>>())
+            {
                 *dst = copy(src);
             }
         };
@@ -108,7 +110,11 @@ impl ReplayPolicy {
             .filter(|(id, _, _)| *id != TypeId::of::<B>())
             .cloned()
             .collect();
-        cloners.push((TypeId::of::<B>(), std::any::type_name::<B>(), Arc::new(cloner)));
+        cloners.push((
+            TypeId::of::<B>(),
+            std::any::type_name::<B>(),
+            Arc::new(cloner),
+        ));
         Self {
             cloners: cloners.into(),
         }
@@ -116,7 +122,10 @@ impl ReplayPolicy {
 
     /// A copy of `request`, if its body type can be replayed.
     pub(crate) fn snapshot<B: 'static>(&self, request: &Request<B>) -> Option<Snapshot<B>> {
-        let (_, _, cloner) = self.cloners.iter().find(|(id, _, _)| *id == TypeId::of::<B>())?;
+        let (_, _, cloner) = self
+            .cloners
+            .iter()
+            .find(|(id, _, _)| *id == TypeId::of::<B>())?;
         let mut body: Option<B> = None;
         cloner(request.body(), &mut body);
         Some(Snapshot {
@@ -169,8 +178,16 @@ mod tests {
     #[test]
     fn default_copies_the_ordinary_bodies_only() {
         let policy = ReplayPolicy::default();
-        assert!(policy.snapshot(&Request::new(Full::new(Bytes::from_static(b"{}")))).is_some());
-        assert!(policy.snapshot(&Request::new(Empty::<Bytes>::new())).is_some());
+        assert!(
+            policy
+                .snapshot(&Request::new(Full::new(Bytes::from_static(b"{}"))))
+                .is_some()
+        );
+        assert!(
+            policy
+                .snapshot(&Request::new(Empty::<Bytes>::new()))
+                .is_some()
+        );
         assert!(policy.snapshot(&Request::new(String::from("x"))).is_some());
         assert!(policy.snapshot(&Request::new(Bytes::new())).is_some());
         assert!(policy.snapshot(&Request::new(Vec::<u8>::new())).is_some());
@@ -186,7 +203,9 @@ mod tests {
             .body(String::from("{\"messages\":[]}"))
             .unwrap_or_default();
         request.extensions_mut().insert(7u8);
-        let copy = ReplayPolicy::default().snapshot(&request).map(Snapshot::into_request);
+        let copy = ReplayPolicy::default()
+            .snapshot(&request)
+            .map(Snapshot::into_request);
         let copy = copy.unwrap_or_default();
         assert_eq!(copy.method(), Method::POST);
         assert_eq!(copy.uri(), request.uri());

@@ -1,1 +1,310 @@
+use std::time::Duration;
 
+use super::*;
+use crate::test_helpers::{TestSource, transient};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn cache(source: &TestSource) -> CredentialCache {
+    CredentialCache::new(
+        SharedTokenSource::from(source.clone()),
+        RefreshPolicy::default(),
+    )
+}
+
+fn token(result: &Result<(Credential, u64), Error>) -> String {
+    match result {
+        Ok((credential, _)) => credential.expose_token().to_owned(),
+        Err(err) => format!("error: {err}"),
+    }
+}
+
+/// Lets spawned tasks run without moving the paused clock.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_callers_at_an_empty_cache_cause_one_fetch() {
+    let source = TestSource::expiring(HOUR);
+    source.delay(Duration::from_millis(50));
+    let cache = cache(&source);
+    let callers: Vec<_> = (0..1000)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get().await })
+        })
+        .collect();
+    for caller in callers {
+        let result = caller
+            .await
+            .unwrap_or_else(|e| Err(Error::new(ErrorKind::Transport).with_source(e)));
+        assert_eq!(token(&result), "token-1");
+    }
+    assert_eq!(source.fetches(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_callers_at_an_expired_credential_cause_one_fetch() {
+    let source = TestSource::expiring(MINUTE);
+    let cache = cache(&source);
+    assert_eq!(token(&cache.get().await), "token-1");
+    tokio::time::advance(MINUTE * 2).await;
+    source.delay(Duration::from_millis(50));
+    let callers: Vec<_> = (0..1000)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get().await })
+        })
+        .collect();
+    for caller in callers {
+        let result = caller
+            .await
+            .unwrap_or_else(|e| Err(Error::new(ErrorKind::Transport).with_source(e)));
+        assert_eq!(token(&result), "token-2");
+    }
+    assert_eq!(source.fetches(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fresh_credentials_are_served_from_the_private_copy() {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    let mut local = Local::default();
+    assert!(cache.cached(&local).is_none());
+    assert!(matches!(cache.lookup(&mut local), Lookup::Wait(_)));
+    settle().await;
+    assert!(matches!(cache.lookup(&mut local), Lookup::Ready(..)));
+    let (header, _) = cache.cached(&local).map(|(h, id)| (h.clone(), id)).unzip();
+    assert_eq!(
+        header.as_ref().map(|h| h.as_bytes()),
+        Some(&b"Bearer token-1"[..])
+    );
+    assert_eq!(source.fetches(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_ahead_serves_the_current_credential_and_fetches_once_in_the_background() {
+    let source = TestSource::expiring(MINUTE);
+    let cache = cache(&source);
+    let mut local = Local::default();
+    assert_eq!(token(&cache.get().await), "token-1");
+    // Into the advisory window (45 s minus up to 3 s of jitter) but before the mandatory one (54 s).
+    tokio::time::advance(Duration::from_secs(50)).await;
+    settle().await;
+    assert!(
+        cache.cached(&local).is_none(),
+        "the watcher must invalidate private copies"
+    );
+    source.delay(Duration::from_secs(1));
+    for _ in 0..100 {
+        match cache.lookup(&mut local) {
+            Lookup::Ready(credential, _) => assert_eq!(credential.expose_token(), "token-1"),
+            _ => panic!("a caller waited inside the refresh-ahead window"),
+        }
+    }
+    settle().await;
+    tokio::time::advance(Duration::from_millis(1100)).await;
+    settle().await;
+    assert_eq!(source.fetches(), 2);
+    assert_eq!(token(&cache.get().await), "token-2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_one_minute_token_is_not_refreshed_on_every_request() {
+    let source = TestSource::expiring(MINUTE);
+    let cache = cache(&source);
+    let mut local = Local::default();
+    for _ in 0..40 {
+        // Ten minutes of one request every 15 s.
+        let _ = cache.lookup(&mut local);
+        let _ = cache.get().await;
+        tokio::time::advance(Duration::from_secs(15)).await;
+        settle().await;
+    }
+    // Renewed about every 45 s: 600 s / 45 s ≈ 13, never per request.
+    let fetches = source.fetches();
+    assert!((10..=16).contains(&fetches), "{fetches} fetches");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_401_for_an_old_credential_keeps_the_new_one() {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    let (_, old) = cache.get().await.unwrap_or_else(|_| panic!("first fetch"));
+    assert!(cache.invalidate(old));
+    let (new, new_id) = cache.get().await.unwrap_or_else(|_| panic!("second fetch"));
+    assert_eq!(new.expose_token(), "token-2");
+    assert!(
+        !cache.invalidate(old),
+        "a late 401 must not discard the newer credential"
+    );
+    let (current, id) = cache.get().await.unwrap_or_else(|_| panic!("current"));
+    assert_eq!((current.expose_token(), id), ("token-2", new_id));
+    assert_eq!(source.fetches(), 2);
+    assert_eq!(source.previous_tokens(), [None, Some("token-1".to_owned())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_fetch_reaches_every_waiter_and_the_next_try_waits_out_the_backoff() {
+    let source = TestSource::expiring(HOUR);
+    source.delay(Duration::from_millis(10));
+    source.fail_next([transient()]);
+    let cache = cache(&source);
+    let waiters: Vec<_> = (0..50)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get().await })
+        })
+        .collect();
+    for waiter in waiters {
+        let result = waiter
+            .await
+            .unwrap_or_else(|e| Err(Error::new(ErrorKind::Transport).with_source(e)));
+        assert!(
+            matches!(
+                result.as_ref().map_err(Error::kind),
+                Err(ErrorKind::Timeout)
+            ),
+            "{}",
+            token(&result)
+        );
+    }
+    assert_eq!(source.fetches(), 1);
+    // Inside the backoff (at least half of 1 s): the failure again, at once, with no fetch.
+    tokio::time::advance(Duration::from_millis(400)).await;
+    assert!(cache.get().await.is_err());
+    assert_eq!(source.fetches(), 1);
+    // After the backoff (at most 1 s): a new fetch, which succeeds.
+    tokio::time::advance(Duration::from_millis(700)).await;
+    assert_eq!(token(&cache.get().await), "token-2");
+    assert_eq!(source.fetches(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_doubles_and_honours_retry_after() {
+    let policy = RefreshPolicy::default();
+    for failures in 1..=8 {
+        let full = Duration::from_secs(1 << (failures - 1)).min(Duration::from_secs(60));
+        let delay = policy.backoff_delay(failures, None);
+        assert!(delay >= full / 2 && delay <= full, "{failures}: {delay:?}");
+    }
+    let delay = policy.backoff_delay(1, Some(Duration::from_secs(30)));
+    assert!(delay >= Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_spaces_the_next_fetch() {
+    let source = TestSource::expiring(HOUR);
+    source.fail_next([transient().with_retry_after(Duration::from_secs(20))]);
+    let cache = cache(&source);
+    assert!(cache.get().await.is_err());
+    tokio::time::advance(Duration::from_secs(19)).await;
+    assert!(cache.get().await.is_err());
+    assert_eq!(source.fetches(), 1);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(token(&cache.get().await), "token-2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_keeps_serving_a_still_valid_credential() {
+    let source = TestSource::expiring(MINUTE);
+    let cache = cache(&source);
+    assert_eq!(token(&cache.get().await), "token-1");
+    // Past the mandatory threshold (54 s), before expiry (60 s).
+    tokio::time::advance(Duration::from_secs(56)).await;
+    source.fail_next([transient(), transient()]);
+    assert_eq!(token(&cache.get().await), "token-1");
+    assert_eq!(
+        token(&cache.get().await),
+        "token-1",
+        "served during the backoff"
+    );
+    tokio::time::advance(Duration::from_secs(5)).await;
+    // Expired now; the backoff has passed: the next fetch fails and nothing valid is left.
+    assert!(cache.get().await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_caller_does_not_cancel_the_fetch() {
+    let source = TestSource::expiring(HOUR);
+    source.delay(Duration::from_secs(1));
+    let cache = cache(&source);
+    let first = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get().await }
+    });
+    settle().await;
+    first.abort();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(token(&cache.get().await), "token-1");
+    assert_eq!(
+        source.fetches(),
+        1,
+        "the fetch finished on its own and was published"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn sliding_credentials_live_while_used_and_are_replaced_after_an_idle_gap() {
+    let idle = Duration::from_secs(80);
+    let source = TestSource::sliding(idle);
+    let cache = cache(&source);
+    let mut local = Local::default();
+    assert_eq!(token(&cache.get().await), "token-1");
+    // Used every 20 s for ten minutes: the session never dies.
+    for _ in 0..30 {
+        tokio::time::advance(Duration::from_secs(20)).await;
+        settle().await;
+        if cache.cached(&local).is_none() {
+            let _ = cache.lookup(&mut local);
+        }
+    }
+    assert_eq!(source.fetches(), 1);
+    // Idle longer than the session length: the next request gets a new one before sending.
+    tokio::time::advance(Duration::from_secs(100)).await;
+    settle().await;
+    assert!(cache.cached(&local).is_none());
+    assert_eq!(token(&cache.get().await), "token-2");
+    assert_eq!(
+        source.previous_tokens().last(),
+        Some(&Some("token-1".to_owned()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_refreshes_without_requests() {
+    let source = TestSource::expiring(MINUTE);
+    let cache = CredentialCache::new(
+        SharedTokenSource::from(source.clone()),
+        RefreshPolicy::default().keep_alive(true),
+    );
+    assert_eq!(token(&cache.get().await), "token-1");
+    for _ in 0..5 * 60 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle().await;
+    }
+    assert!(
+        source.fetches() >= 6,
+        "{} fetches in five idle minutes",
+        source.fetches()
+    );
+    let (credential, _) = cache.get().await.unwrap_or_else(|_| panic!("kept alive"));
+    assert!(credential.expiry().is_some_and(|at| at > Instant::now()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_runtime_is_a_typed_error_not_a_panic() {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    let outcome = std::thread::spawn(move || match cache.lookup(&mut Local::default()) {
+        Lookup::Failed(err) => matches!(err.kind(), ErrorKind::Config(_)),
+        _ => false,
+    })
+    .join();
+    assert!(matches!(outcome, Ok(true)));
+}

@@ -91,7 +91,17 @@ mod tests {
 
     #[test]
     fn refuses_keys_a_header_cannot_carry() {
-        for key in ["", " ", "a\rb", "a\nb", "a\0b", "a b", "a\u{7f}b", "ключ", "a\u{200b}b"] {
+        for key in [
+            "",
+            " ",
+            "a\rb",
+            "a\nb",
+            "a\0b",
+            "a b",
+            "a\u{7f}b",
+            "ключ",
+            "a\u{200b}b",
+        ] {
             assert_eq!(
                 ApiKey::new(key).err(),
                 Some(ConfigError::InvalidHeaderValue { what: "API key" }),

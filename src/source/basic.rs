@@ -50,7 +50,11 @@ impl Basic {
         if username.contains(':') {
             return Err(ConfigError::ColonInUsername);
         }
-        if username.chars().chain(password.chars()).any(char::is_control) {
+        if username
+            .chars()
+            .chain(password.chars())
+            .any(char::is_control)
+        {
             return Err(ConfigError::InvalidHeaderValue {
                 what: "username or password",
             });
@@ -110,16 +114,28 @@ mod tests {
 
     #[tokio::test]
     async fn encodes_the_seed_and_rfc_examples() -> Result<(), Error> {
-        assert_eq!(header("Aladdin", "openSesame").await?, "Basic QWxhZGRpbjpvcGVuU2VzYW1l");
+        assert_eq!(
+            header("Aladdin", "openSesame").await?,
+            "Basic QWxhZGRpbjpvcGVuU2VzYW1l"
+        );
         assert_eq!(header("test", "123£").await?, "Basic dGVzdDoxMjPCow==");
-        assert_eq!(header("Aladdin", "open sesame").await?, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            header("Aladdin", "open sesame").await?,
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
         Ok(())
     }
 
     #[test]
     fn refuses_bad_usernames_and_control_characters() {
-        assert_eq!(Basic::new("ali:baba", "pw").err(), Some(ConfigError::ColonInUsername));
-        assert_eq!(Basic::new("", "pw").err(), Some(ConfigError::Empty { what: "username" }));
+        assert_eq!(
+            Basic::new("ali:baba", "pw").err(),
+            Some(ConfigError::ColonInUsername)
+        );
+        assert_eq!(
+            Basic::new("", "pw").err(),
+            Some(ConfigError::Empty { what: "username" })
+        );
         assert!(Basic::new("user", "pw\r\n").is_err());
         assert!(Basic::new("us\0er", "pw").is_err());
     }
@@ -127,7 +143,10 @@ mod tests {
     #[test]
     fn debug_redacts_the_password() -> Result<(), ConfigError> {
         let debug = format!("{:?}", Basic::new("Aladdin", "openSesame")?);
-        assert!(!debug.contains("openSesame") && !debug.contains("QWxh"), "{debug}");
+        assert!(
+            !debug.contains("openSesame") && !debug.contains("QWxh"),
+            "{debug}"
+        );
         assert!(debug.contains("Aladdin"), "{debug}");
         Ok(())
     }

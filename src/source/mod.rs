@@ -35,6 +35,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use crate::transport::Transport;
 pub use api_key::ApiKey;
 pub use basic::Basic;
 
@@ -84,8 +85,10 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The object-safe twin of [`TokenSource`], implemented for every source.
 trait DynTokenSource: fmt::Debug + Send + Sync + 'static {
-    fn fetch<'a>(&'a self, previous: Option<&'a Credential>)
-    -> BoxFuture<'a, Result<Credential, Error>>;
+    fn fetch<'a>(
+        &'a self,
+        previous: Option<&'a Credential>,
+    ) -> BoxFuture<'a, Result<Credential, Error>>;
     fn revoke<'a>(&'a self, credential: &'a Credential) -> BoxFuture<'a, Result<(), Error>>;
     fn renews(&self) -> bool;
     fn base_url(&self) -> Option<&BaseUrl>;

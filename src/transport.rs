@@ -1,0 +1,271 @@
+//! [`Transport`]: how token sources reach token endpoints.
+//!
+//! Any `tower` service from `Request<Full<Bytes>>` to `Response<impl Body>` will do: a
+//! hyper-util client, the embedded [`mock`](crate::mock) server's client, a test `service_fn`.
+//! Answers are read up to a size limit, and each exchange has a timeout.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+use tower::ServiceExt as _;
+use tower::util::BoxCloneSyncService;
+use tower_service::Service;
+use zeroize::Zeroizing;
+
+use crate::{ApiError, BoxError, Error, ErrorKind};
+
+/// A token endpoint's answer, read whole.
+pub(crate) type Answer = Response<Bytes>;
+
+/// Any client's answer body, boxed.
+type AnyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The HTTP client token sources use, with a response size limit and a timeout.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use infobip_auth::source::Transport;
+/// use std::time::Duration;
+///
+/// let client = tower::service_fn(|_: Request<Full<Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+/// });
+/// let transport = Transport::new(client)
+///     .timeout(Duration::from_secs(5))
+///     .max_response_bytes(16 * 1024);
+/// # let _ = transport;
+/// ```
+#[derive(Clone)]
+pub struct Transport {
+    service: BoxCloneSyncService<Request<Full<Bytes>>, Response<AnyBody>, BoxError>,
+    timeout: Duration,
+    limit: usize,
+}
+
+/// Token answers are a few hundred bytes; 64 KiB leaves room for an account with many roles.
+const DEFAULT_LIMIT: usize = 64 * 1024;
+/// Long enough for a slow token endpoint, short enough that waiting requests are not stuck.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Transport {
+    /// Wraps an HTTP client service.
+    ///
+    /// ```
+    /// # use bytes::Bytes;
+    /// # use http::{Request, Response};
+    /// # use http_body_util::Full;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    /// let transport = infobip_auth::source::Transport::new(client);
+    /// # let _ = transport;
+    /// ```
+    pub fn new<S, B>(service: S) -> Self
+    where
+        S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let service = service
+            .map_err(Into::into)
+            .map_response(|response: Response<B>| {
+                response.map(|body| body.map_err(Into::into).boxed_unsync())
+            });
+        Self {
+            service: BoxCloneSyncService::new(service),
+            timeout: DEFAULT_TIMEOUT,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+
+    /// The longest a token exchange may take, answer included (default 30 s).
+    ///
+    /// ```
+    /// # use infobip_auth::source::Transport;
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// let transport = transport.timeout(std::time::Duration::from_secs(10));
+    /// # let _ = transport;
+    /// ```
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest answer read, in bytes (default 64 KiB); a larger one is
+    /// [`ErrorKind::ResponseTooLarge`].
+    ///
+    /// ```
+    /// # use infobip_auth::source::Transport;
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// let transport = transport.max_response_bytes(8 * 1024);
+    /// # let _ = transport;
+    /// ```
+    #[must_use]
+    pub fn max_response_bytes(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Sends `request`, reads the answer whole (up to the limit) within the timeout.
+    pub(crate) async fn send(&self, request: Request<Full<Bytes>>) -> Result<Answer, Error> {
+        let limit = self.limit;
+        let exchange = async {
+            let response = self
+                .service
+                .clone()
+                .oneshot(request)
+                .await
+                .map_err(transport)?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, limit).collect().await.map_err(|err| {
+                if err.is::<LengthLimitError>() {
+                    Error::new(ErrorKind::ResponseTooLarge { limit })
+                } else {
+                    transport(err)
+                }
+            })?;
+            Ok(Response::from_parts(parts, body.to_bytes()))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| Error::new(ErrorKind::Timeout))?
+    }
+
+    /// POSTs a form (`application/x-www-form-urlencoded`) whose values may be secrets.
+    pub(crate) async fn post_form(
+        &self,
+        uri: Uri,
+        fields: &[(&str, &str)],
+    ) -> Result<Answer, Error> {
+        let body = serde_urlencoded::to_string(fields).map_err(|_| {
+            Error::new(ErrorKind::MalformedResponse {
+                reason: "a form field could not be encoded".into(),
+            })
+        })?;
+        let body = Zeroizing::new(body);
+        self.post(uri, "application/x-www-form-urlencoded", body.as_bytes())
+            .await
+    }
+
+    /// POSTs a JSON document whose values may be secrets.
+    pub(crate) async fn post_json(
+        &self,
+        uri: Uri,
+        json: &serde_json::Value,
+    ) -> Result<Answer, Error> {
+        let body = Zeroizing::new(serde_json::to_vec(json).unwrap_or_default());
+        self.post(uri, "application/json", &body).await
+    }
+
+    async fn post(
+        &self,
+        uri: Uri,
+        content_type: &'static str,
+        body: &[u8],
+    ) -> Result<Answer, Error> {
+        let body = Bytes::from_owner(Zeroizing::new(body.to_vec()));
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(CONTENT_TYPE, content_type)
+            .header(ACCEPT, "application/json")
+            .body(Full::new(body))
+            .map_err(transport)?;
+        self.send(request).await
+    }
+
+    /// Sends a request with only an `Authorization` header (ending an IBSSO session).
+    pub(crate) async fn send_authorized(
+        &self,
+        method: Method,
+        uri: Uri,
+        authorization: &HeaderValue,
+    ) -> Result<Answer, Error> {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::AUTHORIZATION, authorization.clone())
+            .header(ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(transport)?;
+        self.send(request).await
+    }
+}
+
+fn transport(err: impl Into<BoxError>) -> Error {
+    Error::new(ErrorKind::Transport).with_source(err)
+}
+
+/// Turns an error status into its typed [`Error`]: `401` is
+/// [`InvalidCredentials`](ErrorKind::InvalidCredentials), anything else not `2xx`
+/// [`TokenEndpoint`](ErrorKind::TokenEndpoint), with `Retry-After` kept.
+pub(crate) fn check_status(answer: &Answer) -> Result<(), Error> {
+    let status = answer.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let api = ApiError::from_body(status, answer.body());
+    let error = if status == StatusCode::UNAUTHORIZED {
+        Error::new(ErrorKind::InvalidCredentials(api))
+    } else {
+        Error::new(ErrorKind::TokenEndpoint(api))
+    };
+    Err(match retry_after(answer) {
+        Some(delay) => error.with_retry_after(delay),
+        None => error,
+    })
+}
+
+/// Reads a successful JSON answer into `T`. The reason given for a malformed answer never
+/// quotes the body, which may hold a token.
+pub(crate) fn json<T: DeserializeOwned>(answer: &Answer) -> Result<T, Error> {
+    check_status(answer)?;
+    serde_json::from_slice(answer.body()).map_err(|err| {
+        let what = match err.classify() {
+            serde_json::error::Category::Io | serde_json::error::Category::Syntax => "not JSON",
+            serde_json::error::Category::Eof => "truncated JSON",
+            serde_json::error::Category::Data => "JSON of an unexpected shape",
+        };
+        Error::new(ErrorKind::MalformedResponse {
+            reason: format!("{what} (line {}, column {})", err.line(), err.column()),
+        })
+    })
+}
+
+/// `Retry-After` in seconds (the form Infobip uses); HTTP dates are not honoured.
+fn retry_after(answer: &Answer) -> Option<Duration> {
+    let seconds: u64 = answer
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(3600)))
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("timeout", &self.timeout)
+            .field("max_response_bytes", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
