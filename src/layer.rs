@@ -407,3 +407,6 @@ impl<S: Clone> InfobipAuth<S> {
         ResponseFuture::sent(self.inner.call(request), Some(check))
     }
 }
+
+#[cfg(test)]
+mod tests;
