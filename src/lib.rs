@@ -6,4 +6,4 @@ mod error;
 pub mod scope;
 
 pub use error::{ApiError, BoxError, ConfigError, Error, ErrorKind, Forbidden};
-pub use scope::{Scope, Scopes};
+pub use scope::{AuthScheme, Catalog, Scope, Scopes};
