@@ -5,17 +5,18 @@
 //! a [`LazyLock`]. Why not a generated Rust module: the [`matchit`] routers have to be built at
 //! run time either way (they cannot be `const`), so generated code would only save parsing 943
 //! short lines, once — well under a millisecond — at the price of a generator, a large checked-in
-//! file and a test keeping the two in sync. Lookups cost the same in both designs: one scan of at
-//! most seven methods and one radix-tree walk. To update the table, replace the TSV file; the
-//! tests check every row.
+//! file and a test keeping the two in sync. Lookups cost the same in both designs: a scan of at
+//! most seven methods and a walk of one to four radix trees (see `routes.rs`), with no
+//! allocation. To update the table, replace the TSV file; the tests check every row.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 use http::Method;
-use matchit::{InsertError, Router};
+use matchit::InsertError;
 
+use super::routes::{Routes, shape};
 use super::{AuthScheme, Scopes};
 use crate::error::ConfigError;
 
@@ -117,9 +118,8 @@ impl Operation<'_> {
 #[derive(Clone, Default)]
 struct Table {
     entries: Vec<Entry>,
-    /// One router per method; values index `entries`. A `Vec`, not a map: there are at most
-    /// seven methods and comparing standard methods is cheap.
-    routers: Vec<(Method, Router<usize>)>,
+    /// Path templates → index in `entries`.
+    routes: Routes,
     /// `(method, template with parameter names removed)` → index in `entries`, so that
     /// `/x/{a}` and `/x/{b}` are recognised as the same operation.
     shapes: HashMap<(Method, String), usize>,
@@ -149,7 +149,11 @@ impl Entry {
 impl Table {
     /// Adds `entry`, or replaces the entry for the same method and template shape.
     fn insert(&mut self, entry: Entry) -> Result<(), ConfigError> {
-        let key = (entry.method.clone(), shape(&entry.template)?);
+        let shape = shape(&entry.template).map_err(|reason| ConfigError::Invalid {
+            what: "path template",
+            reason,
+        })?;
+        let key = (entry.method.clone(), shape);
         if let Some(&index) = self.shapes.get(&key)
             && let Some(slot) = self.entries.get_mut(index)
         {
@@ -157,18 +161,9 @@ impl Table {
             return Ok(());
         }
         let index = self.entries.len();
-        let position = match self.routers.iter().position(|(m, _)| *m == entry.method) {
-            Some(position) => position,
-            None => {
-                self.routers.push((entry.method.clone(), Router::new()));
-                self.routers.len() - 1
-            }
-        };
-        if let Some((_, router)) = self.routers.get_mut(position) {
-            router
-                .insert(entry.template.to_string(), index)
-                .map_err(template_error)?;
-        }
+        self.routes
+            .insert(&entry.method, &entry.template, &key.1, index)
+            .map_err(template_error)?;
         self.entries.push(entry);
         self.shapes.insert(key, index);
         Ok(())
@@ -255,9 +250,8 @@ impl Catalog {
     /// ```
     #[must_use]
     pub fn lookup(&self, method: &Method, path: &str) -> Option<Operation<'_>> {
-        let (_, router) = self.table.routers.iter().find(|(m, _)| m == method)?;
-        let found = router.at(path_only(path)).ok()?;
-        self.table.entries.get(*found.value).map(Entry::operation)
+        let index = self.table.routes.at(method, path_only(path))?;
+        self.table.entries.get(index).map(Entry::operation)
     }
 
     /// Every operation, in the order they were added.
@@ -352,41 +346,6 @@ fn dedup(schemes: &[AuthScheme]) -> Vec<AuthScheme> {
         }
     }
     out
-}
-
-/// The template with every parameter name removed (`/x/{id}` → `/x/{}`), so that two templates
-/// differing only in names are one operation. Escaped braces (`{{`, `}}`) stay as they are.
-fn shape(template: &str) -> Result<String, ConfigError> {
-    let malformed = |reason| ConfigError::Invalid {
-        what: "path template",
-        reason,
-    };
-    if !template.starts_with('/') {
-        return Err(malformed("must start with `/`"));
-    }
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(i) = rest.find(['{', '}']) {
-        let (before, after) = rest.split_at(i);
-        out.push_str(before);
-        if let Some(tail) = after
-            .strip_prefix("{{")
-            .or_else(|| after.strip_prefix("}}"))
-        {
-            out.push_str(&after[..2]);
-            rest = tail;
-        } else if let Some(param) = after.strip_prefix('{') {
-            let end = param
-                .find('}')
-                .ok_or_else(|| malformed("has a `{` without its `}`"))?;
-            out.push_str(if param.starts_with('*') { "{*}" } else { "{}" });
-            rest = &param[end + 1..];
-        } else {
-            return Err(malformed("has a `}` without its `{`"));
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 fn template_error(err: InsertError) -> ConfigError {
@@ -603,11 +562,18 @@ mod tests {
     }
 
     #[test]
-    fn shapes_ignore_parameter_names() -> Result<(), ConfigError> {
-        assert_eq!(shape("/a/{x}/b/{y}")?, "/a/{}/b/{}");
-        assert_eq!(shape("/a/{*rest}")?, "/a/{*}");
-        assert_eq!(shape("/a/{{lit}}/{x}")?, "/a/{{lit}}/{}");
-        Ok(())
+    fn the_built_in_table_needs_few_routers() {
+        let catalog = Catalog::infobip();
+        for method in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
+            let layers = catalog.table.routes.layers(&method);
+            assert!((1..=4).contains(&layers), "{method}: {layers}");
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@
 
 mod catalog;
 mod classify;
+mod routes;
 mod scheme;
 mod set;
 
