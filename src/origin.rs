@@ -145,7 +145,8 @@ impl fmt::Debug for BaseUrl {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` (a name or an IP literal, brackets allowed) is this machine.
+pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())

@@ -7,12 +7,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Full};
 use serde::de::DeserializeOwned;
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
@@ -132,15 +132,24 @@ impl Transport {
                 .oneshot(request)
                 .await
                 .map_err(transport)?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, limit).collect().await.map_err(|err| {
-                if err.is::<LengthLimitError>() {
-                    Error::new(ErrorKind::ResponseTooLarge { limit })
-                } else {
-                    transport(err)
+            let (parts, mut body) = response.into_parts();
+            // Read frame by frame rather than through `Limited`: its `B::Error: Into<BoxError>`
+            // bound makes every `async fn` awaiting it fail rustc's higher-ranked `Send` check
+            // (rust-lang/rust#102211), and token sources' futures must be `Send`.
+            if body.size_hint().lower() > limit as u64 {
+                return Err(Error::new(ErrorKind::ResponseTooLarge { limit }));
+            }
+            let mut read = BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame.map_err(transport)?.into_data() else {
+                    continue; // trailers
+                };
+                if read.len() + data.len() > limit {
+                    return Err(Error::new(ErrorKind::ResponseTooLarge { limit }));
                 }
-            })?;
-            Ok(Response::from_parts(parts, body.to_bytes()))
+                read.extend_from_slice(&data);
+            }
+            Ok(Response::from_parts(parts, read.freeze()))
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
@@ -267,5 +276,48 @@ impl fmt::Debug for Transport {
             .field("timeout", &self.timeout)
             .field("max_response_bytes", &self.limit)
             .finish_non_exhaustive()
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn _is_send<T: Send>(_: &T) {}
+
+    /// Compile-time check: token sources await these inside `fetch`, whose future must be
+    /// `Send` (see the note in [`Transport::send`]).
+    fn _futures_are_send(transport: &Transport, uri: Uri, value: String) {
+        let fields = [("name", value.as_str())];
+        _is_send(&transport.post_form(uri.clone(), &fields));
+        _is_send(&transport.post_json(uri, &serde_json::Value::Null));
+    }
+
+    fn answering(body: &'static [u8]) -> Transport {
+        Transport::new(tower::service_fn(
+            move |_: Request<Full<Bytes>>| async move {
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
+                    body,
+                ))))
+            },
+        ))
+    }
+
+    #[tokio::test]
+    async fn reads_answers_up_to_the_limit_and_no_further() -> Result<(), Error> {
+        let uri = Uri::from_static("http://127.0.0.1/token");
+        let answer = answering(b"0123456789")
+            .max_response_bytes(10)
+            .post_form(uri.clone(), &[])
+            .await?;
+        assert_eq!(answer.body().as_ref(), b"0123456789");
+        let refused = answering(b"0123456789A")
+            .max_response_bytes(10)
+            .post_form(uri, &[])
+            .await;
+        assert!(matches!(
+            refused.as_ref().map_err(Error::kind),
+            Err(ErrorKind::ResponseTooLarge { limit: 10 })
+        ));
+        Ok(())
     }
 }

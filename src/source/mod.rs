@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | [`ApiKey`] | `App <key>` | never: a `401` means the key was revoked or expired |
 //! | [`Basic`] | `Basic <base64(username:password)>` | never |
+//! | [`AuthCode`] (Exchange OAuth, [module docs](auth_code)) | `{tokenType} {token}` (`IBSSO <token>`) | about every 45 s of its one-minute life (`grant_type=refresh_token`); while idle too with [`RefreshPolicy::keep_alive`](crate::RefreshPolicy::keep_alive); once expired, [`ReauthorizationRequired`](crate::ErrorKind::ReauthorizationRequired) |
 //!
 //! Sources are held type-erased as a [`SharedTokenSource`], so the layer has no source type
 //! parameter. Implement [`TokenSource`] for your own credential store:
@@ -28,7 +29,9 @@
 //! ```
 
 mod api_key;
+pub mod auth_code;
 mod basic;
+mod pkce;
 
 use std::fmt;
 use std::future::Future;
@@ -37,6 +40,10 @@ use std::sync::Arc;
 
 pub use crate::transport::Transport;
 pub use api_key::ApiKey;
+pub use auth_code::{
+    AuthCode, AuthCodeFlow, AuthorizationGrant, MemoryStore, PendingAuthorization, StoredToken,
+    TokenStore,
+};
 pub use basic::Basic;
 
 use crate::{BaseUrl, Credential, Error};

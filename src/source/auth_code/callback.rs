@@ -1,0 +1,469 @@
+//! The two halves of a redirect: [`PendingAuthorization`], kept by the app while the user is
+//! at Infobip, and [`AuthorizationGrant`], what a checked callback yields.
+
+use std::fmt;
+
+use serde::de::Deserializer;
+use serde::ser::{SerializeStruct as _, Serializer};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
+use zeroize::Zeroizing;
+
+use crate::credential::REDACTED;
+use crate::source::pkce;
+use crate::{ConfigError, Error, ErrorKind};
+
+/// What an app keeps between sending the user to Infobip and the callback: the `state` it sent
+/// and, for a public client, the PKCE verifier whose challenge it sent.
+///
+/// Keep it where only this user's callback finds it (a server-side session, an encrypted
+/// cookie): it serializes with `serde`, verifier included. `Debug` prints neither value.
+///
+/// ```
+/// use infobip_auth::source::PendingAuthorization;
+/// let pending = PendingAuthorization::new("xyz", None)?;
+/// assert_eq!(pending.state(), "xyz");
+/// let json = serde_json::to_string(&pending)?;
+/// let back: PendingAuthorization = serde_json::from_str(&json)?;
+/// assert_eq!(back.state(), "xyz");
+/// assert!(!format!("{pending:?}").contains("xyz"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct PendingAuthorization {
+    state: Zeroizing<String>,
+    verifier: Option<Zeroizing<String>>,
+}
+
+/// The longest `state` accepted, in bytes; Infobip's own are a few dozen characters.
+const MAX_STATE_LEN: usize = 512;
+
+impl PendingAuthorization {
+    /// Rebuilds a pending authorization from its parts, for apps that keep them separately.
+    /// [`AuthCodeFlow::authorize_url`](super::AuthCodeFlow::authorize_url) makes new ones.
+    ///
+    /// # Errors
+    /// [`ConfigError::Empty`] for an empty state; [`ConfigError::Invalid`] for a state longer
+    /// than 512 bytes or holding control characters, or a verifier outside RFC 7636's 43–128
+    /// characters of `A–Z a–z 0–9 - . _ ~`.
+    ///
+    /// ```
+    /// use infobip_auth::source::PendingAuthorization;
+    /// let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    /// let pending = PendingAuthorization::new("xyz", Some(verifier))?;
+    /// assert_eq!(pending.expose_verifier(), Some(verifier));
+    /// assert!(PendingAuthorization::new("xyz", Some("too-short")).is_err());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn new(state: &str, verifier: Option<&str>) -> Result<Self, ConfigError> {
+        check_state(state)?;
+        if let Some(verifier) = verifier
+            && !pkce::is_verifier(verifier)
+        {
+            return Err(ConfigError::Invalid {
+                what: "PKCE code verifier",
+                reason: "it must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)",
+            });
+        }
+        Ok(Self {
+            state: Zeroizing::new(state.to_owned()),
+            verifier: verifier.map(|v| Zeroizing::new(v.to_owned())),
+        })
+    }
+
+    pub(crate) fn from_parts(
+        state: Zeroizing<String>,
+        verifier: Option<Zeroizing<String>>,
+    ) -> Self {
+        Self { state, verifier }
+    }
+
+    /// The `state` sent with the authorization request (and expected back in the callback).
+    ///
+    /// ```
+    /// # use infobip_auth::source::PendingAuthorization;
+    /// assert_eq!(PendingAuthorization::new("xyz", None)?.state(), "xyz");
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn state(&self) -> &str {
+        &self.state
+    }
+
+    /// The PKCE code verifier, for public clients. A secret until the code is exchanged.
+    ///
+    /// ```
+    /// # use infobip_auth::source::PendingAuthorization;
+    /// assert_eq!(PendingAuthorization::new("xyz", None)?.expose_verifier(), None);
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn expose_verifier(&self) -> Option<&str> {
+        self.verifier.as_deref().map(String::as_str)
+    }
+
+    /// Checks a callback against this authorization, before any network call: the `state` in
+    /// constant time, `error=…` from Infobip, and the code's form (16 hexadecimal characters).
+    pub(crate) fn check(&self, callback: &str) -> Result<AuthorizationGrant, Error> {
+        let params = CallbackParams::parse(callback)?;
+        if let Some(state) = &params.state
+            && !bool::from(state.as_bytes().ct_eq(self.state.as_bytes()))
+        {
+            return Err(invalid(
+                "the state does not match the authorization request",
+            ));
+        }
+        if let Some(error) = params.error {
+            return Err(Error::new(ErrorKind::AuthorizationDenied {
+                error: printable(&error),
+                description: params.error_description.as_deref().map(printable),
+            }));
+        }
+        if params.state.is_none() {
+            return Err(invalid("the callback has no state"));
+        }
+        let code = params
+            .code
+            .ok_or_else(|| invalid("the callback has neither a code nor an error"))?;
+        if code.len() != 16 || !code.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid("the code is not 16 hexadecimal characters"));
+        }
+        Ok(AuthorizationGrant {
+            code,
+            verifier: self.verifier.clone(),
+        })
+    }
+}
+
+fn check_state(state: &str) -> Result<(), ConfigError> {
+    if state.is_empty() {
+        return Err(ConfigError::Empty { what: "state" });
+    }
+    if state.len() > MAX_STATE_LEN || state.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid {
+            what: "state",
+            reason: "it must be at most 512 bytes without control characters",
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn checked_state(state: &str) -> Result<Zeroizing<String>, ConfigError> {
+    check_state(state)?;
+    Ok(Zeroizing::new(state.to_owned()))
+}
+
+fn invalid(reason: &str) -> Error {
+    Error::new(ErrorKind::InvalidCallback {
+        reason: reason.to_owned(),
+    })
+}
+
+/// The longest `error` or `error_description` kept, in characters.
+const MAX_ERROR_LEN: usize = 200;
+
+/// Infobip's words, bounded and without control characters, fit for an error message.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_ERROR_LEN)
+        .collect()
+}
+
+/// The query of a callback, each parameter at most once.
+#[derive(Default)]
+struct CallbackParams {
+    code: Option<Zeroizing<String>>,
+    state: Option<Zeroizing<String>>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The longest callback read, in bytes: a code, a state and an error description fit easily.
+const MAX_CALLBACK_LEN: usize = 8 * 1024;
+
+impl CallbackParams {
+    /// Reads the query of `callback`: a whole URL, a path with a query, or the bare query.
+    fn parse(callback: &str) -> Result<Self, Error> {
+        if callback.len() > MAX_CALLBACK_LEN {
+            return Err(invalid("the callback is longer than 8 KiB"));
+        }
+        let without_fragment = callback.split('#').next().unwrap_or_default();
+        let query = match without_fragment.split_once('?') {
+            Some((_, query)) => query,
+            None if without_fragment.contains('=') => without_fragment,
+            None => return Err(invalid("the callback has no query")),
+        };
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|_| invalid("the callback's query cannot be read"))?;
+        let mut params = Self::default();
+        for (name, value) in pairs {
+            let value = Zeroizing::new(value);
+            let duplicate = match name.as_str() {
+                "code" => params.code.replace(value).is_some(),
+                "state" => params.state.replace(value).is_some(),
+                "error" => params.error.replace(value.to_string()).is_some(),
+                "error_description" => params
+                    .error_description
+                    .replace(value.to_string())
+                    .is_some(),
+                _ => false, // RFC 6749 §4.1.2: unknown parameters are ignored
+            };
+            if duplicate {
+                return Err(Error::new(ErrorKind::InvalidCallback {
+                    reason: format!("the parameter `{}` appears twice", printable(&name)),
+                }));
+            }
+        }
+        Ok(params)
+    }
+}
+
+impl fmt::Debug for PendingAuthorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingAuthorization")
+            .field("state", &REDACTED)
+            .field("verifier", &self.verifier.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+impl Serialize for PendingAuthorization {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("PendingAuthorization", 2)?;
+        out.serialize_field("state", self.state.as_str())?;
+        out.serialize_field("verifier", &self.expose_verifier())?;
+        out.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for PendingAuthorization {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            state: String,
+            #[serde(default)]
+            verifier: Option<String>,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        let (state, verifier) = (
+            Zeroizing::new(wire.state),
+            wire.verifier.map(Zeroizing::new),
+        );
+        Self::new(&state, verifier.as_deref().map(String::as_str)).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A checked callback: the authorization code (and the PKCE verifier, for a public client),
+/// ready for [`AuthCodeFlow::exchange`](super::AuthCodeFlow::exchange). The code can be
+/// exchanged once, within a minute of the redirect. `Debug` prints neither value.
+pub struct AuthorizationGrant {
+    code: Zeroizing<String>,
+    verifier: Option<Zeroizing<String>>,
+}
+
+impl AuthorizationGrant {
+    /// The authorization code: 16 hexadecimal characters. A secret until it is exchanged.
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, PendingAuthorization, Transport};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// let pending = PendingAuthorization::new("xyz", None)?;
+    /// let grant = flow.callback(&pending, "https://www.my-app.com/?code=822762fa24e04975&state=xyz")?;
+    /// assert_eq!(grant.expose_code(), "822762fa24e04975");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn expose_code(&self) -> &str {
+        &self.code
+    }
+
+    pub(crate) fn verifier(&self) -> Option<&str> {
+        self.verifier.as_deref().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for AuthorizationGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationGrant")
+            .field("code", &REDACTED)
+            .field("verifier", &self.verifier.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CODE: &str = "822762fa24e04975";
+
+    fn pending() -> Result<PendingAuthorization, ConfigError> {
+        PendingAuthorization::new("xyz", None)
+    }
+
+    fn reason(result: Result<AuthorizationGrant, Error>) -> String {
+        match result.map_err(|e| e.kind().clone()) {
+            Err(ErrorKind::InvalidCallback { reason }) => reason,
+            other => format!("not an invalid callback: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_a_url_a_path_or_a_bare_query() -> Result<(), Error> {
+        let pending = pending()?;
+        for callback in [
+            format!("https://www.my-app.com/?code={CODE}&state=xyz"),
+            format!("/callback?state=xyz&code={CODE}#fragment"),
+            format!("code={CODE}&state=xyz&extra=ignored"),
+            format!(
+                "https://app.example/cb?tenant=1&code={}&state=xyz",
+                CODE.to_uppercase()
+            ),
+        ] {
+            let grant = pending.check(&callback)?;
+            assert!(grant.expose_code().eq_ignore_ascii_case(CODE), "{callback}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_mismatches_with_typed_reasons() -> Result<(), ConfigError> {
+        let pending = pending()?;
+        let cases = [
+            (format!("?code={CODE}&state=xy"), "state does not match"),
+            (format!("?code={CODE}&state=xyzz"), "state does not match"),
+            (format!("?code={CODE}&state="), "state does not match"),
+            (format!("?code={CODE}"), "no state"),
+            ("?state=xyz".to_owned(), "neither a code nor an error"),
+            (
+                "?code=822762fa24e0497&state=xyz".to_owned(),
+                "16 hexadecimal",
+            ),
+            (
+                "?code=822762fa24e04975a&state=xyz".to_owned(),
+                "16 hexadecimal",
+            ),
+            (
+                "?code=822762fa24e0497g&state=xyz".to_owned(),
+                "16 hexadecimal",
+            ),
+            (
+                format!("?code={CODE}&code={CODE}&state=xyz"),
+                "`code` appears twice",
+            ),
+            (
+                format!("?code={CODE}&state=xyz&state=xyz"),
+                "`state` appears twice",
+            ),
+            ("https://www.my-app.com/".to_owned(), "no query"),
+            (
+                format!("?code={CODE}&state=xyz&{}", "a".repeat(9000)),
+                "8 KiB",
+            ),
+        ];
+        for (callback, expected) in cases {
+            let got = reason(pending.check(&callback));
+            assert!(got.contains(expected), "{callback:.60}: {got}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_error_from_infobip_is_authorization_denied() -> Result<(), ConfigError> {
+        let pending = pending()?;
+        let err = pending
+            .check("?error=access_denied&error_description=The+user+cancelled&state=xyz")
+            .err()
+            .map(|e| e.kind().clone());
+        assert_eq!(
+            err,
+            Some(ErrorKind::AuthorizationDenied {
+                error: "access_denied".into(),
+                description: Some("The user cancelled".into()),
+            })
+        );
+        // A cancelled authorization may come back without its state…
+        let err = pending.check("?error=access_denied").err();
+        assert!(matches!(
+            err.as_ref().map(Error::kind),
+            Some(ErrorKind::AuthorizationDenied {
+                description: None,
+                ..
+            })
+        ));
+        // …but one with another flow's state is not ours to report.
+        let err = pending.check("?error=access_denied&state=other").err();
+        assert!(matches!(
+            err.as_ref().map(Error::kind),
+            Some(ErrorKind::InvalidCallback { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn error_text_is_bounded_and_printable() -> Result<(), ConfigError> {
+        let long = format!(
+            "?error=x%0D%0AInjected:+1&error_description={}",
+            "d".repeat(500)
+        );
+        let err = pending()?.check(&long).err();
+        let Some(ErrorKind::AuthorizationDenied { error, description }) =
+            err.as_ref().map(Error::kind)
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(error, "x  Injected: 1");
+        assert_eq!(description.as_ref().map(String::len), Some(MAX_ERROR_LEN));
+        Ok(())
+    }
+
+    #[test]
+    fn errors_never_quote_the_code() -> Result<(), ConfigError> {
+        let pending = pending()?;
+        for callback in [
+            "?code=deadbeefdeadbeefff&state=xyz",
+            "?code=deadbeefdeadbeef&state=no",
+        ] {
+            let err = pending.check(callback).err().map(|e| format!("{e} {e:?}"));
+            let err = err.unwrap_or_default();
+            assert!(!err.is_empty() && !err.contains("deadbeef"), "{err}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn debug_redacts_state_verifier_and_code() -> Result<(), Error> {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let pending = PendingAuthorization::new("s3cret-state", Some(verifier))?;
+        let grant = pending.check(&format!("?code={CODE}&state=s3cret-state"))?;
+        let debug = format!("{pending:?} {grant:?}");
+        for secret in ["s3cret-state", verifier, CODE] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert_eq!(grant.verifier(), Some(verifier));
+        Ok(())
+    }
+
+    #[test]
+    fn serde_round_trip_checks_what_it_reads() -> Result<(), Box<dyn std::error::Error>> {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let pending = PendingAuthorization::new("xyz", Some(verifier))?;
+        let json = serde_json::to_string(&pending)?;
+        let back: PendingAuthorization = serde_json::from_str(&json)?;
+        assert_eq!(
+            (back.state(), back.expose_verifier()),
+            ("xyz", Some(verifier))
+        );
+        let bad =
+            serde_json::from_str::<PendingAuthorization>(r#"{"state":"xyz","verifier":"short"}"#);
+        assert!(bad.is_err());
+        assert!(serde_json::from_str::<PendingAuthorization>(r#"{"state":""}"#).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,592 @@
+//! [`AuthCodeFlow`]: one Exchange app's side of the authorization-code flow, and its
+//! [`Builder`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::Uri;
+use http::uri::Scheme;
+use zeroize::Zeroizing;
+
+use super::callback::{AuthorizationGrant, PendingAuthorization, checked_state};
+use super::store::{SharedStore, TokenStore};
+use super::{AuthCode, TOKEN_PATH, parse_token};
+use crate::credential::REDACTED;
+use crate::origin::is_loopback;
+use crate::source::{Transport, pkce};
+use crate::transport::check_status;
+use crate::{BaseUrl, ConfigError, Error, ErrorKind};
+
+/// Where the user approves the app (seed 002, "Authorize endpoint").
+const AUTHORIZE_PATH: &str = "/exchange/1/oauth/authorize";
+
+/// An Exchange app's side of Infobip's OAuth 2.0 authorization-code flow ([RFC 6749 §4.1]):
+/// builds the authorization URL, checks the callback, exchanges the code for an [`AuthCode`]
+/// token source. One per app, shared by every account that connects; clones share it.
+///
+/// A server-side app authenticates with its client secret; a native or single-page app, which
+/// cannot keep a secret, uses PKCE ([RFC 7636]) instead. See the
+/// [module docs](super) for the whole flow.
+///
+/// [RFC 6749 §4.1]: https://www.rfc-editor.org/rfc/rfc6749#section-4.1
+/// [RFC 7636]: https://www.rfc-editor.org/rfc/rfc7636
+#[derive(Clone)]
+pub struct AuthCodeFlow(Arc<Inner>);
+
+struct Inner {
+    base: BaseUrl,
+    client_id: String,
+    client_secret: Option<Zeroizing<String>>,
+    pkce: bool,
+    redirect_uri: String,
+    scope: String,
+    transport: Transport,
+}
+
+impl AuthCodeFlow {
+    /// Starts configuring the flow of the app `client_id` against `base_url` (Infobip's is
+    /// `https://oneapi.infobip.com`). Set a client secret or PKCE, the redirect URI, the scope
+    /// and the transport, then [`build`](Builder::build).
+    ///
+    /// ```
+    /// use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # let http_client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # });
+    /// let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .client_secret("YED8Q0KHeYgQxtjdUkR376Uxu0/zdvwAVZb3ZQ3GGZU=")
+    ///     .redirect_uri("https://www.my-app.com/callback")
+    ///     .scope("api_read")
+    ///     .transport(Transport::new(http_client))
+    ///     .build()?;
+    /// assert!(!format!("{flow:?}").contains("YED8Q0"));
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn builder(base_url: &str, client_id: &str) -> Builder {
+        Builder {
+            base_url: base_url.to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: None,
+            pkce: false,
+            redirect_uri: None,
+            scopes: Vec::new(),
+            transport: None,
+        }
+    }
+
+    /// The URL to send the user to, and what to keep until the callback.
+    ///
+    /// The URL is `GET /exchange/1/oauth/authorize` with `response_type=code`, `client_id`,
+    /// `state`, `redirect_uri`, `scope` and, with PKCE, `code_challenge` and
+    /// `code_challenge_method=S256`. The `state` holds 256 bits from the operating system's
+    /// random source; the PKCE verifier is 64 characters of `A–Z a–z 0–9 - . _ ~` from it.
+    ///
+    /// # Errors
+    /// Only if the operating system's random source fails.
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .pkce()
+    ///     .redirect_uri("https://www.my-app.com/callback")
+    ///     .scope("api_read")
+    ///     .transport(transport)
+    ///     .build()?;
+    /// let (url, pending) = flow.authorize_url()?;
+    /// assert_eq!(url.path(), "/exchange/1/oauth/authorize");
+    /// assert!(url.query().unwrap_or_default().contains("code_challenge="));
+    /// assert!(pending.expose_verifier().is_some()); // keep `pending` for the callback
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn authorize_url(&self) -> Result<(Uri, PendingAuthorization), Error> {
+        self.authorize(pkce::state()?)
+    }
+
+    /// Like [`authorize_url`](Self::authorize_url), with a `state` the caller chose: the one
+    /// Infobip passes to a page it embeds (`?state=…`), which must be sent back.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`] for an empty state, one longer than 512 bytes or one with control
+    /// characters; or if the operating system's random source fails (PKCE).
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// let (url, pending) = flow.authorize_url_with_state("WeHH_yy2irpl8UY")?;
+    /// assert!(url.query().unwrap_or_default().contains("state=WeHH_yy2irpl8UY"));
+    /// assert_eq!(pending.state(), "WeHH_yy2irpl8UY");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn authorize_url_with_state(
+        &self,
+        state: &str,
+    ) -> Result<(Uri, PendingAuthorization), Error> {
+        self.authorize(checked_state(state)?)
+    }
+
+    fn authorize(&self, state: Zeroizing<String>) -> Result<(Uri, PendingAuthorization), Error> {
+        let inner = &self.0;
+        let verifier = if inner.pkce {
+            Some(pkce::verifier(pkce::VERIFIER_LEN)?)
+        } else {
+            None
+        };
+        let challenge = verifier.as_deref().map(|v| pkce::challenge(v));
+        let mut query: Vec<(&str, &str)> = vec![
+            ("response_type", "code"),
+            ("client_id", &inner.client_id),
+            ("state", &state),
+            ("redirect_uri", &inner.redirect_uri),
+            ("scope", &inner.scope),
+        ];
+        if let Some(challenge) = &challenge {
+            query.push(("code_challenge", challenge));
+            query.push(("code_challenge_method", "S256"));
+        }
+        let query = serde_urlencoded::to_string(&query).map_err(|_| {
+            Error::from(ConfigError::Invalid {
+                what: "authorization URL",
+                reason: "a parameter cannot be encoded",
+            })
+        })?;
+        let endpoint = inner.base.endpoint(AUTHORIZE_PATH);
+        let url = Uri::try_from(format!("{endpoint}?{query}")).map_err(|_| {
+            Error::from(ConfigError::Invalid {
+                what: "authorization URL",
+                reason: "the parameters do not make a URL",
+            })
+        })?;
+        Ok((url, PendingAuthorization::from_parts(state, verifier)))
+    }
+
+    /// Checks the callback Infobip redirected the user to (`redirect_uri?code=…&state=…`),
+    /// before any network call. `callback` is the whole URL, its path and query, or the query
+    /// alone.
+    ///
+    /// # Errors
+    /// - [`ErrorKind::InvalidCallback`] when the `state` differs from `pending`'s (compared in
+    ///   constant time) or is missing, the code is missing or not 16 hexadecimal characters, a
+    ///   parameter appears twice, or `pending` lacks the PKCE verifier this flow needs;
+    /// - [`ErrorKind::AuthorizationDenied`] when Infobip reports `error=…` (the user cancelled).
+    ///
+    /// ```
+    /// # use infobip_auth::{ErrorKind, source::{AuthCodeFlow, PendingAuthorization, Transport}};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// let pending = PendingAuthorization::new("xyz", None)?;
+    /// assert!(flow.callback(&pending, "/?code=822762fa24e04975&state=xyz").is_ok());
+    /// let forged = flow.callback(&pending, "/?code=822762fa24e04975&state=abc").unwrap_err();
+    /// assert!(matches!(forged.kind(), ErrorKind::InvalidCallback { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn callback(
+        &self,
+        pending: &PendingAuthorization,
+        callback: &str,
+    ) -> Result<AuthorizationGrant, Error> {
+        let grant = pending.check(callback)?;
+        if self.0.pkce && grant.verifier().is_none() {
+            return Err(Error::new(ErrorKind::InvalidCallback {
+                reason: "the pending authorization has no PKCE verifier, which this flow needs"
+                    .into(),
+            }));
+        }
+        Ok(grant)
+    }
+
+    /// Exchanges the code for a token: `POST /exchange/1/oauth/token` with the form
+    /// `client_id`, `client_secret` or `code_verifier`, `code`, `redirect_uri` and
+    /// `grant_type=authorization_code`. The token source it returns carries the account and
+    /// user details ([`AuthCode::account`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::TokenEndpoint`] with Infobip's reason for a reused, expired or unknown
+    /// code, a wrong verifier or another redirect URI (`400`);
+    /// [`ErrorKind::InvalidCredentials`] for a wrong client secret (`401`);
+    /// [`ErrorKind::MalformedResponse`] for an answer without a usable token; transport
+    /// failures and timeouts.
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, PendingAuthorization, Transport};
+    /// # use http::{Request, Response};
+    /// # use http_body_util::Full;
+    /// # use bytes::Bytes;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // Stands in for Infobip's token endpoint.
+    /// let http_client = tower::service_fn(|_: Request<Full<Bytes>>| async {
+    ///     let body = r#"{"token":"3d7908aa-7b8c-4c5a-94bf-5cdeef18947b","tokenType":"IBSSO",
+    ///         "accountKey":"8F0792F86035A9F4290821F1EE6BC06A","username":"developeruser"}"#;
+    ///     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(body))))
+    /// });
+    /// let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    ///     .transport(Transport::new(http_client)).build()?;
+    /// let pending = PendingAuthorization::new("xyz", None)?;
+    /// let grant = flow.callback(&pending, "/?code=822762fa24e04975&state=xyz")?;
+    /// let source = flow.exchange(grant).await?;
+    /// assert_eq!(source.account().username, "developeruser");
+    /// # Ok(()) }
+    /// ```
+    pub async fn exchange(&self, grant: AuthorizationGrant) -> Result<AuthCode, Error> {
+        let inner = &self.0;
+        let mut form: Vec<(&str, &str)> = vec![("client_id", &inner.client_id)];
+        if let Some(secret) = &inner.client_secret {
+            form.push(("client_secret", secret));
+        }
+        if let Some(verifier) = grant.verifier() {
+            form.push(("code_verifier", verifier));
+        }
+        form.extend([
+            ("code", grant.expose_code()),
+            ("redirect_uri", &inner.redirect_uri),
+            ("grant_type", "authorization_code"),
+        ]);
+        let answer = inner
+            .transport
+            .post_form(self.token_endpoint(), &form)
+            .await?;
+        check_status(&answer)?;
+        let credential = parse_token(&answer, None)?;
+        Ok(AuthCode::new(self.clone(), credential, None))
+    }
+
+    /// Resumes the connection whose token `store` holds, after a restart within the token's
+    /// lifetime. The source keeps saving to `store`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ReauthorizationRequired`] when the store holds no token or an expired one.
+    ///
+    /// ```
+    /// # use infobip_auth::{Account, ErrorKind, source::{AuthCodeFlow, MemoryStore, StoredToken, TokenStore, Transport}};
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// let store = MemoryStore::new();
+    /// let err = flow.resume(store.clone()).await.unwrap_err();
+    /// assert!(matches!(err.kind(), ErrorKind::ReauthorizationRequired)); // nothing saved yet
+    ///
+    /// let expires = SystemTime::now() + Duration::from_secs(50);
+    /// store.save(&StoredToken::new("IBSSO", "3d7908aa", expires, Account::default())).await;
+    /// let source = flow.resume(store).await?;
+    /// assert_eq!(source.credential().header(), "IBSSO 3d7908aa");
+    /// # Ok(()) }
+    /// ```
+    pub async fn resume(&self, store: impl TokenStore) -> Result<AuthCode, Error> {
+        let store = SharedStore::new(store);
+        let stored = store
+            .load()
+            .await
+            .ok_or_else(|| Error::new(ErrorKind::ReauthorizationRequired))?;
+        let credential = stored.to_credential()?;
+        Ok(AuthCode::new(self.clone(), credential, Some(store)))
+    }
+
+    /// The app's client id.
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// assert_eq!(flow.client_id(), "d5e47f02d627e390d615c2e93f168eb6");
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn client_id(&self) -> &str {
+        &self.0.client_id
+    }
+
+    /// The redirect URI sent with the authorization request and the code exchange.
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// assert_eq!(flow.redirect_uri(), "https://www.my-app.com");
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn redirect_uri(&self) -> &str {
+        &self.0.redirect_uri
+    }
+
+    /// The base URL the flow talks to.
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// assert_eq!(flow.base_url().to_string(), "https://oneapi.infobip.com");
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn base_url(&self) -> &BaseUrl {
+        &self.0.base
+    }
+
+    pub(crate) fn token_endpoint(&self) -> Uri {
+        self.0.base.endpoint(TOKEN_PATH)
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.0.transport
+    }
+
+    /// The client authentication a refresh carries: the client id, and the secret if any.
+    pub(crate) fn client_fields(&self) -> Vec<(&str, &str)> {
+        let mut fields = vec![("client_id", self.0.client_id.as_str())];
+        if let Some(secret) = &self.0.client_secret {
+            fields.push(("client_secret", secret.as_str()));
+        }
+        fields
+    }
+}
+
+impl fmt::Debug for AuthCodeFlow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.0;
+        f.debug_struct("AuthCodeFlow")
+            .field("base_url", &inner.base)
+            .field("client_id", &inner.client_id)
+            .field(
+                "client_secret",
+                &inner.client_secret.as_ref().map(|_| REDACTED),
+            )
+            .field("pkce", &inner.pkce)
+            .field("redirect_uri", &inner.redirect_uri)
+            .field("scope", &inner.scope)
+            .field("transport", &inner.transport)
+            .finish()
+    }
+}
+
+/// Configures an [`AuthCodeFlow`]; made by [`AuthCodeFlow::builder`].
+#[must_use]
+pub struct Builder {
+    base_url: String,
+    client_id: String,
+    client_secret: Option<Zeroizing<String>>,
+    pkce: bool,
+    redirect_uri: Option<String>,
+    scopes: Vec<String>,
+    transport: Option<Transport>,
+}
+
+impl Builder {
+    /// The app's client secret, for a server-side (confidential) app: sent with the code
+    /// exchange and with each refresh.
+    ///
+    /// ```
+    /// # use infobip_auth::source::AuthCodeFlow;
+    /// let builder = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .client_secret("YED8Q0KHeYgQxtjdUkR376Uxu0/zdvwAVZb3ZQ3GGZU=");
+    /// # let _ = builder;
+    /// ```
+    pub fn client_secret(mut self, secret: &str) -> Self {
+        self.client_secret = Some(Zeroizing::new(secret.to_owned()));
+        self
+    }
+
+    /// Uses PKCE with S256 ([RFC 7636]), for a public app (native or single-page) that cannot
+    /// keep a secret: each authorization gets a fresh verifier, and its challenge goes with the
+    /// authorization request. May be combined with a client secret.
+    ///
+    /// [RFC 7636]: https://www.rfc-editor.org/rfc/rfc7636
+    ///
+    /// ```
+    /// # use infobip_auth::source::AuthCodeFlow;
+    /// let builder = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6").pkce();
+    /// # let _ = builder;
+    /// ```
+    pub fn pkce(mut self) -> Self {
+        self.pkce = true;
+        self
+    }
+
+    /// The redirect URI registered for the app, where Infobip sends the user back with the
+    /// code. HTTPS, plain HTTP on a loopback host, or a native app's own scheme.
+    ///
+    /// ```
+    /// # use infobip_auth::source::AuthCodeFlow;
+    /// let builder = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .redirect_uri("https://www.my-app.com/callback");
+    /// # let _ = builder;
+    /// ```
+    pub fn redirect_uri(mut self, uri: &str) -> Self {
+        self.redirect_uri = Some(uri.to_owned());
+        self
+    }
+
+    /// Adds a scope to request; several are sent separated by spaces.
+    ///
+    /// ```
+    /// # use infobip_auth::source::AuthCodeFlow;
+    /// let builder = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .scope("api_read");
+    /// # let _ = builder;
+    /// ```
+    pub fn scope(mut self, scope: &str) -> Self {
+        self.scopes.push(scope.to_owned());
+        self
+    }
+
+    /// The HTTP client that reaches the token endpoint.
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// let builder = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .transport(Transport::new(client));
+    /// # let _ = builder;
+    /// ```
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Checks the configuration and makes the flow.
+    ///
+    /// # Errors
+    /// - [`ConfigError::InvalidUrl`] / [`ConfigError::InsecureUrl`] for the base URL (see
+    ///   [`BaseUrl::new`]) or a redirect URI that is not absolute, has a fragment, or is plain
+    ///   HTTP to a host that is not loopback;
+    /// - [`ConfigError::Empty`] for a missing client id, redirect URI, scope or an empty
+    ///   secret; [`ConfigError::InvalidHeaderValue`] for a client id with spaces or control
+    ///   characters;
+    /// - [`ConfigError::Invalid`] when neither a client secret nor PKCE is set, or no
+    ///   transport is.
+    ///
+    /// ```
+    /// # use infobip_auth::{ConfigError, source::AuthCodeFlow};
+    /// let err = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .redirect_uri("https://www.my-app.com")
+    ///     .scope("api_read")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, ConfigError::Invalid { what: "client authentication", .. }));
+    /// ```
+    pub fn build(self) -> Result<AuthCodeFlow, ConfigError> {
+        let base = BaseUrl::new(&self.base_url)?;
+        if self.client_id.is_empty() {
+            return Err(ConfigError::Empty { what: "client id" });
+        }
+        if !self.client_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::InvalidHeaderValue { what: "client id" });
+        }
+        if self.client_secret.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(ConfigError::Empty {
+                what: "client secret",
+            });
+        }
+        if self.client_secret.is_none() && !self.pkce {
+            return Err(ConfigError::Invalid {
+                what: "client authentication",
+                reason: "set a client secret (server-side app) or PKCE (native or single-page app)",
+            });
+        }
+        let redirect_uri =
+            self.redirect_uri
+                .filter(|uri| !uri.is_empty())
+                .ok_or(ConfigError::Empty {
+                    what: "redirect URI",
+                })?;
+        check_redirect_uri(&redirect_uri)?;
+        let scopes: Vec<&str> = self
+            .scopes
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if scopes.is_empty() {
+            return Err(ConfigError::Empty { what: "scope" });
+        }
+        let scope = scopes.join(" ");
+        let transport = self.transport.ok_or(ConfigError::Invalid {
+            what: "transport",
+            reason: "none was set: pass an HTTP client with `.transport(..)`",
+        })?;
+        Ok(AuthCodeFlow(Arc::new(Inner {
+            base,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            pkce: self.pkce,
+            redirect_uri,
+            scope,
+            transport,
+        })))
+    }
+}
+
+/// A redirect URI must be absolute, without a fragment (RFC 6749 §3.1.2), and not plain HTTP
+/// to a remote host: the code travels in it.
+fn check_redirect_uri(uri: &str) -> Result<(), ConfigError> {
+    let invalid = |reason| ConfigError::InvalidUrl {
+        url: uri.to_owned(),
+        reason,
+    };
+    if uri.contains('#') {
+        return Err(invalid("a redirect URI has no fragment"));
+    }
+    let parsed: Uri = uri.parse().map_err(|_| invalid("not a URL"))?;
+    let scheme = parsed
+        .scheme()
+        .ok_or_else(|| invalid("a redirect URI must be absolute"))?;
+    if *scheme == Scheme::HTTP {
+        let host = parsed.host().unwrap_or_default();
+        if !is_loopback(host) {
+            return Err(ConfigError::InsecureUrl {
+                origin: format!("http://{host}"),
+            });
+        }
+    } else if *scheme == Scheme::HTTPS && parsed.host().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    Ok(())
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("base_url", &self.base_url)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| REDACTED),
+            )
+            .field("pkce", &self.pkce)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scopes", &self.scopes)
+            .field("transport", &self.transport)
+            .finish()
+    }
+}

@@ -1,0 +1,361 @@
+//! Infobip Exchange's OAuth 2.0 authorization-code flow, for apps used by many Infobip
+//! accounts: each account's user approves the app once, and the app then acts on the
+//! account's behalf with a token that lives one minute and is refreshed before it dies.
+//!
+//! 1. [`AuthCodeFlow::authorize_url`] makes the URL to send the user to, and a
+//!    [`PendingAuthorization`] (the `state`, and the PKCE verifier of a public app) to keep.
+//! 2. Infobip sends the user back to the redirect URI with `?code=…&state=…`;
+//!    [`AuthCodeFlow::callback`] checks it, before any network call, into an
+//!    [`AuthorizationGrant`].
+//! 3. [`AuthCodeFlow::exchange`] trades the code (single use, valid one minute) for an
+//!    [`AuthCode`] token source, which knows the [`Account`] and user that approved.
+//! 4. [`InfobipAuthLayer::new(source)`](crate::InfobipAuthLayer::new) sends
+//!    `Authorization: IBSSO <token>` and refreshes the token (`grant_type=refresh_token`) about
+//!    every 45 seconds while requests flow;
+//!    [`RefreshPolicy::keep_alive`](crate::RefreshPolicy::keep_alive) refreshes while idle
+//!    too, so the connection lasts. Once a token has expired, only a new authorization helps:
+//!    requests fail with [`ErrorKind::ReauthorizationRequired`].
+//!
+//! A [`TokenStore`] (for example a database row per account) keeps the current token, so
+//! [`AuthCodeFlow::resume`] picks the connection up after a restart within its lifetime.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use infobip_auth::source::{AuthCodeFlow, Transport};
+//! use infobip_auth::{InfobipAuthLayer, RefreshPolicy};
+//! use tower::{ServiceBuilder, ServiceExt as _, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+//! // Stands in for Infobip's token endpoint (use a hyper-util client with TLS).
+//! let http_client = service_fn(|_: Request<Full<Bytes>>| async {
+//!     let body = r#"{"token":"3d7908aa-7b8c-4c5a-94bf-5cdeef18947b","tokenType":"IBSSO",
+//!         "accountKey":"8F0792F86035A9F4290821F1EE6BC06A","userKey":"F443BCAEB8517F7159F44D0E8CFE725D",
+//!         "username":"developeruser","email":"developer@infobip.com","locale":"en-US"}"#;
+//!     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(body))))
+//! });
+//! let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+//!     .client_secret("YED8Q0KHeYgQxtjdUkR376Uxu0/zdvwAVZb3ZQ3GGZU=")
+//!     .redirect_uri("https://www.my-app.com/callback")
+//!     .scope("api_read")
+//!     .transport(Transport::new(http_client))
+//!     .build()?;
+//!
+//! // GET /connect: send the user to Infobip, keep `pending` in their session.
+//! let (url, pending) = flow.authorize_url()?;
+//! assert!(url.to_string().starts_with("https://oneapi.infobip.com/exchange/1/oauth/authorize?response_type=code"));
+//!
+//! // GET /callback?code=…&state=…: Infobip sent the user back.
+//! let callback = format!("/callback?code=822762fa24e04975&state={}", pending.state());
+//! let grant = flow.callback(&pending, &callback)?;
+//! let source = flow.exchange(grant).await?;
+//! assert_eq!(source.account().account_key, "8F0792F86035A9F4290821F1EE6BC06A");
+//!
+//! // Act on the account's behalf.
+//! let api = service_fn(|req: Request<Full<Bytes>>| async move {
+//!     Ok::<_, std::convert::Infallible>(Response::new(req.headers()["authorization"].clone()))
+//! });
+//! let layer = InfobipAuthLayer::new(source).refresh_policy(RefreshPolicy::default().keep_alive(true));
+//! let sms = Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced").body(Full::default())?;
+//! let seen = ServiceBuilder::new().layer(layer).service(api).oneshot(sms).await?;
+//! assert_eq!(seen.body(), "IBSSO 3d7908aa-7b8c-4c5a-94bf-5cdeef18947b");
+//! # Ok(()) }
+//! ```
+
+mod callback;
+mod flow;
+mod store;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+pub use callback::{AuthorizationGrant, PendingAuthorization};
+pub use flow::{AuthCodeFlow, Builder};
+pub use store::{MemoryStore, StoredToken, TokenStore};
+
+use crate::origin::AllowedHosts;
+use crate::source::TokenSource;
+use crate::transport::{Answer, check_status};
+use crate::{Account, BaseUrl, Credential, Error, ErrorKind};
+use store::SharedStore;
+
+/// Where codes and tokens are exchanged and refreshed (seed 002, "Get Token endpoint").
+pub(crate) const TOKEN_PATH: &str = "/exchange/1/oauth/token";
+
+/// How long an Exchange token lives when the answer does not say: one minute (seed 002).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The token of one account that approved an Exchange app, as a [`TokenSource`]: sends
+/// `Authorization: {tokenType} {token}` and refreshes the token with
+/// `code=<token>&grant_type=refresh_token` (plus the client id, and the client secret if the
+/// app has one) before it expires.
+///
+/// Made by [`AuthCodeFlow::exchange`] or [`AuthCodeFlow::resume`]. Clones share the token, so
+/// keep one to read [`account`](Self::account) after handing another to the layer.
+///
+/// Once the token has expired (no refresh came in time, or Infobip refused one), every fetch
+/// fails with [`ErrorKind::ReauthorizationRequired`] without a network call: send the user
+/// through the flow again.
+///
+/// See the [module docs](self) for the whole flow.
+#[derive(Clone)]
+pub struct AuthCode(Arc<Inner>);
+
+struct Inner {
+    flow: AuthCodeFlow,
+    /// The newest token, handed out by fetches that are not asked to replace it.
+    current: Mutex<Credential>,
+    /// One refresh at a time, even across layers sharing this source.
+    refreshing: tokio::sync::Mutex<()>,
+    store: Mutex<Option<SharedStore>>,
+    /// `None` when the flow's base URL is an Infobip host: the token then goes to any of them.
+    base_url: Option<BaseUrl>,
+}
+
+impl AuthCode {
+    fn new(flow: AuthCodeFlow, credential: Credential, store: Option<SharedStore>) -> Self {
+        let base = flow.base_url();
+        let base_url = (!AllowedHosts::Infobip.allows(&base.endpoint("/"))).then(|| base.clone());
+        Self(Arc::new(Inner {
+            flow,
+            current: Mutex::new(credential),
+            refreshing: tokio::sync::Mutex::new(()),
+            store: Mutex::new(store),
+            base_url,
+        }))
+    }
+
+    /// Saves the current token to `store` now, and every new one after it, so that
+    /// [`AuthCodeFlow::resume`] can pick the connection up after a restart.
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, MemoryStore, StoredToken, TokenStore, Transport};
+    /// # use infobip_auth::Account;
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// # let old = MemoryStore::new();
+    /// # old.save(&StoredToken::new("IBSSO", "tok", SystemTime::now() + Duration::from_secs(50), Account::default())).await;
+    /// # let source = flow.resume(old).await?;
+    /// let store = MemoryStore::new();
+    /// let source = source.with_store(store.clone()).await;
+    /// assert_eq!(store.get().map(|t| t.expose_token().to_owned()).as_deref(), Some("tok"));
+    /// # let _ = source;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub async fn with_store(self, store: impl TokenStore) -> Self {
+        let store = SharedStore::new(store);
+        if let Some(token) = StoredToken::from_credential(&self.credential()) {
+            store.save(&token).await;
+        }
+        *lock(&self.0.store) = Some(store);
+        self
+    }
+
+    /// The account and user that approved the app, as the last token answer reported them.
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, MemoryStore, StoredToken, TokenStore, Transport};
+    /// # use infobip_auth::Account;
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// # let store = MemoryStore::new();
+    /// # let account: Account = serde_json::from_str(r#"{"username":"developeruser"}"#)?;
+    /// # store.save(&StoredToken::new("IBSSO", "tok", SystemTime::now() + Duration::from_secs(50), account)).await;
+    /// let source = flow.resume(store).await?;
+    /// assert_eq!(source.account().username, "developeruser");
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn account(&self) -> Account {
+        self.credential().account().cloned().unwrap_or_default()
+    }
+
+    /// The newest token (possibly expired: check [`Credential::expiry`]).
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, MemoryStore, StoredToken, TokenStore, Transport};
+    /// # use infobip_auth::Account;
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// # let store = MemoryStore::new();
+    /// # store.save(&StoredToken::new("IBSSO", "tok", SystemTime::now() + Duration::from_secs(50), Account::default())).await;
+    /// let source = flow.resume(store).await?;
+    /// assert_eq!(source.credential().scheme(), "IBSSO");
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn credential(&self) -> Credential {
+        lock(&self.0.current).clone()
+    }
+
+    /// Trades `current` for a new token at the token endpoint, and records the new one.
+    async fn refresh(&self, current: &Credential) -> Result<Credential, Error> {
+        let flow = &self.0.flow;
+        let mut form = vec![
+            ("code", current.expose_token()),
+            ("grant_type", "refresh_token"),
+        ];
+        form.extend(flow.client_fields());
+        let answer = flow
+            .transport()
+            .post_form(flow.token_endpoint(), &form)
+            .await?;
+        if let Err(err) = check_status(&answer) {
+            // Infobip refuses to refresh a token that has expired or was revoked: only a new
+            // authorization helps then. Anything else (5xx, 429) may pass.
+            let status = answer.status();
+            if status == 400 || status == 401 {
+                // Remember it: later fetches fail at once instead of asking again.
+                let dead = current.clone().expires_at(Instant::now());
+                let mut newest = lock(&self.0.current);
+                if newest.expose_token() == current.expose_token() {
+                    *newest = dead;
+                }
+                return Err(reauthorization_required(err));
+            }
+            return Err(err);
+        }
+        let fresh = parse_token(&answer, current.account())?;
+        *lock(&self.0.current) = fresh.clone();
+        let store = lock(&self.0.store).clone();
+        if let (Some(store), Some(token)) = (store, StoredToken::from_credential(&fresh)) {
+            store.save(&token).await;
+        }
+        Ok(fresh)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each value is replaced whole, so a poisoned lock still holds a consistent one.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The server refused a refresh: `cause` says how. (A plain function: inside the `async fn`,
+/// the generic `with_source` trips rustc's higher-ranked `Send` check, rust-lang/rust#102211.)
+fn reauthorization_required(cause: Error) -> Error {
+    Error::new(ErrorKind::ReauthorizationRequired).with_source(cause)
+}
+
+/// Whether `credential` is dead by our clock.
+fn expired(credential: &Credential) -> bool {
+    credential.expiry().is_none_or(|at| at <= Instant::now())
+}
+
+impl TokenSource for AuthCode {
+    async fn fetch(&self, previous: Option<&Credential>) -> Result<Credential, Error> {
+        let replaces = |current: &Credential| {
+            previous.is_some_and(|previous| previous.expose_token() == current.expose_token())
+        };
+        let current = self.credential();
+        if !replaces(&current) && !expired(&current) {
+            // The first fetch, or another cache refreshed already: nothing to trade.
+            return Ok(current);
+        }
+        let _one_at_a_time = self.0.refreshing.lock().await;
+        let current = self.credential();
+        if !replaces(&current) && !expired(&current) {
+            return Ok(current);
+        }
+        if expired(&current) {
+            return Err(Error::new(ErrorKind::ReauthorizationRequired));
+        }
+        self.refresh(&current).await
+    }
+
+    fn base_url(&self) -> Option<&BaseUrl> {
+        self.0.base_url.as_ref()
+    }
+}
+
+impl fmt::Debug for AuthCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthCode")
+            .field("flow", &self.0.flow)
+            .field("credential", &*lock(&self.0.current))
+            .field("store", &*lock(&self.0.store))
+            .finish()
+    }
+}
+
+/// A token answer: `{token, tokenType, accountKey, userKey, username, email, locale, roles,
+/// groups}` (seed 002), or with `token_type` and `expires_in` as Infobip's demo app reads them.
+#[derive(Deserialize)]
+struct TokenAnswer {
+    token: String,
+    #[serde(rename = "tokenType", alias = "token_type")]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    #[serde(flatten)]
+    account: Account,
+}
+
+/// Reads a successful token answer into a credential; `previous` is the account to keep when
+/// a refresh answer leaves it out.
+pub(crate) fn parse_token(
+    answer: &Answer,
+    previous: Option<&Account>,
+) -> Result<Credential, Error> {
+    let malformed = |reason: &str| {
+        Error::new(ErrorKind::MalformedResponse {
+            reason: reason.to_owned(),
+        })
+    };
+    let parsed: TokenAnswer = crate::transport::json(answer)?;
+    let token = zeroize::Zeroizing::new(parsed.token);
+    let token_type = parsed
+        .token_type
+        .ok_or_else(|| malformed("the answer has no tokenType"))?;
+    let lifetime = parsed
+        .expires_in
+        .as_ref()
+        .and_then(seconds)
+        .unwrap_or(DEFAULT_LIFETIME);
+    let account = match previous {
+        Some(previous) if parsed.account == Account::default() => previous.clone(),
+        _ => parsed.account,
+    };
+    let credential = Credential::new(&token_type, &token)
+        .map_err(|_| malformed("the token or its type is empty or not a visible ASCII word"))?;
+    Ok(credential.expires_in(lifetime).with_account(account))
+}
+
+/// `expires_in` as a number or a numeric string of seconds; `None` for anything else or zero.
+fn seconds(value: &serde_json::Value) -> Option<Duration> {
+    let seconds = match value {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds >= 1.0)
+        .then(|| Duration::from_secs_f64(seconds.min(366.0 * 24.0 * 3600.0)))
+}
+
+#[cfg(test)]
+mod tests;

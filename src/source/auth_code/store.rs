@@ -1,0 +1,409 @@
+//! [`TokenStore`]: where an [`AuthCode`](super::AuthCode) source keeps its current token, so
+//! an app restarted within the token's lifetime resumes instead of asking the user again.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::Deserializer;
+use serde::ser::{SerializeStruct as _, Serializer};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::credential::REDACTED;
+use crate::{Account, Credential, Error, ErrorKind};
+
+/// Keeps the current Exchange token of one connected account.
+///
+/// An [`AuthCode`](super::AuthCode) source saves every token it gets (the first one and each
+/// refresh), and [`AuthCodeFlow::resume`](super::AuthCodeFlow::resume) loads it after a
+/// restart. Exchange tokens live one minute, so a store only helps a restart that is quicker
+/// than that (or a process that shares the connection with another one). Use one store per
+/// connected account.
+///
+/// A store that fails to save should report it its own way (a log line): the source keeps
+/// serving the token from memory either way.
+///
+/// ```
+/// use infobip_auth::source::{StoredToken, TokenStore};
+/// use std::sync::Mutex;
+///
+/// /// Keeps the token as JSON, as a database row would.
+/// #[derive(Debug, Default)]
+/// struct JsonRow(Mutex<Option<String>>);
+///
+/// impl TokenStore for JsonRow {
+///     async fn save(&self, token: &StoredToken) {
+///         let json = serde_json::to_string(token).ok();
+///         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = json;
+///     }
+///     async fn load(&self) -> Option<StoredToken> {
+///         let row = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+///         serde_json::from_str(&row).ok()
+///     }
+/// }
+/// ```
+pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
+    /// Persists `token`, replacing the previous one.
+    fn save(&self, token: &StoredToken) -> impl Future<Output = ()> + Send;
+
+    /// The token saved last, if any.
+    fn load(&self) -> impl Future<Output = Option<StoredToken>> + Send;
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe twin of [`TokenStore`].
+trait DynTokenStore: fmt::Debug + Send + Sync + 'static {
+    fn save<'a>(&'a self, token: &'a StoredToken) -> BoxFuture<'a, ()>;
+    fn load(&self) -> BoxFuture<'_, Option<StoredToken>>;
+}
+
+impl<T: TokenStore> DynTokenStore for T {
+    fn save<'a>(&'a self, token: &'a StoredToken) -> BoxFuture<'a, ()> {
+        Box::pin(TokenStore::save(self, token))
+    }
+
+    fn load(&self) -> BoxFuture<'_, Option<StoredToken>> {
+        Box::pin(TokenStore::load(self))
+    }
+}
+
+/// Any [`TokenStore`], type-erased.
+#[derive(Clone, Debug)]
+pub(crate) struct SharedStore(Arc<dyn DynTokenStore>);
+
+impl SharedStore {
+    pub(crate) fn new(store: impl TokenStore) -> Self {
+        Self(Arc::new(store))
+    }
+
+    pub(crate) async fn save(&self, token: &StoredToken) {
+        self.0.save(token).await;
+    }
+
+    pub(crate) async fn load(&self) -> Option<StoredToken> {
+        self.0.load().await
+    }
+}
+
+/// A [`TokenStore`] in this process's memory: the default, and a handle for tests. Clones
+/// share one slot.
+///
+/// ```
+/// use infobip_auth::source::MemoryStore;
+/// let store = MemoryStore::new();
+/// assert!(store.get().is_none());
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore(Arc<Mutex<Option<StoredToken>>>);
+
+impl MemoryStore {
+    /// An empty store.
+    ///
+    /// ```
+    /// # use infobip_auth::source::MemoryStore;
+    /// let store = MemoryStore::new();
+    /// # let _ = store;
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The token saved last, if any.
+    ///
+    /// ```
+    /// # use infobip_auth::source::MemoryStore;
+    /// assert!(MemoryStore::new().get().is_none());
+    /// ```
+    #[must_use]
+    pub fn get(&self) -> Option<StoredToken> {
+        self.slot().clone()
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<StoredToken>> {
+        // The slot is replaced whole, so a poisoned lock still holds a consistent value.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl TokenStore for MemoryStore {
+    async fn save(&self, token: &StoredToken) {
+        *self.slot() = Some(token.clone());
+    }
+
+    async fn load(&self) -> Option<StoredToken> {
+        self.get()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MemoryStore").field(&*self.slot()).finish()
+    }
+}
+
+/// An Exchange token as a [`TokenStore`] keeps it: its type, the token, when it expires
+/// (wall-clock time, so it survives a restart) and the account it acts for.
+///
+/// It serializes with `serde` as `{"tokenType","token","expiresAt","account"}`, `expiresAt` in
+/// seconds since the Unix epoch. The token is a secret: `Debug` does not print it, but the
+/// serialized form holds it, so store it as you would a password.
+///
+/// ```
+/// use infobip_auth::Account;
+/// use infobip_auth::source::StoredToken;
+/// use std::time::{Duration, SystemTime};
+/// let expires = SystemTime::now() + Duration::from_secs(60);
+/// let token = StoredToken::new("IBSSO", "3d7908aa-7b8c-4c5a-94bf-5cdeef18947b", expires, Account::default());
+/// assert_eq!(token.token_type(), "IBSSO");
+/// assert!(!format!("{token:?}").contains("3d7908aa"));
+/// ```
+#[derive(Clone)]
+pub struct StoredToken {
+    token_type: String,
+    token: Zeroizing<String>,
+    expires_at: SystemTime,
+    account: Account,
+}
+
+impl StoredToken {
+    /// A stored token from its parts.
+    ///
+    /// ```
+    /// # use infobip_auth::{Account, source::StoredToken};
+    /// let token = StoredToken::new("IBSSO", "t", std::time::SystemTime::now(), Account::default());
+    /// assert_eq!(token.expose_token(), "t");
+    /// ```
+    #[must_use]
+    pub fn new(token_type: &str, token: &str, expires_at: SystemTime, account: Account) -> Self {
+        Self {
+            token_type: token_type.to_owned(),
+            token: Zeroizing::new(token.to_owned()),
+            expires_at,
+            account,
+        }
+    }
+
+    /// Saves what a credential holds; `None` for a credential without an expiry (never made
+    /// by an [`AuthCode`](super::AuthCode) source).
+    pub(crate) fn from_credential(credential: &Credential) -> Option<Self> {
+        let left = credential
+            .expiry()?
+            .saturating_duration_since(Instant::now());
+        Some(Self::new(
+            credential.scheme(),
+            credential.expose_token(),
+            SystemTime::now() + left,
+            credential.account().cloned().unwrap_or_default(),
+        ))
+    }
+
+    /// The credential to send, or [`ErrorKind::ReauthorizationRequired`] once it has expired.
+    pub(crate) fn to_credential(&self) -> Result<Credential, Error> {
+        let left = self
+            .expires_at
+            .duration_since(SystemTime::now())
+            .ok()
+            .filter(|left| !left.is_zero())
+            .ok_or_else(|| Error::new(ErrorKind::ReauthorizationRequired))?;
+        let credential = Credential::new(&self.token_type, &self.token).map_err(|_| {
+            Error::new(ErrorKind::MalformedResponse {
+                reason: "the stored token is empty or holds characters a header cannot carry"
+                    .into(),
+            })
+        })?;
+        Ok(credential
+            .expires_in(left)
+            .with_account(self.account.clone()))
+    }
+
+    /// The authorization scheme, `IBSSO` for Exchange tokens.
+    ///
+    /// ```
+    /// # use infobip_auth::{Account, source::StoredToken};
+    /// let token = StoredToken::new("IBSSO", "t", std::time::SystemTime::now(), Account::default());
+    /// assert_eq!(token.token_type(), "IBSSO");
+    /// ```
+    #[must_use]
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
+    /// The token itself: a secret.
+    ///
+    /// ```
+    /// # use infobip_auth::{Account, source::StoredToken};
+    /// let token = StoredToken::new("IBSSO", "t", std::time::SystemTime::now(), Account::default());
+    /// assert_eq!(token.expose_token(), "t");
+    /// ```
+    #[must_use]
+    pub fn expose_token(&self) -> &str {
+        &self.token
+    }
+
+    /// When the token stops working.
+    ///
+    /// ```
+    /// # use infobip_auth::{Account, source::StoredToken};
+    /// let at = std::time::SystemTime::UNIX_EPOCH;
+    /// assert_eq!(StoredToken::new("IBSSO", "t", at, Account::default()).expires_at(), at);
+    /// ```
+    #[must_use]
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+
+    /// The account and user the token acts for.
+    ///
+    /// ```
+    /// # use infobip_auth::{Account, source::StoredToken};
+    /// let token = StoredToken::new("IBSSO", "t", std::time::SystemTime::now(), Account::default());
+    /// assert_eq!(token.account(), &Account::default());
+    /// ```
+    #[must_use]
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+}
+
+impl fmt::Debug for StoredToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredToken")
+            .field("token_type", &self.token_type)
+            .field("token", &REDACTED)
+            .field("expires_at", &self.expires_at)
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+impl Serialize for StoredToken {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Rounded down: a resumed token is never thought to live longer than it does.
+        let expires_at = self
+            .expires_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut out = serializer.serialize_struct("StoredToken", 4)?;
+        out.serialize_field("tokenType", &self.token_type)?;
+        out.serialize_field("token", self.token.as_str())?;
+        out.serialize_field("expiresAt", &expires_at)?;
+        out.serialize_field("account", &self.account)?;
+        out.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredToken {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire {
+            token_type: String,
+            token: String,
+            expires_at: u64,
+            #[serde(default)]
+            account: Account,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        Ok(Self {
+            token_type: wire.token_type,
+            token: Zeroizing::new(wire.token),
+            expires_at: UNIX_EPOCH + Duration::from_secs(wire.expires_at),
+            account: wire.account,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account() -> Account {
+        Account {
+            username: "developeruser".into(),
+            account_key: "8F0792F86035A9F4290821F1EE6BC06A".into(),
+            ..Account::default()
+        }
+    }
+
+    #[test]
+    fn serializes_with_unix_seconds_and_back() -> Result<(), serde_json::Error> {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_999);
+        let token = StoredToken::new("IBSSO", "tok", at, account());
+        let json = serde_json::to_value(&token)?;
+        assert_eq!(json["expiresAt"], 1_700_000_000);
+        assert_eq!(json["tokenType"], "IBSSO");
+        assert_eq!(
+            json["account"]["accountKey"],
+            "8F0792F86035A9F4290821F1EE6BC06A"
+        );
+        let back: StoredToken = serde_json::from_value(json)?;
+        assert_eq!(
+            back.expires_at(),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+        assert_eq!((back.expose_token(), back.account()), ("tok", &account()));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_credential_survives_the_round_trip() -> Result<(), crate::BoxError> {
+        let credential = Credential::new("IBSSO", "tok")?
+            .expires_in(Duration::from_secs(60))
+            .with_account(account());
+        let stored = StoredToken::from_credential(&credential).ok_or("no expiry")?;
+        let back = stored.to_credential()?;
+        assert_eq!(back.header(), "IBSSO tok");
+        assert_eq!(back.account(), Some(&account()));
+        let left = back.lifetime().unwrap_or_default();
+        assert!(
+            left > Duration::from_secs(58) && left <= Duration::from_secs(60),
+            "{left:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_expired_token_asks_for_reauthorization() {
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let err = StoredToken::new("IBSSO", "tok", past, account()).to_credential();
+        assert!(matches!(
+            err.as_ref().map_err(Error::kind),
+            Err(ErrorKind::ReauthorizationRequired)
+        ));
+    }
+
+    #[tokio::test]
+    async fn memory_store_clones_share_the_slot() {
+        let store = MemoryStore::new();
+        let handle = store.clone();
+        let token = StoredToken::new("IBSSO", "tok", SystemTime::now(), account());
+        TokenStore::save(&store, &token).await;
+        assert_eq!(
+            handle.get().map(|t| t.expose_token().to_owned()).as_deref(),
+            Some("tok")
+        );
+        assert!(TokenStore::load(&handle).await.is_some());
+        assert!(!format!("{store:?}").contains("tok\""), "{store:?}");
+    }
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let token = StoredToken::new("IBSSO", "s3cr3t-token", SystemTime::now(), account());
+        let debug = format!(
+            "{token:?} {:?}",
+            MemoryStore(Arc::new(Mutex::new(Some(token.clone()))))
+        );
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+    }
+
+    fn _object_safe(_: &dyn DynTokenStore) {}
+}
