@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use crate::credential::sensitive_header;
 use crate::error::ConfigError;
 use crate::source::SharedTokenSource;
+use crate::trace::event;
 use crate::{Credential, Error, ErrorKind};
 
 /// When credentials are renewed, and how failures are spaced.
@@ -405,6 +406,11 @@ impl CredentialCache {
             deadlines: Deadlines::default(),
         }));
         self.bump();
+        event!(
+            info,
+            source = self.shared.source.name(),
+            "credential refused (401): invalidated"
+        );
         true
     }
 
@@ -450,6 +456,11 @@ impl CredentialCache {
             .as_ref()
             .is_some_and(|f| Instant::now() < f.retry_at);
         if state.flight.is_none() && !backing_off && self.shared.slot.load().id == id {
+            event!(
+                debug,
+                source = self.shared.source.name(),
+                "refreshing ahead of expiry"
+            );
             // Without a runtime the request still goes out with the current credential.
             let _ = self.start_fetch(&mut state);
         }
@@ -471,8 +482,17 @@ impl CredentialCache {
         let previous = state.previous.clone();
         let task = runtime.spawn(async move {
             let mut guard = guard;
+            #[cfg(feature = "tracing")]
+            let started = Instant::now();
+            event!(
+                debug,
+                source = guard.shared.source.name(),
+                "fetching a credential"
+            );
             let result = guard.shared.source.fetch(previous.as_ref()).await;
             guard.done = true;
+            #[cfg(feature = "tracing")]
+            trace_outcome(guard.shared.source.name(), started, &result);
             finish(&guard.shared, guard.flight_no, result)
         });
         let flight = async move {
@@ -543,6 +563,13 @@ fn finish(
             if current {
                 let count = state.failure.as_ref().map_or(0, |f| f.count) + 1;
                 let delay = shared.policy.backoff_delay(count, error.retry_after());
+                event!(
+                    warn,
+                    source = shared.source.name(),
+                    failures = count,
+                    ?delay,
+                    "backing off before the next fetch"
+                );
                 state.failure = Some(Failure {
                     error: error.clone(),
                     retry_at: now + delay,
@@ -551,6 +578,18 @@ fn finish(
             }
             Err(error)
         }
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn trace_outcome(source: &'static str, started: Instant, result: &Result<Credential, Error>) {
+    let elapsed = started.elapsed();
+    match result {
+        Ok(credential) => {
+            let lifetime = credential.lifetime();
+            event!(info, source, ?elapsed, ?lifetime, "fetched a credential");
+        }
+        Err(error) => event!(warn, source, ?elapsed, %error, "credential fetch failed"),
     }
 }
 

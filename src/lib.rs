@@ -25,6 +25,7 @@ mod origin;
 mod replay;
 pub mod scope;
 pub mod source;
+mod trace;
 mod transport;
 
 #[cfg(test)]
