@@ -332,8 +332,9 @@ impl CredentialCache {
         Some((header, local.id))
     }
 
-    /// The slow path: reads the slot, renews `local`, and starts a fetch when needed.
-    pub(crate) fn lookup(&self, local: &mut Local) -> Lookup {
+    /// The slow path: reads the slot, renews `local` (a service clone's private copy, if any),
+    /// and starts a fetch when needed.
+    pub(crate) fn lookup(&self, mut local: Option<&mut Local>) -> Lookup {
         loop {
             let generation = self.shared.generation.0.load(Ordering::Acquire);
             let slot = self.shared.slot.load_full();
@@ -342,7 +343,9 @@ impl CredentialCache {
             if let Some(credential) = &slot.credential {
                 match slot.deadlines.phase(now) {
                     Phase::Fresh => {
-                        self.adopt(local, &slot, generation);
+                        if let Some(local) = local.as_deref_mut() {
+                            adopt(local, &slot, generation);
+                        }
                         self.shared.used.store(true, Ordering::Relaxed);
                         return Lookup::Ready(credential.clone(), slot.id);
                     }
@@ -374,22 +377,9 @@ impl CredentialCache {
         }
     }
 
-    /// Makes `local` serve `slot`'s credential from the fast path.
-    fn adopt(&self, local: &mut Local, slot: &Slot, generation: u64) {
-        let Some(credential) = &slot.credential else {
-            return;
-        };
-        if local.id != slot.id || local.header.is_none() {
-            local.header = sensitive_header(credential.header().as_bytes());
-            local.id = slot.id;
-            local.sliding = credential.idle_limit().is_some();
-        }
-        local.generation = generation;
-    }
-
     /// A credential to send, waiting for a fetch if nothing valid is held.
     pub(crate) async fn get(&self) -> Result<(Credential, u64), Error> {
-        self.lookup(&mut Local::default()).await
+        self.lookup(None).await
     }
 
     /// Forgets credential `id` after the server refused it. A later credential is kept: a late
@@ -512,6 +502,19 @@ impl CredentialCache {
     fn bump(&self) {
         self.shared.generation.0.fetch_add(1, Ordering::Release);
     }
+}
+
+/// Makes `local` serve `slot`'s credential from the fast path.
+fn adopt(local: &mut Local, slot: &Slot, generation: u64) {
+    let Some(credential) = &slot.credential else {
+        return;
+    };
+    if local.id != slot.id || local.header.is_none() {
+        local.header = sensitive_header(credential.header().as_bytes());
+        local.id = slot.id;
+        local.sliding = credential.idle_limit().is_some();
+    }
+    local.generation = generation;
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
