@@ -1,1 +1,933 @@
+//! The flow against a fake Exchange token endpoint (a `service_fn`), on tokio's paused clock
+//! where time matters. The same flow over real sockets against the embedded server is in
+//! `tests/auth_code.rs`.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Full};
+use tower::{Service as _, ServiceBuilder, ServiceExt as _, service_fn};
+
 use super::*;
+use crate::source::{SharedTokenSource, Transport, pkce};
+use crate::{BoxError, InfobipAuthLayer, RefreshPolicy};
+
+type TestResult = Result<(), BoxError>;
+
+const CLIENT_ID: &str = "d5e47f02d627e390d615c2e93f168eb6";
+const SECRET: &str = "YED8Q0KHeYgQxtjdUkR376Uxu0/zdvwAVZb3ZQ3GGZU=";
+const REDIRECT: &str = "https://www.my-app.com/callback";
+const API: &str = "https://xyz12.api.infobip.com/sms/2/text/advanced";
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A fake `POST /exchange/1/oauth/token` with Infobip's rules: codes single use and one minute
+/// long, S256 challenges checked, tokens one minute long, refresh with `code=<token>`.
+#[derive(Clone, Default)]
+struct FakeExchange(Arc<Mutex<Fake>>);
+
+#[derive(Default)]
+struct Fake {
+    requests: u32,
+    refreshes: u32,
+    forms: Vec<HashMap<String, String>>,
+    /// code → (expiry, used, S256 challenge)
+    codes: HashMap<String, (Instant, bool, Option<String>)>,
+    /// token → expiry
+    tokens: HashMap<String, Instant>,
+    issued: u32,
+    delay: Duration,
+    /// The next answers, before any rule.
+    canned: Vec<(StatusCode, String)>,
+}
+
+impl FakeExchange {
+    fn state(&self) -> MutexGuard<'_, Fake> {
+        lock(&self.0)
+    }
+
+    fn transport(&self) -> Transport {
+        let fake = self.clone();
+        Transport::new(service_fn(move |req: Request<Full<Bytes>>| {
+            let fake = fake.clone();
+            async move {
+                let delay = fake.state().delay;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let (status, body) = fake.answer(req).await;
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                *response.status_mut() = status;
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        }))
+    }
+
+    /// A code as the authorize endpoint would issue it.
+    fn issue_code(&self, challenge: Option<String>) -> String {
+        let mut state = self.state();
+        state.issued += 1;
+        let code = format!(
+            "{:016x}",
+            0x8227_62fa_24e0_4900_u64 + u64::from(state.issued)
+        );
+        state
+            .codes
+            .insert(code.clone(), (Instant::now() + MINUTE, false, challenge));
+        code
+    }
+
+    async fn answer(&self, req: Request<Full<Bytes>>) -> (StatusCode, String) {
+        let form_type = req.headers().get(http::header::CONTENT_TYPE).cloned();
+        let path = req.uri().path().to_owned();
+        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+        let fields: HashMap<String, String> = body
+            .ok()
+            .and_then(|b| serde_urlencoded::from_bytes(&b).ok())
+            .unwrap_or_default();
+        let mut state = self.state();
+        state.requests += 1;
+        state.forms.push(fields.clone());
+        if !state.canned.is_empty() {
+            return state.canned.remove(0);
+        }
+        let field = |name: &str| fields.get(name).map(String::as_str);
+        let bad = |text: &str| (StatusCode::BAD_REQUEST, infobip_error("BAD_REQUEST", text));
+        if path != TOKEN_PATH
+            || form_type.as_ref().and_then(|v| v.to_str().ok())
+                != Some("application/x-www-form-urlencoded")
+        {
+            return bad("wrong endpoint or content type");
+        }
+        let now = Instant::now();
+        match field("grant_type") {
+            Some("authorization_code") => {
+                if field("client_id") != Some(CLIENT_ID) || field("redirect_uri") != Some(REDIRECT)
+                {
+                    return bad("client_id or redirect_uri does not match");
+                }
+                let code = field("code").unwrap_or_default().to_owned();
+                let Some((expires, used, challenge)) = state.codes.get_mut(&code) else {
+                    return bad("unknown code");
+                };
+                if *used || *expires <= now {
+                    return bad("the code has been used or has expired");
+                }
+                match (challenge.as_deref(), field("code_verifier")) {
+                    (Some(challenge), Some(verifier)) if pkce::challenge(verifier) == challenge => {
+                    }
+                    (None, None) if field("client_secret") == Some(SECRET) => {}
+                    (None, None) => {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            infobip_error("UNAUTHORIZED", "Invalid login details"),
+                        );
+                    }
+                    _ => return bad("code_verifier does not match"),
+                }
+                *used = true;
+                issue(&mut state, now)
+            }
+            Some("refresh_token") => {
+                let token = field("code").unwrap_or_default();
+                if state.tokens.get(token).is_none_or(|at| *at <= now) {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        infobip_error("UNAUTHORIZED", "Invalid login details"),
+                    );
+                }
+                state.refreshes += 1;
+                issue(&mut state, now)
+            }
+            _ => bad("unsupported grant_type"),
+        }
+    }
+
+    fn requests(&self) -> u32 {
+        self.state().requests
+    }
+
+    fn refreshes(&self) -> u32 {
+        self.state().refreshes
+    }
+
+    fn last_form(&self) -> HashMap<String, String> {
+        self.state().forms.last().cloned().unwrap_or_default()
+    }
+}
+
+fn issue(state: &mut Fake, now: Instant) -> (StatusCode, String) {
+    state.issued += 1;
+    let token = format!("3d7908aa-7b8c-4c5a-94bf-{:012}", state.issued);
+    state.tokens.insert(token.clone(), now + MINUTE);
+    let body = serde_json::json!({
+        "token": token, "tokenType": "IBSSO",
+        "accountKey": "8F0792F86035A9F4290821F1EE6BC06A", "userKey": "F443BCAEB8517F7159F44D0E8CFE725D",
+        "username": "developeruser", "email": "developer@infobip.com", "locale": "en-US",
+        "roles": [{"id": 1393, "name": "Designer"}], "groups": [{"id": 54004, "name": "Group1"}],
+    });
+    (StatusCode::OK, body.to_string())
+}
+
+fn infobip_error(id: &str, text: &str) -> String {
+    serde_json::json!({"requestError": {"serviceException": {"messageId": id, "text": text}}})
+        .to_string()
+}
+
+fn builder(fake: &FakeExchange) -> Builder {
+    AuthCodeFlow::builder("https://oneapi.infobip.com", CLIENT_ID)
+        .redirect_uri(REDIRECT)
+        .scope("api_read")
+        .transport(fake.transport())
+}
+
+fn confidential(fake: &FakeExchange) -> Result<AuthCodeFlow, ConfigError> {
+    builder(fake).client_secret(SECRET).build()
+}
+
+fn public(fake: &FakeExchange) -> Result<AuthCodeFlow, ConfigError> {
+    builder(fake).pkce().build()
+}
+
+use crate::ConfigError;
+
+/// Runs the flow up to the token: authorize, callback, exchange.
+async fn connect(flow: &AuthCodeFlow, fake: &FakeExchange) -> Result<AuthCode, Error> {
+    let (_, pending) = flow.authorize_url()?;
+    let challenge = pending.expose_verifier().map(pkce::challenge);
+    let code = fake.issue_code(challenge);
+    let callback = format!("{REDIRECT}?code={code}&state={}", pending.state());
+    let grant = flow.callback(&pending, &callback)?;
+    flow.exchange(grant).await
+}
+
+/// The authorize URL's query, decoded.
+fn query(url: &Uri) -> HashMap<String, String> {
+    serde_urlencoded::from_str(url.query().unwrap_or_default()).unwrap_or_default()
+}
+
+/// Sends one request through `layer` to a service that answers with the header it got.
+async fn send(layer: &InfobipAuthLayer) -> Result<String, BoxError> {
+    let mut service = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(service_fn(|req: Request<Full<Bytes>>| async move {
+            let seen = req.headers().get("authorization").cloned();
+            Ok::<_, std::convert::Infallible>(Response::new(seen))
+        }));
+    let request = Request::post(API).body(Full::default())?;
+    let response = service.ready().await?.call(request).await?;
+    let header = response.into_body().ok_or("no authorization header")?;
+    Ok(header.to_str()?.to_owned())
+}
+
+fn kind_of(err: &BoxError) -> Option<&ErrorKind> {
+    Error::find(&**err).map(Error::kind)
+}
+
+#[test]
+fn authorize_url_carries_the_seed_parameters() -> TestResult {
+    let fake = FakeExchange::default();
+    let (url, pending) = confidential(&fake)?.authorize_url()?;
+    assert_eq!(
+        (url.scheme_str(), url.host(), url.path()),
+        (
+            Some("https"),
+            Some("oneapi.infobip.com"),
+            "/exchange/1/oauth/authorize"
+        )
+    );
+    let query = query(&url);
+    let expected = [
+        ("response_type", "code"),
+        ("client_id", CLIENT_ID),
+        ("redirect_uri", REDIRECT),
+        ("scope", "api_read"),
+    ];
+    for (name, value) in expected {
+        assert_eq!(query.get(name).map(String::as_str), Some(value), "{name}");
+    }
+    assert_eq!(
+        query.get("state").map(String::as_str),
+        Some(pending.state())
+    );
+    assert!(!query.contains_key("code_challenge"), "{url}");
+    assert!(pending.expose_verifier().is_none());
+    assert!(!url.to_string().contains(SECRET));
+
+    let (_, again) = confidential(&fake)?.authorize_url()?;
+    assert_ne!(again.state(), pending.state());
+    assert_eq!(fake.requests(), 0);
+    Ok(())
+}
+
+#[test]
+fn pkce_sends_the_s256_challenge_of_a_fresh_verifier() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = public(&fake)?;
+    let (url, pending) = flow.authorize_url()?;
+    let verifier = pending.expose_verifier().ok_or("no verifier")?;
+    assert!(pkce::is_verifier(verifier), "{}", verifier.len());
+    let query = query(&url);
+    assert_eq!(
+        query.get("code_challenge"),
+        Some(&pkce::challenge(verifier))
+    );
+    assert_eq!(
+        query.get("code_challenge_method").map(String::as_str),
+        Some("S256")
+    );
+    assert!(!url.to_string().contains(verifier));
+    let (_, other) = flow.authorize_url()?;
+    assert_ne!(other.expose_verifier(), Some(verifier));
+    Ok(())
+}
+
+#[test]
+fn a_callers_state_is_sent_and_checked() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let (url, pending) = flow.authorize_url_with_state("WeHH_yy2irpl8UY")?;
+    assert_eq!(
+        query(&url).get("state").map(String::as_str),
+        Some("WeHH_yy2irpl8UY")
+    );
+    assert!(
+        flow.callback(&pending, "?code=822762fa24e04975&state=WeHH_yy2irpl8UY")
+            .is_ok()
+    );
+    for bad in ["", "a\nb"] {
+        let err = flow.authorize_url_with_state(bad).err();
+        assert!(
+            matches!(err.as_ref().map(Error::kind), Some(ErrorKind::Config(_))),
+            "{err:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_builder_refuses_what_cannot_work() {
+    let fake = FakeExchange::default();
+    let cases: Vec<(Builder, &str)> = vec![
+        (builder(&fake), "client authentication"),
+        (builder(&fake).client_secret(""), "client secret"),
+        (
+            AuthCodeFlow::builder("http://oneapi.infobip.com", CLIENT_ID).pkce(),
+            "plain HTTP",
+        ),
+        (
+            AuthCodeFlow::builder("https://oneapi.infobip.com", "").pkce(),
+            "client id",
+        ),
+        (
+            AuthCodeFlow::builder("https://oneapi.infobip.com", "id with space").pkce(),
+            "client id",
+        ),
+        (builder(&fake).pkce().redirect_uri(""), "redirect URI"),
+        (builder(&fake).pkce().redirect_uri("/callback"), "absolute"),
+        (
+            builder(&fake)
+                .pkce()
+                .redirect_uri("https://app.example/cb#x"),
+            "fragment",
+        ),
+        (
+            builder(&fake).pkce().redirect_uri("http://app.example/cb"),
+            "plain HTTP",
+        ),
+        (
+            AuthCodeFlow::builder("https://oneapi.infobip.com", CLIENT_ID)
+                .pkce()
+                .redirect_uri(REDIRECT)
+                .transport(fake.transport()),
+            "scope",
+        ),
+        (
+            AuthCodeFlow::builder("https://oneapi.infobip.com", CLIENT_ID)
+                .pkce()
+                .redirect_uri(REDIRECT)
+                .scope("api_read"),
+            "transport",
+        ),
+    ];
+    for (builder, expected) in cases {
+        let debug = format!("{builder:?}");
+        let got = builder.build().err().map(|e| e.to_string());
+        let got = got.unwrap_or_else(|| "built".into());
+        assert!(got.contains(expected), "{debug}: {got}");
+    }
+    assert!(
+        builder(&fake)
+            .pkce()
+            .redirect_uri("http://127.0.0.1:8080/cb")
+            .build()
+            .is_ok()
+    );
+    assert!(
+        builder(&fake)
+            .pkce()
+            .redirect_uri("com.example.app://callback")
+            .build()
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn the_exchange_sends_the_seed_form_and_yields_the_account() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let form = fake.last_form();
+    let mut names: Vec<&str> = form.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "client_id",
+            "client_secret",
+            "code",
+            "grant_type",
+            "redirect_uri"
+        ]
+    );
+    assert_eq!(form["grant_type"], "authorization_code");
+    assert_eq!(form["client_secret"], SECRET);
+
+    let account = source.account();
+    assert_eq!(account.account_key, "8F0792F86035A9F4290821F1EE6BC06A");
+    assert_eq!(account.user_key, "F443BCAEB8517F7159F44D0E8CFE725D");
+    assert_eq!(
+        (
+            account.username.as_str(),
+            account.email.as_str(),
+            account.locale.as_str()
+        ),
+        ("developeruser", "developer@infobip.com", "en-US")
+    );
+    assert_eq!((account.roles.len(), account.groups.len()), (1, 1));
+    let credential = source.credential();
+    assert_eq!(
+        credential.header(),
+        "IBSSO 3d7908aa-7b8c-4c5a-94bf-000000000002"
+    );
+    assert_eq!(credential.lifetime(), Some(MINUTE));
+    // Sent from the layer's first fetch without another request.
+    let layer = InfobipAuthLayer::new(source);
+    assert_eq!(
+        send(&layer).await?,
+        "IBSSO 3d7908aa-7b8c-4c5a-94bf-000000000002"
+    );
+    assert_eq!(fake.requests(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn pkce_exchanges_with_the_verifier_and_no_secret() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = public(&fake)?;
+    let (_, pending) = flow.authorize_url()?;
+    let verifier = pending.expose_verifier().ok_or("no verifier")?.to_owned();
+    let code = fake.issue_code(Some(pkce::challenge(&verifier)));
+    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    flow.exchange(grant).await?;
+    let form = fake.last_form();
+    assert_eq!(
+        form.get("code_verifier").map(String::as_str),
+        Some(verifier.as_str())
+    );
+    assert!(!form.contains_key("client_secret"));
+
+    // A verifier that is not the challenge's is refused by the server, typed.
+    let (_, pending) = flow.authorize_url()?;
+    let other = pkce::verifier(pkce::VERIFIER_LEN)?;
+    let code = fake.issue_code(Some(pkce::challenge(&other)));
+    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    let err = flow.exchange(grant).await.err();
+    assert!(
+        matches!(
+            err.as_ref().map(Error::kind),
+            Some(ErrorKind::TokenEndpoint(api)) if api.status() == StatusCode::BAD_REQUEST
+        ),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_public_flow_needs_the_verifier_in_the_pending_authorization() -> TestResult {
+    let fake = FakeExchange::default();
+    let pending = PendingAuthorization::new("xyz", None)?;
+    let err = public(&fake)?
+        .callback(&pending, "?code=822762fa24e04975&state=xyz")
+        .err();
+    assert!(
+        matches!(
+            err.as_ref().map(Error::kind),
+            Some(ErrorKind::InvalidCallback { .. })
+        ),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_state_is_refused_before_any_request() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let (_, pending) = flow.authorize_url()?;
+    let code = fake.issue_code(None);
+    let mut forged = pending.state().to_owned();
+    forged.replace_range(..1, if forged.starts_with('A') { "B" } else { "A" });
+    for callback in [
+        format!("{REDIRECT}?code={code}&state={forged}"),
+        format!("{REDIRECT}?code={code}"),
+        format!("{REDIRECT}?error=access_denied&state={forged}"),
+    ] {
+        let err = flow.callback(&pending, &callback).err();
+        assert!(
+            matches!(
+                err.as_ref().map(Error::kind),
+                Some(ErrorKind::InvalidCallback { .. })
+            ),
+            "{err:?}"
+        );
+    }
+    assert_eq!(fake.requests(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn reused_codes_and_wrong_secrets_are_typed_errors() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let (_, pending) = flow.authorize_url()?;
+    let callback = format!("?code={}&state={}", fake.issue_code(None), pending.state());
+    flow.exchange(flow.callback(&pending, &callback)?).await?;
+    let reused = flow
+        .exchange(flow.callback(&pending, &callback)?)
+        .await
+        .err();
+    assert!(
+        matches!(reused.as_ref().map(Error::kind), Some(ErrorKind::TokenEndpoint(api))
+            if api.status() == StatusCode::BAD_REQUEST && api.text().is_some_and(|t| t.contains("used"))),
+        "{reused:?}"
+    );
+
+    let wrong = builder(&fake).client_secret("not-the-secret").build()?;
+    let callback = format!("?code={}&state={}", fake.issue_code(None), pending.state());
+    let err = wrong
+        .exchange(wrong.callback(&pending, &callback)?)
+        .await
+        .err();
+    assert!(
+        matches!(
+            err.as_ref().map(Error::kind),
+            Some(ErrorKind::InvalidCredentials(_))
+        ),
+        "{err:?}"
+    );
+    let shown = format!(
+        "{err:?} {}",
+        err.as_ref().map(ToString::to_string).unwrap_or_default()
+    );
+    assert!(!shown.contains("not-the-secret"), "{shown}");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_code_is_a_typed_error() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let (_, pending) = flow.authorize_url()?;
+    let callback = format!("?code={}&state={}", fake.issue_code(None), pending.state());
+    let grant = flow.callback(&pending, &callback)?;
+    tokio::time::advance(MINUTE).await;
+    let err = flow.exchange(grant).await.err();
+    assert!(
+        matches!(err.as_ref().map(Error::kind), Some(ErrorKind::TokenEndpoint(api))
+            if api.status() == StatusCode::BAD_REQUEST && api.text().is_some_and(|t| t.contains("expired"))),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn reads_token_type_and_expires_in_in_either_spelling() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let cases = [
+        (r#"{"token":"t1","tokenType":"IBSSO"}"#, "IBSSO t1", 60),
+        (
+            r#"{"token":"t2","token_type":"IBSSO","expires_in":120}"#,
+            "IBSSO t2",
+            120,
+        ),
+        (
+            r#"{"token":"t3","tokenType":"IBSSO","expires_in":"30"}"#,
+            "IBSSO t3",
+            30,
+        ),
+        (
+            r#"{"token":"t4","tokenType":"Bearer","expires_in":0}"#,
+            "Bearer t4",
+            60,
+        ),
+    ];
+    for (body, header, seconds) in cases {
+        fake.state().canned.push((StatusCode::OK, body.to_owned()));
+        let pending = PendingAuthorization::new("xyz", None)?;
+        let grant = flow.callback(&pending, "?code=822762fa24e04975&state=xyz")?;
+        let credential = flow.exchange(grant).await?.credential();
+        assert_eq!(credential.header(), header);
+        assert_eq!(
+            credential.lifetime(),
+            Some(Duration::from_secs(seconds)),
+            "{body}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_answers_are_typed_and_quote_no_token() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    for body in [
+        r#"{"token":"s3cr3t-tok"}"#,
+        r#"{"token":"s3cr3t tok","tokenType":"IBSSO"}"#,
+        r#"{"token":"","tokenType":"IBSSO"}"#,
+        r#"{"tokenType":"IBSSO"}"#,
+        r#"{"token":"s3cr3t-tok","tokenType":"IBSSO""#,
+        "s3cr3t-tok",
+    ] {
+        fake.state().canned.push((StatusCode::OK, body.to_owned()));
+        let pending = PendingAuthorization::new("xyz", None)?;
+        let grant = flow.callback(&pending, "?code=822762fa24e04975&state=xyz")?;
+        let err = flow.exchange(grant).await.err();
+        assert!(
+            matches!(
+                err.as_ref().map(Error::kind),
+                Some(ErrorKind::MalformedResponse { .. })
+            ),
+            "{body}: {err:?}"
+        );
+        let shown = format!(
+            "{err:?} {}",
+            err.as_ref().map(ToString::to_string).unwrap_or_default()
+        );
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_minutes_of_use_refresh_the_token_without_a_failure() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let layer = InfobipAuthLayer::new(source);
+    let mut tokens = Vec::new();
+    for _ in 0..60 {
+        tokens.push(send(&layer).await?);
+        tokio::time::advance(Duration::from_secs(5)).await;
+    }
+    let refreshes = fake.refreshes();
+    assert!((5..=7).contains(&refreshes), "{refreshes} refreshes");
+    tokens.dedup();
+    // Each refresh replaced a token requests had used; the last one may not be used yet.
+    let used = u32::try_from(tokens.len())?;
+    assert!(used == refreshes || used == refreshes + 1, "{tokens:?}");
+    let forms = fake.state().forms.clone();
+    let refreshed: Vec<&str> = forms[1..].iter().map(|f| f["code"].as_str()).collect();
+    let sent: Vec<&str> = tokens
+        .iter()
+        .map(|t| t.trim_start_matches("IBSSO "))
+        .collect();
+    assert_eq!(
+        refreshed,
+        sent[..refreshes as usize],
+        "each refresh trades the token in use"
+    );
+    for form in &forms[1..] {
+        let mut names: Vec<&str> = form.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["client_id", "client_secret", "code", "grant_type"]);
+        assert_eq!(form["grant_type"], "refresh_token");
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_refreshes_while_idle() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = public(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let layer =
+        InfobipAuthLayer::new(source).refresh_policy(RefreshPolicy::default().keep_alive(true));
+    send(&layer).await?;
+    for _ in 0..300 {
+        tokio::task::yield_now().await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    assert!(fake.refreshes() >= 5, "{}", fake.refreshes());
+    let before = fake.requests();
+    send(&layer).await?;
+    assert_eq!(
+        fake.requests(),
+        before,
+        "served without waiting for a refresh"
+    );
+    // A public client refreshes without a secret.
+    assert!(!fake.last_form().contains_key("client_secret"));
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lapsed_token_requires_reauthorization_without_a_request() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let layer = InfobipAuthLayer::new(source.clone());
+    send(&layer).await?;
+    tokio::time::advance(MINUTE + Duration::from_secs(1)).await;
+    let before = fake.requests();
+    for _ in 0..3 {
+        let err = send(&layer).await.err().ok_or("a lapsed token was sent")?;
+        assert_eq!(
+            kind_of(&err),
+            Some(&ErrorKind::ReauthorizationRequired),
+            "{err}"
+        );
+        tokio::time::advance(Duration::from_secs(90)).await;
+    }
+    assert_eq!(fake.requests(), before);
+    assert!(matches!(
+        source
+            .fetch(Some(&source.credential()))
+            .await
+            .map_err(|e| e.kind().clone()),
+        Err(ErrorKind::ReauthorizationRequired)
+    ));
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_requires_reauthorization_once() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    fake.state().tokens.clear(); // revoked behind our back
+    let current = source.credential();
+    let err = source.fetch(Some(&current)).await.err();
+    assert!(
+        matches!(
+            err.as_ref().map(Error::kind),
+            Some(ErrorKind::ReauthorizationRequired)
+        ),
+        "{err:?}"
+    );
+    let cause = err
+        .as_ref()
+        .and_then(std::error::Error::source)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(cause.contains("401"), "{cause}");
+    let before = fake.requests();
+    assert!(source.fetch(Some(&current)).await.is_err());
+    assert!(source.fetch(None).await.is_err());
+    assert_eq!(
+        fake.requests(),
+        before,
+        "a refused token is not tried again"
+    );
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_token_endpoint_is_transient_and_keeps_the_token() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    fake.state()
+        .canned
+        .push((StatusCode::SERVICE_UNAVAILABLE, String::new()));
+    let current = source.credential();
+    let err = source.fetch(Some(&current)).await.err();
+    assert!(err.as_ref().is_some_and(Error::is_transient), "{err:?}");
+    let fresh = source.fetch(Some(&current)).await?;
+    assert_ne!(fresh.expose_token(), current.expose_token());
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_requests_during_a_refresh_share_one() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let layer = InfobipAuthLayer::new(source);
+    let first = send(&layer).await?;
+    fake.state().delay = Duration::from_secs(2);
+    tokio::time::advance(Duration::from_secs(56)).await; // past the point where requests wait
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let layer = layer.clone();
+            tokio::spawn(async move { send(&layer).await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await??);
+    }
+    assert_eq!(fake.refreshes(), 1);
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_ne!(seen[0], first);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_layers_sharing_one_source_refresh_once() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = SharedTokenSource::from(connect(&flow, &fake).await?);
+    let (a, b) = (
+        InfobipAuthLayer::new(source.clone()),
+        InfobipAuthLayer::new(source),
+    );
+    send(&a).await?;
+    send(&b).await?;
+    tokio::time::advance(Duration::from_secs(56)).await;
+    let (first, second) = tokio::join!(send(&a), send(&b));
+    assert_eq!(first?, second?);
+    assert_eq!(fake.refreshes(), 1);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_store_keeps_each_token_and_resume_picks_it_up() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let store = MemoryStore::new();
+    let source = connect(&flow, &fake).await?.with_store(store.clone()).await;
+    let saved = store.get().ok_or("nothing saved")?;
+    assert_eq!(saved.expose_token(), source.credential().expose_token());
+    assert_eq!(saved.account(), &source.account());
+
+    let refreshed = source.fetch(Some(&source.credential())).await?;
+    let saved = store.get().ok_or("nothing saved")?;
+    assert_eq!(saved.expose_token(), refreshed.expose_token());
+
+    // "Restart": a new source from the store serves the same token, then refreshes it.
+    let resumed = flow.resume(store.clone()).await?;
+    assert_eq!(resumed.account().username, "developeruser");
+    let layer = InfobipAuthLayer::new(resumed.clone());
+    assert_eq!(send(&layer).await?, refreshed.header().to_str()?);
+    let again = resumed.fetch(Some(&refreshed)).await?;
+    assert_eq!(
+        store.get().map(|t| t.expose_token().to_owned()),
+        Some(again.expose_token().to_owned())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn resuming_an_expired_token_requires_reauthorization() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let store = MemoryStore::new();
+    let past = std::time::SystemTime::now() - Duration::from_secs(1);
+    store
+        .save(&StoredToken::new("IBSSO", "old", past, Account::default()))
+        .await;
+    let err = flow.resume(store).await.err();
+    assert!(
+        matches!(
+            err.as_ref().map(Error::kind),
+            Some(ErrorKind::ReauthorizationRequired)
+        ),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_token_goes_to_infobip_hosts_or_to_the_base_it_came_from() -> TestResult {
+    let fake = FakeExchange::default();
+    let source = connect(&confidential(&fake)?, &fake).await?;
+    assert!(source.base_url().is_none());
+    let local = AuthCodeFlow::builder("http://127.0.0.1:9", CLIENT_ID)
+        .client_secret(SECRET)
+        .redirect_uri(REDIRECT)
+        .scope("api_read")
+        .transport(fake.transport())
+        .build()?;
+    let resumed = {
+        let store = MemoryStore::new();
+        store
+            .save(&StoredToken::from_credential(&source.credential()).ok_or("no expiry")?)
+            .await;
+        local.resume(store).await?
+    };
+    assert_eq!(
+        resumed.base_url().map(ToString::to_string).as_deref(),
+        Some("http://127.0.0.1:9")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_secret_reaches_debug_or_errors() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = public(&fake)?;
+    let confidential = confidential(&fake)?;
+    let (url, pending) = flow.authorize_url()?;
+    let verifier = pending.expose_verifier().ok_or("no verifier")?.to_owned();
+    let code = fake.issue_code(Some(pkce::challenge(&verifier)));
+    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    let grant_debug = format!("{grant:?}");
+    let store = MemoryStore::new();
+    let source = flow.exchange(grant).await?.with_store(store.clone()).await;
+    let token = source.credential().expose_token().to_owned();
+    let refused = confidential
+        .callback(&pending, &format!("?code={code}&state=other"))
+        .err()
+        .map(|e| format!("{e} {e:?}"));
+    let shown = format!(
+        "{flow:?} {confidential:?} {pending:?} {grant_debug} {source:?} {store:?} {:?} {refused:?} {}",
+        store.get(),
+        url.query()
+            .map(|q| q.contains(&verifier))
+            .unwrap_or_default()
+    );
+    for secret in [
+        SECRET,
+        verifier.as_str(),
+        code.as_str(),
+        token.as_str(),
+        pending.state(),
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("developeruser"), "{shown}");
+    Ok(())
+}
+
+#[test]
+fn futures_and_handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<AuthCode>();
+    send_sync::<AuthCodeFlow>();
+    send_sync::<PendingAuthorization>();
+    send_sync::<AuthorizationGrant>();
+    send_sync::<MemoryStore>();
+    fn is_send<T: Send>(_: &T) {}
+    let fake = FakeExchange::default();
+    if let Ok(flow) = confidential(&fake) {
+        if let Ok(pending) = PendingAuthorization::new("xyz", None) {
+            if let Ok(grant) = flow.callback(&pending, "?code=822762fa24e04975&state=xyz") {
+                is_send(&flow.exchange(grant));
+            }
+        }
+        is_send(&flow.resume(MemoryStore::new()));
+    }
+}
