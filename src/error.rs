@@ -561,7 +561,9 @@ pub enum ConfigError {
         reason: &'static str,
     },
     /// Credentials would travel in clear text to a host that is not loopback.
-    #[error("refusing to send credentials over plain HTTP to {origin} (only loopback may use http)")]
+    #[error(
+        "refusing to send credentials over plain HTTP to {origin} (only loopback may use http)"
+    )]
     InsecureUrl {
         /// The refused origin.
         origin: String,
@@ -606,7 +608,10 @@ mod tests {
         ];
         for (body, code, text) in cases {
             let err = ApiError::from_body(StatusCode::FORBIDDEN, body);
-            assert_eq!((err.code(), err.text(), err.raw()), (Some(code), Some(text), None));
+            assert_eq!(
+                (err.code(), err.text(), err.raw()),
+                (Some(code), Some(text), None)
+            );
         }
     }
 

@@ -242,13 +242,24 @@ mod tests {
             "sms:manage",
             "2fa:pin:send",
         ] {
-            assert_eq!(Scope::new(name).map(|s| s.to_string()).ok().as_deref(), Some(name));
+            assert_eq!(
+                Scope::new(name).map(|s| s.to_string()).ok().as_deref(),
+                Some(name)
+            );
         }
     }
 
     #[test]
     fn rejects_malformed_names() {
-        for name in ["", ":", "sms:", ":send", "sms send", "sms:send\n", "ünï:code"] {
+        for name in [
+            "",
+            ":",
+            "sms:",
+            ":send",
+            "sms send",
+            "sms:send\n",
+            "ünï:code",
+        ] {
             assert!(Scope::new(name).is_err(), "{name:?}");
         }
     }
