@@ -386,10 +386,10 @@ impl fmt::Debug for MockConfig {
 ///
 /// ```
 /// use infobip_auth::mock::ExchangeApp;
-/// let app = ExchangeApp::new("0123456789abcdef0123456789abcdef", "secret", "https://app.example/cb", "alice")
+/// let app = ExchangeApp::new("0123456789abcdef0123456789abcdef", "s3cr3t-value", "https://app.example/cb", "alice")
 ///     .email("alice@example.com")
 ///     .locale("hr-HR");
-/// assert!(!format!("{app:?}").contains("secret"));
+/// assert!(!format!("{app:?}").contains("s3cr3t-value"));
 /// ```
 #[derive(Clone)]
 #[must_use]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body::Frame;
@@ -85,15 +85,17 @@ impl Fault {
 }
 
 /// `200` with a `Content-Length` of a whole token answer, of which only the first half is
-/// sent before the body fails and hyper closes the connection.
+/// sent before the body fails and hyper closes the connection. The body yields once between
+/// the two so that hyper flushes the head and the first half.
 fn truncated() -> Reply {
     const WHOLE: &[u8] = br#"{"token":"00000000-0000-4000-8000-000000000000"}"#;
     let half = Bytes::from_static(&WHOLE[..WHOLE.len() / 2]);
-    let frames: [Result<Frame<Bytes>, BoxError>; 2] = [
-        Ok(Frame::data(half)),
-        Err(Box::new(DropConnection) as BoxError),
-    ];
-    let mut reply = Response::new(StreamBody::new(stream::iter(frames)).boxed());
+    let first = stream::iter([Ok::<_, BoxError>(Frame::data(half))]);
+    let then_fail = stream::once(async {
+        tokio::task::yield_now().await;
+        Err::<Frame<Bytes>, BoxError>(Box::new(DropConnection))
+    });
+    let mut reply = Response::new(BodyExt::boxed(StreamBody::new(first.chain(then_fail))));
     let headers = reply.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(WHOLE.len()));

@@ -20,8 +20,15 @@ struct CreateSession {
 /// `POST /auth/1/session`: JSON `{"username","password"}` → `200 {"token"}`.
 pub(super) fn create(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<Reply, Refusal> {
     reply::require_content_type(headers, "application/json")?;
-    let request: CreateSession = serde_json::from_slice(body)
-        .map_err(|err| Refusal::bad_request(format!("invalid request body: {err}")))?;
+    let invalid =
+        |err: serde_json::Error| Refusal::bad_request(format!("invalid request body: {err}"));
+    let request: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+    if !request.is_object() {
+        return Err(Refusal::bad_request(
+            "invalid request body: expected a JSON object",
+        ));
+    }
+    let request: CreateSession = serde_json::from_value(request).map_err(invalid)?;
     if state
         .check_user(&request.username, &request.password)
         .is_none()
