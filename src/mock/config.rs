@@ -107,7 +107,7 @@ impl MockConfig {
     }
 
     /// One credential of each kind, from the `DEMO_*` constants, each holding
-    /// [`DEMO_SCOPES`](super::DEMO_SCOPES): every scope of the two SMS endpoints and none of
+    /// [`DEMO_SCOPES`]: every scope of the two SMS endpoints and none of
     /// the API-key management ones, so a `403` is easy to provoke.
     ///
     /// ```

@@ -10,6 +10,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 
 use super::reply::{self, DropConnection, Reply};
+use super::state::whole_seconds;
 use crate::BoxError;
 
 /// A failure injected into the next token-endpoint request (`POST /auth/1/session`,
@@ -65,7 +66,7 @@ impl Fault {
                 let message_id = reason.to_ascii_uppercase().replace([' ', '-'], "_");
                 let mut reply = reply::error(status, &message_id, reason);
                 if let Some(delay) = retry_after {
-                    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+                    let seconds = whole_seconds(delay);
                     reply
                         .headers_mut()
                         .insert(RETRY_AFTER, HeaderValue::from(seconds));

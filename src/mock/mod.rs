@@ -63,7 +63,7 @@
 //!
 //! Configure who the server knows with [`MockConfig`] and start it with
 //! [`MockServer::start_with`]. Time is read from [`tokio::time::Instant`], so tests on a paused
-//! clock (`#[tokio::test(start_paused = true)]` and [`tokio::time::advance`]) can make sessions,
+//! clock (`#[tokio::test(start_paused = true)]` and `tokio::time::advance`) can make sessions,
 //! tokens and codes expire without waiting.
 //!
 //! # Endpoints

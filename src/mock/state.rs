@@ -182,7 +182,7 @@ impl State {
                 .map(|k| {
                     let key = ApiKey {
                         scopes: scope_set(&k.scopes),
-                        expires_at: k.valid_for.map(|d| now + d),
+                        expires_at: k.valid_for.map(|d| deadline(now, d)),
                         revoked: false,
                     };
                     (k.key, key)
@@ -232,7 +232,7 @@ impl State {
             .iter_mut()
             .find(|(_, s)| s.username == username)
         {
-            session.expires_at = now + idle;
+            session.expires_at = deadline(now, idle);
             return token.clone();
         }
         live.sessions_created += 1;
@@ -243,7 +243,7 @@ impl State {
             Session {
                 username: username.to_owned(),
                 number,
-                expires_at: now + idle,
+                expires_at: deadline(now, idle),
             },
         );
         live.counters
@@ -297,7 +297,7 @@ impl State {
                     if session.expires_at <= now {
                         return None;
                     }
-                    session.expires_at = now + idle;
+                    session.expires_at = deadline(now, idle);
                     let username = session.username.clone();
                     return self.settings.users.get(&username).map(|u| u.scopes.clone());
                 }
@@ -446,6 +446,22 @@ impl Drop for InFlight {
         let mut live = self.0.live();
         live.in_flight = live.in_flight.saturating_sub(1);
     }
+}
+
+/// When something that lives `lifetime` from `now` dies. A lifetime too long to represent
+/// (`Duration::MAX` meaning "never") becomes a hundred years.
+pub(crate) fn deadline(now: Instant, lifetime: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    now.checked_add(lifetime)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
+}
+
+/// A duration in whole seconds, rounded up.
+pub(crate) fn whole_seconds(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0))
 }
 
 /// `n` random bytes as lowercase hex.

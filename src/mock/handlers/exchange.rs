@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::mock::config::ExchangeApp;
 use crate::mock::reply::{self, Fields, Refusal, Reply};
-use crate::mock::state::{Code, State, Token, random_hex, uuid_like};
+use crate::mock::state::{Code, State, Token, deadline, random_hex, uuid_like};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -80,7 +80,7 @@ fn authorize_inner(state: &State, query: &str) -> Result<Reply, Refusal> {
             client_id: client_id.to_owned(),
             redirect_uri: redirect_uri.to_owned(),
             challenge: challenge.map(str::to_owned),
-            expires_at: Instant::now() + state.settings.code_lifetime,
+            expires_at: deadline(Instant::now(), state.settings.code_lifetime),
             used: false,
         },
     );
@@ -218,7 +218,7 @@ fn issue(state: &State, app: &ExchangeApp) -> Reply {
         Token {
             scopes: state.app_scopes(app),
             client_id: Some(app.client_id.clone()),
-            expires_at: Instant::now() + state.settings.exchange_token_lifetime,
+            expires_at: deadline(Instant::now(), state.settings.exchange_token_lifetime),
         },
     );
     let pairs = |list: &[(u64, String)]| -> Vec<serde_json::Value> {

@@ -4,7 +4,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use crate::mock::reply::{self, Fields, Refusal, Reply};
-use crate::mock::state::{State, Token, random_hex};
+use crate::mock::state::{State, Token, deadline, random_hex, whole_seconds};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -35,10 +35,10 @@ pub(super) fn token(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<R
         Token {
             scopes: client.scopes.clone(),
             client_id: None,
-            expires_at: Instant::now() + lifetime,
+            expires_at: deadline(Instant::now(), lifetime),
         },
     );
-    let seconds = lifetime.as_secs() + u64::from(lifetime.subsec_nanos() > 0);
+    let seconds = whole_seconds(lifetime);
     let expires_in = if state.settings.expires_in_as_string {
         serde_json::Value::from(seconds.to_string())
     } else {

@@ -393,3 +393,37 @@ async fn exchange_tokens_carry_the_users_scopes() -> TestResult {
     http.send_sms(Some(&auth)).await?.assert_forbidden();
     Ok(())
 }
+
+#[tokio::test]
+async fn expire_all_ends_codes_and_exchange_tokens() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let first = code(&http, &[]).await?;
+    let token = string_field(&exchange(&http, &with_secret(&first)).await?, "token")?;
+    let pending = code(&http, &[]).await?;
+    server.expire_all();
+    http.send_sms(Some(&format!("IBSSO {token}")))
+        .await?
+        .assert_unauthorized();
+    exchange(&http, &with_secret(&pending))
+        .await?
+        .assert_refused(StatusCode::BAD_REQUEST, "BAD_REQUEST", "expired");
+    let refresh = [
+        ("grant_type", "refresh_token".to_owned()),
+        ("code", token.clone()),
+    ];
+    exchange(&http, &refresh).await?.assert_unauthorized();
+    Ok(())
+}
+
+#[tokio::test]
+async fn revoked_exchange_tokens_cannot_be_refreshed() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let code = code(&http, &[]).await?;
+    let token = string_field(&exchange(&http, &with_secret(&code)).await?, "token")?;
+    server.revoke_token(&token);
+    let refresh = [("grant_type", "refresh_token".to_owned()), ("code", token)];
+    exchange(&http, &refresh).await?.assert_unauthorized();
+    Ok(())
+}

@@ -66,15 +66,10 @@ async fn refuses_configurations_that_cannot_work() {
 }
 
 #[test]
-fn refuses_to_start_outside_a_runtime() -> TestResult {
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    // Poll the future on a runtime without entering it for `start_with` itself... which is not
-    // possible: the check is that `Handle::try_current` fails, so drive it by hand instead.
-    let future = MockServer::start();
-    let outcome = futures_util::FutureExt::now_or_never(future);
+fn refuses_to_start_outside_a_runtime() {
+    // Polled by hand, with no tokio runtime around: an error, not a panic.
+    let outcome = futures_util::FutureExt::now_or_never(MockServer::start());
     assert!(matches!(outcome, Some(Err(_))));
-    drop(runtime);
-    Ok(())
 }
 
 #[tokio::test]
@@ -116,5 +111,37 @@ async fn oversized_bodies_are_refused() -> TestResult {
     http.call(Method::POST, "/auth/1/session", None, json, huge)
         .await?
         .assert_refused(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "bytes");
+    Ok(())
+}
+
+#[tokio::test]
+async fn endless_lifetimes_do_not_overflow() -> TestResult {
+    let config = MockConfig::demo()
+        .api_key_expiring("forever", "sms:manage", Duration::MAX)
+        .session_idle_timeout(Duration::MAX)
+        .oauth_token_lifetime(Duration::MAX)
+        .exchange_token_lifetime(Duration::MAX)
+        .code_lifetime(Duration::MAX);
+    let server = MockServer::start_with(config).await?;
+    let http = Http::new(&server);
+    assert_eq!(
+        http.send_sms(Some("App forever")).await?.status,
+        StatusCode::OK
+    );
+    let session = format!("IBSSO {}", http.session_token().await?);
+    assert_eq!(http.send_sms(Some(&session)).await?.status, StatusCode::OK);
+    let bearer = format!("Bearer {}", http.access_token().await?);
+    assert_eq!(http.send_sms(Some(&bearer)).await?.status, StatusCode::OK);
+
+    server.inject(Fault::Status {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        retry_after: Some(Duration::MAX),
+    });
+    let busy = http.login(DEMO_USERNAME, DEMO_PASSWORD).await?;
+    let retry_after = busy
+        .headers
+        .get("retry-after")
+        .map(|v| v.as_bytes().to_vec());
+    assert_eq!(retry_after, Some(u64::MAX.to_string().into_bytes()));
     Ok(())
 }
