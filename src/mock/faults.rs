@@ -54,9 +54,9 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// The answer this fault gives; `Err` drops the connection. [`Fault::Delay`] has no answer
-    /// of its own and is handled before.
-    pub(crate) fn reply(self) -> Result<Option<Reply>, DropConnection> {
+    /// Applies the fault: `None` to answer normally (after a [`Fault::Delay`]), otherwise the
+    /// answer to give instead, where `Err` drops the connection.
+    pub(crate) async fn apply(self) -> Option<Result<Reply, DropConnection>> {
         match self {
             Fault::Status {
                 status,
@@ -71,16 +71,19 @@ impl Fault {
                         .headers_mut()
                         .insert(RETRY_AFTER, HeaderValue::from(seconds));
                 }
-                Ok(Some(reply))
+                Some(Ok(reply))
             }
             Fault::Body {
                 status,
                 content_type,
                 body,
-            } => Ok(Some(reply::raw(status, content_type, body))),
-            Fault::Truncated => Ok(Some(truncated())),
-            Fault::CloseConnection => Err(DropConnection),
-            Fault::Delay(_) => Ok(None),
+            } => Some(Ok(reply::raw(status, content_type, body))),
+            Fault::Truncated => Some(Ok(truncated())),
+            Fault::CloseConnection => Some(Err(DropConnection)),
+            Fault::Delay(delay) => {
+                tokio::time::sleep(delay).await;
+                None
+            }
         }
     }
 }

@@ -57,12 +57,10 @@ where
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(fault) = fault {
-        if let super::Fault::Delay(delay) = fault {
-            tokio::time::sleep(delay).await;
-        } else if let Some(reply) = fault.reply()? {
-            return Ok(reply);
-        }
+    if let Some(fault) = fault
+        && let Some(instead) = fault.apply().await
+    {
+        return instead;
     }
     let (parts, body) = req.into_parts();
     let body = match reply::read_body(body).await {
