@@ -254,6 +254,7 @@ impl<S> InfobipAuth<S> {
     ///
     /// ```
     /// use infobip_auth::{InfobipAuth, source::ApiKey};
+    /// use tower::Layer;
     /// let service = InfobipAuth::layer(ApiKey::new("key")?).layer(tower::service_fn(
     ///     |_: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(())) },
     /// ));
