@@ -298,8 +298,8 @@ mod tests {
 
     /// Compile-time check: token sources await these inside `fetch`, whose future must be
     /// `Send` (see the note in [`Transport::send`]).
-    fn _futures_are_send(transport: &Transport, uri: Uri, value: String) {
-        let fields = [("name", value.as_str())];
+    fn _futures_are_send(transport: &Transport, uri: Uri, value: &str) {
+        let fields = [("name", value)];
         _is_send(&transport.post_form(uri.clone(), &fields));
         _is_send(&transport.post_json(uri, &serde_json::Value::Null));
     }

@@ -923,10 +923,10 @@ fn futures_and_handles_are_send_and_sync() {
     fn is_send<T: Send>(_: &T) {}
     let fake = FakeExchange::default();
     if let Ok(flow) = confidential(&fake) {
-        if let Ok(pending) = PendingAuthorization::new("xyz", None) {
-            if let Ok(grant) = flow.callback(&pending, "?code=822762fa24e04975&state=xyz") {
-                is_send(&flow.exchange(grant));
-            }
+        if let Ok(pending) = PendingAuthorization::new("xyz", None)
+            && let Ok(grant) = flow.callback(&pending, "?code=822762fa24e04975&state=xyz")
+        {
+            is_send(&flow.exchange(grant));
         }
         is_send(&flow.resume(MemoryStore::new()));
     }
