@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
@@ -21,7 +22,7 @@ use zeroize::Zeroizing;
 
 #[cfg(feature = "tracing")]
 use crate::trace::event;
-use crate::{ApiError, BoxError, Error, ErrorKind};
+use crate::{ApiError, BoxError, ConfigError, Credential, Error, ErrorKind};
 
 /// A token endpoint's answer, read whole.
 pub(crate) type Answer = Response<Bytes>;
@@ -136,24 +137,9 @@ impl Transport {
                 .oneshot(request)
                 .await
                 .map_err(transport)?;
-            let (parts, mut body) = response.into_parts();
-            // Read frame by frame rather than through `Limited`: its `B::Error: Into<BoxError>`
-            // bound makes every `async fn` awaiting it fail rustc's higher-ranked `Send` check
-            // (rust-lang/rust#102211), and token sources' futures must be `Send`.
-            if body.size_hint().lower() > limit as u64 {
-                return Err(Error::new(ErrorKind::ResponseTooLarge { limit }));
-            }
-            let mut read = BytesMut::new();
-            while let Some(frame) = body.frame().await {
-                let Ok(data) = frame.map_err(transport)?.into_data() else {
-                    continue; // trailers
-                };
-                if read.len() + data.len() > limit {
-                    return Err(Error::new(ErrorKind::ResponseTooLarge { limit }));
-                }
-                read.extend_from_slice(&data);
-            }
-            Ok(Response::from_parts(parts, read.freeze()))
+            let (parts, body) = response.into_parts();
+            let body = read_capped(body, limit).await?;
+            Ok(Response::from_parts(parts, body))
         };
         let answer = tokio::time::timeout(self.timeout, exchange)
             .await
@@ -184,13 +170,22 @@ impl Transport {
             .await
     }
 
-    /// POSTs a JSON document whose values may be secrets.
-    pub(crate) async fn post_json(
+    /// POSTs a JSON document whose values may be secrets. Any `Serialize` value will do (a
+    /// `serde_json::Value`, or a struct borrowing the secret, so that no copy of it is left
+    /// behind un-zeroized); the encoded body is zeroized once sent.
+    pub(crate) async fn post_json<T: Serialize + ?Sized>(
         &self,
         uri: Uri,
-        json: &serde_json::Value,
+        json: &T,
     ) -> Result<Answer, Error> {
-        let body = Zeroizing::new(serde_json::to_vec(json).unwrap_or_default());
+        // Reserved up front so the buffer holding the secret is not reallocated (and copied).
+        let mut body = Zeroizing::new(Vec::with_capacity(1024));
+        serde_json::to_writer(&mut *body, json).map_err(|_| {
+            Error::from(ConfigError::Invalid {
+                what: "request body",
+                reason: "it could not be encoded as JSON",
+            })
+        })?;
         self.post(uri, "application/json", &body).await
     }
 
@@ -207,7 +202,7 @@ impl Transport {
             .header(CONTENT_TYPE, content_type)
             .header(ACCEPT, "application/json")
             .body(Full::new(body))
-            .map_err(transport)?;
+            .map_err(unbuildable)?;
         self.send(request).await
     }
 
@@ -224,12 +219,45 @@ impl Transport {
             .header(http::header::AUTHORIZATION, authorization.clone())
             .header(ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))
-            .map_err(transport)?;
+            .map_err(unbuildable)?;
         self.send(request).await
     }
 }
 
-fn transport(err: impl Into<BoxError>) -> Error {
+/// Reads `body` whole, refusing it as soon as it is known to exceed `limit` bytes (from its
+/// announced length, or while reading). A body error (a truncated answer, a dropped
+/// connection) is a transport error.
+///
+/// Written with `frame()` rather than `http_body_util::Limited`: `Limited` requires
+/// `B::Error: Into<BoxError>`, which for a `BoxError` body makes rustc's `Send` check of the
+/// callers' futures fail ("implementation of `From` is not general enough").
+async fn read_capped(mut body: AnyBody, limit: usize) -> Result<Bytes, Error> {
+    let too_large = || Error::new(ErrorKind::ResponseTooLarge { limit });
+    if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(too_large());
+    }
+    let mut read = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(transport)?;
+        if let Ok(data) = frame.into_data() {
+            if data.len() > limit.saturating_sub(read.len()) {
+                return Err(too_large());
+            }
+            read.extend_from_slice(&data);
+        }
+    }
+    Ok(read.freeze())
+}
+
+/// A broken exchange. Takes `BoxError` itself, not `impl Into<BoxError>`: the identity
+/// conversion inside the async fns above trips rustc's `Send` check of their futures
+/// ("implementation of `From` is not general enough").
+fn transport(err: BoxError) -> Error {
+    Error::new(ErrorKind::Transport).with_source(err)
+}
+
+/// A request that could not be built.
+fn unbuildable(err: http::Error) -> Error {
     Error::new(ErrorKind::Transport).with_source(err)
 }
 
@@ -269,6 +297,17 @@ pub(crate) fn json<T: DeserializeOwned>(answer: &Answer) -> Result<T, Error> {
     })
 }
 
+/// The credential `scheme token` for a token read from an answer. A token a header cannot
+/// carry (empty, or holding a space, CR, LF or other invisible byte) is a malformed answer,
+/// never a header injection.
+pub(crate) fn token_credential(scheme: &str, token: &str) -> Result<Credential, Error> {
+    Credential::new(scheme, token).map_err(|_| {
+        Error::new(ErrorKind::MalformedResponse {
+            reason: "the token is empty or holds characters a header cannot carry".into(),
+        })
+    })
+}
+
 /// `Retry-After` in seconds (the form Infobip uses); HTTP dates are not honoured.
 fn retry_after(answer: &Answer) -> Option<Duration> {
     let seconds: u64 = answer
@@ -290,6 +329,7 @@ impl fmt::Debug for Transport {
             .finish_non_exhaustive()
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

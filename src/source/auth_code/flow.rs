@@ -14,6 +14,7 @@ use super::{AuthCode, TOKEN_PATH, parse_token};
 use crate::credential::REDACTED;
 use crate::origin::is_loopback;
 use crate::source::{Transport, pkce};
+use crate::trace::event;
 use crate::transport::check_status;
 use crate::{BaseUrl, ConfigError, Error, ErrorKind};
 
@@ -196,14 +197,20 @@ impl AuthCodeFlow {
         pending: &PendingAuthorization,
         callback: &str,
     ) -> Result<AuthorizationGrant, Error> {
-        let grant = pending.check(callback)?;
-        if self.0.pkce && grant.verifier().is_none() {
-            return Err(Error::new(ErrorKind::InvalidCallback {
-                reason: "the pending authorization has no PKCE verifier, which this flow needs"
-                    .into(),
-            }));
+        let checked = pending.check(callback).and_then(|grant| {
+            if self.0.pkce && grant.verifier().is_none() {
+                return Err(Error::new(ErrorKind::InvalidCallback {
+                    reason: "the pending authorization has no PKCE verifier, which this flow needs"
+                        .into(),
+                }));
+            }
+            Ok(grant)
+        });
+        #[cfg(feature = "tracing")]
+        if let Err(error) = &checked {
+            event!(debug, %error, "authorization callback refused before any request");
         }
-        Ok(grant)
+        checked
     }
 
     /// Exchanges the code for a token: `POST /exchange/1/oauth/token` with the form
@@ -259,6 +266,11 @@ impl AuthCodeFlow {
             .await?;
         check_status(&answer)?;
         let credential = parse_token(&answer, None)?;
+        event!(
+            debug,
+            account_key = credential.account().map(|a| a.account_key.as_str()),
+            "authorization code exchanged for an Exchange token"
+        );
         Ok(AuthCode::new(self.clone(), credential, None))
     }
 

@@ -80,7 +80,8 @@ pub use store::{MemoryStore, StoredToken, TokenStore};
 
 use crate::origin::AllowedHosts;
 use crate::source::TokenSource;
-use crate::transport::{Answer, check_status};
+use crate::trace::event;
+use crate::transport::{Answer, check_status, token_credential};
 use crate::{Account, BaseUrl, Credential, Error, ErrorKind};
 use store::SharedStore;
 
@@ -229,6 +230,11 @@ impl AuthCode {
             // authorization helps then. Anything else (5xx, 429) may pass.
             let status = answer.status();
             if status == 400 || status == 401 {
+                event!(
+                    warn,
+                    status = status.as_u16(),
+                    "Exchange token refresh refused: the user must authorize the app again"
+                );
                 // Remember it: later fetches fail at once instead of asking again.
                 let dead = current.clone().expires_at(Instant::now());
                 let mut newest = lock(&self.0.current);
@@ -283,6 +289,10 @@ impl TokenSource for AuthCode {
             return Ok(current);
         }
         if expired(&current) {
+            event!(
+                debug,
+                "the Exchange token has expired: the user must authorize the app again"
+            );
             return Err(Error::new(ErrorKind::ReauthorizationRequired));
         }
         self.refresh(&current).await
@@ -341,8 +351,7 @@ pub(crate) fn parse_token(
         Some(previous) if parsed.account == Account::default() => previous.clone(),
         _ => parsed.account,
     };
-    let credential = Credential::new(&token_type, &token)
-        .map_err(|_| malformed("the token or its type is empty or not a visible ASCII word"))?;
+    let credential = token_credential(&token_type, &token)?;
     Ok(credential.expires_in(lifetime).with_account(account))
 }
 

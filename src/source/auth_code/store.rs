@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::credential::REDACTED;
+use crate::transport::token_credential;
 use crate::{Account, Credential, Error, ErrorKind};
 
 /// Keeps the current Exchange token of one connected account.
@@ -213,13 +214,7 @@ impl StoredToken {
             .ok()
             .filter(|left| !left.is_zero())
             .ok_or_else(|| Error::new(ErrorKind::ReauthorizationRequired))?;
-        let credential = Credential::new(&self.token_type, &self.token).map_err(|_| {
-            Error::new(ErrorKind::MalformedResponse {
-                reason: "the stored token is empty or holds characters a header cannot carry"
-                    .into(),
-            })
-        })?;
-        Ok(credential
+        Ok(token_credential(&self.token_type, &self.token)?
             .expires_in(left)
             .with_account(self.account.clone()))
     }
