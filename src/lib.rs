@@ -36,4 +36,4 @@ pub use error::{ApiError, BoxError, ConfigError, Error, ErrorKind, Forbidden};
 pub use layer::{InfobipAuth, InfobipAuthLayer};
 pub use origin::BaseUrl;
 pub use replay::ReplayPolicy;
-pub use scope::{AuthScheme, Catalog, Scope, Scopes};
+pub use scope::{AuthScheme, Catalog, Scope, ScopeCheck, ScopeCheckLayer, Scopes};
