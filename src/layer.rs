@@ -55,8 +55,8 @@ use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, Repl
 #[derive(Clone)]
 #[must_use]
 pub struct InfobipAuthLayer {
-    cache: CredentialCache,
-    hosts: AllowedHosts,
+    pub(crate) cache: CredentialCache,
+    pub(crate) hosts: AllowedHosts,
     replay: ReplayPolicy,
 }
 
@@ -402,7 +402,7 @@ where
             let header = header.clone();
             return self.send(request, header, id);
         }
-        match self.cache.lookup(&mut self.local) {
+        match self.cache.lookup(Some(&mut self.local)) {
             Lookup::Ready(credential, id) => {
                 let header = credential.header().clone();
                 self.send(request, header, id)

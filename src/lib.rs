@@ -23,8 +23,12 @@ pub mod future;
 mod layer;
 mod origin;
 mod replay;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 pub mod scope;
 pub mod source;
+mod trace;
 mod transport;
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 use zeroize::Zeroizing;
 
+use crate::trace::event;
 use crate::{ApiError, BoxError, Error, ErrorKind};
 
 /// A token endpoint's answer, read whole.
@@ -125,6 +126,8 @@ impl Transport {
     /// Sends `request`, reads the answer whole (up to the limit) within the timeout.
     pub(crate) async fn send(&self, request: Request<Full<Bytes>>) -> Result<Answer, Error> {
         let limit = self.limit;
+        #[cfg(feature = "tracing")]
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
         let exchange = async {
             let response = self
                 .service
@@ -142,9 +145,17 @@ impl Transport {
             })?;
             Ok(Response::from_parts(parts, body.to_bytes()))
         };
-        tokio::time::timeout(self.timeout, exchange)
+        let answer = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| Error::new(ErrorKind::Timeout))?
+            .map_err(|_| Error::new(ErrorKind::Timeout))?;
+        #[cfg(feature = "tracing")]
+        match &answer {
+            Ok(answer) => {
+                event!(debug, %method, path, status = answer.status().as_u16(), "token endpoint answered")
+            }
+            Err(error) => event!(debug, %method, path, %error, "token endpoint unreachable"),
+        }
+        answer
     }
 
     /// POSTs a form (`application/x-www-form-urlencoded`) whose values may be secrets.
