@@ -15,6 +15,8 @@
 //!   credential's scheme, or when the credential's scopes are known and grant none of the
 //!   endpoint's.
 //! * [`ScopeCheckLayer`] / [`ScopeCheck`]: both of the above as Tower middleware.
+//! * `ScopeClassifier` (feature `tower-http`): a tower-http `MakeClassifier` naming the scopes
+//!   behind a `403`, for `TraceLayer::new(ScopeClassifier::new())` and retry policies.
 //!
 //! # The scope-check layer
 //!
@@ -144,6 +146,8 @@
 mod body;
 mod catalog;
 mod classify;
+#[cfg(feature = "tower-http")]
+mod classify_tower_http;
 mod future;
 mod layer;
 mod routes;
@@ -153,6 +157,9 @@ mod set;
 pub use body::ResponseBody;
 pub use catalog::{Catalog, Operation};
 pub use classify::{classify, preflight};
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+pub use classify_tower_http::{ScopeClassifier, ScopeFailureClass, ScopeResponseClassifier};
 pub use future::ResponseFuture;
 pub use layer::{ScopeCheck, ScopeCheckLayer};
 pub use scheme::AuthScheme;
