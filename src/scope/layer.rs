@@ -48,8 +48,9 @@ pub struct ScopeCheckLayer {
 #[derive(Clone, Debug)]
 pub(super) struct Config {
     pub(super) catalog: Catalog,
-    /// Declared with [`ScopeCheckLayer::held`]: wins over what the credential reports.
-    held: Option<Scopes>,
+    /// Declared with [`ScopeCheckLayer::held`]: wins over what the credential reports. Shared,
+    /// so that cloning a service (as a replay does per request) copies no set.
+    held: Option<Arc<Scopes>>,
     /// The auth layer's cache, for the scopes of the credential it sends.
     cache: Option<CredentialCache>,
     preflight: bool,
@@ -67,7 +68,7 @@ impl Config {
         f: impl FnOnce(Option<&Scopes>) -> R,
     ) -> R {
         if let Some(held) = &self.held {
-            return f(Some(held));
+            return f(Some(&**held));
         }
         match (&self.cache, authorization) {
             (Some(cache), Some(sent)) => cache.with_current(|current| {
@@ -147,7 +148,7 @@ impl ScopeCheckLayer {
     /// # Ok::<(), infobip_auth::ConfigError>(())
     /// ```
     pub fn held(mut self, scopes: Scopes) -> Self {
-        self.config.held = Some(scopes);
+        self.config.held = Some(Arc::new(scopes));
         self
     }
 
