@@ -17,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infobip_auth::mock::{self, MockConfig, MockServer};
+use infobip_auth::source::ApiKey;
 use infobip_auth::{BoxError, Error, InfobipAuthLayer};
 use tower::{Service, ServiceBuilder, ServiceExt as _};
 
@@ -89,6 +90,9 @@ pub async fn tour(client: HttpClient, log: &mut String) -> Result<Vec<Row>, BoxE
         .allow_origin(server.base_url())?;
     rows.push(send_sms("Basic", layer, &client, &server, log).await?);
 
+    // A 403 explained: the key lacks every scope that grants sending SMS.
+    rows.push(forbidden(&client, &server, log).await?);
+
     server.shutdown().await;
     Ok(rows)
 }
@@ -127,19 +131,78 @@ async fn send_sms(
     })
 }
 
+/// A key without the scopes for sending SMS: the server's 403 is explained by the scope check,
+/// and once the key's scopes are declared the request is refused before it is sent.
+async fn forbidden(
+    client: &HttpClient,
+    server: &MockServer,
+    log: &mut String,
+) -> Result<Row, BoxError> {
+    let auth = InfobipAuthLayer::api_key(NARROW_KEY)?.allow_origin(server.base_url())?;
+    let mut service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(client.clone());
+    let request = sms_request(&server.url("/sms/2/text/advanced"))?;
+    let response = service.ready().await?.call(request).await?;
+    let status = response.status();
+    let explained = response.extensions().get::<Error>().cloned();
+    writeln!(
+        log,
+        "{:<20} → {status}: {}",
+        "API key, no scope",
+        describe(explained.as_ref())
+    )?;
+
+    let declared = ApiKey::new(NARROW_KEY)?.with_scopes("inbound-message:read".parse()?);
+    let auth = InfobipAuthLayer::new(declared).allow_origin(server.base_url())?;
+    let mut service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(client.clone());
+    let sent_before = server.received().len();
+    let refused = service
+        .ready()
+        .await?
+        .call(sms_request(&server.url("/sms/2/text/advanced"))?)
+        .await
+        .err()
+        .ok_or("a request without the needed scope must be refused before sending")?;
+    let sent = server.received().len() - sent_before;
+    writeln!(
+        log,
+        "{:<20} → refused before sending ({sent} sent): {refused}",
+        "API key, declared"
+    )?;
+    Ok(Row {
+        method: "API key, no scope",
+        scheme: "App".into(),
+        token_requests: 0,
+        outcome: outcome(status, explained.as_ref()),
+    })
+}
+
+fn describe(error: Option<&Error>) -> String {
+    error.map_or_else(|| "no explanation".into(), ToString::to_string)
+}
+
+fn sms_request(url: &str) -> Result<Request<Full<Bytes>>, http::Error> {
+    Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(SMS.as_bytes())))
+}
+
 /// Sends one request through `service`; returns the status and the body as text.
-async fn call<S>(
+async fn call<S, B>(
     service: &mut S,
     method: Method,
     url: &str,
     body: &str,
 ) -> Result<(StatusCode, String), BoxError>
 where
-    S: Service<
-            Request<Full<Bytes>>,
-            Response = http::Response<hyper::body::Incoming>,
-            Error = BoxError,
-        >,
+    S: Service<Request<Full<Bytes>>, Response = http::Response<B>, Error = BoxError>,
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
 {
     let request = Request::builder()
         .method(method)
@@ -149,7 +212,12 @@ where
         .body(Full::new(Bytes::from(body.to_owned())))?;
     let response = service.ready().await?.call(request).await?;
     let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(Into::<BoxError>::into)?
+        .to_bytes();
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
