@@ -150,7 +150,8 @@ impl Credential {
     ///
     /// ```
     /// # use infobip_auth::{Account, Credential};
-    /// let account = Account { username: "developeruser".into(), ..Account::default() };
+    /// let mut account = Account::default();
+    /// account.username = "developeruser".into();
     /// let token = Credential::new("IBSSO", "t")?.with_account(account);
     /// assert_eq!(token.account().map(|a| a.username.as_str()), Some("developeruser"));
     /// # Ok::<(), infobip_auth::ConfigError>(())

@@ -132,7 +132,7 @@ where
                 StateProj::Failed { error } => {
                     return Poll::Ready(Err(error
                         .take()
-                        .map_or_else(invalid_credentials, |e| e)
+                        .unwrap_or_else(invalid_credentials)
                         .into()));
                 }
                 StateProj::Waiting {

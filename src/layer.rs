@@ -254,7 +254,8 @@ impl<S> InfobipAuth<S> {
     ///
     /// ```
     /// use infobip_auth::{InfobipAuth, source::ApiKey};
-    /// let service = InfobipAuth::layer(ApiKey::new("key")?).layer(tower::service_fn(
+    /// use tower::Layer as _;
+    /// let service = InfobipAuth::<()>::layer(ApiKey::new("key")?).layer(tower::service_fn(
     ///     |_: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(())) },
     /// ));
     /// # let _ = service;
