@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use crate::credential::sensitive_header;
 use crate::error::ConfigError;
 use crate::source::SharedTokenSource;
+use crate::trace::event;
 use crate::{Credential, Error, ErrorKind};
 
 /// When credentials are renewed, and how failures are spaced.
@@ -331,8 +332,9 @@ impl CredentialCache {
         Some((header, local.id))
     }
 
-    /// The slow path: reads the slot, renews `local`, and starts a fetch when needed.
-    pub(crate) fn lookup(&self, local: &mut Local) -> Lookup {
+    /// The slow path: reads the slot, renews `local` (a service clone's private copy, if any),
+    /// and starts a fetch when needed.
+    pub(crate) fn lookup(&self, mut local: Option<&mut Local>) -> Lookup {
         loop {
             let generation = self.shared.generation.0.load(Ordering::Acquire);
             let slot = self.shared.slot.load_full();
@@ -341,7 +343,9 @@ impl CredentialCache {
             if let Some(credential) = &slot.credential {
                 match slot.deadlines.phase(now) {
                     Phase::Fresh => {
-                        self.adopt(local, &slot, generation);
+                        if let Some(local) = local.as_deref_mut() {
+                            adopt(local, &slot, generation);
+                        }
                         self.shared.used.store(true, Ordering::Relaxed);
                         return Lookup::Ready(credential.clone(), slot.id);
                     }
@@ -373,22 +377,9 @@ impl CredentialCache {
         }
     }
 
-    /// Makes `local` serve `slot`'s credential from the fast path.
-    fn adopt(&self, local: &mut Local, slot: &Slot, generation: u64) {
-        let Some(credential) = &slot.credential else {
-            return;
-        };
-        if local.id != slot.id || local.header.is_none() {
-            local.header = sensitive_header(credential.header().as_bytes());
-            local.id = slot.id;
-            local.sliding = credential.idle_limit().is_some();
-        }
-        local.generation = generation;
-    }
-
     /// A credential to send, waiting for a fetch if nothing valid is held.
     pub(crate) async fn get(&self) -> Result<(Credential, u64), Error> {
-        self.lookup(&mut Local::default()).await
+        self.lookup(None).await
     }
 
     /// Forgets credential `id` after the server refused it. A later credential is kept: a late
@@ -405,6 +396,11 @@ impl CredentialCache {
             deadlines: Deadlines::default(),
         }));
         self.bump();
+        event!(
+            info,
+            source = self.shared.source.name(),
+            "credential refused (401): invalidated"
+        );
         true
     }
 
@@ -450,6 +446,11 @@ impl CredentialCache {
             .as_ref()
             .is_some_and(|f| Instant::now() < f.retry_at);
         if state.flight.is_none() && !backing_off && self.shared.slot.load().id == id {
+            event!(
+                debug,
+                source = self.shared.source.name(),
+                "refreshing ahead of expiry"
+            );
             // Without a runtime the request still goes out with the current credential.
             let _ = self.start_fetch(&mut state);
         }
@@ -471,8 +472,17 @@ impl CredentialCache {
         let previous = state.previous.clone();
         let task = runtime.spawn(async move {
             let mut guard = guard;
+            #[cfg(feature = "tracing")]
+            let started = Instant::now();
+            event!(
+                debug,
+                source = guard.shared.source.name(),
+                "fetching a credential"
+            );
             let result = guard.shared.source.fetch(previous.as_ref()).await;
             guard.done = true;
+            #[cfg(feature = "tracing")]
+            trace_outcome(guard.shared.source.name(), started, &result);
             finish(&guard.shared, guard.flight_no, result)
         });
         let flight = async move {
@@ -492,6 +502,19 @@ impl CredentialCache {
     fn bump(&self) {
         self.shared.generation.0.fetch_add(1, Ordering::Release);
     }
+}
+
+/// Makes `local` serve `slot`'s credential from the fast path.
+fn adopt(local: &mut Local, slot: &Slot, generation: u64) {
+    let Some(credential) = &slot.credential else {
+        return;
+    };
+    if local.id != slot.id || local.header.is_none() {
+        local.header = sensitive_header(credential.header().as_bytes());
+        local.id = slot.id;
+        local.sliding = credential.idle_limit().is_some();
+    }
+    local.generation = generation;
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
@@ -543,6 +566,13 @@ fn finish(
             if current {
                 let count = state.failure.as_ref().map_or(0, |f| f.count) + 1;
                 let delay = shared.policy.backoff_delay(count, error.retry_after());
+                event!(
+                    warn,
+                    source = shared.source.name(),
+                    failures = count,
+                    ?delay,
+                    "backing off before the next fetch"
+                );
                 state.failure = Some(Failure {
                     error: error.clone(),
                     retry_at: now + delay,
@@ -551,6 +581,18 @@ fn finish(
             }
             Err(error)
         }
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn trace_outcome(source: &'static str, started: Instant, result: &Result<Credential, Error>) {
+    let elapsed = started.elapsed();
+    match result {
+        Ok(credential) => {
+            let lifetime = credential.lifetime();
+            event!(info, source, ?elapsed, ?lifetime, "fetched a credential");
+        }
+        Err(error) => event!(warn, source, ?elapsed, %error, "credential fetch failed"),
     }
 }
 

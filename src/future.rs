@@ -16,7 +16,7 @@ use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::cache::{CredentialCache, Local, Lookup};
+use crate::cache::{CredentialCache, Lookup};
 use crate::replay::Snapshot;
 use crate::{ApiError, BoxError, Error, ErrorKind};
 
@@ -111,7 +111,8 @@ where
     }
 }
 
-fn invalid_credentials() -> Error {
+/// The value a `401` the layer could not cure carries in its extensions.
+pub(crate) fn invalid_credentials() -> Error {
     Error::new(ErrorKind::InvalidCredentials(ApiError::from_body(
         StatusCode::UNAUTHORIZED,
         b"",
@@ -169,14 +170,14 @@ where
                         Some(cache) if check.retry.is_some() => {
                             cache.invalidate(check.id);
                             State::Refreshing {
-                                lookup: cache.lookup(&mut Local::default()),
+                                lookup: cache.lookup(None),
                                 check: Some(check),
                             }
                         }
                         Some(cache) => {
                             cache.invalidate(check.id);
                             // No replay: start the renewal now, so the next request finds it.
-                            drop(cache.lookup(&mut Local::default()));
+                            drop(cache.lookup(None));
                             response.extensions_mut().insert(invalid_credentials());
                             return Poll::Ready(Ok(response));
                         }

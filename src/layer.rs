@@ -54,8 +54,8 @@ use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, Repl
 #[derive(Clone)]
 #[must_use]
 pub struct InfobipAuthLayer {
-    cache: CredentialCache,
-    hosts: AllowedHosts,
+    pub(crate) cache: CredentialCache,
+    pub(crate) hosts: AllowedHosts,
     replay: ReplayPolicy,
 }
 
@@ -375,7 +375,7 @@ where
             let header = header.clone();
             return self.send(request, header, id);
         }
-        match self.cache.lookup(&mut self.local) {
+        match self.cache.lookup(Some(&mut self.local)) {
             Lookup::Ready(credential, id) => {
                 let header = credential.header().clone();
                 self.send(request, header, id)
@@ -408,3 +408,6 @@ impl<S: Clone> InfobipAuth<S> {
         ResponseFuture::sent(self.inner.call(request), Some(check))
     }
 }
+
+#[cfg(test)]
+mod tests;

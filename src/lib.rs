@@ -23,8 +23,12 @@ pub mod future;
 mod layer;
 mod origin;
 mod replay;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 pub mod scope;
 pub mod source;
+mod trace;
 mod transport;
 
 #[cfg(test)]
@@ -36,4 +40,4 @@ pub use error::{ApiError, BoxError, ConfigError, Error, ErrorKind, Forbidden};
 pub use layer::{InfobipAuth, InfobipAuthLayer};
 pub use origin::BaseUrl;
 pub use replay::ReplayPolicy;
-pub use scope::{Scope, Scopes};
+pub use scope::{AuthScheme, Catalog, Scope, Scopes};

@@ -20,6 +20,7 @@ use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 use zeroize::Zeroizing;
 
+use crate::trace::event;
 use crate::{ApiError, BoxError, ConfigError, Credential, Error, ErrorKind};
 
 /// A token endpoint's answer, read whole.
@@ -126,6 +127,8 @@ impl Transport {
     /// Sends `request`, reads the answer whole (up to the limit) within the timeout.
     pub(crate) async fn send(&self, request: Request<Full<Bytes>>) -> Result<Answer, Error> {
         let limit = self.limit;
+        #[cfg(feature = "tracing")]
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
         let exchange = async {
             let response = self
                 .service
@@ -137,9 +140,17 @@ impl Transport {
             let body = read_capped(body, limit).await?;
             Ok(Response::from_parts(parts, body))
         };
-        tokio::time::timeout(self.timeout, exchange)
+        let answer = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| Error::new(ErrorKind::Timeout))?
+            .map_err(|_| Error::new(ErrorKind::Timeout))?;
+        #[cfg(feature = "tracing")]
+        match &answer {
+            Ok(answer) => {
+                event!(debug, %method, path, status = answer.status().as_u16(), "token endpoint answered")
+            }
+            Err(error) => event!(debug, %method, path, %error, "token endpoint unreachable"),
+        }
+        answer
     }
 
     /// POSTs a form (`application/x-www-form-urlencoded`) whose values may be secrets.

@@ -75,9 +75,9 @@ async fn fresh_credentials_are_served_from_the_private_copy() {
     let cache = cache(&source);
     let mut local = Local::default();
     assert!(cache.cached(&local).is_none());
-    assert!(matches!(cache.lookup(&mut local), Lookup::Wait(_)));
+    assert!(matches!(cache.lookup(Some(&mut local)), Lookup::Wait(_)));
     settle().await;
-    assert!(matches!(cache.lookup(&mut local), Lookup::Ready(..)));
+    assert!(matches!(cache.lookup(Some(&mut local)), Lookup::Ready(..)));
     let (header, _) = cache.cached(&local).map(|(h, id)| (h.clone(), id)).unzip();
     assert_eq!(
         header.as_ref().map(|h| h.as_bytes()),
@@ -101,7 +101,7 @@ async fn refresh_ahead_serves_the_current_credential_and_fetches_once_in_the_bac
     );
     source.delay(Duration::from_secs(1));
     for _ in 0..100 {
-        match cache.lookup(&mut local) {
+        match cache.lookup(Some(&mut local)) {
             Lookup::Ready(credential, _) => assert_eq!(credential.expose_token(), "token-1"),
             _ => panic!("a caller waited inside the refresh-ahead window"),
         }
@@ -120,7 +120,7 @@ async fn a_one_minute_token_is_not_refreshed_on_every_request() {
     let mut local = Local::default();
     for _ in 0..40 {
         // Ten minutes of one request every 15 s.
-        drop(cache.lookup(&mut local));
+        drop(cache.lookup(Some(&mut local)));
         let _ = cache.get().await;
         tokio::time::advance(Duration::from_secs(15)).await;
         settle().await;
@@ -261,7 +261,7 @@ async fn sliding_credentials_live_while_used_and_are_replaced_after_an_idle_gap(
         tokio::time::advance(Duration::from_secs(20)).await;
         settle().await;
         if cache.cached(&local).is_none() {
-            drop(cache.lookup(&mut local));
+            drop(cache.lookup(Some(&mut local)));
         }
     }
     assert_eq!(source.fetches(), 1);
@@ -301,7 +301,7 @@ async fn keep_alive_refreshes_without_requests() {
 async fn no_runtime_is_a_typed_error_not_a_panic() {
     let source = TestSource::expiring(HOUR);
     let cache = cache(&source);
-    let outcome = std::thread::spawn(move || match cache.lookup(&mut Local::default()) {
+    let outcome = std::thread::spawn(move || match cache.lookup(None) {
         Lookup::Failed(err) => matches!(err.kind(), ErrorKind::Config(_)),
         _ => false,
     })

@@ -65,6 +65,10 @@ impl TokenSource for ApiKey {
     fn renews(&self) -> bool {
         false
     }
+
+    fn name(&self) -> &'static str {
+        "api_key"
+    }
 }
 
 impl fmt::Debug for ApiKey {

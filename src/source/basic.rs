@@ -92,6 +92,10 @@ impl TokenSource for Basic {
     fn renews(&self) -> bool {
         false
     }
+
+    fn name(&self) -> &'static str {
+        "basic"
+    }
 }
 
 impl fmt::Debug for Basic {

@@ -106,6 +106,11 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     fn base_url(&self) -> Option<&BaseUrl> {
         None
     }
+
+    /// A short name for logs and tracing: the source's type name by default.
+    fn name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -119,6 +124,7 @@ trait DynTokenSource: fmt::Debug + Send + Sync + 'static {
     fn revoke<'a>(&'a self, credential: &'a Credential) -> BoxFuture<'a, Result<(), Error>>;
     fn renews(&self) -> bool;
     fn base_url(&self) -> Option<&BaseUrl>;
+    fn name(&self) -> &'static str;
 }
 
 impl<T: TokenSource> DynTokenSource for T {
@@ -139,6 +145,10 @@ impl<T: TokenSource> DynTokenSource for T {
 
     fn base_url(&self) -> Option<&BaseUrl> {
         TokenSource::base_url(self)
+    }
+
+    fn name(&self) -> &'static str {
+        TokenSource::name(self)
     }
 }
 
@@ -209,6 +219,18 @@ impl SharedTokenSource {
     #[must_use]
     pub fn base_url(&self) -> Option<&BaseUrl> {
         self.0.base_url()
+    }
+
+    /// See [`TokenSource::name`].
+    ///
+    /// ```
+    /// # use infobip_auth::source::{ApiKey, SharedTokenSource};
+    /// assert_eq!(SharedTokenSource::from(ApiKey::new("key")?).name(), "api_key");
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.0.name()
     }
 }
 

@@ -1,0 +1,332 @@
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Full, StreamBody};
+use tokio_test_shim::*;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_test::mock;
+
+use super::*;
+use crate::test_helpers::TestSource;
+
+/// Minimal stand-ins for `tokio-test`'s assertion macros.
+mod tokio_test_shim {
+    pub(super) use std::task::Poll;
+
+    pub(super) fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        std::pin::Pin::new(future).poll(&mut cx)
+    }
+}
+
+const URL: &str = "https://xyz12.api.infobip.com/sms/2/text/advanced";
+
+fn post(body: &'static str) -> Request<Full<Bytes>> {
+    Request::post(URL)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap_or_default()
+}
+
+fn authorization<B>(request: &Request<B>) -> String {
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("<none>")
+        .to_owned()
+}
+
+fn renewing() -> (TestSource, InfobipAuthLayer) {
+    let source = TestSource::expiring(Duration::from_secs(3600));
+    let layer = InfobipAuthLayer::new(source.clone());
+    (source, layer)
+}
+
+fn status(code: StatusCode) -> Response<&'static str> {
+    let mut response = Response::new("");
+    *response.status_mut() = code;
+    response
+}
+
+#[tokio::test]
+async fn sets_the_seed_headers_marked_sensitive() -> Result<(), BoxError> {
+    let cases = [
+        (
+            InfobipAuthLayer::basic("Aladdin", "openSesame")?,
+            "Basic QWxhZGRpbjpvcGVuU2VzYW1l",
+        ),
+        (
+            InfobipAuthLayer::basic("test", "123£")?,
+            "Basic dGVzdDoxMjPCow==",
+        ),
+        (
+            InfobipAuthLayer::api_key(
+                "003026bbc133714df1834b8638bb496e-8f4b3d9a-e931-478d-a994-28a725159ab9",
+            )?,
+            "App 003026bbc133714df1834b8638bb496e-8f4b3d9a-e931-478d-a994-28a725159ab9",
+        ),
+    ];
+    for (layer, expected) in cases {
+        let service = ServiceBuilder::new().layer(layer).service(service_fn(
+            |req: Request<Full<Bytes>>| async move {
+                let header = req.headers().get(AUTHORIZATION).cloned();
+                Ok::<_, Infallible>(Response::new(header))
+            },
+        ));
+        let response = service.oneshot(post("{}")).await?;
+        let header = response.into_body().ok_or("no Authorization header")?;
+        assert_eq!(header, expected);
+        assert!(header.is_sensitive(), "{expected} must be marked sensitive");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn forwards_poll_ready_backpressure() {
+    let (mut service, mut handle) = mock::spawn_layer::<Request<Full<Bytes>>, Response<&str>, _>(
+        InfobipAuthLayer::api_key("key").unwrap_or_else(|_| unreachable!()),
+    );
+    handle.allow(0);
+    assert!(service.poll_ready().is_pending());
+    handle.allow(1);
+    assert!(service.poll_ready().is_ready());
+}
+
+#[tokio::test]
+async fn replays_once_after_401_with_a_renewed_credential() -> Result<(), BoxError> {
+    let (source, layer) = renewing();
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Full<Bytes>>, Response<&str>, _>(layer);
+    handle.allow(2);
+    std::future::poll_fn(|_| service.poll_ready()).await?;
+    let response = tokio::spawn(service.call(post("{\"messages\":[]}")));
+
+    let (first, reply) = handle.next_request().await.ok_or("first request")?;
+    assert_eq!(authorization(&first), "Bearer token-1");
+    reply.send_response(status(StatusCode::UNAUTHORIZED));
+
+    let (second, reply) = handle.next_request().await.ok_or("replayed request")?;
+    assert_eq!(authorization(&second), "Bearer token-2");
+    let body = http_body_util::BodyExt::collect(second.into_body())
+        .await?
+        .to_bytes();
+    assert_eq!(body, Bytes::from_static(b"{\"messages\":[]}"));
+    reply.send_response(status(StatusCode::OK));
+
+    let response = response.await??;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(source.fetches(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_401_is_returned_not_retried() -> Result<(), BoxError> {
+    let (source, layer) = renewing();
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Full<Bytes>>, Response<&str>, _>(layer);
+    handle.allow(5);
+    std::future::poll_fn(|_| service.poll_ready()).await?;
+    let response = tokio::spawn(service.call(post("{}")));
+    for _ in 0..2 {
+        let (_, reply) = handle.next_request().await.ok_or("request")?;
+        reply.send_response(status(StatusCode::UNAUTHORIZED));
+    }
+    let response = response.await??;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let error = response
+        .extensions()
+        .get::<Error>()
+        .ok_or("typed error in extensions")?;
+    assert!(matches!(error.kind(), ErrorKind::InvalidCredentials(_)));
+    assert!(
+        poll_once(&mut Box::pin(handle.next_request())).is_pending(),
+        "no third request"
+    );
+    // The replay's refusal also invalidated token-2; its renewal started in the background.
+    tokio::task::yield_now().await;
+    assert!(source.fetches() <= 3, "{}", source.fetches());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_body_that_cannot_be_replayed_gets_its_401_back_and_the_next_request_a_new_credential()
+-> Result<(), BoxError> {
+    let (source, layer) = renewing();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let inner = service_fn({
+        let seen = seen.clone();
+        move |req: Request<
+            StreamBody<futures_util::stream::Empty<Result<http_body::Frame<Bytes>, Infallible>>>,
+        >| {
+            let seen = seen.clone();
+            async move {
+                let header = authorization(&req);
+                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                seen.push(header);
+                let code = if seen.len() == 1 {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::OK
+                };
+                Ok::<_, Infallible>(status(code))
+            }
+        }
+    });
+    let mut service = ServiceBuilder::new().layer(layer).service(inner);
+    let body = || StreamBody::new(futures_util::stream::empty());
+    let first = service
+        .ready()
+        .await?
+        .call(Request::post(URL).body(body())?)
+        .await?;
+    assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
+    assert!(first.extensions().get::<Error>().is_some());
+    let second = service
+        .ready()
+        .await?
+        .call(Request::post(URL).body(body())?)
+        .await?;
+    assert_eq!(second.status(), StatusCode::OK);
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(seen, ["Bearer token-1", "Bearer token-2"]);
+    assert_eq!(source.fetches(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fixed_key_401_is_final() -> Result<(), BoxError> {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let inner = service_fn({
+        let calls = calls.clone();
+        move |_: Request<Full<Bytes>>| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, Infallible>(status(StatusCode::UNAUTHORIZED)) }
+        }
+    });
+    let service = ServiceBuilder::new()
+        .layer(InfobipAuthLayer::api_key("revoked")?)
+        .service(inner);
+    let response = service.oneshot(post("{}")).await?;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(matches!(
+        response.extensions().get::<Error>().map(Error::kind),
+        Some(ErrorKind::InvalidCredentials(_))
+    ));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_callers_own_authorization_is_left_alone() -> Result<(), BoxError> {
+    let (source, layer) = renewing();
+    let inner = service_fn(|req: Request<Full<Bytes>>| async move {
+        Ok::<_, Infallible>(Response::new(authorization(&req)))
+    });
+    let service = ServiceBuilder::new().layer(layer).service(inner);
+    let mut request = post("{}");
+    request
+        .headers_mut()
+        .insert(AUTHORIZATION, http::HeaderValue::from_static("App mine"));
+    let response = service.oneshot(request).await?;
+    assert_eq!(response.body(), "App mine");
+    assert_eq!(source.fetches(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn other_hosts_get_no_credential() -> Result<(), BoxError> {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let inner = service_fn({
+        let calls = calls.clone();
+        move |_: Request<Full<Bytes>>| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, Infallible>(Response::new("")) }
+        }
+    });
+    let mut service = ServiceBuilder::new()
+        .layer(InfobipAuthLayer::api_key("key")?)
+        .service(inner);
+    for url in [
+        "https://attacker.example/sms/2/text/advanced",
+        "http://xyz12.api.infobip.com/sms",
+    ] {
+        let request = Request::post(url).body(Full::new(Bytes::new()))?;
+        let error = service
+            .ready()
+            .await?
+            .call(request)
+            .await
+            .err()
+            .ok_or("must be refused")?;
+        let error = Error::find(&*error).ok_or("typed error")?;
+        assert!(
+            matches!(error.kind(), ErrorKind::HostNotAllowed { .. }),
+            "{error}"
+        );
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn waiting_for_a_credential_calls_the_service_that_was_made_ready() -> Result<(), BoxError> {
+    // tower-test's mock panics when called without readiness: clone-and-swap must hand the
+    // readied service to the future.
+    let (source, layer) = renewing();
+    source.delay(Duration::from_millis(20));
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Full<Bytes>>, Response<&str>, _>(layer);
+    handle.allow(3);
+    let mut futures = Vec::new();
+    for _ in 0..3 {
+        std::future::poll_fn(|_| service.poll_ready()).await?;
+        futures.push(tokio::spawn(service.call(post("{}"))));
+    }
+    for _ in 0..3 {
+        let (request, reply) = handle.next_request().await.ok_or("request")?;
+        assert_eq!(authorization(&request), "Bearer token-1");
+        reply.send_response(status(StatusCode::OK));
+    }
+    for future in futures {
+        assert_eq!(future.await??.status(), StatusCode::OK);
+    }
+    assert_eq!(source.fetches(), 1);
+    Ok(())
+}
+
+#[test]
+fn debug_shows_no_secret() -> Result<(), BoxError> {
+    let layer = InfobipAuthLayer::basic("Aladdin", "openSesame")?;
+    let service = layer.layer(());
+    for text in [format!("{layer:?}"), format!("{service:?}")] {
+        assert!(
+            !text.contains("openSesame") && !text.contains("QWxh"),
+            "{text}"
+        );
+    }
+    let layer = InfobipAuthLayer::api_key("very-secret-key")?;
+    assert!(!format!("{layer:?}").contains("very-secret"));
+    Ok(())
+}
+
+#[test]
+fn layer_service_and_future_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<InfobipAuthLayer>();
+    send_sync::<
+        InfobipAuth<
+            tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<()>, Infallible>,
+        >,
+    >();
+    send::<
+        crate::future::ResponseFuture<
+            tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<()>, Infallible>,
+            Full<Bytes>,
+        >,
+    >();
+}

@@ -1,0 +1,118 @@
+//! [`InfobipAuthMiddleware`]: the same sources and cache for `reqwest` clients, through
+//! [`reqwest-middleware`](https://docs.rs/reqwest-middleware).
+//!
+//! reqwest takes no tower layers; this middleware gives a `reqwest_middleware` client what
+//! [`InfobipAuthLayer`] gives a tower client: host binding, a cached credential renewed ahead
+//! of expiry by one token request at a time, and after a `401` one renewal and one replay (when
+//! `reqwest` can clone the request, i.e. its body is not a stream).
+//!
+//! ```no_run
+//! use infobip_auth::InfobipAuthLayer;
+//! use reqwest_middleware::ClientBuilder;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e")?;
+//! let client = ClientBuilder::new(reqwest::Client::new())
+//!     .with(auth.reqwest_middleware())
+//!     .build();
+//! let response = client
+//!     .post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+//!     .body(r#"{"messages":[]}"#)
+//!     .send()
+//!     .await?;
+//! # let _ = response; Ok(()) }
+//! ```
+
+use http::header::AUTHORIZATION;
+use http::{Extensions, StatusCode, Uri};
+use reqwest_middleware::{Middleware, Next};
+
+use crate::{Error, ErrorKind, InfobipAuthLayer};
+
+/// Authenticates `reqwest` requests with an [`InfobipAuthLayer`]'s source and cache.
+///
+/// Made by [`InfobipAuthLayer::reqwest_middleware`]; it shares that layer's cache, so tower and
+/// reqwest clients of one application send one credential and renew it once.
+#[derive(Clone, Debug)]
+pub struct InfobipAuthMiddleware {
+    layer: InfobipAuthLayer,
+}
+
+impl InfobipAuthLayer {
+    /// A `reqwest-middleware` middleware sharing this layer's source, cache and allowed hosts.
+    ///
+    /// ```
+    /// let auth = infobip_auth::InfobipAuthLayer::api_key("key")?;
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    ///     .with(auth.reqwest_middleware())
+    ///     .build();
+    /// # let _ = client;
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub fn reqwest_middleware(&self) -> InfobipAuthMiddleware {
+        InfobipAuthMiddleware {
+            layer: self.clone(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for InfobipAuthMiddleware {
+    async fn handle(
+        &self,
+        mut request: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        if request.headers().contains_key(AUTHORIZATION) {
+            return next.run(request, extensions).await;
+        }
+        let uri: Uri = request.url().as_str().parse().unwrap_or_default();
+        if !self.layer.hosts.allows(&uri) || uri.authority().is_none() {
+            let origin = request.url().origin().ascii_serialization();
+            return Err(reqwest_middleware::Error::middleware(Error::new(
+                ErrorKind::HostNotAllowed { origin },
+            )));
+        }
+        let cache = &self.layer.cache;
+        let (credential, id) = cache
+            .get()
+            .await
+            .map_err(reqwest_middleware::Error::middleware)?;
+        let renews = cache.source().renews();
+        let replay = if renews { request.try_clone() } else { None };
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, credential.header().clone());
+        let mut response = next.clone().run(request, extensions).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        if renews {
+            cache.invalidate(id);
+            if let Some(mut replay) = replay {
+                let (credential, _) = cache
+                    .get()
+                    .await
+                    .map_err(reqwest_middleware::Error::middleware)?;
+                replay
+                    .headers_mut()
+                    .insert(AUTHORIZATION, credential.header().clone());
+                let mut response = next.run(replay, extensions).await?;
+                if response.status() == StatusCode::UNAUTHORIZED {
+                    response
+                        .extensions_mut()
+                        .insert(crate::future::invalid_credentials());
+                }
+                return Ok(response);
+            }
+            // No replay: start the renewal now, so the next request finds it.
+            drop(cache.lookup(None));
+        }
+        response
+            .extensions_mut()
+            .insert(crate::future::invalid_credentials());
+        Ok(response)
+    }
+}
