@@ -230,3 +230,56 @@ pub(crate) fn infobip_error(status: u16, message_id: &str, text: &str) -> FakeRe
     });
     reply(status, body.to_string())
 }
+
+/// A `tracing` subscriber that writes every event and span field as text, to check that no
+/// secret reaches tracing output.
+#[cfg(feature = "tracing")]
+#[derive(Clone, Default)]
+pub(crate) struct CaptureTracing(Arc<Mutex<String>>);
+
+#[cfg(feature = "tracing")]
+impl CaptureTracing {
+    /// Everything recorded so far.
+    pub(crate) fn text(&self) -> String {
+        lock(&self.0).clone()
+    }
+}
+
+#[cfg(feature = "tracing")]
+struct TextVisitor<'a>(&'a mut String);
+
+#[cfg(feature = "tracing")]
+impl tracing::field::Visit for TextVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, "{}={value:?} ", field.name());
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl tracing::Subscriber for CaptureTracing {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        span.record(&mut TextVisitor(&mut lock(&self.0)));
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        values.record(&mut TextVisitor(&mut lock(&self.0)));
+    }
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut text = lock(&self.0);
+        event.record(&mut TextVisitor(&mut text));
+        text.push('\n');
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}

@@ -197,6 +197,10 @@ impl TokenSource for ClientCredentials {
     fn base_url(&self) -> Option<&BaseUrl> {
         Some(&self.base)
     }
+
+    fn name(&self) -> &'static str {
+        "client_credentials"
+    }
 }
 
 impl fmt::Debug for ClientCredentials {

@@ -191,6 +191,10 @@ impl TokenSource for Session {
     fn base_url(&self) -> Option<&BaseUrl> {
         Some(&self.base)
     }
+
+    fn name(&self) -> &'static str {
+        "session"
+    }
 }
 
 impl fmt::Debug for Session {

@@ -641,3 +641,30 @@ async fn a_wrong_secret_is_reported_and_never_retried_in_a_loop() -> Result<(), 
     );
     Ok(())
 }
+
+#[cfg(feature = "tracing")]
+#[tokio::test(start_paused = true)]
+async fn secrets_never_reach_tracing() -> Result<(), BoxError> {
+    let capture = crate::test_helpers::CaptureTracing::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    let infobip = Infobip::new();
+    let mut service =
+        InfobipAuthLayer::new(infobip.source("s3cret")?).layer(infobip.fake.service());
+    send(&mut service).await?;
+    infobip.revoke_all(); // a 401, a new token
+    send(&mut service).await?;
+    let mut wrong =
+        InfobipAuthLayer::new(infobip.source("wrong-s3cret")?).layer(infobip.fake.service());
+    let _ = send(&mut wrong).await;
+
+    let text = capture.text();
+    assert!(
+        text.contains("client_credentials"),
+        "events were captured: {text}"
+    );
+    for secret in ["s3cret", "token-1", "token-2"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    Ok(())
+}

@@ -612,3 +612,31 @@ async fn credentials_go_only_to_the_sessions_origin() -> Result<(), BoxError> {
     );
     Ok(())
 }
+
+#[cfg(feature = "tracing")]
+#[tokio::test(start_paused = true)]
+async fn secrets_never_reach_tracing() -> Result<(), BoxError> {
+    let capture = crate::test_helpers::CaptureTracing::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    let infobip = Infobip::new(10 * MINUTE);
+    let layer = InfobipAuthLayer::new(infobip.session()?);
+    let mut service = layer.layer(infobip.fake.service());
+    send(&mut service).await?;
+    infobip.kill_sessions(); // a 401, a DELETE refused, a new session
+    send(&mut service).await?;
+    tokio::time::sleep(11 * MINUTE).await; // idle: a DELETE, a new session
+    send(&mut service).await?;
+    layer.revoke().await?;
+    let wrong = Session::builder(BASE, "alice", "wrong-s3cret")
+        .transport(infobip.fake.transport())
+        .build()?;
+    let _ = wrong.fetch(None).await;
+
+    let text = capture.text();
+    assert!(text.contains("session"), "events were captured: {text}");
+    for secret in ["s3cret", "session-1", "session-2", "session-3"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    Ok(())
+}
