@@ -150,11 +150,10 @@ impl Credential {
     ///
     /// ```
     /// # use infobip_auth::{Account, Credential};
-    /// let mut account = Account::default();
-    /// account.username = "developeruser".into();
+    /// let account: Account = serde_json::from_str(r#"{"username":"developeruser"}"#)?;
     /// let token = Credential::new("IBSSO", "t")?.with_account(account);
     /// assert_eq!(token.account().map(|a| a.username.as_str()), Some("developeruser"));
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn with_account(self, account: Account) -> Self {

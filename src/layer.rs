@@ -250,21 +250,6 @@ pub struct InfobipAuth<S> {
 }
 
 impl<S> InfobipAuth<S> {
-    /// Wraps `inner` with a new [`InfobipAuthLayer`] for `source`.
-    ///
-    /// ```
-    /// use infobip_auth::{InfobipAuth, source::ApiKey};
-    /// use tower::Layer as _;
-    /// let service = InfobipAuth::<()>::layer(ApiKey::new("key")?).layer(tower::service_fn(
-    ///     |_: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(())) },
-    /// ));
-    /// # let _ = service;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
-    /// ```
-    pub fn layer(source: impl Into<SharedTokenSource>) -> InfobipAuthLayer {
-        InfobipAuthLayer::new(source)
-    }
-
     /// The inner service.
     ///
     /// ```

@@ -21,6 +21,9 @@ mod credential;
 mod error;
 pub mod future;
 mod layer;
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub mod mock;
 mod origin;
 mod replay;
 #[cfg(feature = "reqwest")]

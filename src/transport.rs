@@ -20,6 +20,7 @@ use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 use zeroize::Zeroizing;
 
+#[cfg(feature = "tracing")]
 use crate::trace::event;
 use crate::{ApiError, BoxError, ConfigError, Credential, Error, ErrorKind};
 

@@ -1,0 +1,179 @@
+//! The main job, end to end: `cargo run --example quickstart`.
+//!
+//! Starts the embedded Infobip-compatible server on loopback and sends an SMS with every
+//! authentication method through `ServiceBuilder::new().layer(InfobipAuthLayer::new(source))`
+//! over a hyper-util client. No network is used.
+//!
+//! With `INFOBIP_BASE_URL` (e.g. `https://xyz12.api.infobip.com`) and `INFOBIP_API_KEY` set, it
+//! instead sends one real request to that account (inbound SMS reports: reads, sends nothing).
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::HttpsConnectorBuilder;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use infobip_auth::mock::{self, MockConfig, MockServer};
+use infobip_auth::{BoxError, Error, InfobipAuthLayer};
+use tower::{Service, ServiceBuilder, ServiceExt as _};
+
+/// The HTTP client every method uses: HTTPS for Infobip, plain HTTP for the loopback server.
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One line of the closing table.
+#[derive(Debug)]
+pub struct Row {
+    pub method: &'static str,
+    pub scheme: String,
+    pub token_requests: u64,
+    pub outcome: String,
+}
+
+const SMS: &str = r#"{"messages":[{"destinations":[{"to":"41793026727"}],"from":"InfoSMS","text":"Hello from infobip-auth"}]}"#;
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let client = http_client();
+    if let (Ok(base_url), Ok(key)) = (
+        std::env::var("INFOBIP_BASE_URL"),
+        std::env::var("INFOBIP_API_KEY"),
+    ) {
+        return real_account(client, &base_url, &key).await;
+    }
+    let mut log = String::new();
+    let rows = tour(client, &mut log).await?;
+    print!("{log}");
+    println!(
+        "\n{:<20} {:<8} {:>14}  outcome",
+        "method", "header", "token requests"
+    );
+    for row in &rows {
+        println!(
+            "{:<20} {:<8} {:>14}  {}",
+            row.method, row.scheme, row.token_requests, row.outcome
+        );
+    }
+    Ok(())
+}
+
+pub fn http_client() -> HttpClient {
+    let https = HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+/// Every method against the embedded server; returns the closing table.
+pub async fn tour(client: HttpClient, log: &mut String) -> Result<Vec<Row>, BoxError> {
+    let config = MockConfig::demo().api_key(NARROW_KEY, "inbound-message:read");
+    let server = MockServer::start_with(config).await?;
+    writeln!(
+        log,
+        "embedded Infobip-compatible server at {}",
+        server.base_url()
+    )?;
+    let mut rows = Vec::new();
+
+    // API key: `App <key>`. A key names no host, so the loopback origin is allowed explicitly.
+    let layer = InfobipAuthLayer::api_key(mock::DEMO_API_KEY)?.allow_origin(server.base_url())?;
+    rows.push(send_sms("API key", layer, &client, &server, log).await?);
+
+    // Basic: `Basic base64(username:password)`.
+    let layer = InfobipAuthLayer::basic(mock::DEMO_USERNAME, mock::DEMO_PASSWORD)?
+        .allow_origin(server.base_url())?;
+    rows.push(send_sms("Basic", layer, &client, &server, log).await?);
+
+    server.shutdown().await;
+    Ok(rows)
+}
+
+/// A key the server grants only `inbound-message:read`: sending an SMS is forbidden.
+const NARROW_KEY: &str = "0c1a8f2e7d9b4c6a5e3f1d0b9a8c7e6f-narrow";
+
+/// Sends one SMS through the layer and reports what happened.
+async fn send_sms(
+    method: &'static str,
+    layer: InfobipAuthLayer,
+    client: &HttpClient,
+    server: &MockServer,
+    log: &mut String,
+) -> Result<Row, BoxError> {
+    let before = server.counters().token_requests();
+    let mut service = ServiceBuilder::new().layer(layer).service(client.clone());
+    let (status, text) = call(
+        &mut service,
+        Method::POST,
+        &server.url("/sms/2/text/advanced"),
+        SMS,
+    )
+    .await?;
+    let scheme = server
+        .received()
+        .last()
+        .map(|r| r.scheme.clone())
+        .unwrap_or_default();
+    writeln!(log, "{method:<20} → {status} {}", first_line(&text))?;
+    Ok(Row {
+        method,
+        scheme,
+        token_requests: server.counters().token_requests() - before,
+        outcome: outcome(status, None),
+    })
+}
+
+/// Sends one request through `service`; returns the status and the body as text.
+async fn call<S>(
+    service: &mut S,
+    method: Method,
+    url: &str,
+    body: &str,
+) -> Result<(StatusCode, String), BoxError>
+where
+    S: Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<hyper::body::Incoming>,
+            Error = BoxError,
+        >,
+{
+    let request = Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))?;
+    let response = service.ready().await?.call(request).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+fn outcome(status: StatusCode, error: Option<&Error>) -> String {
+    match error {
+        Some(error) => format!("{status}: {error}"),
+        None => status.to_string(),
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or_default();
+    line.get(..100).unwrap_or(line)
+}
+
+/// One read-only request to a real Infobip account.
+async fn real_account(client: HttpClient, base_url: &str, key: &str) -> Result<(), BoxError> {
+    let layer = InfobipAuthLayer::api_key(key)?.allow_origin(base_url)?;
+    let mut service = ServiceBuilder::new().layer(layer).service(client);
+    let url = format!(
+        "{}/sms/1/inbox/reports?limit=1",
+        base_url.trim_end_matches('/')
+    );
+    let (status, text) = call(&mut service, Method::GET, &url, "").await?;
+    println!("GET /sms/1/inbox/reports → {status}\n{}", first_line(&text));
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! [`Fault`]: what a token endpoint does instead of answering normally.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+
+use super::reply::{self, DropConnection, Reply};
+use super::state::whole_seconds;
+use crate::BoxError;
+
+/// A failure injected into the next token-endpoint request (`POST /auth/1/session`,
+/// `POST /auth/1/oauth2/token`, `POST /exchange/1/oauth/token`) with
+/// [`MockServer::inject`](super::MockServer::inject). Faults are used one per request, in the
+/// order they were injected.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::StatusCode;
+/// use infobip_auth::mock::Fault;
+/// let busy = Fault::Status { status: StatusCode::TOO_MANY_REQUESTS, retry_after: Some(Duration::from_secs(2)) };
+/// # let _ = busy;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer `status` with an Infobip-shaped error body (`messageId` is the status's reason
+    /// in capitals, e.g. `TOO_MANY_REQUESTS`) and, if given, `Retry-After` in whole seconds.
+    Status {
+        /// The status to answer.
+        status: StatusCode,
+        /// The `Retry-After` header to send, rounded up to whole seconds.
+        retry_after: Option<Duration>,
+    },
+    /// Answer exactly this: for malformed, unexpected or oversized bodies.
+    Body {
+        /// The status to answer.
+        status: StatusCode,
+        /// The `Content-Type` to send.
+        content_type: &'static str,
+        /// The body to send.
+        body: Bytes,
+    },
+    /// Answer `200` whose `Content-Length` promises more than is sent, then close the
+    /// connection.
+    Truncated,
+    /// Close the connection without answering.
+    CloseConnection,
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+}
+
+impl Fault {
+    /// Applies the fault: `None` to answer normally (after a [`Fault::Delay`]), otherwise the
+    /// answer to give instead, where `Err` drops the connection.
+    pub(crate) async fn apply(self) -> Option<Result<Reply, DropConnection>> {
+        match self {
+            Fault::Status {
+                status,
+                retry_after,
+            } => {
+                let reason = status.canonical_reason().unwrap_or("Error");
+                let message_id = reason.to_ascii_uppercase().replace([' ', '-'], "_");
+                let mut reply = reply::error(status, &message_id, reason);
+                if let Some(delay) = retry_after {
+                    let seconds = whole_seconds(delay);
+                    reply
+                        .headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from(seconds));
+                }
+                Some(Ok(reply))
+            }
+            Fault::Body {
+                status,
+                content_type,
+                body,
+            } => Some(Ok(reply::raw(status, content_type, body))),
+            Fault::Truncated => Some(Ok(truncated())),
+            Fault::CloseConnection => Some(Err(DropConnection)),
+            Fault::Delay(delay) => {
+                tokio::time::sleep(delay).await;
+                None
+            }
+        }
+    }
+}
+
+/// `200` with a `Content-Length` of a whole token answer, of which only the first half is
+/// sent before the body fails and hyper closes the connection. The body yields once between
+/// the two so that hyper flushes the head and the first half.
+fn truncated() -> Reply {
+    const WHOLE: &[u8] = br#"{"token":"00000000-0000-4000-8000-000000000000"}"#;
+    let half = Bytes::from_static(&WHOLE[..WHOLE.len() / 2]);
+    let first = stream::iter([Ok::<_, BoxError>(Frame::data(half))]);
+    let then_fail = stream::once(async {
+        tokio::task::yield_now().await;
+        Err::<Frame<Bytes>, BoxError>(Box::new(DropConnection))
+    });
+    let mut reply = Response::new(BodyExt::boxed(StreamBody::new(first.chain(then_fail))));
+    let headers = reply.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(WHOLE.len()));
+    reply
+}

@@ -1,0 +1,80 @@
+//! Routing a request to its handler, and what every token endpoint shares: counting, latency
+//! and faults.
+
+mod exchange;
+mod oauth2;
+mod resources;
+mod session;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+
+use super::reply::{self, DropConnection, Refusal, Reply};
+use super::state::{State, TokenEndpoint};
+use crate::BoxError;
+
+const SESSION: &str = "/auth/1/session";
+const OAUTH_TOKEN: &str = "/auth/1/oauth2/token";
+const AUTHORIZE: &str = "/exchange/1/oauth/authorize";
+const EXCHANGE_TOKEN: &str = "/exchange/1/oauth/token";
+
+/// Answers one request; `Err` drops the connection (an injected fault).
+pub(crate) async fn handle<B>(state: Arc<State>, req: Request<B>) -> Result<Reply, DropConnection>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let method = req.method().clone();
+    match (method, req.uri().path()) {
+        (Method::POST, SESSION) => token_endpoint(&state, TokenEndpoint::Session, req).await,
+        (Method::DELETE, SESSION) => Ok(session::destroy(&state, req.headers())),
+        (Method::POST, OAUTH_TOKEN) => token_endpoint(&state, TokenEndpoint::OAuth, req).await,
+        (Method::GET, AUTHORIZE) => Ok(exchange::authorize(&state, req.uri().query())),
+        (Method::POST, EXCHANGE_TOKEN) => {
+            token_endpoint(&state, TokenEndpoint::Exchange, req).await
+        }
+        (_, SESSION | OAUTH_TOKEN | AUTHORIZE | EXCHANGE_TOKEN) => {
+            Ok(Refusal::method_not_allowed().into_reply())
+        }
+        _ => Ok(resources::handle(&state, req).await),
+    }
+}
+
+/// Counts the request, waits the configured latency, applies the next fault if any, and
+/// otherwise answers normally.
+async fn token_endpoint<B>(
+    state: &Arc<State>,
+    endpoint: TokenEndpoint,
+    req: Request<B>,
+) -> Result<Reply, DropConnection>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (_in_flight, fault, latency) = state.token_request(endpoint);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(fault) = fault
+        && let Some(instead) = fault.apply().await
+    {
+        return instead;
+    }
+    let (parts, body) = req.into_parts();
+    let body = match reply::read_body(body).await {
+        Ok(body) => body,
+        Err(refusal) => return Ok(refusal.into_reply()),
+    };
+    Ok(answer(state, endpoint, &parts.headers, &body))
+}
+
+fn answer(state: &State, endpoint: TokenEndpoint, headers: &HeaderMap, body: &[u8]) -> Reply {
+    let answered = match endpoint {
+        TokenEndpoint::Session => session::create(state, headers, body),
+        TokenEndpoint::OAuth => oauth2::token(state, headers, body),
+        TokenEndpoint::Exchange => exchange::token(state, headers, body),
+    };
+    answered.unwrap_or_else(Refusal::into_reply)
+}

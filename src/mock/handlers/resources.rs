@@ -1,0 +1,94 @@
+//! Protected resources: every request that is not to a token endpoint is checked against the
+//! operations table, then answered like Infobip.
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+
+use crate::BoxError;
+use crate::mock::operations::{Lookup, Operation, Scheme};
+use crate::mock::reply::{self, Refusal, Reply};
+use crate::mock::state::{Access, State, random_hex, uuid_like};
+
+/// Checks the credential against the operation, answers, and records the request.
+pub(super) async fn handle<B>(state: &State, req: Request<B>) -> Reply
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    let credential = Scheme::from_headers(&parts.headers);
+    let scheme = credential.map_or("none", |(scheme, _)| scheme.as_str());
+    let path = parts.uri.path();
+    let answer = match state.settings.operations.lookup(&parts.method, path) {
+        Lookup::NotFound => Refusal::not_found().into_reply(),
+        Lookup::MethodNotAllowed => Refusal::method_not_allowed().into_reply(),
+        Lookup::Found(operation) => {
+            let access = if operation.is_public() {
+                Access::Granted
+            } else {
+                state.access(credential, &operation.schemes, &operation.scopes)
+            };
+            match access {
+                Access::Unauthorized => Refusal::unauthorized().into_reply(),
+                Access::Forbidden => Refusal::forbidden().into_reply(),
+                Access::Granted => match reply::read_body(body).await {
+                    Ok(body) => respond(&parts.method, operation, &body),
+                    Err(refusal) => refusal.into_reply(),
+                },
+            }
+        }
+    };
+    state.record_resource(parts.method.clone(), path, scheme, answer.status());
+    answer
+}
+
+/// What an authorized request gets.
+fn respond(method: &Method, operation: &Operation, body: &[u8]) -> Reply {
+    match (method, operation.template.as_str()) {
+        (&Method::POST, "/sms/2/text/advanced") => send_sms(body),
+        (&Method::GET, "/sms/1/inbox/reports") => reply::json(
+            StatusCode::OK,
+            &serde_json::json!({"results": [], "messageCount": 0, "pendingMessageCount": 0}),
+        ),
+        _ => reply::json(StatusCode::OK, &serde_json::json!({})),
+    }
+}
+
+/// Send SMS: one `PENDING_ACCEPTED` message per `messages[].destinations[].to`.
+fn send_sms(body: &[u8]) -> Reply {
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Refusal::bad_request("the request body is not JSON").into_reply();
+    };
+    let destinations: Vec<&str> = request
+        .get("messages")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|message| message.get("destinations")?.as_array())
+        .flatten()
+        .filter_map(|destination| destination.get("to")?.as_str())
+        .collect();
+    if destinations.is_empty() {
+        return Refusal::bad_request("messages[].destinations[].to is required").into_reply();
+    }
+    let messages: Vec<serde_json::Value> = destinations
+        .into_iter()
+        .map(|to| {
+            serde_json::json!({
+                "messageId": random_hex(10),
+                "status": {
+                    "groupId": 1,
+                    "groupName": "PENDING",
+                    "id": 26,
+                    "name": "PENDING_ACCEPTED",
+                    "description": "Message sent to next instance"
+                },
+                "destination": to,
+            })
+        })
+        .collect();
+    reply::json(
+        StatusCode::OK,
+        &serde_json::json!({ "bulkId": uuid_like(), "messages": messages }),
+    )
+}

@@ -1,0 +1,310 @@
+//! The protected operations: which scopes and which authentication schemes each
+//! `method path-template` accepts, found for a request path with `matchit`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use http::Method;
+use http::header::{AUTHORIZATION, HeaderMap};
+
+use super::config::OperationConfig;
+
+/// Every operation of Infobip's OpenAPI specification 3.210.0, one per line after the header:
+/// spec file, method, path template, operationId, scopes (any one grants), schemes.
+const ALL_OPERATIONS_TSV: &str = include_str!("../../data/x_scopes_by_operation.tsv");
+
+/// The operations a fresh [`MockConfig`](super::MockConfig) protects.
+const DEFAULT_OPERATIONS: [(&str, &str, &str, &str); 4] = [
+    (
+        "POST",
+        "/sms/2/text/advanced",
+        "message:send,sms:message:send,sms:manage",
+        "IBSSOTokenHeader,APIKeyHeader,Basic,OAuth2",
+    ),
+    (
+        "GET",
+        "/sms/1/inbox/reports",
+        "inbound-message:read,sms:inbound-message:read,sms:manage",
+        "IBSSOTokenHeader,APIKeyHeader,Basic,OAuth2",
+    ),
+    (
+        "GET",
+        "/settings/2/api-keys",
+        "account-management:manage",
+        "IBSSOTokenHeader,Basic,OAuth2",
+    ),
+    (
+        "POST",
+        "/settings/2/api-keys",
+        "account-management:manage",
+        "IBSSOTokenHeader,Basic,OAuth2",
+    ),
+];
+
+/// An authentication scheme, by the word that starts the `Authorization` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Scheme {
+    /// `App <api key>` (OpenAPI `APIKeyHeader`).
+    App,
+    /// `Basic <base64 user:password>`.
+    Basic,
+    /// `IBSSO <session or Exchange token>` (OpenAPI `IBSSOTokenHeader`).
+    Ibsso,
+    /// `Bearer <OAuth 2.0 access token>` (OpenAPI `OAuth2`).
+    Bearer,
+}
+
+impl Scheme {
+    /// The header word, which is also the key in
+    /// [`Counters::resource_requests_by_scheme`](super::Counters::resource_requests_by_scheme).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Scheme::App => "App",
+            Scheme::Basic => "Basic",
+            Scheme::Ibsso => "IBSSO",
+            Scheme::Bearer => "Bearer",
+        }
+    }
+
+    /// Reads the header word, case-insensitively as RFC 9110 §11.1 asks.
+    pub(crate) fn from_header_word(word: &str) -> Option<Self> {
+        [Scheme::App, Scheme::Basic, Scheme::Ibsso, Scheme::Bearer]
+            .into_iter()
+            .find(|scheme| scheme.as_str().eq_ignore_ascii_case(word))
+    }
+
+    /// The scheme and credentials of an `Authorization` header, if it has a known scheme.
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<(Self, &str)> {
+        let (word, credentials) = headers
+            .get(AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .trim()
+            .split_once(' ')?;
+        Some((Self::from_header_word(word)?, credentials.trim()))
+    }
+
+    /// Reads a scheme as the OpenAPI specification or the header names it.
+    fn from_config_name(name: &str) -> Option<Self> {
+        let spec = match name.to_ascii_lowercase().as_str() {
+            "apikeyheader" => Some(Scheme::App),
+            "ibssotokenheader" => Some(Scheme::Ibsso),
+            "oauth2" => Some(Scheme::Bearer),
+            _ => None,
+        };
+        spec.or_else(|| Self::from_header_word(name))
+    }
+}
+
+/// What one `method path-template` requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Operation {
+    /// The path template as configured, e.g. `/sms/1/reports/{id}`.
+    pub(crate) template: String,
+    /// Any one of these grants access; empty means any valid credential does.
+    pub(crate) scopes: BTreeSet<String>,
+    /// The schemes accepted; empty (with no scopes) means the operation is public.
+    pub(crate) schemes: BTreeSet<Scheme>,
+}
+
+impl Operation {
+    /// Whether the operation needs no credential at all.
+    pub(crate) fn is_public(&self) -> bool {
+        self.schemes.is_empty() && self.scopes.is_empty()
+    }
+}
+
+/// What a path lookup found.
+pub(crate) enum Lookup<'a> {
+    /// The operation for this method and path.
+    Found(&'a Operation),
+    /// The path is known, but not with this method.
+    MethodNotAllowed,
+    /// No operation has this path.
+    NotFound,
+}
+
+/// The table of protected operations, routed by path.
+pub(crate) struct Operations {
+    router: matchit::Router<usize>,
+    /// Per routed path: method → operation.
+    paths: Vec<BTreeMap<String, Operation>>,
+}
+
+impl Operations {
+    /// Builds the table: the defaults, then (if asked) every operation of the specification,
+    /// then the configured ones, each later one replacing an earlier one with the same method
+    /// and path.
+    ///
+    /// # Errors
+    /// `InvalidInput` when a template cannot be routed or a scheme is unknown.
+    pub(crate) fn build(all: bool, added: &[OperationConfig]) -> io::Result<Self> {
+        let mut table: BTreeMap<String, BTreeMap<String, Operation>> = BTreeMap::new();
+        let mut add = |method: &str, template: &str, scopes: &str, schemes: &str| {
+            let operation = Operation {
+                template: template.to_owned(),
+                scopes: split_list(scopes).map(str::to_owned).collect(),
+                schemes: split_list(schemes)
+                    .map(|name| {
+                        Scheme::from_config_name(name).ok_or_else(|| {
+                            invalid(format!("unknown authentication scheme {name:?}"))
+                        })
+                    })
+                    .collect::<io::Result<_>>()?,
+            };
+            table
+                .entry(route_key(template)?)
+                .or_default()
+                .insert(method.to_ascii_uppercase(), operation);
+            Ok::<(), io::Error>(())
+        };
+        for (method, template, scopes, schemes) in DEFAULT_OPERATIONS {
+            add(method, template, scopes, schemes)?;
+        }
+        if all {
+            for line in ALL_OPERATIONS_TSV.lines().skip(1) {
+                let fields: Vec<&str> = line.split('\t').collect();
+                if let [_, method, template, _, scopes, schemes] = fields[..] {
+                    add(method, template, scopes, schemes)?;
+                }
+            }
+        }
+        for op in added {
+            add(
+                op.method.as_str(),
+                &op.path_template,
+                &op.scopes,
+                &op.schemes,
+            )?;
+        }
+
+        let mut router = matchit::Router::new();
+        let mut paths = Vec::with_capacity(table.len());
+        for (key, methods) in table {
+            router
+                .insert(key.clone(), paths.len())
+                .map_err(|err| invalid(format!("cannot route {key:?}: {err}")))?;
+            paths.push(methods);
+        }
+        Ok(Self { router, paths })
+    }
+
+    /// How many `method path` operations the table holds.
+    pub(crate) fn len(&self) -> usize {
+        self.paths.iter().map(BTreeMap::len).sum()
+    }
+
+    /// The operation for a request.
+    pub(crate) fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
+        let Ok(found) = self.router.at(path) else {
+            return Lookup::NotFound;
+        };
+        match self
+            .paths
+            .get(*found.value)
+            .and_then(|methods| methods.get(method.as_str()))
+        {
+            Some(operation) => Lookup::Found(operation),
+            None => Lookup::MethodNotAllowed,
+        }
+    }
+}
+
+/// Splits a list written with commas and/or white space.
+fn split_list(list: &str) -> impl Iterator<Item = &str> {
+    list.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+}
+
+/// The route `matchit` stores for a template: parameters renamed by position (`{p0}`, `{p1}`)
+/// so that `/a/{id}` and `/a/{key}/b` do not conflict over the parameter's name.
+fn route_key(template: &str) -> io::Result<String> {
+    if !template.starts_with('/') {
+        return Err(invalid(format!(
+            "path template {template:?} must start with `/`"
+        )));
+    }
+    let mut key = String::with_capacity(template.len());
+    let mut params = 0;
+    for (i, segment) in template.split('/').enumerate() {
+        if i > 0 {
+            key.push('/');
+        }
+        let is_param = segment.len() > 2 && segment.starts_with('{') && segment.ends_with('}');
+        if is_param {
+            key.push_str(&format!("{{p{params}}}"));
+            params += 1;
+        } else if segment.contains(['{', '}', '*']) {
+            return Err(invalid(format!(
+                "path template {template:?}: a parameter must fill a whole segment"
+            )));
+        } else {
+            key.push_str(segment);
+        }
+    }
+    Ok(key)
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_every_operation_of_the_specification() -> io::Result<()> {
+        let table = Operations::build(true, &[])?;
+        assert_eq!(table.len(), 943);
+        Ok(())
+    }
+
+    #[test]
+    fn routes_templates_and_reports_methods() -> io::Result<()> {
+        let table = Operations::build(true, &[])?;
+        let Lookup::Found(op) = table.lookup(&Method::GET, "/2fa/2/applications/ABC123") else {
+            panic!("not routed");
+        };
+        assert_eq!(op.template, "/2fa/2/applications/{appId}");
+        assert!(op.scopes.contains("2fa:manage"));
+        assert!(matches!(
+            table.lookup(&Method::PATCH, "/sms/2/text/advanced"),
+            Lookup::MethodNotAllowed
+        ));
+        assert!(matches!(
+            table.lookup(&Method::GET, "/nowhere"),
+            Lookup::NotFound
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn default_table_refuses_api_keys_for_key_management() -> io::Result<()> {
+        let table = Operations::build(false, &[])?;
+        assert_eq!(table.len(), 4);
+        let Lookup::Found(op) = table.lookup(&Method::POST, "/settings/2/api-keys") else {
+            panic!("not routed");
+        };
+        assert!(!op.schemes.contains(&Scheme::App));
+        assert!(op.schemes.contains(&Scheme::Bearer));
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_unroutable_templates_and_unknown_schemes() {
+        let bad = |template: &str, schemes: &str| {
+            let op = OperationConfig {
+                method: Method::GET,
+                path_template: template.to_owned(),
+                scopes: String::new(),
+                schemes: schemes.to_owned(),
+            };
+            Operations::build(false, &[op]).is_err()
+        };
+        assert!(bad("/x/{id}.json", "App"));
+        assert!(bad("no-slash", "App"));
+        assert!(bad("/x", "Digest"));
+        assert!(!bad("/x/{id}", "app, bearer"));
+    }
+}

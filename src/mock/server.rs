@@ -1,0 +1,328 @@
+//! [`MockServer`]: the listener on `127.0.0.1`, its connections, and the handle tests hold.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::config::MockConfig;
+use super::counters::{Counters, ReceivedRequest};
+use super::faults::Fault;
+use super::handlers;
+use super::state::State;
+
+/// How long [`MockServer::shutdown`] lets open requests finish.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// An Infobip-compatible server running on `127.0.0.1` in the caller's tokio runtime, serving
+/// HTTP/1.1 and HTTP/2 without TLS (h2c). Dropping it stops the server; [`MockServer::shutdown`]
+/// also waits for open requests to finish.
+///
+/// See the [module docs](super) for what it serves.
+pub struct MockServer {
+    base_url: String,
+    state: Arc<State>,
+    stop: watch::Sender<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl MockServer {
+    /// Starts a server with [`MockConfig::default`], which is [`MockConfig::demo`]: the
+    /// `DEMO_*` credentials work.
+    ///
+    /// # Errors
+    /// When no port can be bound on `127.0.0.1`, or when called outside a tokio runtime.
+    ///
+    /// ```
+    /// use infobip_auth::mock::MockServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// assert_eq!(server.url("/sms/2/text/advanced"), format!("{}/sms/2/text/advanced", server.base_url()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn start() -> io::Result<Self> {
+        Self::start_with(MockConfig::default()).await
+    }
+
+    /// Starts a server that knows what `config` says.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the configuration cannot work (an Exchange app approved by a user
+    /// that is not configured, an operation with a template that cannot be routed or an unknown
+    /// scheme); otherwise when no port can be bound, or when called outside a tokio runtime.
+    ///
+    /// ```
+    /// use infobip_auth::mock::{MockConfig, MockServer};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start_with(MockConfig::new().api_key("k", "sms:manage")).await?;
+    /// assert!(server.base_url().starts_with("http://127.0.0.1:"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn start_with(config: MockConfig) -> io::Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(io::Error::other(
+                "MockServer must be started inside a tokio runtime",
+            ));
+        }
+        let state = Arc::new(State::new(config)?);
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = watch::channel(());
+        let task = tokio::spawn(serve(listener, Arc::clone(&state), stopped));
+        Ok(Self {
+            base_url,
+            state,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// The server's address, `http://127.0.0.1:PORT`, without a trailing slash.
+    ///
+    /// ```
+    /// # use infobip_auth::mock::MockServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// assert!(!server.base_url().ends_with('/'));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The URL of `path` on this server (`path` starts with `/`).
+    ///
+    /// ```
+    /// # use infobip_auth::mock::MockServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// assert_eq!(server.url("/auth/1/session"), format!("{}/auth/1/session", server.base_url()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Stops accepting connections and waits (up to five seconds) for open requests to be
+    /// answered.
+    ///
+    /// ```
+    /// # use infobip_auth::mock::MockServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(());
+        if let Some(task) = self.task.take() {
+            // The task only ends by itself; an error means it panicked or was cancelled, and
+            // either way the server is gone.
+            let _ = task.await;
+        }
+    }
+
+    /// What the server has counted so far.
+    ///
+    /// ```
+    /// # use infobip_auth::mock::MockServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// assert_eq!(server.counters().token_requests(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn counters(&self) -> Counters {
+        self.state.counters()
+    }
+
+    /// Queues a fault for a coming token-endpoint request; faults are used one per request, in
+    /// the order they were queued.
+    ///
+    /// ```
+    /// # use infobip_auth::mock::{Fault, MockServer};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// server.inject(Fault::CloseConnection);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn inject(&self, fault: Fault) {
+        self.state.inject(fault);
+    }
+
+    /// Revokes an API key: from now on it is answered `401`.
+    ///
+    /// ```
+    /// # use infobip_auth::mock::{MockServer, DEMO_API_KEY};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// server.revoke_api_key(DEMO_API_KEY);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn revoke_api_key(&self, key: &str) {
+        self.state.revoke_api_key(key);
+    }
+
+    /// Revokes a session token, an OAuth access token or an Exchange token.
+    ///
+    /// ```
+    /// # use infobip_auth::mock::MockServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// server.revoke_token("a token the server issued");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn revoke_token(&self, token: &str) {
+        self.state.revoke_token(token);
+    }
+
+    /// Revokes every session, OAuth access token and Exchange token (API keys and users stay).
+    ///
+    /// ```
+    /// # use infobip_auth::mock::MockServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// server.revoke_all_tokens();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn revoke_all_tokens(&self) {
+        self.state.revoke_all_tokens();
+    }
+
+    /// Makes every session, OAuth access token, Exchange token and authorization code expire
+    /// now (API keys and users stay valid).
+    ///
+    /// ```
+    /// # use infobip_auth::mock::MockServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// server.expire_all();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn expire_all(&self) {
+        self.state.expire_all();
+    }
+
+    /// Delays every token-endpoint answer by `latency` (zero by default), to let concurrent
+    /// refreshes overlap.
+    ///
+    /// ```
+    /// # use infobip_auth::mock::MockServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// server.set_latency(std::time::Duration::from_millis(20));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.set_latency(latency);
+    }
+
+    /// The resource requests answered so far, in order: method, path, the scheme of the
+    /// credential (never the credential) and the status.
+    ///
+    /// ```
+    /// # use infobip_auth::mock::MockServer;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = MockServer::start().await?;
+    /// assert!(server.received().is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn received(&self) -> Vec<ReceivedRequest> {
+        self.state.received()
+    }
+
+    /// How many `method path` operations the server protects.
+    pub(crate) fn operation_count(&self) -> usize {
+        self.state.settings.operations.len()
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.stop.send_replace(());
+    }
+}
+
+impl fmt::Debug for MockServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockServer")
+            .field("base_url", &self.base_url)
+            .field("operations", &self.operation_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Accepts connections until told to stop, then lets open ones finish for [`GRACE`].
+async fn serve(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<()>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(connection(stream, Arc::clone(&state), stop.clone()));
+                }
+                // Out of file descriptors and the like: wait a little rather than spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            // A value, or the handle dropped: stop either way.
+            _ = stop.changed() => break,
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    // What has not finished after the grace period is cancelled when `connections` drops.
+    let _ = tokio::time::timeout(GRACE, drained).await;
+}
+
+/// Serves one connection (HTTP/1.1, or HTTP/2 with prior knowledge), closing it gracefully
+/// when the server stops.
+async fn connection(stream: TcpStream, state: Arc<State>, mut stop: watch::Receiver<()>) {
+    let service = hyper::service::service_fn(move |req| handlers::handle(Arc::clone(&state), req));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        // Connection errors (a client that went away, an injected fault) end the connection.
+        _ = conn.as_mut() => return,
+        _ = stop.changed() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}

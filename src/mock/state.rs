@@ -1,0 +1,486 @@
+//! The server's memory: configured users, keys, clients and apps (fixed at start), and the
+//! sessions, tokens, codes, faults and counters that change while it runs.
+//!
+//! Time is `tokio::time::Instant`, so tests on a paused clock can expire things by advancing it.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::config::{ExchangeApp, MockConfig};
+use super::counters::{Counters, ReceivedRequest, SessionEvent};
+use super::faults::Fault;
+use super::operations::{Operations, Scheme};
+
+/// Scope names a credential holds.
+pub(crate) type ScopeSet = Arc<BTreeSet<String>>;
+
+fn scope_set(list: &str) -> ScopeSet {
+    Arc::new(
+        list.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|part| !part.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// A configured user.
+pub(crate) struct User {
+    pub(crate) password: String,
+    pub(crate) scopes: ScopeSet,
+}
+
+/// A configured OAuth client.
+pub(crate) struct Client {
+    pub(crate) secret: String,
+    pub(crate) scopes: ScopeSet,
+}
+
+/// What the configuration fixed at start.
+pub(crate) struct Settings {
+    pub(crate) users: HashMap<String, User>,
+    pub(crate) clients: HashMap<String, Client>,
+    pub(crate) apps: HashMap<String, ExchangeApp>,
+    pub(crate) session_idle_timeout: Duration,
+    pub(crate) oauth_token_lifetime: Duration,
+    pub(crate) expires_in_as_string: bool,
+    pub(crate) exchange_token_lifetime: Duration,
+    pub(crate) code_lifetime: Duration,
+    pub(crate) operations: Operations,
+}
+
+/// An API key as it stands now.
+struct ApiKey {
+    scopes: ScopeSet,
+    expires_at: Option<Instant>,
+    revoked: bool,
+}
+
+/// An IBSSO session from `POST /auth/1/session`.
+struct Session {
+    username: String,
+    number: u64,
+    expires_at: Instant,
+}
+
+/// An access token (OAuth client credentials) or an Exchange token.
+pub(crate) struct Token {
+    pub(crate) scopes: ScopeSet,
+    /// The Exchange app that obtained it; `None` for OAuth access tokens.
+    pub(crate) client_id: Option<String>,
+    pub(crate) expires_at: Instant,
+}
+
+/// An authorization code from `GET /exchange/1/oauth/authorize`.
+pub(crate) struct Code {
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) challenge: Option<String>,
+    pub(crate) expires_at: Instant,
+    pub(crate) used: bool,
+}
+
+/// What changes while the server runs.
+#[derive(Default)]
+pub(crate) struct Live {
+    api_keys: HashMap<String, ApiKey>,
+    sessions: HashMap<String, Session>,
+    sessions_created: u64,
+    pub(crate) oauth_tokens: HashMap<String, Token>,
+    pub(crate) exchange_tokens: HashMap<String, Token>,
+    pub(crate) codes: HashMap<String, Code>,
+    faults: VecDeque<Fault>,
+    latency: Duration,
+    in_flight: u64,
+    pub(crate) counters: Counters,
+    received: Vec<ReceivedRequest>,
+}
+
+/// Which token endpoint a request went to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TokenEndpoint {
+    Session,
+    OAuth,
+    Exchange,
+}
+
+/// Whether a credential may call an operation.
+pub(crate) enum Access {
+    Granted,
+    Unauthorized,
+    Forbidden,
+}
+
+/// The whole state, shared by every connection.
+pub(crate) struct State {
+    pub(crate) settings: Settings,
+    live: Mutex<Live>,
+}
+
+impl State {
+    /// Checks the configuration and sets up the state, starting API key lifetimes now.
+    ///
+    /// # Errors
+    /// `InvalidInput` when an Exchange app names an unknown user, or an operation cannot be
+    /// routed.
+    pub(crate) fn new(config: MockConfig) -> io::Result<Self> {
+        let now = Instant::now();
+        let users: HashMap<String, User> = config
+            .users
+            .into_iter()
+            .map(|u| {
+                let user = User {
+                    password: u.password,
+                    scopes: scope_set(&u.scopes),
+                };
+                (u.username, user)
+            })
+            .collect();
+        let mut apps = HashMap::new();
+        for app in config.exchange_apps {
+            if !users.contains_key(&app.user) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "the Exchange app {:?} is approved by {:?}, who is not a configured user",
+                        app.client_id, app.user
+                    ),
+                ));
+            }
+            apps.insert(app.client_id.clone(), app);
+        }
+        let settings = Settings {
+            users,
+            clients: config
+                .oauth_clients
+                .into_iter()
+                .map(|c| {
+                    let client = Client {
+                        secret: c.client_secret,
+                        scopes: scope_set(&c.scopes),
+                    };
+                    (c.client_id, client)
+                })
+                .collect(),
+            apps,
+            session_idle_timeout: config.session_idle_timeout,
+            oauth_token_lifetime: config.oauth_token_lifetime,
+            expires_in_as_string: config.expires_in_as_string,
+            exchange_token_lifetime: config.exchange_token_lifetime,
+            code_lifetime: config.code_lifetime,
+            operations: Operations::build(config.all_operations, &config.operations)?,
+        };
+        let live = Live {
+            api_keys: config
+                .api_keys
+                .into_iter()
+                .map(|k| {
+                    let key = ApiKey {
+                        scopes: scope_set(&k.scopes),
+                        expires_at: k.valid_for.map(|d| deadline(now, d)),
+                        revoked: false,
+                    };
+                    (k.key, key)
+                })
+                .collect(),
+            ..Live::default()
+        };
+        Ok(Self {
+            settings,
+            live: Mutex::new(live),
+        })
+    }
+
+    /// The changing state. A panic elsewhere while it was held does not make it unusable.
+    pub(crate) fn live(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The scopes of a user whose password matches.
+    pub(crate) fn check_user(&self, username: &str, password: &str) -> Option<ScopeSet> {
+        self.settings
+            .users
+            .get(username)
+            .filter(|user| user.password == password)
+            .map(|user| user.scopes.clone())
+    }
+
+    /// The scopes of the app's user (checked to exist at start).
+    pub(crate) fn app_scopes(&self, app: &ExchangeApp) -> ScopeSet {
+        self.settings
+            .users
+            .get(&app.user)
+            .map(|user| user.scopes.clone())
+            .unwrap_or_default()
+    }
+
+    /// Starts a session for a user whose credentials were checked, or returns the user's live
+    /// session (extended): Infobip hands out a new token only once the old one is destroyed or
+    /// has expired.
+    pub(crate) fn create_session(&self, username: &str) -> String {
+        let now = Instant::now();
+        let idle = self.settings.session_idle_timeout;
+        let mut live = self.live();
+        live.sessions.retain(|_, s| s.expires_at > now);
+        if let Some((token, session)) = live
+            .sessions
+            .iter_mut()
+            .find(|(_, s)| s.username == username)
+        {
+            session.expires_at = deadline(now, idle);
+            return token.clone();
+        }
+        live.sessions_created += 1;
+        let number = live.sessions_created;
+        let token = uuid_like();
+        live.sessions.insert(
+            token.clone(),
+            Session {
+                username: username.to_owned(),
+                number,
+                expires_at: deadline(now, idle),
+            },
+        );
+        live.counters
+            .session_events
+            .push(SessionEvent::Created { session: number });
+        token
+    }
+
+    /// Ends a live session or Exchange token; `false` when there is none.
+    pub(crate) fn destroy_session(&self, token: &str) -> bool {
+        let now = Instant::now();
+        let mut live = self.live();
+        match live.sessions.remove(token) {
+            Some(session) if session.expires_at > now => {
+                live.counters.session_events.push(SessionEvent::Destroyed {
+                    session: session.number,
+                });
+                true
+            }
+            Some(_) => false,
+            None => live
+                .exchange_tokens
+                .remove(token)
+                .is_some_and(|t| t.expires_at > now),
+        }
+    }
+
+    /// The scopes of a valid credential of `scheme`, extending a session it uses.
+    fn authenticate(&self, scheme: Scheme, credentials: &str) -> Option<ScopeSet> {
+        let now = Instant::now();
+        match scheme {
+            Scheme::App => {
+                let live = self.live();
+                let key = live.api_keys.get(credentials)?;
+                let valid = !key.revoked && key.expires_at.is_none_or(|at| at > now);
+                valid.then(|| key.scopes.clone())
+            }
+            Scheme::Basic => {
+                use base64::Engine as _;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(credentials)
+                    .ok()?;
+                let decoded = String::from_utf8(decoded).ok()?;
+                let (username, password) = decoded.split_once(':')?;
+                self.check_user(username, password)
+            }
+            Scheme::Ibsso => {
+                let idle = self.settings.session_idle_timeout;
+                let mut live = self.live();
+                if let Some(session) = live.sessions.get_mut(credentials) {
+                    if session.expires_at <= now {
+                        return None;
+                    }
+                    session.expires_at = deadline(now, idle);
+                    let username = session.username.clone();
+                    return self.settings.users.get(&username).map(|u| u.scopes.clone());
+                }
+                let token = live.exchange_tokens.get(credentials)?;
+                (token.expires_at > now).then(|| token.scopes.clone())
+            }
+            Scheme::Bearer => {
+                let live = self.live();
+                let token = live.oauth_tokens.get(credentials)?;
+                (token.expires_at > now).then(|| token.scopes.clone())
+            }
+        }
+    }
+
+    /// Whether a credential may call an operation that accepts `schemes` and is granted by any
+    /// one of `scopes` (by any valid credential when `scopes` is empty).
+    pub(crate) fn access(
+        &self,
+        credential: Option<(Scheme, &str)>,
+        schemes: &BTreeSet<Scheme>,
+        scopes: &BTreeSet<String>,
+    ) -> Access {
+        let Some((scheme, credentials)) = credential else {
+            return Access::Unauthorized;
+        };
+        if !schemes.contains(&scheme) {
+            return Access::Unauthorized;
+        }
+        match self.authenticate(scheme, credentials) {
+            None => Access::Unauthorized,
+            Some(held) if scopes.is_empty() || scopes.iter().any(|s| held.contains(s)) => {
+                Access::Granted
+            }
+            Some(_) => Access::Forbidden,
+        }
+    }
+
+    /// Counts a token-endpoint request and takes the fault and latency it gets. The returned
+    /// guard counts the request as in flight until it is dropped.
+    pub(crate) fn token_request(
+        self: &Arc<Self>,
+        endpoint: TokenEndpoint,
+    ) -> (InFlight, Option<Fault>, Duration) {
+        let mut live = self.live();
+        let counters = &mut live.counters;
+        match endpoint {
+            TokenEndpoint::Session => counters.session_creates += 1,
+            TokenEndpoint::OAuth => counters.oauth_token_requests += 1,
+            TokenEndpoint::Exchange => counters.exchange_token_requests += 1,
+        }
+        live.in_flight += 1;
+        live.counters.max_token_requests_in_flight = live
+            .counters
+            .max_token_requests_in_flight
+            .max(live.in_flight);
+        let fault = live.faults.pop_front();
+        (InFlight(Arc::clone(self)), fault, live.latency)
+    }
+
+    /// Records an answered resource request.
+    pub(crate) fn record_resource(
+        &self,
+        method: Method,
+        path: &str,
+        scheme: &str,
+        status: StatusCode,
+    ) {
+        let mut live = self.live();
+        let counters = &mut live.counters;
+        *counters
+            .resource_requests_by_scheme
+            .entry(scheme.to_owned())
+            .or_default() += 1;
+        if status == StatusCode::UNAUTHORIZED {
+            counters.unauthorized += 1;
+        } else if status == StatusCode::FORBIDDEN {
+            counters.forbidden += 1;
+        }
+        live.received.push(ReceivedRequest {
+            method,
+            path: path.to_owned(),
+            scheme: scheme.to_owned(),
+            status,
+        });
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        self.live().counters.clone()
+    }
+
+    pub(crate) fn received(&self) -> Vec<ReceivedRequest> {
+        self.live().received.clone()
+    }
+
+    pub(crate) fn inject(&self, fault: Fault) {
+        self.live().faults.push_back(fault);
+    }
+
+    pub(crate) fn set_latency(&self, latency: Duration) {
+        self.live().latency = latency;
+    }
+
+    pub(crate) fn revoke_api_key(&self, key: &str) {
+        if let Some(key) = self.live().api_keys.get_mut(key) {
+            key.revoked = true;
+        }
+    }
+
+    pub(crate) fn revoke_token(&self, token: &str) {
+        let mut live = self.live();
+        live.sessions.remove(token);
+        live.oauth_tokens.remove(token);
+        live.exchange_tokens.remove(token);
+    }
+
+    pub(crate) fn revoke_all_tokens(&self) {
+        let mut live = self.live();
+        live.sessions.clear();
+        live.oauth_tokens.clear();
+        live.exchange_tokens.clear();
+    }
+
+    pub(crate) fn expire_all(&self) {
+        let now = Instant::now();
+        let mut live = self.live();
+        for session in live.sessions.values_mut() {
+            session.expires_at = now;
+        }
+        for token in live.oauth_tokens.values_mut() {
+            token.expires_at = now;
+        }
+        for token in live.exchange_tokens.values_mut() {
+            token.expires_at = now;
+        }
+        for code in live.codes.values_mut() {
+            code.expires_at = now;
+        }
+    }
+}
+
+/// Counts a token-endpoint request as in flight while it lives.
+pub(crate) struct InFlight(Arc<State>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut live = self.0.live();
+        live.in_flight = live.in_flight.saturating_sub(1);
+    }
+}
+
+/// When something that lives `lifetime` from `now` dies. A lifetime too long to represent
+/// (`Duration::MAX` meaning "never") becomes a hundred years.
+pub(crate) fn deadline(now: Instant, lifetime: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    now.checked_add(lifetime)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
+}
+
+/// A duration in whole seconds, rounded up.
+pub(crate) fn whole_seconds(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0))
+}
+
+/// `n` random bytes as lowercase hex.
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+/// A random token shaped like a version-4 UUID, as Infobip's session tokens are.
+pub(crate) fn uuid_like() -> String {
+    let hex = random_hex(16);
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}

@@ -1,0 +1,172 @@
+//! Injected faults, latency, and the in-flight counter.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::*;
+
+fn login_request(http: &Http) -> Result<Request<Full<Bytes>>, BoxError> {
+    let body = json!({"username": DEMO_USERNAME, "password": DEMO_PASSWORD}).to_string();
+    Ok(Request::post(format!("{}/auth/1/session", http.base))
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::from(body))?)
+}
+
+#[tokio::test]
+async fn status_faults_are_used_in_order_then_answers_are_normal() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    server.inject(Fault::Status {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        retry_after: Some(Duration::from_millis(1500)),
+    });
+    server.inject(Fault::Status {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        retry_after: None,
+    });
+
+    let first = http.login(DEMO_USERNAME, DEMO_PASSWORD).await?;
+    first.assert_refused(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOO_MANY_REQUESTS",
+        "Too Many Requests",
+    );
+    assert_eq!(
+        first.headers.get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"2"[..])
+    );
+    let second = http.login(DEMO_USERNAME, DEMO_PASSWORD).await?;
+    second.assert_refused(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "");
+    assert!(second.headers.get("retry-after").is_none());
+    assert_eq!(
+        http.login(DEMO_USERNAME, DEMO_PASSWORD).await?.status,
+        StatusCode::OK
+    );
+
+    let counters = server.counters();
+    assert_eq!(counters.session_creates, 3);
+    assert_eq!(counters.session_events.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn faults_reach_every_token_endpoint_but_not_resources() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let teapot = || Fault::Status {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        retry_after: None,
+    };
+    server.inject(teapot());
+    let auth = format!("App {DEMO_API_KEY}");
+    assert_eq!(http.send_sms(Some(&auth)).await?.status, StatusCode::OK);
+    let form = [
+        ("client_id", DEMO_CLIENT_ID),
+        ("client_secret", DEMO_CLIENT_SECRET),
+        ("grant_type", "client_credentials"),
+    ];
+    let answer = http.post_form("/auth/1/oauth2/token", &form).await?;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+
+    server.inject(teapot());
+    let refresh = [("grant_type", "refresh_token"), ("code", "whatever")];
+    let answer = http.post_form("/exchange/1/oauth/token", &refresh).await?;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(server.counters().token_requests(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn body_faults_answer_exactly_the_given_bytes() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    server.inject(Fault::Body {
+        status: StatusCode::OK,
+        content_type: "text/html",
+        body: Bytes::from_static(b"<html>maintenance</html>"),
+    });
+    let answer = http.login(DEMO_USERNAME, DEMO_PASSWORD).await?;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()),
+        Some(&b"text/html"[..])
+    );
+    assert_eq!(&answer.body[..], b"<html>maintenance</html>");
+    Ok(())
+}
+
+#[tokio::test]
+async fn truncated_bodies_fail_to_read() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    server.inject(Fault::Truncated);
+    let response = http.client.request(login_request(&http)?).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let promised: usize = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .ok_or("no Content-Length")?
+        .to_str()?
+        .parse()?;
+    assert!(promised > 0);
+    assert!(response.into_body().collect().await.is_err());
+    // The server still answers on a new connection.
+    assert_eq!(
+        http.login(DEMO_USERNAME, DEMO_PASSWORD).await?.status,
+        StatusCode::OK
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn close_connection_drops_without_an_answer() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    server.inject(Fault::CloseConnection);
+    assert!(http.client.request(login_request(&http)?).await.is_err());
+    assert_eq!(
+        http.login(DEMO_USERNAME, DEMO_PASSWORD).await?.status,
+        StatusCode::OK
+    );
+    assert_eq!(server.counters().session_creates, 2);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn delays_then_answers_normally() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    server.inject(Fault::Delay(Duration::from_secs(30)));
+    let started = Instant::now();
+    assert_eq!(
+        http.login(DEMO_USERNAME, DEMO_PASSWORD).await?.status,
+        StatusCode::OK
+    );
+    assert!(started.elapsed() >= Duration::from_secs(30));
+    Ok(())
+}
+
+#[tokio::test]
+async fn latency_makes_concurrent_token_requests_overlap() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    server.set_latency(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let (a, b, c) = tokio::join!(
+        http.login(DEMO_USERNAME, DEMO_PASSWORD),
+        http.access_token(),
+        http.login(DEMO_USERNAME, DEMO_PASSWORD),
+    );
+    assert_eq!(a?.status, StatusCode::OK);
+    c?;
+    b?;
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(server.counters().max_token_requests_in_flight, 3);
+
+    server.set_latency(Duration::ZERO);
+    http.session_token().await?;
+    http.session_token().await?;
+    assert_eq!(server.counters().max_token_requests_in_flight, 3);
+    Ok(())
+}

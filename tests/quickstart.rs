@@ -1,0 +1,28 @@
+//! Runs the quickstart's tour, so the README's main command cannot silently break.
+
+#[allow(dead_code)]
+#[path = "../examples/quickstart.rs"]
+mod quickstart;
+
+use infobip_auth::BoxError;
+
+#[tokio::test]
+async fn every_method_sends_its_sms() -> Result<(), BoxError> {
+    let mut log = String::new();
+    let rows = quickstart::tour(quickstart::http_client(), &mut log).await?;
+    let table: Vec<(&str, &str, String)> = rows
+        .iter()
+        .map(|row| (row.method, row.scheme.as_str(), row.outcome.clone()))
+        .collect();
+    let expected_schemes = [("API key", "App"), ("Basic", "Basic")];
+    for (method, scheme) in expected_schemes {
+        let row = table
+            .iter()
+            .find(|row| row.0 == method)
+            .ok_or(format!("no row for {method}: {log}"))?;
+        assert_eq!(row.1, scheme, "{log}");
+        assert_eq!(row.2, "200 OK", "{log}");
+    }
+    assert!(!log.contains(infobip_auth::mock::DEMO_PASSWORD), "{log}");
+    Ok(())
+}
