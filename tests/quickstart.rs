@@ -14,7 +14,12 @@ async fn every_method_sends_its_sms() -> Result<(), BoxError> {
         .iter()
         .map(|row| (row.method, row.scheme.as_str(), row.outcome.clone()))
         .collect();
-    let expected_schemes = [("API key", "App"), ("Basic", "Basic")];
+    let expected_schemes = [
+        ("API key", "App"),
+        ("Basic", "Basic"),
+        ("IBSSO session", "IBSSO"),
+        ("OAuth 2.0", "Bearer"),
+    ];
     for (method, scheme) in expected_schemes {
         let row = table
             .iter()
@@ -24,5 +29,9 @@ async fn every_method_sends_its_sms() -> Result<(), BoxError> {
         assert_eq!(row.2, "200 OK", "{log}");
     }
     assert!(!log.contains(infobip_auth::mock::DEMO_PASSWORD), "{log}");
+    assert!(
+        !log.contains(infobip_auth::mock::DEMO_CLIENT_SECRET),
+        "{log}"
+    );
     Ok(())
 }
