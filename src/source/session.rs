@@ -13,6 +13,10 @@
 //! is fine). The session endpoints are throttled at 10 requests per second: the cache makes
 //! one renewal at a time, whatever the number of waiting requests, and backs off on failure.
 //!
+//! Infobip hands a user's live session to every login, so processes that sign in as the same
+//! user share one session: when one renews it, the others see one `401` each, renew (their
+//! `DELETE` names the already-ended token, which is harmless) and replay the request.
+//!
 //! ```
 //! use bytes::Bytes;
 //! use http::{Method, Request, Response};
