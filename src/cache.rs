@@ -332,6 +332,13 @@ impl CredentialCache {
         Some((header, local.id))
     }
 
+    /// Calls `f` with the credential published now, if any, for the scope check. One lock-free
+    /// load of the slot; nothing is fetched, cloned or counted, and `Local` copies and the
+    /// generation are left alone, so the request path above stays as it is.
+    pub(crate) fn with_current<R>(&self, f: impl FnOnce(Option<&Credential>) -> R) -> R {
+        f(self.shared.slot.load().credential.as_ref())
+    }
+
     /// The slow path: reads the slot, renews `local` (a service clone's private copy, if any),
     /// and starts a fetch when needed.
     pub(crate) fn lookup(&self, mut local: Option<&mut Local>) -> Lookup {

@@ -178,11 +178,11 @@ where
                             cache.invalidate(check.id);
                             // No replay: start the renewal now, so the next request finds it.
                             drop(cache.lookup(None));
-                            response.extensions_mut().insert(invalid_credentials());
+                            mark_invalid(&mut response);
                             return Poll::Ready(Ok(response));
                         }
                         None => {
-                            response.extensions_mut().insert(invalid_credentials());
+                            mark_invalid(&mut response);
                             return Poll::Ready(Ok(response));
                         }
                     }
@@ -228,6 +228,14 @@ where
             };
             state.set(next);
         }
+    }
+}
+
+/// Attaches the `401`'s meaning, unless a layer inside (the scope check) already did, reading
+/// the body this layer does not read.
+fn mark_invalid<B>(response: &mut Response<B>) {
+    if response.extensions().get::<Error>().is_none() {
+        response.extensions_mut().insert(invalid_credentials());
     }
 }
 

@@ -13,6 +13,7 @@ use crate::cache::{CredentialCache, Local, Lookup};
 use crate::error::ConfigError;
 use crate::future::{Check, ResponseFuture, Retry};
 use crate::origin::AllowedHosts;
+use crate::scope::ScopeCheckLayer;
 use crate::source::{ApiKey, Basic, SharedTokenSource};
 use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, ReplayPolicy};
 
@@ -153,6 +154,33 @@ impl InfobipAuthLayer {
             cache: CredentialCache::new(self.cache.source().clone(), policy),
             ..self
         }
+    }
+
+    /// A [`ScopeCheckLayer`] that knows the scopes of the credential this layer sends: those
+    /// declared on an API key ([`ApiKey::with_scopes`]) or reported by the token source. Put it
+    /// inside this layer (after it in a `ServiceBuilder`), so it sees the `Authorization` header.
+    ///
+    /// Make it once this layer is configured: [`refresh_policy`](Self::refresh_policy) starts a
+    /// new cache, which a scope check made before would not see.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use infobip_auth::{ErrorKind, InfobipAuthLayer, source::ApiKey};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let auth = InfobipAuthLayer::new(ApiKey::new("key")?.with_scopes("inbound-message:read".parse()?));
+    /// let client = service_fn(|_: Request<String>| async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) });
+    /// let service = ServiceBuilder::new().layer(auth.clone()).layer(auth.scope_check()).service(client);
+    ///
+    /// // The key holds none of the scopes of sending SMS: refused before sending.
+    /// let request = Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced").body(String::new())?;
+    /// let err = service.oneshot(request).await.err().ok_or("not refused")?;
+    /// let err = infobip_auth::Error::find(&*err).ok_or("not ours")?;
+    /// assert!(matches!(err.kind(), ErrorKind::Forbidden(_)));
+    /// # Ok(()) }
+    /// ```
+    pub fn scope_check(&self) -> ScopeCheckLayer {
+        ScopeCheckLayer::with_cache(self.cache.clone())
     }
 
     /// The credential requests are sent with now, fetching one if none is held.

@@ -32,6 +32,8 @@ pub mod reqwest;
 pub mod scope;
 pub mod source;
 mod trace;
+// Used by the token sources that call token endpoints, merged separately.
+#[allow(dead_code)]
 mod transport;
 
 #[cfg(test)]
@@ -43,4 +45,4 @@ pub use error::{ApiError, BoxError, ConfigError, Error, ErrorKind, Forbidden};
 pub use layer::{InfobipAuth, InfobipAuthLayer};
 pub use origin::BaseUrl;
 pub use replay::ReplayPolicy;
-pub use scope::{AuthScheme, Catalog, Scope, Scopes};
+pub use scope::{AuthScheme, Catalog, Scope, ScopeCheck, ScopeCheckLayer, Scopes};

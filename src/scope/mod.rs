@@ -14,6 +14,109 @@
 //! * [`preflight`]: refuses a request before sending when the endpoint does not accept the
 //!   credential's scheme, or when the credential's scopes are known and grant none of the
 //!   endpoint's.
+//! * [`ScopeCheckLayer`] / [`ScopeCheck`]: both of the above as Tower middleware.
+//! * `ScopeClassifier` (feature `tower-http`): a tower-http `MakeClassifier` naming the scopes
+//!   behind a `403`, for `TraceLayer::new(ScopeClassifier::new())` and retry policies.
+//!
+//! # The scope-check layer
+//!
+//! Put it **inside** [`InfobipAuthLayer`](crate::InfobipAuthLayer), made by
+//! [`InfobipAuthLayer::scope_check`](crate::InfobipAuthLayer::scope_check): it then sees the
+//! `Authorization` header the auth layer set (hence the scheme), and reads the scopes of the
+//! credential the auth layer sends (declared with
+//! [`ApiKey::with_scopes`](crate::source::ApiKey::with_scopes), or reported by the token
+//! source). Standalone, [`ScopeCheckLayer::new`] knows the scheme from the header and the held
+//! scopes only if [`held`](ScopeCheckLayer::held) declares them.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::{BodyExt, Full};
+//! use infobip_auth::{Error, ErrorKind, InfobipAuthLayer, source::ApiKey};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+//! const SEED_403: &str = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+//! // Stands in for an HTTP client: Infobip refuses everything with the seed's 403.
+//! let http_client = service_fn(|_: Request<Full<Bytes>>| async {
+//!     let mut response = Response::new(Full::new(Bytes::from_static(SEED_403.as_bytes())));
+//!     *response.status_mut() = StatusCode::FORBIDDEN;
+//!     Ok::<_, std::convert::Infallible>(response)
+//! });
+//! let sms = || Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+//!     .body(Full::new(Bytes::from_static(b"{}")));
+//!
+//! // A key whose scopes are not declared: the request is sent, and the 403 explained.
+//! let auth = InfobipAuthLayer::new(ApiKey::new("003026bbc133714df1834b8638bb496e")?);
+//! let client = ServiceBuilder::new()
+//!     .layer(auth.clone())
+//!     .layer(auth.scope_check())
+//!     .service(http_client.clone());
+//! let response = client.oneshot(sms()?).await?;
+//! let meaning = response.extensions().get::<Error>().cloned().ok_or("not classified")?;
+//! assert!(matches!(meaning.kind(), ErrorKind::Forbidden(_)));
+//! assert_eq!(
+//!     meaning.to_string(),
+//!     "forbidden: POST /sms/2/text/advanced needs any of message:send, sms:manage, \
+//!      sms:message:send (403 Forbidden FORBIDDEN: Forbidden)",
+//! );
+//! // The response is the server's, body and all.
+//! assert_eq!(response.into_body().collect().await?.to_bytes(), SEED_403);
+//!
+//! // A key declared to hold `inbound-message:read` only: refused before sending.
+//! let key = ApiKey::new("003026bbc133714df1834b8638bb496e")?
+//!     .with_scopes("inbound-message:read".parse()?);
+//! let auth = InfobipAuthLayer::new(key);
+//! let client = ServiceBuilder::new()
+//!     .layer(auth.clone())
+//!     .layer(auth.scope_check())
+//!     .service(http_client);
+//! let refused = client.oneshot(sms()?).await.err().ok_or("sent")?;
+//! let refused = Error::find(&*refused).ok_or("not ours")?;
+//! assert!(refused.to_string().ends_with("; the credential holds inbound-message:read"));
+//! # Ok(()) }
+//! ```
+//!
+//! ## How a `403` reaches the caller: the response, with its meaning attached
+//!
+//! By default a `401` or `403` is returned **as the response**, with an [`Error`](crate::Error)
+//! (kind [`Forbidden`](crate::ErrorKind::Forbidden) or
+//! [`InvalidCredentials`](crate::ErrorKind::InvalidCredentials)) in its extensions, found with
+//! `response.extensions().get::<infobip_auth::Error>()`. Why not `Err`: a Tower client that
+//! gets `Err` has lost the response, so its headers (request ids for Infobip support) and body
+//! are gone; layers around this one that judge answers by status (`TraceLayer`, retries,
+//! metrics) would count a refusal as a transport failure; and the auth layer around this one
+//! must see a `401` as a response to renew the credential and replay. tower-http's CSRF layer
+//! does the same with its 403s. [`ScopeCheckLayer::reject_forbidden`] turns a `403` into
+//! `Err(Error)`, the same value, for callers who prefer `?`; a `401` stays a response.
+//!
+//! To classify, the layer reads the start of a `401` or `403` body, at most 64 KiB
+//! ([`read_limit`](ScopeCheckLayer::read_limit)), and never reads the body of any other
+//! status. The bytes read are handed out again, then the rest of the body streams from the
+//! server: the caller receives exactly what was sent, trailers and body errors included, and
+//! an answer larger than the limit is classified from its start (a body in no known shape
+//! keeps its first bytes in [`ApiError::raw`](crate::ApiError::raw)) without being held in
+//! memory. The response's body type is therefore [`ResponseBody`], which wraps the inner one.
+//!
+//! ## Pre-flight checks: on by default, refusing only the certain
+//!
+//! Before sending, the layer refuses, with `Err(Error)` and without calling the inner service:
+//!
+//! * a request whose endpoint does not accept its authentication scheme
+//!   ([`SchemeNotAccepted`](crate::ErrorKind::SchemeNotAccepted)), e.g. an API key sent to the
+//!   API-key management endpoints. The specification says so, and Infobip would refuse it.
+//! * a request whose credential's scopes are **known** and grant none of the endpoint's
+//!   ([`Forbidden`](crate::ErrorKind::Forbidden), with no server answer). Scopes are known only
+//!   when you declared them, or the token source reported them: the check then spares a round
+//!   trip and puts the refusal where the mistake is. With unknown scopes the request is sent.
+//!
+//! Endpoints absent from the catalogue, and requests whose scheme is unknown, always pass.
+//! Turn the checks off with [`preflight(false)`](ScopeCheckLayer::preflight) if your catalogue
+//! may be older than Infobip's (a scope added to an endpoint since would be refused here), or
+//! correct the entry with [`Catalog::with_operation`]. Refusing locally returns an error, not a
+//! made-up `403` response: no server answered.
+//!
+//! # The functions underneath
 //!
 //! ```
 //! use http::{Method, StatusCode};
@@ -40,13 +143,27 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod body;
 mod catalog;
 mod classify;
+#[cfg(feature = "tower-http")]
+mod classify_tower_http;
+mod future;
+mod layer;
 mod routes;
 mod scheme;
 mod set;
 
+pub use body::ResponseBody;
 pub use catalog::{Catalog, Operation};
 pub use classify::{classify, preflight};
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+pub use classify_tower_http::{ScopeClassifier, ScopeFailureClass, ScopeResponseClassifier};
+pub use future::ResponseFuture;
+pub use layer::{ScopeCheck, ScopeCheckLayer};
 pub use scheme::AuthScheme;
 pub use set::{Scope, Scopes};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,85 @@
+//! An axum app whose handler sends messages through one shared, layered client kept in state:
+//! `cargo run --example axum_app`.
+//!
+//! The app serves `POST /notify/{phone}`; the example starts it and the embedded Infobip server
+//! on loopback, calls it once, prints the answer and exits. Every handler call clones the
+//! layered client: clones share one credential cache, so one token serves them all.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use infobip_auth::mock::{DEMO_API_KEY, MockServer};
+use infobip_auth::{BoxError, InfobipAuth, InfobipAuthLayer};
+use tower::{ServiceBuilder, ServiceExt as _};
+
+/// The layered Infobip client, cheap to clone.
+type Infobip = InfobipAuth<Client<HttpConnector, Full<Bytes>>>;
+
+#[derive(Clone)]
+struct AppState {
+    infobip: Infobip,
+    base_url: String,
+}
+
+async fn notify(
+    State(state): State<AppState>,
+    Path(phone): Path<String>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let sms = serde_json::json!({"messages": [{"destinations": [{"to": phone}], "text": "Your order has shipped"}]});
+    let request = Request::post(format!("{}/sms/2/text/advanced", state.base_url))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(sms.to_string())));
+    let outcome = async {
+        let response = state.infobip.oneshot(request?).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, BoxError>((status, serde_json::from_slice(&body).unwrap_or_default()))
+    };
+    match outcome.await {
+        Ok((status, json)) => (
+            StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+            Json(json),
+        ),
+        Err(error) => (
+            StatusCode::BAD_GATEWAY,
+            Json(serde_json::json!({"error": error.to_string()})),
+        ),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let infobip_server = MockServer::start().await?;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let infobip = ServiceBuilder::new()
+        .layer(InfobipAuthLayer::api_key(DEMO_API_KEY)?.allow_origin(infobip_server.base_url())?)
+        .service(client.clone());
+    let state = AppState {
+        infobip,
+        base_url: infobip_server.base_url().to_owned(),
+    };
+    let app = Router::new()
+        .route("/notify/{phone}", post(notify))
+        .with_state(state);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let app_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let response = client
+        .request(
+            Request::post(format!("{app_url}/notify/41793026727")).body(Full::new(Bytes::new()))?,
+        )
+        .await?;
+    println!("POST /notify/41793026727 → {}", response.status());
+    let body = response.into_body().collect().await?.to_bytes();
+    println!("{}", String::from_utf8_lossy(&body));
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! A hyper-util client with the layer: `cargo run --example hyper_client`.
+//!
+//! Sends one SMS to the embedded server. For Infobip itself, use an HTTPS connector (for
+//! example `hyper-rustls`) and your base URL; nothing else changes.
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use infobip_auth::mock::{DEMO_API_KEY, MockServer};
+use infobip_auth::{BoxError, InfobipAuthLayer};
+use tower::{ServiceBuilder, ServiceExt as _};
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let server = MockServer::start().await?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+
+    let infobip = ServiceBuilder::new()
+        .layer(InfobipAuthLayer::api_key(DEMO_API_KEY)?.allow_origin(server.base_url())?)
+        .service(client);
+
+    let request = Request::post(server.url("/sms/2/text/advanced"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"messages":[{"destinations":[{"to":"41793026727"}],"text":"Hello"}]}"#,
+        )))?;
+    let response = infobip.oneshot(request).await?;
+    println!("{}", response.status());
+    let body = response.into_body().collect().await?.to_bytes();
+    println!("{}", String::from_utf8_lossy(&body));
+    Ok(())
+}

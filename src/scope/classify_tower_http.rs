@@ -1,0 +1,492 @@
+//! [`ScopeClassifier`]: tower-http's response classification, by the scopes involved.
+//!
+//! A `403` means something different for each endpoint (which scopes would grant it), so the
+//! classifier is made per request from its method and path: a [`MakeClassifier`], as
+//! tower-http's docs suggest for classifiers that depend on the URI or method. Plug it into
+//! `TraceLayer::new(ScopeClassifier::new())`, or build a retry policy on it.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode, Uri};
+use tower_http::classify::{
+    ClassifiedResponse, ClassifyResponse, MakeClassifier, NeverClassifyEos,
+};
+
+use super::{Catalog, Scopes, classify};
+use crate::{BoxError, Error, ErrorKind, Forbidden};
+
+/// Makes a [`ScopeResponseClassifier`] per request, for tower-http's `TraceLayer` and for retry
+/// policies: `401`, `403`, `429` and `5xx` answers are failures, and a `403` (or a pre-flight
+/// refusal) is named by the scopes that would grant the endpoint.
+///
+/// Put the `TraceLayer` outside [`ScopeCheckLayer`](super::ScopeCheckLayer), and the classes
+/// carry what the scope check found (the server's `messageId`, the held scopes); on its own, the
+/// classifier knows the endpoint's scopes from the catalogue and the held scopes if
+/// [`held`](Self::held) declares them.
+///
+/// ```
+/// use infobip_auth::scope::{ScopeCheckLayer, ScopeClassifier};
+/// use tower_http::trace::TraceLayer;
+/// let layers = tower::ServiceBuilder::new()
+///     .layer(TraceLayer::new(ScopeClassifier::new()))
+///     .layer(ScopeCheckLayer::new());
+/// # let _ = layers;
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ScopeClassifier {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    catalog: Catalog,
+    held: Option<Scopes>,
+}
+
+impl Default for ScopeClassifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScopeClassifier {
+    /// A classifier over [`Catalog::infobip`], knowing no held scopes.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeClassifier;
+    /// let trace = tower_http::trace::TraceLayer::new(ScopeClassifier::new());
+    /// # let _ = trace;
+    /// ```
+    pub fn new() -> Self {
+        Self::with(Catalog::infobip(), None)
+    }
+
+    fn with(catalog: Catalog, held: Option<Scopes>) -> Self {
+        Self {
+            shared: Arc::new(Shared { catalog, held }),
+        }
+    }
+
+    /// Looks endpoints up in `catalog` instead of [`Catalog::infobip`].
+    ///
+    /// ```
+    /// use infobip_auth::scope::{Catalog, ScopeClassifier};
+    /// let classifier = ScopeClassifier::new().catalog(Catalog::empty());
+    /// # let _ = classifier;
+    /// ```
+    pub fn catalog(self, catalog: Catalog) -> Self {
+        Self::with(catalog, self.shared.held.clone())
+    }
+
+    /// Declares the scopes the credential holds, so a `403` class names them.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeClassifier;
+    /// let classifier = ScopeClassifier::new().held("sms:manage".parse()?);
+    /// # let _ = classifier;
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn held(self, scopes: Scopes) -> Self {
+        Self::with(self.shared.catalog.clone(), Some(scopes))
+    }
+}
+
+impl MakeClassifier for ScopeClassifier {
+    type Classifier = ScopeResponseClassifier;
+    type FailureClass = ScopeFailureClass;
+    type ClassifyEos = NeverClassifyEos<ScopeFailureClass>;
+
+    fn make_classifier<B>(&self, req: &Request<B>) -> Self::Classifier {
+        // The catalogue is consulted only when a 403 comes, so a request costs two clones.
+        ScopeResponseClassifier {
+            shared: Arc::clone(&self.shared),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+        }
+    }
+}
+
+/// The classifier of one request, made by [`ScopeClassifier`].
+#[derive(Clone, Debug)]
+pub struct ScopeResponseClassifier {
+    shared: Arc<Shared>,
+    method: Method,
+    uri: Uri,
+}
+
+impl ClassifyResponse for ScopeResponseClassifier {
+    type FailureClass = ScopeFailureClass;
+    type ClassifyEos = NeverClassifyEos<ScopeFailureClass>;
+
+    fn classify_response<B>(
+        self,
+        res: &Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        let status = res.status();
+        let class = match status {
+            StatusCode::UNAUTHORIZED => ScopeFailureClass::Unauthorized,
+            StatusCode::FORBIDDEN => {
+                // What the scope check found, if it ran inside; else what the catalogue says.
+                let attached = res.extensions().get::<Error>().and_then(forbidden_of);
+                let forbidden = attached.or_else(|| {
+                    let error = classify(
+                        &self.method,
+                        self.uri.path(),
+                        status,
+                        b"",
+                        &self.shared.catalog,
+                        self.shared.held.as_ref(),
+                    );
+                    error.as_ref().and_then(forbidden_of)
+                });
+                match forbidden {
+                    Some(forbidden) => ScopeFailureClass::Forbidden(Box::new(forbidden)),
+                    None => ScopeFailureClass::Status(status),
+                }
+            }
+            _ if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
+                ScopeFailureClass::Status(status)
+            }
+            _ => return ClassifiedResponse::Ready(Ok(())),
+        };
+        ClassifiedResponse::Ready(Err(class))
+    }
+
+    fn classify_error<E>(self, error: &E) -> Self::FailureClass
+    where
+        E: fmt::Display + 'static,
+    {
+        ScopeFailureClass::from_error(error)
+    }
+}
+
+fn forbidden_of(error: &Error) -> Option<Forbidden> {
+    match error.kind() {
+        ErrorKind::Forbidden(forbidden) => Some((**forbidden).clone()),
+        _ => None,
+    }
+}
+
+/// Why [`ScopeClassifier`] judged a request failed.
+///
+/// ```
+/// use http::StatusCode;
+/// use infobip_auth::scope::ScopeFailureClass;
+/// let busy = ScopeFailureClass::Status(StatusCode::SERVICE_UNAVAILABLE);
+/// assert!(busy.is_retryable());
+/// assert_eq!(busy.to_string(), "status 503 Service Unavailable");
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ScopeFailureClass {
+    /// A `403`, or a request refused before sending for its scopes: what grants the endpoint
+    /// and what the credential holds, as far as known.
+    Forbidden(Box<Forbidden>),
+    /// A `401`: the credential is invalid, revoked or expired.
+    Unauthorized,
+    /// Another failure status: `429` or `5xx`.
+    Status(StatusCode),
+    /// The request failed without a response.
+    Error {
+        /// The error's message.
+        message: String,
+        /// The crate's typed error, when it is one (a pre-flight refusal, a failed token
+        /// request).
+        error: Option<Error>,
+    },
+}
+
+impl ScopeFailureClass {
+    /// Whether sending the same request again may succeed: `429`, `5xx`, transient errors of
+    /// this crate ([`Error::is_transient`]) and errors that are not this crate's (transport
+    /// failures). Never a `401` (the auth layer already renews and replays once), a `403` or
+    /// a pre-flight refusal.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeFailureClass;
+    /// assert!(!ScopeFailureClass::Unauthorized.is_retryable());
+    /// ```
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Forbidden(_) | Self::Unauthorized => false,
+            Self::Status(status) => {
+                *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+            }
+            Self::Error { error, .. } => error.as_ref().is_none_or(Error::is_transient),
+        }
+    }
+
+    fn from_error<E: fmt::Display + 'static>(error: &E) -> Self {
+        let any: &dyn Any = error;
+        let ours = any
+            .downcast_ref::<BoxError>()
+            .and_then(|boxed| Error::find(&**boxed))
+            .or_else(|| any.downcast_ref::<Error>());
+        match ours {
+            Some(ours) => match ours.kind() {
+                ErrorKind::Forbidden(forbidden) => Self::Forbidden(forbidden.clone()),
+                _ => Self::Error {
+                    message: ours.to_string(),
+                    error: Some(ours.clone()),
+                },
+            },
+            None => Self::Error {
+                message: error.to_string(),
+                error: None,
+            },
+        }
+    }
+}
+
+impl fmt::Display for ScopeFailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Forbidden(forbidden) => fmt::Display::fmt(forbidden, f),
+            Self::Unauthorized => {
+                f.write_str("unauthorized: invalid, revoked or expired credentials")
+            }
+            Self::Status(status) => write!(f, "status {status}"),
+            Self::Error { message, .. } => write!(f, "error: {message}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::{ServiceBuilder, ServiceExt as _, service_fn};
+    use tower_http::trace::TraceLayer;
+
+    use super::*;
+    use crate::scope::ScopeCheckLayer;
+
+    const SEED_403: &[u8] =
+        br#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    const SMS: &str = "https://xyz12.api.infobip.com/sms/2/text/advanced";
+
+    fn sms(authorization: &str) -> Request<Full<Bytes>> {
+        Request::post(SMS)
+            .header(http::header::AUTHORIZATION, authorization)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default()
+    }
+
+    fn answer(status: StatusCode, body: &'static [u8]) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from_static(body)));
+        *response.status_mut() = status;
+        response
+    }
+
+    fn class_of(classifier: &ScopeClassifier, status: StatusCode) -> Option<ScopeFailureClass> {
+        let request = sms("App key");
+        match classifier
+            .make_classifier(&request)
+            .classify_response(&answer(status, b""))
+        {
+            ClassifiedResponse::Ready(result) => result.err(),
+            ClassifiedResponse::RequiresEos(_) => None,
+        }
+    }
+
+    #[test]
+    fn statuses_are_classified_as_documented() -> Result<(), BoxError> {
+        let classifier = ScopeClassifier::new().held("inbound-message:read".parse()?);
+        for status in [
+            StatusCode::OK,
+            StatusCode::NO_CONTENT,
+            StatusCode::NOT_FOUND,
+        ] {
+            assert!(class_of(&classifier, status).is_none(), "{status}");
+        }
+        assert!(matches!(
+            class_of(&classifier, StatusCode::UNAUTHORIZED),
+            Some(ScopeFailureClass::Unauthorized)
+        ));
+        for status in [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            let class = class_of(&classifier, status).ok_or("not a failure")?;
+            assert!(matches!(class, ScopeFailureClass::Status(s) if s == status));
+            assert!(class.is_retryable(), "{status}");
+        }
+        let class = class_of(&classifier, StatusCode::FORBIDDEN).ok_or("not a failure")?;
+        assert!(!class.is_retryable());
+        assert_eq!(
+            class.to_string(),
+            "forbidden: POST /sms/2/text/advanced needs any of message:send, sms:manage, \
+             sms:message:send; the credential holds inbound-message:read (403 Forbidden)"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn trace_layer_reports_what_the_scope_check_found() -> Result<(), BoxError> {
+        let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+        let record = {
+            let failures = Arc::clone(&failures);
+            move |class: ScopeFailureClass, _: std::time::Duration, _: &tracing::Span| {
+                failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(class.to_string());
+            }
+        };
+        let service = ServiceBuilder::new()
+            .layer(TraceLayer::new(ScopeClassifier::new()).on_failure(record))
+            .layer(
+                ScopeCheckLayer::new()
+                    .held("inbound-message:read".parse()?)
+                    .preflight(false),
+            )
+            .service(service_fn(|_: Request<Full<Bytes>>| async {
+                Ok::<_, Infallible>(answer(StatusCode::FORBIDDEN, SEED_403))
+            }));
+        let response = service.clone().oneshot(sms("App key")).await?;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+        // A pre-flight refusal is an error, classified by the same scopes.
+        let preflight = ServiceBuilder::new()
+            .layer(TraceLayer::new(ScopeClassifier::new()).on_failure({
+                let failures = Arc::clone(&failures);
+                move |class: ScopeFailureClass, _: std::time::Duration, _: &tracing::Span| {
+                    failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(format!("{} / retryable: {}", class, class.is_retryable()));
+                }
+            }))
+            .layer(ScopeCheckLayer::new().held("web:sdk".parse()?))
+            .service(service_fn(|_: Request<Full<Bytes>>| async {
+                Ok::<_, Infallible>(answer(StatusCode::OK, b""))
+            }));
+        assert!(preflight.oneshot(sms("App key")).await.is_err());
+
+        let failures = failures.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            failures,
+            [
+                "forbidden: POST /sms/2/text/advanced needs any of message:send, sms:manage, \
+                 sms:message:send; the credential holds inbound-message:read \
+                 (403 Forbidden FORBIDDEN: Forbidden)",
+                "forbidden: POST /sms/2/text/advanced needs any of message:send, sms:manage, \
+                 sms:message:send; the credential holds web:sdk / retryable: false",
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn errors_that_are_not_ours_are_retryable_and_ours_say_themselves() {
+        let io: BoxError = Box::new(std::io::Error::other("connection reset"));
+        let class = ScopeFailureClass::from_error(&io);
+        assert!(class.is_retryable());
+        assert_eq!(class.to_string(), "error: connection reset");
+        let ours: BoxError = Error::new(ErrorKind::Timeout).into();
+        assert!(ScopeFailureClass::from_error(&ours).is_retryable());
+        let refused: BoxError = Error::new(ErrorKind::SchemeNotAccepted {
+            scheme: "App".into(),
+            accepted: vec!["Basic".into()],
+        })
+        .into();
+        assert!(!ScopeFailureClass::from_error(&refused).is_retryable());
+    }
+
+    // Proves the classifier composes with `tower::retry`: a policy built on it retries a 503
+    // and not a 403. ← tower-http `classify::usable_for_retries`.
+    mod usable_for_retries {
+        use tower::retry::{Policy, RetryLayer};
+
+        use super::*;
+
+        #[derive(Clone)]
+        struct RetryRetryable {
+            classifier: ScopeClassifier,
+            attempts_left: usize,
+        }
+
+        impl<ResB, E> Policy<Request<Full<Bytes>>, Response<ResB>, E> for RetryRetryable
+        where
+            E: fmt::Display + 'static,
+        {
+            type Future = std::future::Ready<()>;
+
+            fn retry(
+                &mut self,
+                req: &mut Request<Full<Bytes>>,
+                result: &mut Result<Response<ResB>, E>,
+            ) -> Option<Self::Future> {
+                if self.attempts_left == 0 {
+                    return None;
+                }
+                let classifier = self.classifier.make_classifier(req);
+                let class = match result {
+                    Ok(response) => match classifier.classify_response(response) {
+                        ClassifiedResponse::Ready(result) => result.err(),
+                        ClassifiedResponse::RequiresEos(_) => None,
+                    },
+                    Err(error) => Some(classifier.classify_error(error)),
+                };
+                class.filter(ScopeFailureClass::is_retryable).map(|_| {
+                    self.attempts_left -= 1;
+                    std::future::ready(())
+                })
+            }
+
+            fn clone_request(
+                &mut self,
+                req: &Request<Full<Bytes>>,
+            ) -> Option<Request<Full<Bytes>>> {
+                let mut copy = Request::new(req.body().clone());
+                *copy.method_mut() = req.method().clone();
+                *copy.uri_mut() = req.uri().clone();
+                *copy.headers_mut() = req.headers().clone();
+                Some(copy)
+            }
+        }
+
+        async fn calls_until_done(statuses: &'static [StatusCode]) -> Result<usize, BoxError> {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let service = ServiceBuilder::new()
+                .layer(RetryLayer::new(RetryRetryable {
+                    classifier: ScopeClassifier::new(),
+                    attempts_left: 3,
+                }))
+                .layer(ScopeCheckLayer::new())
+                .service(service_fn({
+                    let calls = Arc::clone(&calls);
+                    move |_: Request<Full<Bytes>>| {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        let status = statuses.get(n).copied().unwrap_or(StatusCode::OK);
+                        async move { Ok::<_, Infallible>(answer(status, SEED_403)) }
+                    }
+                }));
+            service.oneshot(sms("App key")).await?;
+            Ok(calls.load(Ordering::SeqCst))
+        }
+
+        #[tokio::test]
+        async fn a_503_is_retried_and_a_403_is_not() -> Result<(), BoxError> {
+            assert_eq!(
+                calls_until_done(&[StatusCode::SERVICE_UNAVAILABLE]).await?,
+                2
+            );
+            assert_eq!(calls_until_done(&[StatusCode::FORBIDDEN]).await?, 1);
+            assert_eq!(
+                calls_until_done(&[StatusCode::TOO_MANY_REQUESTS, StatusCode::FORBIDDEN]).await?,
+                2
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! [`ResponseFuture`]: the response side of [`ScopeCheck`](super::ScopeCheck).
+//!
+//! ```text
+//! Refused ──▶ Err (pre-flight; nothing was sent)
+//! Sent ──any status but 401/403──▶ the response, body untouched
+//!   └──401/403──▶ Reading (up to the read limit) ──▶ the response + Error in its extensions
+//!                                                  (or Err for a 403 with reject_forbidden)
+//! ```
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Buf as _;
+use http::{HeaderValue, Method, Response, StatusCode, Uri};
+use http_body::{Body, Frame};
+use pin_project_lite::pin_project;
+
+use super::body::{ResponseBody, Rest, prefix};
+use super::classify;
+use super::layer::Config;
+use crate::{BoxError, Error};
+
+pin_project! {
+    /// Response future of [`ScopeCheck`](super::ScopeCheck).
+    pub struct ResponseFuture<F, B>
+    where
+        B: Body,
+    {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B>
+    where
+        B: Body,
+    {
+        Refused { error: Option<Error> },
+        Sent { #[pin] future: F, sent: Option<Sent> },
+        Reading { reading: Option<Reading<B>> },
+    }
+}
+
+/// What the classification of a `401` or `403` needs to know about the request.
+pub(super) struct Sent {
+    pub(super) config: Arc<Config>,
+    pub(super) method: Method,
+    pub(super) uri: Uri,
+    /// The request's `Authorization`, kept only when an auth layer's cache can be asked which
+    /// credential that was.
+    pub(super) authorization: Option<HeaderValue>,
+}
+
+/// A `401` or `403` whose body is being read.
+struct Reading<B: Body> {
+    sent: Sent,
+    parts: http::response::Parts,
+    /// Boxed so that it can be handed to the response body, unpinned, once read far enough.
+    body: Pin<Box<B>>,
+    frames: VecDeque<Frame<B::Data>>,
+    read: usize,
+    error: Option<B::Error>,
+    ended: bool,
+}
+
+impl<F, B: Body> ResponseFuture<F, B> {
+    pub(super) fn refused(error: Error) -> Self {
+        Self {
+            state: State::Refused { error: Some(error) },
+        }
+    }
+
+    pub(super) fn sent(future: F, sent: Sent) -> Self {
+        Self {
+            state: State::Sent {
+                future,
+                sent: Some(sent),
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body,
+{
+    type Output = Result<Response<ResponseBody<B>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let next = match state.as_mut().project() {
+                StateProj::Refused { error } => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .map_or_else(polled_after_completion, Into::into)));
+                }
+                StateProj::Sent { future, sent } => {
+                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    let status = response.status();
+                    if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+                        return Poll::Ready(Ok(response.map(ResponseBody::new)));
+                    }
+                    let Some(sent) = sent.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let (parts, body) = response.into_parts();
+                    let ended = body.is_end_stream();
+                    State::Reading {
+                        reading: Some(Reading {
+                            sent,
+                            parts,
+                            body: Box::pin(body),
+                            frames: VecDeque::new(),
+                            read: 0,
+                            error: None,
+                            ended,
+                        }),
+                    }
+                }
+                StateProj::Reading { reading } => {
+                    let Some(current) = reading.as_mut() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    ready!(current.poll_read(cx));
+                    let Some(done) = reading.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    return Poll::Ready(done.finish());
+                }
+            };
+            state.set(next);
+        }
+    }
+}
+
+impl<B: Body> Reading<B> {
+    /// Reads frames until the limit is reached, the body ends, or it fails.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while !self.ended && self.read < self.sent.config.read_limit {
+            match ready!(self.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.read = self.read.saturating_add(data.remaining());
+                    }
+                    // Trailers are the last frame.
+                    self.ended = frame.is_trailers();
+                    self.frames.push_back(frame);
+                }
+                Some(Err(error)) => {
+                    self.error = Some(error);
+                    self.ended = true;
+                }
+                None => self.ended = true,
+            }
+        }
+        Poll::Ready(())
+    }
+
+    /// Classifies what was read, and hands the response back (or the error, for a `403` when
+    /// asked to reject it).
+    fn finish(self) -> Result<Response<ResponseBody<B>>, BoxError> {
+        let Reading {
+            sent,
+            mut parts,
+            body,
+            frames,
+            error,
+            ended,
+            ..
+        } = self;
+        let config = &sent.config;
+        let bytes = prefix(&frames, config.read_limit);
+        let classified = config.with_held(sent.authorization.as_ref(), |held| {
+            classify(
+                &sent.method,
+                sent.uri.path(),
+                parts.status,
+                &bytes,
+                &config.catalog,
+                held,
+            )
+        });
+        if let Some(error) = classified {
+            if config.reject_forbidden && parts.status == StatusCode::FORBIDDEN {
+                return Err(error.into());
+            }
+            parts.extensions.insert(error);
+        }
+        let rest = match (error, ended) {
+            (Some(error), _) => Rest::Failed(error),
+            (None, true) => Rest::Ended,
+            (None, false) => Rest::More(body),
+        };
+        Ok(Response::from_parts(
+            parts,
+            ResponseBody::replay(frames, rest),
+        ))
+    }
+}
+
+fn polled_after_completion() -> BoxError {
+    "infobip-auth scope check future polled after completion".into()
+}
+
+impl<F, B: Body> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,344 @@
+//! [`ScopeCheckLayer`] and [`ScopeCheck`]: the scope check as Tower middleware.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response};
+use http_body::Body;
+use subtle::ConstantTimeEq as _;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::body::ResponseBody;
+use super::future::{ResponseFuture, Sent};
+use super::{AuthScheme, Catalog, Scopes, preflight};
+use crate::cache::CredentialCache;
+use crate::{BoxError, Credential};
+
+/// How much of a `401` or `403` body is read to classify it, unless told otherwise: Infobip's
+/// error bodies are a few hundred bytes; an answer far larger is no error body of theirs.
+const DEFAULT_READ_LIMIT: usize = 64 * 1024;
+
+/// Layer that applies [`ScopeCheck`], which explains `401` and `403` answers by the scopes
+/// involved and refuses, before sending, requests Infobip is certain to refuse.
+///
+/// Place it **inside** [`InfobipAuthLayer`](crate::InfobipAuthLayer) (after it in a
+/// `ServiceBuilder`), so it sees the `Authorization` header the auth layer set; make it with
+/// [`InfobipAuthLayer::scope_check`](crate::InfobipAuthLayer::scope_check) so it also knows the
+/// scopes the current credential holds. See the [module docs](super) for the defaults and an
+/// example.
+///
+/// Cloning the layer is cheap; every service it makes shares its catalogue.
+///
+/// ```
+/// use infobip_auth::scope::ScopeCheckLayer;
+/// let layer = ScopeCheckLayer::new().held("sms:manage".parse()?).reject_forbidden();
+/// # let _ = layer;
+/// # Ok::<(), infobip_auth::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ScopeCheckLayer {
+    config: Config,
+}
+
+/// Everything a [`ScopeCheck`] and its futures need.
+#[derive(Clone, Debug)]
+pub(super) struct Config {
+    pub(super) catalog: Catalog,
+    /// Declared with [`ScopeCheckLayer::held`]: wins over what the credential reports. Shared,
+    /// so that cloning a service (as a replay does per request) copies no set.
+    held: Option<Arc<Scopes>>,
+    /// The auth layer's cache, for the scopes of the credential it sends.
+    cache: Option<CredentialCache>,
+    preflight: bool,
+    pub(super) reject_forbidden: bool,
+    pub(super) read_limit: usize,
+}
+
+impl Config {
+    /// Runs `f` with the scopes held by the credential of a request sent with `authorization`:
+    /// the declared ones, else the auth layer's current credential's when that is the one the
+    /// request carries (not a caller's own header), else `None`.
+    pub(super) fn with_held<R>(
+        &self,
+        authorization: Option<&HeaderValue>,
+        f: impl FnOnce(Option<&Scopes>) -> R,
+    ) -> R {
+        if let Some(held) = &self.held {
+            return f(Some(&**held));
+        }
+        match (&self.cache, authorization) {
+            (Some(cache), Some(sent)) => cache.with_current(|current| {
+                let same =
+                    |c: &&Credential| bool::from(c.header().as_bytes().ct_eq(sent.as_bytes()));
+                f(current.filter(same).and_then(Credential::scopes))
+            }),
+            _ => f(None),
+        }
+    }
+}
+
+impl Default for ScopeCheckLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScopeCheckLayer {
+    /// A scope check over [`Catalog::infobip`] that knows the scheme from each request's
+    /// `Authorization` header, and no held scopes until [`held`](Self::held) declares them.
+    /// Pre-flight checks are on; a `403` is returned as the response.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeCheckLayer;
+    /// use tower::Layer;
+    /// let service = ScopeCheckLayer::new().layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// }));
+    /// # let _ = service;
+    /// ```
+    pub fn new() -> Self {
+        Self {
+            config: Config {
+                catalog: Catalog::infobip(),
+                held: None,
+                cache: None,
+                preflight: true,
+                reject_forbidden: false,
+                read_limit: DEFAULT_READ_LIMIT,
+            },
+        }
+    }
+
+    /// The scope check of an auth layer: it reads the scopes of the credential the auth layer
+    /// sends.
+    pub(crate) fn with_cache(cache: CredentialCache) -> Self {
+        let mut layer = Self::new();
+        layer.config.cache = Some(cache);
+        layer
+    }
+
+    /// Looks operations up in `catalog` instead of [`Catalog::infobip`], for instance one with
+    /// entries of your own added.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use infobip_auth::scope::{AuthScheme, Catalog, ScopeCheckLayer};
+    /// let catalog = Catalog::infobip()
+    ///     .with_operation(Method::GET, "/beta/1/things", "beta:read".parse()?, &[AuthScheme::ApiKey])?;
+    /// let layer = ScopeCheckLayer::new().catalog(catalog);
+    /// # let _ = layer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn catalog(mut self, catalog: Catalog) -> Self {
+        self.config.catalog = catalog;
+        self
+    }
+
+    /// Declares the scopes the credential holds. They win over the scopes the auth layer's
+    /// credential reports, and make pre-flight scope checks possible for a standalone layer.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeCheckLayer;
+    /// let layer = ScopeCheckLayer::new().held("message:send,inbound-message:read".parse()?);
+    /// # let _ = layer;
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn held(mut self, scopes: Scopes) -> Self {
+        self.config.held = Some(Arc::new(scopes));
+        self
+    }
+
+    /// Turns the pre-flight checks on (the default) or off. When on, a request is refused
+    /// with `Err(`[`Error`](crate::Error)`)` and not sent when the endpoint does not accept the
+    /// request's authentication scheme, or when the held scopes are known and grant none of
+    /// the endpoint's scopes.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeCheckLayer;
+    /// let layer = ScopeCheckLayer::new().preflight(false);
+    /// # let _ = layer;
+    /// ```
+    pub fn preflight(mut self, on: bool) -> Self {
+        self.config.preflight = on;
+        self
+    }
+
+    /// Turns a `403` answer into `Err(`[`Error`](crate::Error)`)` (kind
+    /// [`Forbidden`](crate::ErrorKind::Forbidden)) instead of returning the response with the
+    /// error in its extensions. A `401` stays a response either way, so that the auth layer
+    /// around this one can renew the credential and replay the request.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeCheckLayer;
+    /// let layer = ScopeCheckLayer::new().reject_forbidden();
+    /// # let _ = layer;
+    /// ```
+    pub fn reject_forbidden(mut self) -> Self {
+        self.config.reject_forbidden = true;
+        self
+    }
+
+    /// How many bytes of a `401` or `403` body are read to classify it (default 64 KiB).
+    /// Those bytes are handed to the caller again, followed by the rest of the body; no other
+    /// status has its body read.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeCheckLayer;
+    /// let layer = ScopeCheckLayer::new().read_limit(4096);
+    /// # let _ = layer;
+    /// ```
+    pub fn read_limit(mut self, bytes: usize) -> Self {
+        self.config.read_limit = bytes;
+        self
+    }
+}
+
+impl<S> Layer<S> for ScopeCheckLayer {
+    type Service = ScopeCheck<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ScopeCheck {
+            inner,
+            config: Arc::new(self.config.clone()),
+        }
+    }
+}
+
+/// Middleware that classifies `401` and `403` answers and refuses requests Infobip is certain
+/// to refuse.
+///
+/// * Before sending (when pre-flight checks are on): the endpoint's accepted schemes and, when
+///   the held scopes are known, its scopes; a refusal is `Err(`[`Error`](crate::Error)`)` and
+///   the inner service is not called.
+/// * After: a `401` gets an [`Error`](crate::Error) of kind
+///   [`InvalidCredentials`](crate::ErrorKind::InvalidCredentials), a `403` one of kind
+///   [`Forbidden`](crate::ErrorKind::Forbidden), in the response's extensions; the body is
+///   handed back byte for byte. Other answers pass untouched, their bodies unread.
+///
+/// Its error type is [`BoxError`]; the request body type is not constrained (it need not be
+/// `Clone`). See the [module docs](super) for an example.
+pub struct ScopeCheck<S> {
+    inner: S,
+    /// Per service clone, so requests bump no reference count shared across threads.
+    config: Arc<Config>,
+}
+
+impl<S> ScopeCheck<S> {
+    /// Wraps `inner` with the defaults of [`ScopeCheckLayer::new`].
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeCheck;
+    /// let service = ScopeCheck::new(tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// }));
+    /// # let _ = service;
+    /// ```
+    pub fn new(inner: S) -> Self {
+        ScopeCheckLayer::new().layer(inner)
+    }
+
+    /// The inner service.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeCheckLayer;
+    /// use tower::Layer;
+    /// assert_eq!(*ScopeCheckLayer::new().layer(42).get_ref(), 42);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeCheckLayer;
+    /// use tower::Layer;
+    /// let mut service = ScopeCheckLayer::new().layer(41);
+    /// *service.get_mut() += 1;
+    /// assert_eq!(*service.get_ref(), 42);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeCheckLayer;
+    /// use tower::Layer;
+    /// assert_eq!(ScopeCheckLayer::new().layer(42).into_inner(), 42);
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for ScopeCheck<S> {
+    /// A clone gets its own handle on the configuration (see the field).
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::new(Config::clone(&self.config)),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ScopeCheck<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeCheck")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for ScopeCheck<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    ResB: Body,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, ResB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let config = &*self.config;
+        let authorization = request.headers().get(AUTHORIZATION);
+        if config.preflight {
+            let scheme = authorization
+                .and_then(|value| value.to_str().ok())
+                .and_then(AuthScheme::from_authorization);
+            let checked = config.with_held(authorization, |held| {
+                preflight(
+                    request.method(),
+                    request.uri().path(),
+                    scheme,
+                    held,
+                    &config.catalog,
+                )
+            });
+            if let Err(error) = checked {
+                // Not calling a service made ready is allowed: it keeps its readiness for the
+                // next call (as `tower::filter::Filter` does on a rejected request).
+                return ResponseFuture::refused(error);
+            }
+        }
+        let sent = Sent {
+            config: Arc::clone(&self.config),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            // Only an auth layer's credential is compared with it, when a 401 or 403 comes.
+            authorization: config.cache.as_ref().and(authorization.cloned()),
+        };
+        ResponseFuture::sent(self.inner.call(request), sent)
+    }
+}

@@ -1,0 +1,719 @@
+//! Tests of the scope-check layer, over `service_fn` fakes and tower-test mocks.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt as _, Full};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt as _, service_fn};
+use tower_test::mock;
+
+use super::*;
+use crate::source::ApiKey;
+use crate::{ApiError, BoxError, Error, ErrorKind, Forbidden, InfobipAuthLayer};
+
+const HOST: &str = "https://xyz12.api.infobip.com";
+const SEED_403: &[u8] =
+    br#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+
+fn request(method: http::Method, path: &str, authorization: Option<&str>) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(format!("{HOST}{path}"));
+    if let Some(value) = authorization {
+        builder = builder.header(AUTHORIZATION, value);
+    }
+    builder.body(Full::new(Bytes::new())).unwrap_or_default()
+}
+
+fn send_sms(authorization: Option<&str>) -> Request<Full<Bytes>> {
+    request(http::Method::POST, "/sms/2/text/advanced", authorization)
+}
+
+/// An inner service that answers every request with `status` and `body`, counting calls.
+#[derive(Clone, Default)]
+struct Calls(Arc<AtomicUsize>);
+
+impl Calls {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn answering<B>(
+        &self,
+        status: StatusCode,
+        body: &'static [u8],
+    ) -> impl Service<
+        Request<B>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static
+    where
+        B: Send + 'static,
+    {
+        let calls = Arc::clone(&self.0);
+        service_fn(move |_: Request<B>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let mut response = Response::new(Full::new(Bytes::from_static(body)));
+                *response.status_mut() = status;
+                Ok(response)
+            }
+        })
+    }
+}
+
+fn error_of<B>(response: &Response<B>) -> Option<&Error> {
+    response.extensions().get::<Error>()
+}
+
+fn forbidden_of(error: Option<&Error>) -> Option<&Forbidden> {
+    match error?.kind() {
+        ErrorKind::Forbidden(forbidden) => Some(forbidden),
+        _ => None,
+    }
+}
+
+fn ours(err: &BoxError) -> Option<&Error> {
+    Error::find(&**err)
+}
+
+async fn bytes_of<B>(response: Response<B>) -> Result<Bytes, BoxError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    Ok(response
+        .into_body()
+        .collect()
+        .await
+        .map_err(Into::into)?
+        .to_bytes())
+}
+
+fn sms_scopes() -> Result<Scopes, BoxError> {
+    Ok("message:send,sms:message:send,sms:manage".parse()?)
+}
+
+#[tokio::test]
+async fn seed_403_names_the_endpoint_scopes_and_that_none_of_them_is_held() -> Result<(), BoxError>
+{
+    let held: Scopes = "inbound-message:read".parse()?;
+    let auth = InfobipAuthLayer::new(ApiKey::new("key")?.with_scopes(held.clone()));
+    let calls = Calls::default();
+    let service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check().preflight(false))
+        .service(calls.answering(StatusCode::FORBIDDEN, SEED_403));
+
+    let response = service.oneshot(send_sms(None)).await?;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let error = error_of(&response).cloned().ok_or("no error attached")?;
+    let forbidden = forbidden_of(Some(&error)).ok_or("not forbidden")?;
+    assert_eq!(forbidden.endpoint, "/sms/2/text/advanced");
+    assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
+    assert_eq!(forbidden.held.as_ref(), Some(&held));
+    for scope in &sms_scopes()? {
+        assert!(!held.contains(scope), "{scope}");
+    }
+    let api = forbidden.api.as_ref().ok_or("no server answer")?;
+    assert_eq!(
+        (api.code(), api.text()),
+        (Some("FORBIDDEN"), Some("Forbidden"))
+    );
+    assert_eq!(
+        error.to_string(),
+        "forbidden: POST /sms/2/text/advanced needs any of message:send, sms:manage, \
+         sms:message:send; the credential holds inbound-message:read \
+         (403 Forbidden FORBIDDEN: Forbidden)"
+    );
+    assert_eq!(bytes_of(response).await?, SEED_403);
+    assert_eq!(calls.count(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_declared_scopes_the_403_names_what_is_needed_and_holds_nothing_known()
+-> Result<(), BoxError> {
+    let auth = InfobipAuthLayer::api_key("key")?;
+    let calls = Calls::default();
+    let service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(calls.answering(StatusCode::FORBIDDEN, SEED_403));
+    let response = service.oneshot(send_sms(None)).await?;
+    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
+    assert_eq!(forbidden.held, None);
+    assert_eq!(calls.count(), 1, "scopes unknown: sent");
+    Ok(())
+}
+
+#[tokio::test]
+async fn preflight_refuses_a_key_without_the_scopes_and_sends_nothing() -> Result<(), BoxError> {
+    let held: Scopes = "inbound-message:read".parse()?;
+    let auth = InfobipAuthLayer::new(ApiKey::new("key")?.with_scopes(held.clone()));
+    let calls = Calls::default();
+    let service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(calls.answering(StatusCode::OK, b"{}"));
+
+    let err = service
+        .oneshot(send_sms(None))
+        .await
+        .err()
+        .ok_or("not refused")?;
+    let error = ours(&err).ok_or("not our error")?;
+    let forbidden = forbidden_of(Some(error)).ok_or("not forbidden")?;
+    assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
+    assert_eq!(forbidden.held.as_ref(), Some(&held));
+    assert_eq!(forbidden.api, None, "nothing was sent, so no answer");
+    assert_eq!(calls.count(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn preflight_lets_through_a_key_holding_one_of_the_scopes() -> Result<(), BoxError> {
+    let auth = InfobipAuthLayer::new(ApiKey::new("key")?.with_scopes("sms:manage".parse()?));
+    let calls = Calls::default();
+    let service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(calls.answering(StatusCode::OK, b"{}"));
+    let response = service.oneshot(send_sms(None)).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(error_of(&response).is_none());
+    assert_eq!(calls.count(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_app_key_to_api_key_management_is_refused_locally() -> Result<(), BoxError> {
+    let calls = Calls::default();
+    let auth = InfobipAuthLayer::api_key("key")?;
+    let composed = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(calls.answering(StatusCode::OK, b"{}"));
+    let standalone = ScopeCheckLayer::new().layer(calls.answering(StatusCode::OK, b"{}"));
+    let results = [
+        composed
+            .oneshot(request(http::Method::POST, "/settings/2/api-keys", None))
+            .await,
+        standalone
+            .oneshot(request(
+                http::Method::POST,
+                "/settings/2/api-keys",
+                Some("App 003026bbc133714df1834b8638bb496e"),
+            ))
+            .await,
+    ];
+    for result in results {
+        let err = result.err().ok_or("not refused")?;
+        let error = ours(&err).ok_or("not our error")?;
+        let ErrorKind::SchemeNotAccepted { scheme, accepted } = error.kind() else {
+            return Err(format!("wrong kind: {error:?}").into());
+        };
+        assert_eq!(scheme, "App");
+        assert_eq!(accepted, &["IBSSOTokenHeader", "Basic", "OAuth2"]);
+        let text = error.to_string();
+        for name in ["IBSSOTokenHeader", "Basic", "OAuth2"] {
+            assert!(text.contains(name), "{text}");
+        }
+    }
+    assert_eq!(calls.count(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn preflight_off_sends_what_would_be_refused() -> Result<(), BoxError> {
+    let calls = Calls::default();
+    let service = ScopeCheckLayer::new()
+        .held(Scopes::new())
+        .preflight(false)
+        .layer(calls.answering(StatusCode::FORBIDDEN, SEED_403));
+    let response = service
+        .oneshot(request(
+            http::Method::POST,
+            "/settings/2/api-keys",
+            Some("App key"),
+        ))
+        .await?;
+    assert!(forbidden_of(error_of(&response)).is_some());
+    assert_eq!(calls.count(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn declared_scopes_drive_a_standalone_check() -> Result<(), BoxError> {
+    let calls = Calls::default();
+    let granted = ScopeCheckLayer::new()
+        .held("sms:manage".parse()?)
+        .layer(calls.answering(StatusCode::OK, b"{}"));
+    assert_eq!(
+        granted.oneshot(send_sms(Some("App key"))).await?.status(),
+        StatusCode::OK
+    );
+    let lacking = ScopeCheckLayer::new()
+        .held("web:sdk".parse()?)
+        .layer(calls.answering(StatusCode::OK, b"{}"));
+    let err = lacking
+        .oneshot(send_sms(Some("App key")))
+        .await
+        .err()
+        .ok_or("not refused")?;
+    assert!(forbidden_of(ours(&err)).is_some(), "{err}");
+    assert_eq!(calls.count(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_403_shape_is_forbidden_and_the_body_comes_back_whole() -> Result<(), BoxError> {
+    let cases: [(&'static [u8], &str, &str); 4] = [
+        (SEED_403, "FORBIDDEN", "Forbidden"),
+        (
+            br#"{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}"#,
+            "UNAUTHORIZED",
+            "Invalid login details",
+        ),
+        (
+            br#"{"errorCode":"E403","description":"Forbidden.","action":"Check the API key scopes","violations":[],"resources":[]}"#,
+            "E403",
+            "Forbidden.",
+        ),
+        (
+            br#"{"status":403,"code":"PERMISSION_DENIED","message":"Client does not have sufficient permissions to perform this action"}"#,
+            "PERMISSION_DENIED",
+            "Client does not have sufficient permissions to perform this action",
+        ),
+    ];
+    for (body, code, text) in cases {
+        let service =
+            ScopeCheckLayer::new().layer(Calls::default().answering(StatusCode::FORBIDDEN, body));
+        let response = service.oneshot(send_sms(Some("App key"))).await?;
+        let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+        assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
+        let api = forbidden.api.as_ref().ok_or("no answer")?;
+        assert_eq!((api.code(), api.text()), (Some(code), Some(text)));
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(bytes_of(response).await?, body);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_403_with_a_malformed_or_empty_body_is_still_classified() -> Result<(), BoxError> {
+    let cases: [(&'static [u8], Option<&str>); 3] = [
+        (b"", None),
+        (
+            br#"{"requestError": {"serviceExc"#,
+            Some(r#"{"requestError": {"serviceExc"#),
+        ),
+        (
+            b"<html>403 Forbidden</html>",
+            Some("<html>403 Forbidden</html>"),
+        ),
+    ];
+    for (body, raw) in cases {
+        let service =
+            ScopeCheckLayer::new().layer(Calls::default().answering(StatusCode::FORBIDDEN, body));
+        let response = service.oneshot(send_sms(Some("App key"))).await?;
+        let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+        let api = forbidden.api.as_ref().ok_or("no answer")?;
+        assert_eq!(api.status(), StatusCode::FORBIDDEN);
+        assert_eq!((api.code(), api.raw()), (None, raw));
+        assert_eq!(bytes_of(response).await?, body);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_endpoint_outside_the_catalogue_passes_through_unchanged() -> Result<(), BoxError> {
+    let calls = Calls::default();
+    // Holding no scope at all, and a scheme the catalogue would check: nothing to check against.
+    let service = ScopeCheckLayer::new()
+        .held(Scopes::new())
+        .layer(calls.answering(StatusCode::OK, b"hello"));
+    let response = service
+        .oneshot(request(
+            http::Method::GET,
+            "/not/in/the/catalogue?x=1",
+            Some("App key"),
+        ))
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(error_of(&response).is_none());
+    assert_eq!(bytes_of(response).await?, "hello");
+
+    let service = ScopeCheckLayer::new()
+        .held(Scopes::new())
+        .layer(calls.answering(StatusCode::FORBIDDEN, SEED_403));
+    let response = service
+        .oneshot(request(
+            http::Method::GET,
+            "/not/in/the/catalogue?x=1",
+            Some("App key"),
+        ))
+        .await?;
+    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    assert_eq!(forbidden.endpoint, "/not/in/the/catalogue");
+    assert_eq!(forbidden.required, None);
+    assert_eq!(forbidden.held, Some(Scopes::new()));
+    assert_eq!(calls.count(), 2);
+    Ok(())
+}
+
+/// A response body that counts the data bytes it has handed out, and can end in an error or
+/// trailers.
+struct CountingBody {
+    chunks: VecDeque<Bytes>,
+    polled: Arc<AtomicUsize>,
+    error: Option<&'static str>,
+    trailers: Option<HeaderMap>,
+}
+
+impl CountingBody {
+    fn new(chunks: impl IntoIterator<Item = Bytes>) -> (Self, Arc<AtomicUsize>) {
+        let polled = Arc::new(AtomicUsize::new(0));
+        let body = Self {
+            chunks: chunks.into_iter().collect(),
+            polled: Arc::clone(&polled),
+            error: None,
+            trailers: None,
+        };
+        (body, polled)
+    }
+}
+
+impl Body for CountingBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(chunk) = self.chunks.pop_front() {
+            self.polled.fetch_add(chunk.len(), Ordering::SeqCst);
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if let Some(error) = self.error.take() {
+            return Poll::Ready(Some(Err(error.into())));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+}
+
+/// A service answering once with `status` and `body`.
+fn answering_once(
+    status: StatusCode,
+    body: CountingBody,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<CountingBody>, Error = Infallible> {
+    let mut body = Some(body);
+    service_fn(move |_: Request<Full<Bytes>>| {
+        let mut response = Response::new(body.take().unwrap_or_else(|| CountingBody::new([]).0));
+        *response.status_mut() = status;
+        std::future::ready(Ok(response))
+    })
+}
+
+#[tokio::test]
+async fn statuses_are_classified_as_documented() -> Result<(), BoxError> {
+    #[derive(Debug, PartialEq)]
+    enum Class {
+        InvalidCredentials,
+        Forbidden,
+        Untouched,
+    }
+    let body = Bytes::from_static(
+        br#"{"requestError":{"serviceException":{"messageId":"X","text":"y"}}}"#,
+    );
+    let cases = [
+        (StatusCode::OK, Class::Untouched),
+        (StatusCode::UNAUTHORIZED, Class::InvalidCredentials),
+        (StatusCode::FORBIDDEN, Class::Forbidden),
+        (StatusCode::TOO_MANY_REQUESTS, Class::Untouched),
+        (StatusCode::INTERNAL_SERVER_ERROR, Class::Untouched),
+        (StatusCode::SERVICE_UNAVAILABLE, Class::Untouched),
+    ];
+    for (status, expected) in cases {
+        let (counting, polled) = CountingBody::new([body.clone()]);
+        let service = ScopeCheckLayer::new()
+            .preflight(false)
+            .layer(answering_once(status, counting));
+        let response = service.oneshot(send_sms(Some("App key"))).await?;
+        let read_before_the_caller = polled.load(Ordering::SeqCst);
+        let class = match error_of(&response).map(Error::kind) {
+            None => Class::Untouched,
+            Some(ErrorKind::InvalidCredentials(api)) => {
+                assert_eq!((api.code(), api.text()), (Some("X"), Some("y")));
+                Class::InvalidCredentials
+            }
+            Some(ErrorKind::Forbidden(forbidden)) => {
+                let api = forbidden.api.as_ref().map(ApiError::code);
+                assert_eq!(api, Some(Some("X")));
+                Class::Forbidden
+            }
+            Some(other) => return Err(format!("{status}: unexpected {other:?}").into()),
+        };
+        assert_eq!(class, expected, "{status}");
+        let expected_read = if class == Class::Untouched {
+            0
+        } else {
+            body.len()
+        };
+        assert_eq!(read_before_the_caller, expected_read, "{status}: body read");
+        assert_eq!(response.status(), status);
+        assert_eq!(bytes_of(response).await?, body, "{status}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_10_mb_403_is_read_only_up_to_the_limit_and_handed_back_whole() -> Result<(), BoxError> {
+    const SIZE: usize = 10 * 1024 * 1024;
+    const CHUNK: usize = 16 * 1024;
+    const LIMIT: usize = 64 * 1024;
+    // Printable ASCII with a period that no chunk size divides, so misplaced chunks show.
+    let whole: Bytes = (0..SIZE)
+        .map(|i| b' ' + (i % 95) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let chunks = (0..SIZE)
+        .step_by(CHUNK)
+        .map(|at| whole.slice(at..at + CHUNK));
+    let (counting, polled) = CountingBody::new(chunks);
+    let service = ScopeCheckLayer::new().layer(answering_once(StatusCode::FORBIDDEN, counting));
+
+    let response = service.oneshot(send_sms(Some("App key"))).await?;
+    let read = polled.load(Ordering::SeqCst);
+    assert!(
+        (LIMIT..LIMIT + CHUNK).contains(&read),
+        "read {read} bytes before returning"
+    );
+    // Classified from the first bytes, which are no error body: unreadable, kept raw.
+    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    let api = forbidden.api.as_ref().ok_or("no answer")?;
+    assert_eq!(api.code(), None);
+    assert_eq!(api.raw().map(str::len), Some(512));
+    assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
+    // The caller still gets every byte, in order.
+    assert_eq!(response.body().size_hint().lower(), read as u64);
+    let got = bytes_of(response).await?;
+    assert_eq!(got.len(), SIZE);
+    assert!(got == whole, "the bytes differ");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_read_limit_is_configurable() -> Result<(), BoxError> {
+    let chunks = (0..8).map(|_| Bytes::from_static(&[b'x'; 100]));
+    let (counting, polled) = CountingBody::new(chunks);
+    let service = ScopeCheckLayer::new()
+        .read_limit(250)
+        .layer(answering_once(StatusCode::FORBIDDEN, counting));
+    let response = service.oneshot(send_sms(Some("App key"))).await?;
+    assert_eq!(polled.load(Ordering::SeqCst), 300);
+    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    let raw = forbidden.api.as_ref().and_then(ApiError::raw);
+    assert_eq!(
+        raw.map(str::len),
+        Some(250),
+        "classified from the first 250 bytes only"
+    );
+    assert_eq!(bytes_of(response).await?.len(), 800);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_body_failing_while_read_is_classified_and_its_error_reaches_the_caller()
+-> Result<(), BoxError> {
+    let (mut counting, _) = CountingBody::new([Bytes::from_static(b"<html>")]);
+    counting.error = Some("connection reset");
+    let service = ScopeCheckLayer::new().layer(answering_once(StatusCode::FORBIDDEN, counting));
+    let response = service.oneshot(send_sms(Some("App key"))).await?;
+    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    assert_eq!(
+        forbidden.api.as_ref().and_then(ApiError::raw),
+        Some("<html>")
+    );
+    let mut body = response.into_body();
+    let first = body.frame().await.ok_or("no frame")??;
+    assert_eq!(first.into_data().ok(), Some(Bytes::from_static(b"<html>")));
+    let second = body.frame().await.ok_or("no error")?;
+    assert_eq!(
+        second.err().map(|e| e.to_string()).as_deref(),
+        Some("connection reset")
+    );
+    assert!(body.frame().await.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn trailers_of_a_403_are_handed_back() -> Result<(), BoxError> {
+    let (mut counting, _) = CountingBody::new([Bytes::from_static(SEED_403)]);
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-trace", http::HeaderValue::from_static("1"));
+    counting.trailers = Some(trailers.clone());
+    let service = ScopeCheckLayer::new().layer(answering_once(StatusCode::FORBIDDEN, counting));
+    let response = service.oneshot(send_sms(Some("App key"))).await?;
+    assert!(forbidden_of(error_of(&response)).is_some());
+    let collected = response.into_body().collect().await?;
+    assert_eq!(collected.trailers(), Some(&trailers));
+    assert_eq!(collected.to_bytes(), SEED_403);
+    Ok(())
+}
+
+#[tokio::test]
+async fn reject_forbidden_makes_a_403_an_error_and_leaves_a_401_a_response() -> Result<(), BoxError>
+{
+    let service = ScopeCheckLayer::new()
+        .reject_forbidden()
+        .layer(Calls::default().answering(StatusCode::FORBIDDEN, SEED_403));
+    let err = service
+        .oneshot(send_sms(Some("App key")))
+        .await
+        .err()
+        .ok_or("a 403 came back as a response")?;
+    let forbidden = forbidden_of(ours(&err)).ok_or("not forbidden")?;
+    assert_eq!(
+        forbidden.api.as_ref().and_then(ApiError::code),
+        Some("FORBIDDEN")
+    );
+
+    let service = ScopeCheckLayer::new()
+        .reject_forbidden()
+        .layer(Calls::default().answering(StatusCode::UNAUTHORIZED, b""));
+    let response = service.oneshot(send_sms(Some("App key"))).await?;
+    assert!(matches!(
+        error_of(&response).map(Error::kind),
+        Some(ErrorKind::InvalidCredentials(_))
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_401_keeps_the_servers_words_through_the_auth_layer() -> Result<(), BoxError> {
+    const BODY: &[u8] = br#"{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}"#;
+    let auth = InfobipAuthLayer::api_key("revoked")?;
+    let calls = Calls::default();
+    let service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(calls.answering(StatusCode::UNAUTHORIZED, BODY));
+    let response = service.oneshot(send_sms(None)).await?;
+    let Some(ErrorKind::InvalidCredentials(api)) = error_of(&response).map(Error::kind) else {
+        return Err("no InvalidCredentials attached".into());
+    };
+    assert_eq!(
+        (api.code(), api.text()),
+        (Some("UNAUTHORIZED"), Some("Invalid login details"))
+    );
+    assert_eq!(bytes_of(response).await?, BODY);
+    assert_eq!(calls.count(), 1, "a fixed key is not replayed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_callers_own_authorization_does_not_borrow_the_credentials_scopes() -> Result<(), BoxError>
+{
+    let auth =
+        InfobipAuthLayer::new(ApiKey::new("key")?.with_scopes("inbound-message:read".parse()?));
+    let calls = Calls::default();
+    let service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(calls.answering(StatusCode::FORBIDDEN, SEED_403));
+    // The layer's own key is known to lack the scopes: refused, and now cached.
+    let refused = service.clone().oneshot(send_sms(None)).await;
+    assert!(refused.is_err());
+    assert_eq!(auth.credential().await?.header(), "App key");
+    // Another key, chosen by the caller: its scopes are unknown, so it is sent.
+    let response = service.oneshot(send_sms(Some("App other"))).await?;
+    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    assert_eq!(forbidden.held, None);
+    assert_eq!(calls.count(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn forwards_poll_ready_backpressure_and_classifies_through_a_mock() -> Result<(), BoxError> {
+    let (mut service, mut handle) =
+        mock::spawn_layer::<Request<Full<Bytes>>, Response<Full<Bytes>>, _>(ScopeCheckLayer::new());
+    handle.allow(0);
+    assert!(service.poll_ready().is_pending());
+    handle.allow(1);
+    assert!(service.poll_ready().is_ready());
+    let future = service.call(send_sms(Some("Bearer token")));
+    let answer = async {
+        let (request, respond) = handle.next_request().await.ok_or("no request")?;
+        assert_eq!(request.uri().path(), "/sms/2/text/advanced");
+        let mut response = Response::new(Full::new(Bytes::from_static(SEED_403)));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        respond.send_response(response);
+        Ok::<_, BoxError>(())
+    };
+    let (response, answered) = tokio::join!(future, answer);
+    answered?;
+    let response = response?;
+    assert!(forbidden_of(error_of(&response)).is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn inner_errors_pass_through_boxed() -> Result<(), BoxError> {
+    let service = ScopeCheckLayer::new().layer(service_fn(|_: Request<Full<Bytes>>| async {
+        Err::<Response<Full<Bytes>>, _>(std::io::Error::other("refused"))
+    }));
+    let err = service
+        .oneshot(send_sms(Some("App key")))
+        .await
+        .err()
+        .ok_or("no error")?;
+    assert!(err.downcast_ref::<std::io::Error>().is_some(), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn request_bodies_need_no_bound() -> Result<(), BoxError> {
+    /// Neither `Clone` nor a `Body`.
+    struct Opaque;
+    let service = ScopeCheckLayer::new().layer(service_fn(|_: Request<Opaque>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    }));
+    let request = Request::post(format!("{HOST}/sms/2/text/advanced")).body(Opaque)?;
+    assert_eq!(bytes_of(service.oneshot(request).await?).await?, "ok");
+    Ok(())
+}
+
+#[test]
+fn layer_service_and_future_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    type Inner =
+        tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, BoxError>;
+    send_sync::<ScopeCheckLayer>();
+    send_sync::<ScopeCheck<Inner>>();
+    send::<<ScopeCheck<Inner> as Service<Request<Full<Bytes>>>>::Future>();
+    send_sync::<ResponseBody<Full<Bytes>>>();
+}
+
+#[test]
+fn debug_shows_no_secret() -> Result<(), BoxError> {
+    let auth = InfobipAuthLayer::new(ApiKey::new("s3cr3t")?.with_scopes("sms:manage".parse()?));
+    let debug = format!("{:?}", auth.scope_check().layer(()));
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+    assert!(debug.contains("ScopeCheck"), "{debug}");
+    Ok(())
+}
