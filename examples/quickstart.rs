@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infobip_auth::mock::{self, MockConfig, MockServer};
-use infobip_auth::source::ApiKey;
+use infobip_auth::source::{ApiKey, ClientCredentials, Session, Transport};
 use infobip_auth::{BoxError, Error, InfobipAuthLayer};
 use tower::{Service, ServiceBuilder, ServiceExt as _};
 
@@ -89,6 +89,27 @@ pub async fn tour(client: HttpClient, log: &mut String) -> Result<Vec<Row>, BoxE
     let layer = InfobipAuthLayer::basic(mock::DEMO_USERNAME, mock::DEMO_PASSWORD)?
         .allow_origin(server.base_url())?;
     rows.push(send_sms("Basic", layer, &client, &server, log).await?);
+
+    // IBSSO session: `POST /auth/1/session` → `IBSSO <token>`, renewed before an idle gap
+    // outlives it; `revoke` ends it (`DELETE /auth/1/session`) on shutdown.
+    let session = Session::builder(server.base_url(), mock::DEMO_USERNAME, mock::DEMO_PASSWORD)
+        .transport(Transport::new(client.clone()))
+        .build()?;
+    let layer = InfobipAuthLayer::new(session);
+    rows.push(send_sms("IBSSO session", layer.clone(), &client, &server, log).await?);
+    layer.revoke().await?;
+
+    // OAuth 2.0 client credentials: `POST /auth/1/oauth2/token` → `Bearer <access_token>`,
+    // renewed ahead of `expires_in`.
+    let oauth = ClientCredentials::builder(
+        server.base_url(),
+        mock::DEMO_CLIENT_ID,
+        mock::DEMO_CLIENT_SECRET,
+    )
+    .transport(Transport::new(client.clone()))
+    .build()?;
+    let layer = InfobipAuthLayer::new(oauth);
+    rows.push(send_sms("OAuth 2.0", layer, &client, &server, log).await?);
 
     // A 403 explained: the key lacks every scope that grants sending SMS.
     rows.push(forbidden(&client, &server, log).await?);

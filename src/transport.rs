@@ -7,12 +7,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Full};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
@@ -21,7 +22,7 @@ use zeroize::Zeroizing;
 
 #[cfg(feature = "tracing")]
 use crate::trace::event;
-use crate::{ApiError, BoxError, Error, ErrorKind};
+use crate::{ApiError, BoxError, ConfigError, Credential, Error, ErrorKind};
 
 /// A token endpoint's answer, read whole.
 pub(crate) type Answer = Response<Bytes>;
@@ -137,14 +138,8 @@ impl Transport {
                 .await
                 .map_err(transport)?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, limit).collect().await.map_err(|err| {
-                if err.is::<LengthLimitError>() {
-                    Error::new(ErrorKind::ResponseTooLarge { limit })
-                } else {
-                    transport(err)
-                }
-            })?;
-            Ok(Response::from_parts(parts, body.to_bytes()))
+            let body = read_capped(body, limit).await?;
+            Ok(Response::from_parts(parts, body))
         };
         let answer = tokio::time::timeout(self.timeout, exchange)
             .await
@@ -175,13 +170,22 @@ impl Transport {
             .await
     }
 
-    /// POSTs a JSON document whose values may be secrets.
-    pub(crate) async fn post_json(
+    /// POSTs a JSON document whose values may be secrets. Any `Serialize` value will do (a
+    /// `serde_json::Value`, or a struct borrowing the secret, so that no copy of it is left
+    /// behind un-zeroized); the encoded body is zeroized once sent.
+    pub(crate) async fn post_json<T: Serialize + ?Sized>(
         &self,
         uri: Uri,
-        json: &serde_json::Value,
+        json: &T,
     ) -> Result<Answer, Error> {
-        let body = Zeroizing::new(serde_json::to_vec(json).unwrap_or_default());
+        // Reserved up front so the buffer holding the secret is not reallocated (and copied).
+        let mut body = Zeroizing::new(Vec::with_capacity(1024));
+        serde_json::to_writer(&mut *body, json).map_err(|_| {
+            Error::from(ConfigError::Invalid {
+                what: "request body",
+                reason: "it could not be encoded as JSON",
+            })
+        })?;
         self.post(uri, "application/json", &body).await
     }
 
@@ -198,7 +202,7 @@ impl Transport {
             .header(CONTENT_TYPE, content_type)
             .header(ACCEPT, "application/json")
             .body(Full::new(body))
-            .map_err(transport)?;
+            .map_err(unbuildable)?;
         self.send(request).await
     }
 
@@ -215,12 +219,45 @@ impl Transport {
             .header(http::header::AUTHORIZATION, authorization.clone())
             .header(ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))
-            .map_err(transport)?;
+            .map_err(unbuildable)?;
         self.send(request).await
     }
 }
 
-fn transport(err: impl Into<BoxError>) -> Error {
+/// Reads `body` whole, refusing it as soon as it is known to exceed `limit` bytes (from its
+/// announced length, or while reading). A body error (a truncated answer, a dropped
+/// connection) is a transport error.
+///
+/// Written with `frame()` rather than `http_body_util::Limited`: `Limited` requires
+/// `B::Error: Into<BoxError>`, which for a `BoxError` body makes rustc's `Send` check of the
+/// callers' futures fail ("implementation of `From` is not general enough").
+async fn read_capped(mut body: AnyBody, limit: usize) -> Result<Bytes, Error> {
+    let too_large = || Error::new(ErrorKind::ResponseTooLarge { limit });
+    if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(too_large());
+    }
+    let mut read = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(transport)?;
+        if let Ok(data) = frame.into_data() {
+            if data.len() > limit.saturating_sub(read.len()) {
+                return Err(too_large());
+            }
+            read.extend_from_slice(&data);
+        }
+    }
+    Ok(read.freeze())
+}
+
+/// A broken exchange. Takes `BoxError` itself, not `impl Into<BoxError>`: the identity
+/// conversion inside the async fns above trips rustc's `Send` check of their futures
+/// ("implementation of `From` is not general enough").
+fn transport(err: BoxError) -> Error {
+    Error::new(ErrorKind::Transport).with_source(err)
+}
+
+/// A request that could not be built.
+fn unbuildable(err: http::Error) -> Error {
     Error::new(ErrorKind::Transport).with_source(err)
 }
 
@@ -256,6 +293,17 @@ pub(crate) fn json<T: DeserializeOwned>(answer: &Answer) -> Result<T, Error> {
         };
         Error::new(ErrorKind::MalformedResponse {
             reason: format!("{what} (line {}, column {})", err.line(), err.column()),
+        })
+    })
+}
+
+/// The credential `scheme token` for a token read from an answer. A token a header cannot
+/// carry (empty, or holding a space, CR, LF or other invisible byte) is a malformed answer,
+/// never a header injection.
+pub(crate) fn token_credential(scheme: &str, token: &str) -> Result<Credential, Error> {
+    Credential::new(scheme, token).map_err(|_| {
+        Error::new(ErrorKind::MalformedResponse {
+            reason: "the token is empty or holds characters a header cannot carry".into(),
         })
     })
 }
