@@ -28,6 +28,23 @@ async fn every_method_sends_its_sms() -> Result<(), BoxError> {
         assert_eq!(row.1, scheme, "{log}");
         assert_eq!(row.2, "200 OK", "{log}");
     }
+    let renewals = [
+        (
+            "IBSSO, idle gap",
+            "200 OK; 1 renewal(s), 0 × 401 at the server",
+        ),
+        (
+            "OAuth 2.0, revoked",
+            "200 OK; 1 renewal(s), 1 × 401 at the server",
+        ),
+    ];
+    for (method, outcome) in renewals {
+        let row = table
+            .iter()
+            .find(|row| row.0 == method)
+            .ok_or(format!("no row for {method}: {log}"))?;
+        assert!(row.2.starts_with(outcome), "{log}");
+    }
     let forbidden = table
         .iter()
         .find(|row| row.0 == "API key, no scope")
