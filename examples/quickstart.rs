@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infobip_auth::mock::{self, MockConfig, MockServer};
-use infobip_auth::source::ApiKey;
+use infobip_auth::source::{ApiKey, ClientCredentials, Session, Transport};
 use infobip_auth::{BoxError, Error, InfobipAuthLayer};
 use tower::{Service, ServiceBuilder, ServiceExt as _};
 
@@ -72,7 +72,9 @@ pub fn http_client() -> HttpClient {
 
 /// Every method against the embedded server; returns the closing table.
 pub async fn tour(client: HttpClient, log: &mut String) -> Result<Vec<Row>, BoxError> {
-    let config = MockConfig::demo().api_key(NARROW_KEY, "inbound-message:read");
+    let config = MockConfig::demo()
+        .api_key(NARROW_KEY, "inbound-message:read")
+        .session_idle_timeout(SESSION_LENGTH);
     let server = MockServer::start_with(config).await?;
     writeln!(
         log,
@@ -90,11 +92,60 @@ pub async fn tour(client: HttpClient, log: &mut String) -> Result<Vec<Row>, BoxE
         .allow_origin(server.base_url())?;
     rows.push(send_sms("Basic", layer, &client, &server, log).await?);
 
+    // IBSSO session: `POST /auth/1/session` → `IBSSO <token>`, renewed before an idle gap
+    // outlives it; `revoke` ends it (`DELETE /auth/1/session`) on shutdown.
+    let session = Session::builder(server.base_url(), mock::DEMO_USERNAME, mock::DEMO_PASSWORD)
+        .transport(Transport::new(client.clone()))
+        .idle_timeout(SESSION_LENGTH)
+        .build()?;
+    let layer = InfobipAuthLayer::new(session);
+    rows.push(send_sms("IBSSO session", layer.clone(), &client, &server, log).await?);
+    // Idle longer than the session lives: a new session is made before the next request.
+    tokio::time::sleep(SESSION_LENGTH + SESSION_LENGTH / 4).await;
+    rows.push(renewed("IBSSO, idle gap", layer.clone(), &client, &server, log).await?);
+    layer.revoke().await?;
+
+    // OAuth 2.0 client credentials: `POST /auth/1/oauth2/token` → `Bearer <access_token>`,
+    // renewed ahead of `expires_in`.
+    let oauth = ClientCredentials::builder(
+        server.base_url(),
+        mock::DEMO_CLIENT_ID,
+        mock::DEMO_CLIENT_SECRET,
+    )
+    .transport(Transport::new(client.clone()))
+    .build()?;
+    let layer = InfobipAuthLayer::new(oauth);
+    rows.push(send_sms("OAuth 2.0", layer.clone(), &client, &server, log).await?);
+    // The server revokes the token: the next request's 401 renews it and replays the request.
+    server.revoke_all_tokens();
+    rows.push(renewed("OAuth 2.0, revoked", layer, &client, &server, log).await?);
+
     // A 403 explained: the key lacks every scope that grants sending SMS.
     rows.push(forbidden(&client, &server, log).await?);
 
     server.shutdown().await;
     Ok(rows)
+}
+
+/// How long the demo's sessions live without use (Infobip's default is 60 minutes).
+const SESSION_LENGTH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sends an SMS with a credential the server no longer accepts; tells how it was renewed.
+async fn renewed(
+    method: &'static str,
+    layer: InfobipAuthLayer,
+    client: &HttpClient,
+    server: &MockServer,
+    log: &mut String,
+) -> Result<Row, BoxError> {
+    let refused_before = server.counters().unauthorized;
+    let mut row = send_sms(method, layer, client, server, log).await?;
+    let refused = server.counters().unauthorized - refused_before;
+    row.outcome = format!(
+        "{}; {} renewal(s), {refused} × 401 at the server, none seen by the caller",
+        row.outcome, row.token_requests
+    );
+    Ok(row)
 }
 
 /// A key the server grants only `inbound-message:read`: sending an SMS is forbidden.

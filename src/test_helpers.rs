@@ -92,3 +92,194 @@ impl TokenSource for TestSource {
         Ok(credential)
     }
 }
+
+/// One request a [`FakeEndpoint`] received.
+#[derive(Clone, Debug)]
+pub(crate) struct Seen {
+    pub(crate) method: http::Method,
+    pub(crate) path: String,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: bytes::Bytes,
+}
+
+impl Seen {
+    /// A header as text, empty when absent.
+    pub(crate) fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The body as JSON (`Null` when it is not JSON).
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
+    /// The body as form fields, in order.
+    pub(crate) fn form(&self) -> Vec<(String, String)> {
+        serde_urlencoded::from_bytes(&self.body).unwrap_or_default()
+    }
+}
+
+/// What a [`FakeEndpoint`] answers: a response, or a transport failure.
+pub(crate) type FakeReply =
+    Result<http::Response<http_body_util::Full<bytes::Bytes>>, crate::BoxError>;
+
+type Handler = dyn Fn(&Seen) -> FakeReply + Send + Sync;
+
+/// A stand-in for Infobip over `tower::service_fn`: records every request and answers with a
+/// handler. Usable as a source's [`Transport`](crate::source::Transport) and as the layer's
+/// inner service at once.
+#[derive(Clone)]
+pub(crate) struct FakeEndpoint {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    handler: Arc<Handler>,
+    /// Requests to these paths are answered after this long (on tokio's clock).
+    delays: Arc<Mutex<Vec<(String, Duration)>>>,
+}
+
+impl FakeEndpoint {
+    pub(crate) fn new(handler: impl Fn(&Seen) -> FakeReply + Send + Sync + 'static) -> Self {
+        Self {
+            seen: Arc::default(),
+            handler: Arc::new(handler),
+            delays: Arc::default(),
+        }
+    }
+
+    /// Answers requests to `path` after `delay` (on tokio's clock).
+    pub(crate) fn slow(&self, path: &str, delay: Duration) {
+        lock(&self.delays).push((path.to_owned(), delay));
+    }
+
+    /// Every request received, in order.
+    pub(crate) fn seen(&self) -> Vec<Seen> {
+        lock(&self.seen).clone()
+    }
+
+    /// `(method, path)` of every request received, in order.
+    pub(crate) fn calls(&self) -> Vec<(String, String)> {
+        lock(&self.seen)
+            .iter()
+            .map(|s| (s.method.to_string(), s.path.clone()))
+            .collect()
+    }
+
+    /// Requests whose method and path are these.
+    pub(crate) fn count(&self, method: &str, path: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|(m, p)| m == method && p == path)
+            .count()
+    }
+
+    /// The fake as a `tower` service over `Full<Bytes>` bodies.
+    pub(crate) fn service(
+        &self,
+    ) -> tower::util::BoxCloneSyncService<
+        http::Request<http_body_util::Full<bytes::Bytes>>,
+        http::Response<http_body_util::Full<bytes::Bytes>>,
+        crate::BoxError,
+    > {
+        let fake = self.clone();
+        tower::util::BoxCloneSyncService::new(tower::service_fn(
+            move |request: http::Request<http_body_util::Full<bytes::Bytes>>| {
+                let fake = fake.clone();
+                async move {
+                    use http_body_util::BodyExt as _;
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    let seen = Seen {
+                        method: parts.method,
+                        path: parts.uri.path().to_owned(),
+                        headers: parts.headers,
+                        body,
+                    };
+                    lock(&fake.seen).push(seen.clone());
+                    let delay = lock(&fake.delays)
+                        .iter()
+                        .find(|(path, _)| *path == seen.path)
+                        .map(|(_, delay)| *delay);
+                    if let Some(delay) = delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    (fake.handler)(&seen)
+                }
+            },
+        ))
+    }
+
+    /// The fake as a token-endpoint transport.
+    pub(crate) fn transport(&self) -> crate::source::Transport {
+        crate::source::Transport::new(self.service())
+    }
+}
+
+/// A response with `status` and `body`.
+pub(crate) fn reply(status: u16, body: impl Into<bytes::Bytes>) -> FakeReply {
+    let mut response = http::Response::new(http_body_util::Full::new(body.into()));
+    *response.status_mut() = http::StatusCode::from_u16(status)?;
+    Ok(response)
+}
+
+/// Infobip's legacy error body.
+pub(crate) fn infobip_error(status: u16, message_id: &str, text: &str) -> FakeReply {
+    let body = serde_json::json!({
+        "requestError": {"serviceException": {"messageId": message_id, "text": text}}
+    });
+    reply(status, body.to_string())
+}
+
+/// A `tracing` subscriber that writes every event and span field as text, to check that no
+/// secret reaches tracing output.
+#[cfg(feature = "tracing")]
+#[derive(Clone, Default)]
+pub(crate) struct CaptureTracing(Arc<Mutex<String>>);
+
+#[cfg(feature = "tracing")]
+impl CaptureTracing {
+    /// Everything recorded so far.
+    pub(crate) fn text(&self) -> String {
+        lock(&self.0).clone()
+    }
+}
+
+#[cfg(feature = "tracing")]
+struct TextVisitor<'a>(&'a mut String);
+
+#[cfg(feature = "tracing")]
+impl tracing::field::Visit for TextVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, "{}={value:?} ", field.name());
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl tracing::Subscriber for CaptureTracing {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        span.record(&mut TextVisitor(&mut lock(&self.0)));
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        values.record(&mut TextVisitor(&mut lock(&self.0)));
+    }
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut text = lock(&self.0);
+        event.record(&mut TextVisitor(&mut text));
+        text.push('\n');
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}

@@ -14,7 +14,12 @@ async fn every_method_sends_its_sms() -> Result<(), BoxError> {
         .iter()
         .map(|row| (row.method, row.scheme.as_str(), row.outcome.clone()))
         .collect();
-    let expected_schemes = [("API key", "App"), ("Basic", "Basic")];
+    let expected_schemes = [
+        ("API key", "App"),
+        ("Basic", "Basic"),
+        ("IBSSO session", "IBSSO"),
+        ("OAuth 2.0", "Bearer"),
+    ];
     for (method, scheme) in expected_schemes {
         let row = table
             .iter()
@@ -23,11 +28,38 @@ async fn every_method_sends_its_sms() -> Result<(), BoxError> {
         assert_eq!(row.1, scheme, "{log}");
         assert_eq!(row.2, "200 OK", "{log}");
     }
-    let forbidden = table.iter().find(|row| row.0 == "API key, no scope").ok_or("no 403 row")?;
+    let renewals = [
+        (
+            "IBSSO, idle gap",
+            "200 OK; 1 renewal(s), 0 × 401 at the server",
+        ),
+        (
+            "OAuth 2.0, revoked",
+            "200 OK; 1 renewal(s), 1 × 401 at the server",
+        ),
+    ];
+    for (method, outcome) in renewals {
+        let row = table
+            .iter()
+            .find(|row| row.0 == method)
+            .ok_or(format!("no row for {method}: {log}"))?;
+        assert!(row.2.starts_with(outcome), "{log}");
+    }
+    let forbidden = table
+        .iter()
+        .find(|row| row.0 == "API key, no scope")
+        .ok_or("no 403 row")?;
     for scope in ["message:send", "sms:message:send", "sms:manage"] {
-        assert!(forbidden.2.starts_with("403") && forbidden.2.contains(scope), "{log}");
+        assert!(
+            forbidden.2.starts_with("403") && forbidden.2.contains(scope),
+            "{log}"
+        );
     }
     assert!(log.contains("refused before sending (0 sent)"), "{log}");
     assert!(!log.contains(infobip_auth::mock::DEMO_PASSWORD), "{log}");
+    assert!(
+        !log.contains(infobip_auth::mock::DEMO_CLIENT_SECRET),
+        "{log}"
+    );
     Ok(())
 }

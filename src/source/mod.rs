@@ -4,7 +4,12 @@
 //! |---|---|---|
 //! | [`ApiKey`] | `App <key>` | never: a `401` means the key was revoked or expired |
 //! | [`Basic`] | `Basic <base64(username:password)>` | never |
-//! | [`AuthCode`] (Exchange OAuth, [module docs](auth_code)) | `{tokenType} {token}` (`IBSSO <token>`) | about every 45 s of its one-minute life (`grant_type=refresh_token`); while idle too with [`RefreshPolicy::keep_alive`](crate::RefreshPolicy::keep_alive); once expired, [`ReauthorizationRequired`](crate::ErrorKind::ReauthorizationRequired) |
+//! | [`Session`] | `IBSSO <token>` from `POST /auth/1/session` | before an idle gap outlives the session (60 min by default); the old session is deleted first |
+//! | [`ClientCredentials`] | `Bearer <access_token>` from `POST /auth/1/oauth2/token` | ahead of `expires_in` |
+//! | [`AuthCode`] (Exchange OAuth, [module docs](auth_code)) | `{tokenType} {token}` (`IBSSO <token>`) from `POST /exchange/1/oauth/token` | about every 45 s of its one-minute life (`grant_type=refresh_token`); while idle too with [`RefreshPolicy::keep_alive`](crate::RefreshPolicy::keep_alive); once expired, [`ReauthorizationRequired`](crate::ErrorKind::ReauthorizationRequired) |
+//!
+//! The three sources that call token endpoints reach them through a [`Transport`]: any `tower`
+//! service from `http::Request<Full<Bytes>>` to a response (a hyper-util client, a test fake).
 //!
 //! Sources are held type-erased as a [`SharedTokenSource`], so the layer has no source type
 //! parameter. Implement [`TokenSource`] for your own credential store:
@@ -31,7 +36,9 @@
 mod api_key;
 pub mod auth_code;
 mod basic;
+pub mod client_credentials;
 mod pkce;
+pub mod session;
 
 use std::fmt;
 use std::future::Future;
@@ -45,8 +52,28 @@ pub use auth_code::{
     TokenStore,
 };
 pub use basic::Basic;
+pub use client_credentials::ClientCredentials;
+pub use session::Session;
 
+use crate::error::ConfigError;
 use crate::{BaseUrl, Credential, Error};
+
+/// The URL of a token endpoint: `path` under `base`. The path is Infobip's by default; a
+/// gateway in front of Infobip may move it, so it is checked here rather than trusted.
+fn token_endpoint(base: &BaseUrl, path: &str) -> Result<http::Uri, ConfigError> {
+    let invalid = |reason| ConfigError::InvalidUrl {
+        url: path.to_owned(),
+        reason,
+    };
+    if !path.starts_with('/') {
+        return Err(invalid("a token path starts with `/`"));
+    }
+    let parsed: http::uri::PathAndQuery = path.parse().map_err(|_| invalid("not a URL path"))?;
+    if parsed.query().is_some() || path.contains('#') {
+        return Err(invalid("a token path has no query or fragment"));
+    }
+    Ok(base.endpoint(path))
+}
 
 /// Produces credentials for the layer to send.
 ///

@@ -301,6 +301,10 @@ impl TokenSource for AuthCode {
     fn base_url(&self) -> Option<&BaseUrl> {
         self.0.base_url.as_ref()
     }
+
+    fn name(&self) -> &'static str {
+        "auth_code"
+    }
 }
 
 impl fmt::Debug for AuthCode {

@@ -932,55 +932,10 @@ fn futures_and_handles_are_send_and_sync() {
     }
 }
 
-/// Writes every tracing event as text. (The sources branch has the same helper in
-/// `test_helpers`; one of the two can go once both are merged.)
-#[cfg(feature = "tracing")]
-#[derive(Clone, Default)]
-struct CaptureTracing(Arc<Mutex<String>>);
-
-#[cfg(feature = "tracing")]
-struct TextVisitor<'a>(&'a mut String);
-
-#[cfg(feature = "tracing")]
-impl tracing::field::Visit for TextVisitor<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write as _;
-        let _ = write!(self.0, "{}={value:?} ", field.name());
-    }
-}
-
-#[cfg(feature = "tracing")]
-impl tracing::Subscriber for CaptureTracing {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        span.record(&mut TextVisitor(&mut lock(&self.0)));
-        tracing::span::Id::from_u64(1)
-    }
-
-    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        values.record(&mut TextVisitor(&mut lock(&self.0)));
-    }
-
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut text = lock(&self.0);
-        event.record(&mut TextVisitor(&mut text));
-        text.push('\n');
-    }
-
-    fn enter(&self, _: &tracing::span::Id) {}
-
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 #[cfg(feature = "tracing")]
 #[tokio::test(start_paused = true)]
 async fn no_secret_reaches_tracing() -> TestResult {
-    let capture = CaptureTracing::default();
+    let capture = crate::test_helpers::CaptureTracing::default();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let fake = FakeExchange::default();
     let flow = public(&fake)?;
@@ -999,9 +954,10 @@ async fn no_secret_reaches_tracing() -> TestResult {
     tokens.push(source.credential().expose_token().to_owned());
     fake.state().tokens.clear();
     let _ = source.fetch(Some(&source.credential())).await;
-    let text = lock(&capture.0).clone();
+    let text = capture.text();
     assert!(text.contains("exchanged"), "events were captured: {text}");
     assert!(text.contains("refused"), "{text}");
+    assert!(text.contains("source=\"auth_code\""), "{text}");
     for secret in [SECRET, &verifier, &code, pending.state()]
         .into_iter()
         .chain(tokens.iter().map(String::as_str))

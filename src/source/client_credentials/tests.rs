@@ -1,0 +1,670 @@
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use tokio::time::Instant;
+use tower::{Layer as _, Service, ServiceExt as _};
+
+use super::*;
+use crate::test_helpers::{FakeEndpoint, FakeReply, Seen, infobip_error, reply};
+use crate::{BoxError, InfobipAuthLayer};
+
+const BASE: &str = "https://xyz12.api.infobip.com";
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the fake authorization server below knows.
+#[derive(Default)]
+struct Tokens {
+    issued: u32,
+    /// Live tokens and when each dies.
+    live: HashMap<String, Instant>,
+    /// Answers given instead of a token, in order.
+    failures: VecDeque<FakeReply>,
+    /// When each token request came.
+    requests: Vec<Instant>,
+    /// Resource requests refused with `401`.
+    unauthorized: u32,
+}
+
+/// A fake Infobip that grants `token-1`, `token-2`, … living one hour to the client `client` /
+/// `s3cret`, and lets live tokens through resource endpoints (answering with the token).
+#[derive(Clone)]
+struct Infobip {
+    fake: FakeEndpoint,
+    state: Arc<Mutex<Tokens>>,
+}
+
+impl Infobip {
+    fn new() -> Self {
+        let state = Arc::new(Mutex::new(Tokens::default()));
+        let shared = Arc::clone(&state);
+        let fake = FakeEndpoint::new(move |seen: &Seen| {
+            let mut tokens = lock(&shared);
+            let now = Instant::now();
+            if seen.path == "/auth/1/oauth2/token" {
+                tokens.requests.push(now);
+                if let Some(failure) = tokens.failures.pop_front() {
+                    return failure;
+                }
+                let form = seen.form();
+                let field = |name: &str| {
+                    form.iter()
+                        .find(|(key, _)| key == name)
+                        .map(|(_, value)| value.as_str())
+                };
+                if field("client_id") != Some("client") || field("client_secret") != Some("s3cret")
+                {
+                    return infobip_error(401, "UNAUTHORIZED", "Invalid login details");
+                }
+                tokens.issued += 1;
+                let token = format!("token-{}", tokens.issued);
+                tokens.live.insert(token.clone(), now + 60 * MINUTE);
+                let body = serde_json::json!({
+                    "access_token": token, "expires_in": 3600, "token_type": "Bearer"
+                });
+                return reply(200, body.to_string());
+            }
+            let token = seen
+                .header("authorization")
+                .strip_prefix("Bearer ")
+                .unwrap_or_default()
+                .to_owned();
+            match tokens.live.get(&token) {
+                Some(dies) if now < *dies => reply(200, token),
+                _ => {
+                    tokens.unauthorized += 1;
+                    infobip_error(401, "UNAUTHORIZED", "Invalid login details")
+                }
+            }
+        });
+        Self { fake, state }
+    }
+
+    fn source(&self, secret: &str) -> Result<ClientCredentials, ConfigError> {
+        ClientCredentials::builder(BASE, "client", secret)
+            .transport(self.fake.transport())
+            .build()
+    }
+
+    fn fail_next(&self, answers: impl IntoIterator<Item = FakeReply>) {
+        lock(&self.state).failures.extend(answers);
+    }
+
+    fn revoke_all(&self) {
+        lock(&self.state).live.clear();
+    }
+
+    fn token_requests(&self) -> Vec<Instant> {
+        lock(&self.state).requests.clone()
+    }
+
+    fn unauthorized(&self) -> u32 {
+        lock(&self.state).unauthorized
+    }
+}
+
+fn resource() -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::default());
+    *request.uri_mut() =
+        http::Uri::from_static("https://xyz12.api.infobip.com/sms/1/inbox/reports");
+    request
+}
+
+/// Sends one request through `service`; answers `(status, body)`.
+async fn send<S>(service: &mut S) -> Result<(StatusCode, String), BoxError>
+where
+    S: Service<Request<Full<Bytes>>, Response = http::Response<Full<Bytes>>, Error = BoxError>,
+{
+    let response = service.ready().await?.call(resource()).await?;
+    read(response).await
+}
+
+/// `(status, body)` of a response.
+async fn read(response: http::Response<Full<Bytes>>) -> Result<(StatusCode, String), BoxError> {
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A source over a fake whose token endpoint answers `body` with `200`.
+fn granting(body: &'static str) -> Result<(FakeEndpoint, ClientCredentials), ConfigError> {
+    let fake = FakeEndpoint::new(move |_| reply(200, body));
+    let source = ClientCredentials::builder(BASE, "client", "s3cret")
+        .transport(fake.transport())
+        .build()?;
+    Ok((fake, source))
+}
+
+/// Our error inside a boxed service error.
+fn ours(err: &BoxError) -> Result<&Error, BoxError> {
+    Error::find(&**err).ok_or_else(|| format!("not an infobip_auth::Error: {err}").into())
+}
+
+#[tokio::test]
+async fn posts_the_form_and_sends_bearer() -> Result<(), BoxError> {
+    let (fake, source) =
+        granting(r#"{"access_token":"eyJraWQ.x","expires_in":3600,"token_type":"Bearer"}"#)?;
+    let credential = source.fetch(None).await?;
+    assert_eq!(credential.header(), "Bearer eyJraWQ.x");
+    assert!(credential.header().is_sensitive());
+    assert_eq!(credential.lifetime(), Some(60 * MINUTE));
+    assert_eq!(credential.idle_limit(), None);
+    assert!(credential.scopes().is_none());
+
+    let seen = fake.seen();
+    assert_eq!(
+        fake.calls(),
+        [("POST".to_owned(), "/auth/1/oauth2/token".to_owned())]
+    );
+    assert_eq!(
+        seen[0].header("content-type"),
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(seen[0].header("accept"), "application/json");
+    let form: Vec<(String, String)> = seen[0].form();
+    let expected = [
+        ("client_id", "client"),
+        ("client_secret", "s3cret"),
+        ("grant_type", "client_credentials"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    assert_eq!(form, expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn form_values_are_percent_encoded() -> Result<(), BoxError> {
+    let fake = FakeEndpoint::new(|_| reply(200, r#"{"access_token":"t","expires_in":60}"#));
+    let source = ClientCredentials::builder(BASE, "id with space", "p&ss=w+rd%")
+        .transport(fake.transport())
+        .build()?;
+    source.fetch(None).await?;
+    let body = String::from_utf8_lossy(&fake.seen()[0].body).into_owned();
+    assert!(body.contains("client_secret=p%26ss%3Dw%2Brd%25"), "{body}");
+    let form = fake.seen()[0].form();
+    assert_eq!(form[0].1, "id with space");
+    assert_eq!(form[1].1, "p&ss=w+rd%");
+    Ok(())
+}
+
+#[tokio::test]
+async fn expires_in_is_read_as_a_number_or_a_string() -> Result<(), BoxError> {
+    for body in [
+        r#"{"access_token":"t","expires_in":3600}"#,
+        r#"{"access_token":"t","expires_in":"3600"}"#,
+        r#"{"access_token":"t","expires_in":" 3600 "}"#,
+        r#"{"access_token":"t","expires_in":3600.0}"#,
+    ] {
+        let (_, source) = granting(body)?;
+        let credential = source.fetch(None).await?;
+        assert_eq!(credential.lifetime(), Some(60 * MINUTE), "{body}");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_expires_in_that_cannot_be_right_gets_a_safe_lifetime() {
+    use serde_json::json;
+    let cases = [
+        (None, DEFAULT_LIFETIME),
+        (Some(json!(null)), DEFAULT_LIFETIME),
+        (Some(json!(0)), DEFAULT_LIFETIME),
+        (Some(json!("0")), DEFAULT_LIFETIME),
+        (Some(json!(-5)), DEFAULT_LIFETIME),
+        (Some(json!("-5")), DEFAULT_LIFETIME),
+        (Some(json!("soon")), DEFAULT_LIFETIME),
+        (Some(json!("")), DEFAULT_LIFETIME),
+        (Some(json!("NaN")), DEFAULT_LIFETIME),
+        (Some(json!("inf")), DEFAULT_LIFETIME),
+        (Some(json!(true)), DEFAULT_LIFETIME),
+        (Some(json!({"seconds": 60})), DEFAULT_LIFETIME),
+        (Some(json!(3)), MIN_LIFETIME),
+        (Some(json!("0.5")), MIN_LIFETIME),
+        (Some(json!(1e300)), MAX_LIFETIME),
+        (Some(json!(u64::MAX)), MAX_LIFETIME),
+        (Some(json!("999999999999")), MAX_LIFETIME),
+        (Some(json!(59)), Duration::from_secs(59)),
+        (Some(json!("86400")), MAX_LIFETIME),
+    ];
+    for (value, expected) in cases {
+        assert_eq!(lifetime(value.as_ref()), expected, "{value:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_header_says_bearer_whatever_token_type_says() -> Result<(), BoxError> {
+    for body in [
+        r#"{"access_token":"t","expires_in":60,"token_type":"bearer"}"#,
+        r#"{"access_token":"t","expires_in":60,"token_type":"BEARER"}"#,
+        r#"{"access_token":"t","expires_in":60}"#,
+        r#"{"access_token":"t","expires_in":60,"token_type":null}"#,
+    ] {
+        let (_, source) = granting(body)?;
+        assert_eq!(source.fetch(None).await?.header(), "Bearer t", "{body}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn declared_scopes_travel_with_the_token() -> Result<(), BoxError> {
+    let fake = FakeEndpoint::new(|_| reply(200, r#"{"access_token":"t","expires_in":60}"#));
+    let source = ClientCredentials::builder(BASE, "client", "s3cret")
+        .transport(fake.transport())
+        .scopes("sms:manage,inbound-message:read".parse()?)
+        .build()?;
+    let credential = source.fetch(None).await?;
+    assert_eq!(credential.scopes().map(Scopes::len), Some(2));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_invalid_credentials_in_infobips_or_oauths_words() -> Result<(), BoxError>
+{
+    let cases: [(&str, FakeReply, &str, &str); 3] = [
+        (
+            "Infobip 401",
+            infobip_error(401, "UNAUTHORIZED", "Invalid login details"),
+            "UNAUTHORIZED",
+            "Invalid login details",
+        ),
+        (
+            "OAuth 400 invalid_client",
+            reply(
+                400,
+                r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
+            ),
+            "invalid_client",
+            "Client authentication failed",
+        ),
+        (
+            "OAuth 401 invalid_client",
+            reply(401, r#"{"error":"invalid_client"}"#),
+            "invalid_client",
+            "",
+        ),
+    ];
+    for (case, answer, code, text) in cases {
+        let answer = Arc::new(Mutex::new(Some(answer)));
+        let fake =
+            FakeEndpoint::new(move |_| lock(&answer).take().unwrap_or_else(|| reply(500, "")));
+        let source = ClientCredentials::builder(BASE, "client", "wrong-s3cret")
+            .transport(fake.transport())
+            .build()?;
+        let err = source.fetch(None).await.err().ok_or(case)?;
+        let ErrorKind::InvalidCredentials(api) = err.kind() else {
+            return Err(format!("{case}: {err:?}").into());
+        };
+        assert_eq!(api.code(), Some(code), "{case}");
+        assert_eq!(api.text().unwrap_or_default(), text, "{case}");
+        assert!(!err.is_transient(), "{case}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("wrong-s3cret"), "{case}: {shown}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn other_token_endpoint_errors_are_typed() -> Result<(), BoxError> {
+    let cases: [(FakeReply, u16, bool, Option<Duration>); 5] = [
+        (
+            infobip_error(500, "GENERAL_ERROR", "Something went wrong."),
+            500,
+            true,
+            None,
+        ),
+        (reply(503, "<html>down</html>"), 503, true, None),
+        (
+            reply(
+                429,
+                r#"{"errorCode":"E429","description":"Too many requests sent."}"#,
+            )
+            .map(|mut r| {
+                r.headers_mut()
+                    .insert("retry-after", http::HeaderValue::from_static("7"));
+                r
+            }),
+            429,
+            true,
+            Some(7 * SECOND),
+        ),
+        (
+            reply(400, r#"{"error":"invalid_request"}"#),
+            400,
+            false,
+            None,
+        ),
+        (
+            infobip_error(403, "FORBIDDEN", "Forbidden"),
+            403,
+            false,
+            None,
+        ),
+    ];
+    for (answer, status, transient, retry_after) in cases {
+        let answer = Arc::new(Mutex::new(Some(answer)));
+        let fake =
+            FakeEndpoint::new(move |_| lock(&answer).take().unwrap_or_else(|| reply(500, "")));
+        let source = ClientCredentials::builder(BASE, "client", "s3cret")
+            .transport(fake.transport())
+            .build()?;
+        let err = source.fetch(None).await.err().ok_or("no error")?;
+        assert!(
+            matches!(err.kind(), ErrorKind::TokenEndpoint(api) if api.status() == status),
+            "{status}: {err:?}"
+        );
+        assert_eq!(err.is_transient(), transient, "{status}");
+        assert_eq!(err.retry_after(), retry_after, "{status}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_answers_are_typed_errors() -> Result<(), BoxError> {
+    let ten_megabytes = Bytes::from(vec![b' '; 10 * 1024 * 1024]);
+    let cases: Vec<(&str, FakeReply)> = vec![
+        ("not JSON", reply(200, "access_token=abc&expires_in=3600")),
+        (
+            "missing access_token",
+            reply(200, r#"{"token":"abc","expires_in":3600}"#),
+        ),
+        (
+            "access_token not a string",
+            reply(200, r#"{"access_token":["abc"]}"#),
+        ),
+        ("empty access_token", reply(200, r#"{"access_token":""}"#)),
+        (
+            "CR/LF in access_token",
+            reply(200, r#"{"access_token":"abc\r\nX-Evil: 1"}"#),
+        ),
+        (
+            "truncated JSON",
+            reply(200, r#"{"access_token":"abc","expi"#),
+        ),
+        ("10 MB body", reply(200, ten_megabytes)),
+        (
+            "connection closed",
+            Err("connection closed before message completed".into()),
+        ),
+    ];
+    for (case, answer) in cases {
+        let answer = Arc::new(Mutex::new(Some(answer)));
+        let fake =
+            FakeEndpoint::new(move |_| lock(&answer).take().unwrap_or_else(|| reply(500, "")));
+        let source = ClientCredentials::builder(BASE, "client", "s3cret")
+            .transport(fake.transport())
+            .build()?;
+        let err = match source.fetch(None).await {
+            Ok(credential) => return Err(format!("{case}: accepted as {credential:?}").into()),
+            Err(err) => err,
+        };
+        let expected = match case {
+            "10 MB body" => matches!(err.kind(), ErrorKind::ResponseTooLarge { .. }),
+            "connection closed" => matches!(err.kind(), ErrorKind::Transport) && err.is_transient(),
+            _ => matches!(err.kind(), ErrorKind::MalformedResponse { .. }) && !err.is_transient(),
+        };
+        assert!(expected, "{case}: {err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("abc") && !shown.contains("Evil"),
+            "{case}: {shown}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn builder_refuses_what_cannot_work() {
+    let transport = || FakeEndpoint::new(|_| reply(200, "")).transport();
+    let build = |base: &str, id: &str, secret: &str| {
+        ClientCredentials::builder(base, id, secret).transport(transport())
+    };
+    assert!(matches!(
+        ClientCredentials::builder(BASE, "client", "s3cret").build(),
+        Err(ConfigError::Invalid {
+            what: "transport",
+            ..
+        })
+    ));
+    assert!(matches!(
+        build("http://xyz12.api.infobip.com", "client", "s3cret").build(),
+        Err(ConfigError::InsecureUrl { .. })
+    ));
+    assert_eq!(
+        build(BASE, "", "s3cret").build().err(),
+        Some(ConfigError::Empty { what: "client id" })
+    );
+    assert_eq!(
+        build(BASE, "client", "").build().err(),
+        Some(ConfigError::Empty {
+            what: "client secret"
+        })
+    );
+    assert!(matches!(
+        build(BASE, "client", "s3cret").token_path("token").build(),
+        Err(ConfigError::InvalidUrl { .. })
+    ));
+    assert!(
+        build("http://[::1]:8080", "client", "s3cret")
+            .build()
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn token_path_moves_the_endpoint() -> Result<(), BoxError> {
+    let fake = FakeEndpoint::new(|_| reply(200, r#"{"access_token":"t","expires_in":60}"#));
+    let source = ClientCredentials::builder("https://gateway.example.com/ib", "client", "s3cret")
+        .transport(fake.transport())
+        .token_path("/oauth/token")
+        .build()?;
+    source.fetch(None).await?;
+    assert_eq!(fake.calls()[0].1, "/ib/oauth/token");
+    assert_eq!(
+        source.base_url().map(ToString::to_string).as_deref(),
+        Some("https://gateway.example.com/ib")
+    );
+    Ok(())
+}
+
+#[test]
+fn debug_never_shows_the_secret() -> Result<(), ConfigError> {
+    let builder = ClientCredentials::builder(BASE, "client", "s3cret-value")
+        .transport(FakeEndpoint::new(|_| reply(200, "")).transport());
+    let shown = format!("{builder:?}");
+    assert!(
+        !shown.contains("s3cret-value") && shown.contains(REDACTED),
+        "{shown}"
+    );
+    let shown = format!("{:?}", builder.build()?);
+    assert!(
+        !shown.contains("s3cret-value") && shown.contains(REDACTED),
+        "{shown}"
+    );
+    assert!(shown.contains("client"), "{shown}");
+    Ok(())
+}
+
+// Through the layer, on tokio's paused clock.
+
+#[tokio::test(start_paused = true)]
+async fn expiry_causes_one_renewal_ahead_and_no_401() -> Result<(), BoxError> {
+    let infobip = Infobip::new();
+    let mut service =
+        InfobipAuthLayer::new(infobip.source("s3cret")?).layer(infobip.fake.service());
+    let mut seen = Vec::new();
+    for _ in 0..70 {
+        let (status, token) = send(&mut service).await?;
+        assert_eq!(status, StatusCode::OK);
+        if seen.last() != Some(&token) {
+            seen.push(token);
+        }
+        tokio::time::sleep(MINUTE).await;
+    }
+    assert_eq!(
+        seen,
+        ["token-1", "token-2"],
+        "the one-hour token is renewed once in 70 minutes"
+    );
+    assert_eq!(infobip.token_requests().len(), 2);
+    assert_eq!(infobip.unauthorized(), 0, "renewed before it died");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_token_is_renewed_once_for_a_hundred_requests() -> Result<(), BoxError> {
+    let infobip = Infobip::new();
+    let mut service =
+        InfobipAuthLayer::new(infobip.source("s3cret")?).layer(infobip.fake.service());
+    assert_eq!(send(&mut service).await?.1, "token-1");
+
+    infobip.revoke_all();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(service.clone().oneshot(resource())))
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            read(task.await??).await?,
+            (StatusCode::OK, "token-2".into())
+        );
+    }
+    assert_eq!(infobip.token_requests().len(), 2, "one renewal");
+    assert!(infobip.unauthorized() >= 1);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_endpoint_is_retried_with_backoff_and_recovers() -> Result<(), BoxError> {
+    let infobip = Infobip::new();
+    infobip.fail_next((0..3).map(|_| infobip_error(500, "GENERAL_ERROR", "Something went wrong.")));
+    let mut service =
+        InfobipAuthLayer::new(infobip.source("s3cret")?).layer(infobip.fake.service());
+    let (mut failed, mut served) = (0, 0);
+    for _ in 0..300 {
+        match send(&mut service).await {
+            Ok((StatusCode::OK, _)) => served += 1,
+            Ok((status, _)) => return Err(format!("unexpected {status}").into()),
+            Err(err) => {
+                let err = ours(&err)?;
+                assert!(err.is_transient(), "{err:?}");
+                assert!(matches!(err.kind(), ErrorKind::TokenEndpoint(api) if api.status() == 500));
+                assert_eq!(served, 0, "no failure after recovery");
+                failed += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let attempts = infobip.token_requests();
+    assert_eq!(
+        attempts.len(),
+        4,
+        "three failures, one success, nothing in between"
+    );
+    assert!(
+        failed >= 3 && served > 0,
+        "failed {failed}, served {served}"
+    );
+    // Backoff: 1 s, 2 s, 4 s, each jittered down to half at most.
+    for (i, pair) in attempts.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        let least = SECOND * 2u32.pow(u32::try_from(i)?) / 2;
+        assert!(
+            gap >= least,
+            "attempt {} came {gap:?} after the previous",
+            i + 2
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_from_the_token_endpoint_is_honoured() -> Result<(), BoxError> {
+    let infobip = Infobip::new();
+    infobip.fail_next([reply(
+        429,
+        r#"{"errorCode":"E429","description":"Too many requests sent."}"#,
+    )
+    .map(|mut r| {
+        r.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("30"));
+        r
+    })]);
+    let mut service =
+        InfobipAuthLayer::new(infobip.source("s3cret")?).layer(infobip.fake.service());
+    for _ in 0..40 {
+        let _ = send(&mut service).await;
+        tokio::time::sleep(SECOND).await;
+    }
+    let attempts = infobip.token_requests();
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts[1] - attempts[0] >= 30 * SECOND,
+        "{:?}",
+        attempts[1] - attempts[0]
+    );
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wrong_secret_is_reported_and_never_retried_in_a_loop() -> Result<(), BoxError> {
+    let infobip = Infobip::new();
+    let mut service =
+        InfobipAuthLayer::new(infobip.source("wrong-s3cret")?).layer(infobip.fake.service());
+    for _ in 0..600 {
+        let err = send(&mut service)
+            .await
+            .err()
+            .ok_or("served with a wrong secret")?;
+        let err = ours(&err)?;
+        let ErrorKind::InvalidCredentials(api) = err.kind() else {
+            return Err(format!("{err:?}").into());
+        };
+        assert_eq!(
+            (api.code(), api.text()),
+            (Some("UNAUTHORIZED"), Some("Invalid login details"))
+        );
+        assert!(!format!("{err} {err:?}").contains("wrong-s3cret"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // 60 s of requests; backoff 1, 2, 4, 8, 16, 32 s (at least half each): at most 8 attempts.
+    let attempts = infobip.token_requests().len();
+    assert!(
+        (2..=8).contains(&attempts),
+        "{attempts} token requests in a minute"
+    );
+    Ok(())
+}
+
+#[cfg(feature = "tracing")]
+#[tokio::test(start_paused = true)]
+async fn secrets_never_reach_tracing() -> Result<(), BoxError> {
+    let capture = crate::test_helpers::CaptureTracing::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    let infobip = Infobip::new();
+    let mut service =
+        InfobipAuthLayer::new(infobip.source("s3cret")?).layer(infobip.fake.service());
+    send(&mut service).await?;
+    infobip.revoke_all(); // a 401, a new token
+    send(&mut service).await?;
+    let mut wrong =
+        InfobipAuthLayer::new(infobip.source("wrong-s3cret")?).layer(infobip.fake.service());
+    let _ = send(&mut wrong).await;
+
+    let text = capture.text();
+    assert!(
+        text.contains("client_credentials"),
+        "events were captured: {text}"
+    );
+    for secret in ["s3cret", "token-1", "token-2"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! OAuth 2.0 client credentials against the embedded server, over real loopback sockets, on
+//! tokio's paused clock (the server reads the same clock, so tokens expire without waiting).
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use infobip_auth::mock::{Fault, MockConfig, MockServer};
+use infobip_auth::source::ClientCredentials;
+use infobip_auth::{BoxError, ErrorKind, InfobipAuthLayer};
+use tower::Layer as _;
+
+use support::{
+    Authenticated, assert_backoff, client, ours, reports, requests_over_time, send,
+    send_concurrently, sms, transport,
+};
+
+const CLIENT_ID: &str = "my-client";
+const SECRET: &str = "s3cret-client-secret";
+const SCOPES: &str = "sms:manage";
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn config() -> MockConfig {
+    MockConfig::new().oauth_client(CLIENT_ID, SECRET, SCOPES)
+}
+
+async fn server() -> Result<MockServer, BoxError> {
+    Ok(MockServer::start_with(config()).await?)
+}
+
+/// A layer with client credentials for `secret` at `server`, and the service it makes.
+fn oauth_layer(
+    server: &MockServer,
+    secret: &str,
+) -> Result<(InfobipAuthLayer, Authenticated), BoxError> {
+    let client = client();
+    let source = ClientCredentials::builder(server.base_url(), CLIENT_ID, secret)
+        .transport(transport(&client))
+        .build()?;
+    let layer = InfobipAuthLayer::new(source);
+    let service = layer.layer(client);
+    Ok((layer, service))
+}
+
+fn token_requests(server: &MockServer) -> u64 {
+    server.counters().oauth_token_requests
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_hundred_cold_requests_make_one_token_request() -> Result<(), BoxError> {
+    let server = server().await?;
+    server.set_latency(Duration::from_millis(50)); // every request arrives while it is fetched
+    let (_, service) = oauth_layer(&server, SECRET)?;
+    for status in send_concurrently(&service, &server, 500).await {
+        assert_eq!(status?, StatusCode::OK);
+    }
+    let counters = server.counters();
+    assert_eq!(counters.oauth_token_requests, 1);
+    assert_eq!(counters.max_token_requests_in_flight, 1);
+    assert_eq!(counters.resource_requests("Bearer"), 500);
+    assert_eq!(counters.unauthorized, 0);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_causes_one_renewal_and_no_401_with_expires_in_as_number_or_string()
+-> Result<(), BoxError> {
+    for as_string in [false, true] {
+        let config = config()
+            .oauth_token_lifetime(60 * MINUTE)
+            .expires_in_as_string(as_string);
+        let server = MockServer::start_with(config).await?;
+        let (layer, mut service) = oauth_layer(&server, SECRET)?;
+        assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+        assert_eq!(
+            layer.credential().await?.lifetime(),
+            Some(60 * MINUTE),
+            "expires_in as a string: {as_string}"
+        );
+        for _ in 0..70 {
+            tokio::time::sleep(MINUTE).await;
+            assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+        }
+        let counters = server.counters();
+        assert_eq!(
+            counters.oauth_token_requests, 2,
+            "one renewal in 70 minutes"
+        );
+        assert_eq!(counters.unauthorized, 0, "renewed before the token died");
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_token_is_renewed_once_and_the_request_replayed() -> Result<(), BoxError> {
+    let server = server().await?;
+    let (layer, mut service) = oauth_layer(&server, SECRET)?;
+    assert_eq!(send(&mut service, sms(&server)).await?, StatusCode::OK);
+
+    server.revoke_token(layer.credential().await?.expose_token());
+    assert_eq!(
+        send(&mut service, sms(&server)).await?,
+        StatusCode::OK,
+        "replayed"
+    );
+    let counters = server.counters();
+    assert_eq!(counters.unauthorized, 1);
+    assert_eq!(counters.oauth_token_requests, 2);
+    assert_eq!(counters.resource_requests("Bearer"), 3);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hundred_requests_on_a_revoked_token_renew_it_once() -> Result<(), BoxError> {
+    let server = server().await?;
+    let (_, mut service) = oauth_layer(&server, SECRET)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+
+    server.revoke_all_tokens();
+    for status in send_concurrently(&service, &server, 100).await {
+        assert_eq!(status?, StatusCode::OK);
+    }
+    let counters = server.counters();
+    assert_eq!(counters.oauth_token_requests, 2, "one renewal");
+    assert_eq!(counters.max_token_requests_in_flight, 1);
+    assert!((1..=100).contains(&counters.unauthorized));
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_token_endpoint_is_retried_with_backoff_and_recovers() -> Result<(), BoxError> {
+    let server = server().await?;
+    for _ in 0..3 {
+        server.inject(Fault::Status {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            retry_after: None,
+        });
+    }
+    let (_, mut service) = oauth_layer(&server, SECRET)?;
+    let (attempts, outcomes) = requests_over_time(
+        &mut service,
+        &server,
+        token_requests,
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        attempts.len(),
+        4,
+        "three failures, one success, nothing in between"
+    );
+    assert_backoff(&attempts, Duration::from_secs(1));
+    let mut recovered = false;
+    for outcome in &outcomes {
+        match outcome {
+            Ok(status) => {
+                assert_eq!(*status, StatusCode::OK);
+                recovered = true;
+            }
+            Err(err) => {
+                assert!(!recovered, "failed after recovery: {err}");
+                let err = ours(err)?;
+                assert!(err.is_transient(), "{err:?}");
+                assert!(
+                    matches!(err.kind(), ErrorKind::TokenEndpoint(api) if api.status() == 500),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+    assert!(recovered, "service came back without a restart");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_from_the_token_endpoint_is_honoured() -> Result<(), BoxError> {
+    let server = server().await?;
+    server.inject(Fault::Status {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        retry_after: Some(Duration::from_secs(30)),
+    });
+    let (_, mut service) = oauth_layer(&server, SECRET)?;
+    let (attempts, outcomes) = requests_over_time(
+        &mut service,
+        &server,
+        token_requests,
+        Duration::from_secs(1),
+        Duration::from_secs(45),
+    )
+    .await;
+    assert_eq!(attempts.len(), 2);
+    assert!(attempts[1] - attempts[0] >= Duration::from_secs(30));
+    let first = outcomes
+        .first()
+        .ok_or("no request")?
+        .as_ref()
+        .err()
+        .ok_or("no 429")?;
+    let first = ours(first)?;
+    assert!(
+        matches!(first.kind(), ErrorKind::TokenEndpoint(api) if api.code() == Some("TOO_MANY_REQUESTS"))
+    );
+    assert_eq!(first.retry_after(), Some(Duration::from_secs(30)));
+    assert!(matches!(outcomes.last(), Some(Ok(StatusCode::OK))));
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wrong_secret_is_reported_and_never_retried_in_a_loop() -> Result<(), BoxError> {
+    let server = server().await?;
+    let (_, mut service) = oauth_layer(&server, "wrong-secret")?;
+    let (attempts, outcomes) = requests_over_time(
+        &mut service,
+        &server,
+        token_requests,
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    )
+    .await;
+    for outcome in &outcomes {
+        let err = outcome.as_ref().err().ok_or("served with a wrong secret")?;
+        let err = ours(err)?;
+        let ErrorKind::InvalidCredentials(api) = err.kind() else {
+            return Err(format!("{err:?}").into());
+        };
+        assert_eq!(api.code(), Some("UNAUTHORIZED"));
+        assert_eq!(api.text(), Some("Invalid login details"));
+        assert!(!format!("{err} {err:?}").contains("wrong-secret"));
+    }
+    // 600 requests in a minute; backoff 1, 2, 4, 8, 16, 32 s (at least half each).
+    assert!(
+        (2..=8).contains(&attempts.len()),
+        "{} attempts",
+        attempts.len()
+    );
+    assert_eq!(server.counters().resource_requests("Bearer"), 0);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_token_answers_are_typed_errors() -> Result<(), BoxError> {
+    let body = |text: &'static str| Fault::Body {
+        status: StatusCode::OK,
+        content_type: "application/json",
+        body: Bytes::from_static(text.as_bytes()),
+    };
+    let cases: Vec<(&str, Fault)> = vec![
+        ("not JSON", body("access_token=eyJraWQ&expires_in=3600")),
+        ("missing access_token", body(r#"{"expires_in":3600}"#)),
+        (
+            "CR/LF in access_token",
+            body(r#"{"access_token":"eyJraWQ\r\nX-Evil: 1","expires_in":3600}"#),
+        ),
+        (
+            "10 MB body",
+            Fault::Body {
+                status: StatusCode::OK,
+                content_type: "application/json",
+                body: Bytes::from(vec![b' '; 10 * 1024 * 1024]),
+            },
+        ),
+        ("truncated body", Fault::Truncated),
+        ("closed connection", Fault::CloseConnection),
+    ];
+    let server = server().await?;
+    for (case, fault) in cases {
+        server.inject(fault);
+        let (layer, _) = oauth_layer(&server, SECRET)?;
+        let err = match layer.credential().await {
+            Ok(credential) => return Err(format!("{case}: accepted as {credential:?}").into()),
+            Err(err) => err,
+        };
+        let typed = match case {
+            "10 MB body" => matches!(err.kind(), ErrorKind::ResponseTooLarge { .. }),
+            "truncated body" | "closed connection" => {
+                matches!(err.kind(), ErrorKind::Transport) && err.is_transient()
+            }
+            _ => matches!(err.kind(), ErrorKind::MalformedResponse { .. }),
+        };
+        assert!(typed, "{case}: {err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("eyJraWQ") && !shown.contains(SECRET),
+            "{case}: {shown}"
+        );
+    }
+    assert_eq!(token_requests(&server), 6);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_request_leaves_its_token_to_the_cache() -> Result<(), BoxError> {
+    let server = server().await?;
+    server.set_latency(Duration::from_secs(2));
+    let (_, mut service) = oauth_layer(&server, SECRET)?;
+
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(100),
+        send(&mut service, reports(&server)),
+    )
+    .await;
+    assert!(
+        dropped.is_err(),
+        "dropped while its token was being fetched"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    server.set_latency(Duration::ZERO);
+
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(
+        counters.oauth_token_requests, 1,
+        "the token request finished on its own"
+    );
+    assert_eq!(counters.resource_requests("Bearer"), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_debug_or_errors() -> Result<(), BoxError> {
+    let server = server().await?;
+    let (layer, mut service) = oauth_layer(&server, SECRET)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let token = layer.credential().await?.expose_token().to_owned();
+    let shown = format!("{layer:?} {service:?} {:?}", layer.credential().await?);
+    assert!(
+        !shown.contains(SECRET) && !shown.contains(&token),
+        "{shown}"
+    );
+
+    let (wrong, _) = oauth_layer(&server, "wrong-secret")?;
+    let err = wrong
+        .credential()
+        .await
+        .err()
+        .ok_or("a wrong secret got a token")?;
+    let shown = format!("{err} {err:?} {wrong:?}");
+    assert!(!shown.contains("wrong-secret"), "{shown}");
+    Ok(())
+}

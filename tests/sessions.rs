@@ -1,0 +1,386 @@
+//! IBSSO sessions against the embedded server, over real loopback sockets, on tokio's paused
+//! clock (the server reads the same clock, so sessions expire without waiting).
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use infobip_auth::mock::{Fault, MockConfig, MockServer, SessionEvent};
+use infobip_auth::source::Session;
+use infobip_auth::{BoxError, ErrorKind, InfobipAuthLayer};
+use tower::Layer as _;
+
+use support::{
+    Authenticated, assert_backoff, client, ours, reports, requests_over_time, send,
+    send_concurrently, sms, transport,
+};
+
+const USER: &str = "alice";
+const PASSWORD: &str = "s3cret-password";
+const SCOPES: &str = "sms:manage";
+const MINUTE: Duration = Duration::from_secs(60);
+
+async fn server(idle: Duration) -> Result<MockServer, BoxError> {
+    let config = MockConfig::new()
+        .user(USER, PASSWORD, SCOPES)
+        .session_idle_timeout(idle);
+    Ok(MockServer::start_with(config).await?)
+}
+
+/// A layer with a session for `password` at `server`, and the service it makes.
+fn session_layer(
+    server: &MockServer,
+    password: &str,
+    idle: Duration,
+) -> Result<(InfobipAuthLayer, Authenticated), BoxError> {
+    let client = client();
+    let session = Session::builder(server.base_url(), USER, password)
+        .transport(transport(&client))
+        .idle_timeout(idle)
+        .build()?;
+    let layer = InfobipAuthLayer::new(session);
+    let service = layer.layer(client);
+    Ok((layer, service))
+}
+
+fn created(session: u64) -> SessionEvent {
+    SessionEvent::Created { session }
+}
+
+fn destroyed(session: u64) -> SessionEvent {
+    SessionEvent::Destroyed { session }
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_hundred_cold_requests_create_one_session() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    server.set_latency(Duration::from_millis(50)); // every request arrives while it is created
+    let (_, service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    for status in send_concurrently(&service, &server, 500).await {
+        assert_eq!(status?, StatusCode::OK);
+    }
+    let counters = server.counters();
+    assert_eq!(counters.session_creates, 1);
+    assert_eq!(counters.max_token_requests_in_flight, 1);
+    assert_eq!(counters.resource_requests("IBSSO"), 500);
+    assert_eq!(counters.unauthorized, 0);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn use_extends_the_session_and_an_idle_gap_gets_a_new_one_before_sending()
+-> Result<(), BoxError> {
+    let server = server(10 * MINUTE).await?;
+    let (_, mut service) = session_layer(&server, PASSWORD, 10 * MINUTE)?;
+    for _ in 0..6 {
+        assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+        tokio::time::sleep(5 * MINUTE).await; // within the session's 10 minutes
+    }
+    assert_eq!(
+        server.counters().session_creates,
+        1,
+        "use extends the session"
+    );
+
+    tokio::time::sleep(6 * MINUTE).await; // 11 minutes without use: the server ended it
+    assert_eq!(send(&mut service, sms(&server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(counters.session_creates, 2, "exactly one renewal");
+    assert_eq!(
+        counters.unauthorized, 0,
+        "no request went out with the dead session"
+    );
+    assert_eq!(counters.session_events, [created(1), created(2)]);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_old_session_is_ended_before_the_new_one_is_created() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    layer.refresh().await?; // a renewal while the session lives
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2)],
+        "the server's order"
+    );
+    assert_eq!((counters.session_creates, counters.session_deletes), (2, 1));
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_session_is_renewed_once_and_the_request_replayed() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, sms(&server)).await?, StatusCode::OK);
+
+    server.revoke_token(layer.credential().await?.expose_token());
+    assert_eq!(
+        send(&mut service, sms(&server)).await?,
+        StatusCode::OK,
+        "replayed"
+    );
+    let counters = server.counters();
+    assert_eq!(counters.unauthorized, 1);
+    assert_eq!(counters.session_creates, 2);
+    assert_eq!(
+        counters.session_deletes, 1,
+        "the dead session is deleted once"
+    );
+    assert_eq!(counters.resource_requests("IBSSO"), 3);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hundred_requests_on_a_revoked_session_renew_it_once() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (_, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+
+    server.revoke_all_tokens();
+    for status in send_concurrently(&service, &server, 100).await {
+        assert_eq!(status?, StatusCode::OK);
+    }
+    let counters = server.counters();
+    assert_eq!(counters.session_creates, 2, "one renewal");
+    assert_eq!(counters.session_deletes, 1, "no storm of deletes");
+    assert_eq!(counters.max_token_requests_in_flight, 1);
+    assert!((1..=100).contains(&counters.unauthorized));
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_session_endpoint_is_retried_with_backoff_and_recovers() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    for _ in 0..3 {
+        server.inject(Fault::Status {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            retry_after: None,
+        });
+    }
+    let (_, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    let (attempts, outcomes) = requests_over_time(
+        &mut service,
+        &server,
+        |s| s.counters().session_creates,
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        attempts.len(),
+        4,
+        "three failures, one success, nothing in between"
+    );
+    assert_backoff(&attempts, Duration::from_secs(1));
+    let mut recovered = false;
+    for outcome in &outcomes {
+        match outcome {
+            Ok(status) => {
+                assert_eq!(*status, StatusCode::OK);
+                recovered = true;
+            }
+            Err(err) => {
+                assert!(!recovered, "failed after recovery: {err}");
+                let err = ours(err)?;
+                assert!(err.is_transient(), "{err:?}");
+                assert!(
+                    matches!(err.kind(), ErrorKind::TokenEndpoint(api) if api.status() == 500),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+    assert!(recovered, "service came back without a restart");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_from_the_session_endpoint_is_honoured() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    server.inject(Fault::Status {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        retry_after: Some(Duration::from_secs(30)),
+    });
+    let (_, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    let (attempts, outcomes) = requests_over_time(
+        &mut service,
+        &server,
+        |s| s.counters().session_creates,
+        Duration::from_secs(1),
+        Duration::from_secs(45),
+    )
+    .await;
+    assert_eq!(attempts.len(), 2);
+    assert!(attempts[1] - attempts[0] >= Duration::from_secs(30));
+    let first = outcomes
+        .first()
+        .ok_or("no request")?
+        .as_ref()
+        .err()
+        .ok_or("no 429")?;
+    assert_eq!(ours(first)?.retry_after(), Some(Duration::from_secs(30)));
+    assert!(matches!(outcomes.last(), Some(Ok(StatusCode::OK))));
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wrong_password_is_reported_and_never_retried_in_a_loop() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (_, mut service) = session_layer(&server, "wrong-password", 60 * MINUTE)?;
+    let (attempts, outcomes) = requests_over_time(
+        &mut service,
+        &server,
+        |s| s.counters().session_creates,
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    )
+    .await;
+    for outcome in &outcomes {
+        let err = outcome
+            .as_ref()
+            .err()
+            .ok_or("served with a wrong password")?;
+        let err = ours(err)?;
+        let ErrorKind::InvalidCredentials(api) = err.kind() else {
+            return Err(format!("{err:?}").into());
+        };
+        assert_eq!(api.code(), Some("UNAUTHORIZED"));
+        assert_eq!(api.text(), Some("Invalid login details"));
+        assert!(!format!("{err} {err:?}").contains("wrong-password"));
+    }
+    // 600 requests in a minute; backoff 1, 2, 4, 8, 16, 32 s (at least half each).
+    assert!(
+        (2..=8).contains(&attempts.len()),
+        "{} attempts",
+        attempts.len()
+    );
+    assert_eq!(server.counters().resource_requests("IBSSO"), 0);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_session_answers_are_typed_errors() -> Result<(), BoxError> {
+    let json = "application/json";
+    let body = |text: &'static str| Fault::Body {
+        status: StatusCode::OK,
+        content_type: "application/json",
+        body: Bytes::from_static(text.as_bytes()),
+    };
+    let cases: Vec<(&str, Fault)> = vec![
+        ("not JSON", body("<html>hello</html>")),
+        ("missing token", body(r#"{"session":"2f9b4d31"}"#)),
+        ("CR/LF in token", body(r#"{"token":"2f9b\r\nX-Evil: 1"}"#)),
+        (
+            "10 MB body",
+            Fault::Body {
+                status: StatusCode::OK,
+                content_type: json,
+                body: Bytes::from(vec![b' '; 10 * 1024 * 1024]),
+            },
+        ),
+        ("truncated body", Fault::Truncated),
+        ("closed connection", Fault::CloseConnection),
+    ];
+    let server = server(60 * MINUTE).await?;
+    for (case, fault) in cases {
+        server.inject(fault);
+        let (layer, _) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+        let err = match layer.credential().await {
+            Ok(credential) => return Err(format!("{case}: accepted as {credential:?}").into()),
+            Err(err) => err,
+        };
+        let typed = match case {
+            "10 MB body" => matches!(err.kind(), ErrorKind::ResponseTooLarge { .. }),
+            "truncated body" | "closed connection" => {
+                matches!(err.kind(), ErrorKind::Transport) && err.is_transient()
+            }
+            _ => matches!(err.kind(), ErrorKind::MalformedResponse { .. }),
+        };
+        assert!(typed, "{case}: {err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("2f9b") && !shown.contains(PASSWORD),
+            "{case}: {shown}"
+        );
+    }
+    assert_eq!(server.counters().session_creates, 6);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_request_leaves_its_session_to_the_cache() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    server.set_latency(Duration::from_secs(2));
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(100),
+        send(&mut service, reports(&server)),
+    )
+    .await;
+    assert!(
+        dropped.is_err(),
+        "dropped while its session was being created"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    server.set_latency(Duration::ZERO);
+
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_creates, 1,
+        "the token request finished on its own"
+    );
+    assert_eq!(counters.session_events, [created(1)], "no orphaned session");
+    assert_eq!(counters.resource_requests("IBSSO"), 1);
+
+    layer.revoke().await?;
+    assert_eq!(server.counters().session_events, [created(1), destroyed(1)]);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn revoke_ends_the_session_on_shutdown() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let token = layer.credential().await?.expose_token().to_owned();
+    layer.revoke().await?;
+    let counters = server.counters();
+    assert_eq!(counters.session_events, [created(1), destroyed(1)]);
+
+    // The ended token is refused; the layer makes a new session for the next request.
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    assert_eq!(server.counters().session_events.last(), Some(&created(2)));
+    assert!(!format!("{layer:?} {service:?}").contains(&token));
+    Ok(())
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_debug_or_errors() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let token = layer.credential().await?.expose_token().to_owned();
+    let shown = format!("{layer:?} {service:?} {:?}", layer.credential().await?);
+    assert!(
+        !shown.contains(PASSWORD) && !shown.contains(&token),
+        "{shown}"
+    );
+
+    let (wrong, _) = session_layer(&server, "wrong-password", 60 * MINUTE)?;
+    let err = wrong
+        .credential()
+        .await
+        .err()
+        .ok_or("a wrong password made a session")?;
+    let shown = format!("{err} {err:?} {wrong:?}");
+    assert!(!shown.contains("wrong-password"), "{shown}");
+    Ok(())
+}

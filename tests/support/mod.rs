@@ -1,0 +1,127 @@
+//! Shared by the integration tests: a hyper-util client (the sources' transport and the layer's
+//! inner service at once), request builders and assertions on the crate's errors.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use infobip_auth::mock::MockServer;
+use infobip_auth::source::Transport;
+use infobip_auth::{BoxError, Error, InfobipAuth};
+use tokio::time::Instant;
+use tower::{Service, ServiceExt as _};
+
+/// A plain-HTTP client: the embedded server listens on loopback.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// The layer over the client, as the tests use it.
+pub type Authenticated = InfobipAuth<HttpClient>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// The same client as a token-endpoint transport.
+pub fn transport(client: &HttpClient) -> Transport {
+    Transport::new(client.clone())
+}
+
+/// `GET /sms/1/inbox/reports` on `server`: a protected read.
+pub fn reports(server: &MockServer) -> Request<Full<Bytes>> {
+    Request::get(server.url("/sms/1/inbox/reports"))
+        .header("accept", "application/json")
+        .body(Full::default())
+        .unwrap_or_default()
+}
+
+/// `POST /sms/2/text/advanced` on `server`: a protected write with a body to replay.
+pub fn sms(server: &MockServer) -> Request<Full<Bytes>> {
+    const SMS: &str =
+        r#"{"messages":[{"destinations":[{"to":"41793026727"}],"from":"InfoSMS","text":"Hi"}]}"#;
+    Request::post(server.url("/sms/2/text/advanced"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(SMS.as_bytes())))
+        .unwrap_or_default()
+}
+
+/// Sends `request` through `service`; answers the status, the body read whole.
+pub async fn send(
+    service: &mut Authenticated,
+    request: Request<Full<Bytes>>,
+) -> Result<StatusCode, BoxError> {
+    let response = service.ready().await?.call(request).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    Ok(status)
+}
+
+/// Sends `n` requests at once, each from its own task and service clone; answers their
+/// statuses (or errors), in order.
+pub async fn send_concurrently(
+    service: &Authenticated,
+    server: &MockServer,
+    n: usize,
+) -> Vec<Result<StatusCode, BoxError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let mut service = service.clone();
+            let request = reports(server);
+            tokio::spawn(async move { send(&mut service, request).await })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(n);
+    for task in tasks {
+        statuses.push(task.await.unwrap_or_else(|err| Err(err.into())));
+    }
+    statuses
+}
+
+/// The crate's error inside a boxed service error.
+pub fn ours(err: &BoxError) -> Result<&Error, BoxError> {
+    Error::find(&**err).ok_or_else(|| format!("not an infobip_auth::Error: {err}").into())
+}
+
+/// Sends a request every `every` until `until` has passed, and answers when each token
+/// request came, as `count()` saw them after each request, with every outcome.
+pub async fn requests_over_time(
+    service: &mut Authenticated,
+    server: &MockServer,
+    count: impl Fn(&MockServer) -> u64,
+    every: Duration,
+    until: Duration,
+) -> (Vec<Instant>, Vec<Result<StatusCode, BoxError>>) {
+    let start = Instant::now();
+    let mut attempts = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut seen = count(server);
+    while start.elapsed() < until {
+        outcomes.push(send(service, reports(server)).await);
+        let now = count(server);
+        for _ in seen..now {
+            attempts.push(Instant::now());
+        }
+        seen = now;
+        tokio::time::sleep(every).await;
+    }
+    (attempts, outcomes)
+}
+
+/// Asserts the gaps between `attempts` follow a backoff of `first`, doubling, each jittered
+/// down to half at most.
+pub fn assert_backoff(attempts: &[Instant], first: Duration) {
+    for (i, pair) in attempts.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        let least = first * 2u32.saturating_pow(u32::try_from(i).unwrap_or(u32::MAX)) / 2;
+        assert!(
+            gap >= least,
+            "attempt {} came {gap:?} after the previous, before the backoff's {least:?}",
+            i + 2
+        );
+    }
+}
