@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infobip_auth::mock::{self, MockConfig, MockServer};
-use infobip_auth::source::{ApiKey, ClientCredentials, Session, Transport};
+use infobip_auth::source::{ApiKey, AuthCodeFlow, ClientCredentials, Session, Transport};
 use infobip_auth::{BoxError, Error, InfobipAuthLayer};
 use tower::{Service, ServiceBuilder, ServiceExt as _};
 
@@ -120,11 +120,54 @@ pub async fn tour(client: HttpClient, log: &mut String) -> Result<Vec<Row>, BoxE
     server.revoke_all_tokens();
     rows.push(renewed("OAuth 2.0, revoked", layer, &client, &server, log).await?);
 
+    // Exchange authorization code: the user approves the app at Infobip, the callback's code
+    // becomes a one-minute `IBSSO` token, renewed ahead of expiry with the refresh grant.
+    rows.push(exchange(&client, &server, log).await?);
+
     // A 403 explained: the key lacks every scope that grants sending SMS.
     rows.push(forbidden(&client, &server, log).await?);
 
     server.shutdown().await;
     Ok(rows)
+}
+
+/// The authorization-code flow, with the server approving at once in place of a browser.
+async fn exchange(
+    client: &HttpClient,
+    server: &MockServer,
+    log: &mut String,
+) -> Result<Row, BoxError> {
+    let flow = AuthCodeFlow::builder(server.base_url(), mock::DEMO_APP_CLIENT_ID)
+        .client_secret(mock::DEMO_APP_CLIENT_SECRET)
+        .redirect_uri(mock::DEMO_REDIRECT_URI)
+        .scope("message:send")
+        .transport(Transport::new(client.clone()))
+        .build()?;
+    let before = server.counters().token_requests();
+    let (authorize, pending) = flow.authorize_url()?;
+    // The user's browser: Infobip answers the authorize URL with a redirect to the callback.
+    let approval = client
+        .request(Request::get(authorize).body(Full::new(Bytes::new()))?)
+        .await?;
+    let callback = approval
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|location| location.to_str().ok())
+        .ok_or("the authorize endpoint did not redirect")?;
+    let grant = flow.callback(&pending, callback)?;
+    let source = flow.exchange(grant).await?;
+    let account = source.account();
+    writeln!(
+        log,
+        "{:<20} → connected {} of account {}",
+        "Exchange", account.username, account.account_key
+    )?;
+    let layer = InfobipAuthLayer::new(source);
+    let mut row = send_sms("Exchange auth code", layer.clone(), client, server, log).await?;
+    layer.refresh().await?;
+    row.token_requests = server.counters().token_requests() - before;
+    row.outcome = format!("{}; code exchanged, then refreshed once", row.outcome);
+    Ok(row)
 }
 
 /// How long the demo's sessions live without use (Infobip's default is 60 minutes).
