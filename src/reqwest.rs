@@ -22,6 +22,9 @@
 //!     .await?;
 //! # let _ = response; Ok(()) }
 //! ```
+//!
+//! The middleware's own failures (no credential could be had, a host the credential is not for)
+//! are a [`reqwest_middleware::Error::Middleware`] holding an [`Error`]: [`find_error`] gets it.
 
 use http::header::AUTHORIZATION;
 use http::{Extensions, StatusCode, Uri};
@@ -54,6 +57,24 @@ impl InfobipAuthLayer {
         InfobipAuthMiddleware {
             layer: self.clone(),
         }
+    }
+}
+
+/// The crate's [`Error`] inside a `reqwest-middleware` error, if the middleware failed.
+///
+/// `reqwest_middleware::Error` wraps middleware failures in `anyhow`, which hides them from
+/// [`Error::find`]; this looks inside.
+///
+/// ```
+/// use infobip_auth::{Error, ErrorKind, reqwest::find_error};
+/// let failed = reqwest_middleware::Error::middleware(Error::new(ErrorKind::Timeout));
+/// assert!(matches!(find_error(&failed).map(Error::kind), Some(ErrorKind::Timeout)));
+/// ```
+#[must_use]
+pub fn find_error(error: &reqwest_middleware::Error) -> Option<&Error> {
+    match error {
+        reqwest_middleware::Error::Middleware(inner) => inner.downcast_ref::<Error>(),
+        reqwest_middleware::Error::Reqwest(inner) => Error::find(inner),
     }
 }
 

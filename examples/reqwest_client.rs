@@ -1,0 +1,51 @@
+//! A reqwest client with the same sources and cache:
+//! `cargo run --example reqwest_client --features reqwest`.
+//!
+//! reqwest takes no tower layers; `InfobipAuthLayer::reqwest_middleware` adapts the layer for
+//! `reqwest-middleware`. The example sends an SMS to the embedded server with OAuth 2.0 client
+//! credentials, has the server revoke the token, and sends again: the middleware renews the
+//! token after the `401` and replays the request.
+
+use infobip_auth::mock::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, MockServer};
+use infobip_auth::source::{ClientCredentials, Transport};
+use infobip_auth::{BoxError, InfobipAuthLayer};
+use reqwest_middleware::ClientBuilder;
+
+const SMS: &str = r#"{"messages":[{"destinations":[{"to":"41793026727"}],"text":"Hello"}]}"#;
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let server = MockServer::start().await?;
+    // Token requests go through any tower HTTP client; here hyper-util's.
+    let token_client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let source = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+        .transport(Transport::new(token_client))
+        .build()?;
+    let auth = InfobipAuthLayer::new(source);
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(auth.reqwest_middleware())
+        .build();
+
+    let first = client
+        .post(server.url("/sms/2/text/advanced"))
+        .body(SMS)
+        .send()
+        .await?;
+    println!("first SMS → {}", first.status());
+    server.revoke_all_tokens();
+    let second = client
+        .post(server.url("/sms/2/text/advanced"))
+        .body(SMS)
+        .send()
+        .await?;
+    let counters = server.counters();
+    println!(
+        "after revocation → {} ({} token requests, {} × 401 at the server)",
+        second.status(),
+        counters.oauth_token_requests,
+        counters.unauthorized
+    );
+    Ok(())
+}

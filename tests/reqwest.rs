@@ -1,0 +1,149 @@
+//! The reqwest-middleware adapter against the embedded server: the same sources, cache and
+//! host binding as the tower layer.
+
+mod support;
+
+use std::sync::Arc;
+
+use infobip_auth::mock::{self, MockConfig, MockServer};
+use infobip_auth::source::ClientCredentials;
+use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuthLayer};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+
+const SMS: &str = r#"{"messages":[{"destinations":[{"to":"41793026727"}],"text":"Hi"}]}"#;
+
+fn reqwest_client(auth: &InfobipAuthLayer) -> ClientWithMiddleware {
+    ClientBuilder::new(reqwest::Client::new())
+        .with(auth.reqwest_middleware())
+        .build()
+}
+
+fn oauth(server: &MockServer) -> Result<InfobipAuthLayer, BoxError> {
+    let source = ClientCredentials::builder(
+        server.base_url(),
+        mock::DEMO_CLIENT_ID,
+        mock::DEMO_CLIENT_SECRET,
+    )
+    .transport(support::transport(&support::client()))
+    .build()?;
+    Ok(InfobipAuthLayer::new(source))
+}
+
+#[tokio::test]
+async fn sends_the_api_key_and_refuses_other_hosts() -> Result<(), BoxError> {
+    let server = MockServer::start().await?;
+    let auth = InfobipAuthLayer::api_key(mock::DEMO_API_KEY)?.allow_origin(server.base_url())?;
+    let client = reqwest_client(&auth);
+    let response = client
+        .post(server.url("/sms/2/text/advanced"))
+        .body(SMS)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.counters().resource_requests("App"), 1);
+
+    let error = client
+        .get("http://127.0.0.2:9/sms/1/inbox/reports")
+        .send()
+        .await
+        .err()
+        .ok_or("another host must be refused")?;
+    let ours =
+        infobip_auth::reqwest::find_error(&error).ok_or(format!("untyped error: {error}"))?;
+    assert!(
+        matches!(ours.kind(), ErrorKind::HostNotAllowed { .. }),
+        "{ours}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_hundred_cold_requests_fetch_one_token() -> Result<(), BoxError> {
+    let server = MockServer::start().await?;
+    let client = Arc::new(reqwest_client(&oauth(&server)?));
+    let requests: Vec<_> = (0..100)
+        .map(|_| {
+            let client = client.clone();
+            let url = server.url("/sms/1/inbox/reports");
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await??, 200);
+    }
+    assert_eq!(server.counters().oauth_token_requests, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_renewed_and_the_request_replayed() -> Result<(), BoxError> {
+    let server = MockServer::start().await?;
+    let auth = oauth(&server)?;
+    let client = reqwest_client(&auth);
+    assert_eq!(
+        client
+            .post(server.url("/sms/2/text/advanced"))
+            .body(SMS)
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    server.revoke_all_tokens();
+    let response = client
+        .post(server.url("/sms/2/text/advanced"))
+        .body(SMS)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let counters = server.counters();
+    assert_eq!(
+        (counters.oauth_token_requests, counters.unauthorized),
+        (2, 1)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tower_layer_and_a_reqwest_client_share_one_token() -> Result<(), BoxError> {
+    let server = MockServer::start().await?;
+    let auth = oauth(&server)?;
+    let mut tower_client = tower::ServiceBuilder::new()
+        .layer(auth.clone())
+        .service(support::client());
+    assert_eq!(
+        support::send(&mut tower_client, support::reports(&server)).await?,
+        200
+    );
+    let reqwest_client = reqwest_client(&auth);
+    assert_eq!(
+        reqwest_client
+            .get(server.url("/sms/1/inbox/reports"))
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    assert_eq!(server.counters().oauth_token_requests, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revoked_api_key_comes_back_as_a_typed_401() -> Result<(), BoxError> {
+    let server = MockServer::start_with(MockConfig::demo()).await?;
+    server.revoke_api_key(mock::DEMO_API_KEY);
+    let auth = InfobipAuthLayer::api_key(mock::DEMO_API_KEY)?.allow_origin(server.base_url())?;
+    let response = reqwest_client(&auth)
+        .get(server.url("/sms/1/inbox/reports"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 401);
+    let error = response.extensions().get::<Error>().ok_or("typed 401")?;
+    assert!(matches!(error.kind(), ErrorKind::InvalidCredentials(_)));
+    assert_eq!(
+        server.counters().unauthorized,
+        1,
+        "a fixed key is not retried"
+    );
+    Ok(())
+}
