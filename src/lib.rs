@@ -1,4 +1,100 @@
-//! Tower middleware that authenticates outgoing requests to the Infobip API.
+//! Tower middleware that authenticates outgoing requests to the Infobip API and keeps the
+//! credential valid, so callers never think about it.
+//!
+//! # Overview
+//!
+//! Add one layer over any tower HTTP client (hyper-util, axum, tonic; reqwest through the
+//! `reqwest` feature): [`InfobipAuthLayer`] sets `Authorization` on every request from a
+//! cached credential.
+//!
+//! * **Renewal.** Credentials with a lifetime are renewed in the background once about three
+//!   quarters of it have passed, while requests keep using the current one; only in its last
+//!   tenth do requests wait. One token request is in flight at a time, whatever the load, and it
+//!   runs in its own task, so a dropped request never cancels it. A failing token endpoint is
+//!   retried with jittered exponential backoff (at least `Retry-After`), and a still-valid
+//!   credential keeps being served meanwhile. See [`RefreshPolicy`].
+//! * **`401`.** The refused credential (and only that one) is invalidated, renewed once, and the
+//!   request replayed once when its body can be copied ([`ReplayPolicy`]). A `401` that cannot be
+//!   cured comes back as the response, with an [`Error`] of kind
+//!   [`InvalidCredentials`](ErrorKind::InvalidCredentials) in its extensions.
+//! * **`403`.** [`ScopeCheckLayer`] names the scopes the endpoint needs (from a catalogue of all
+//!   943 Infobip operations) and the ones the credential holds, and refuses before sending what
+//!   is certain to be refused.
+//! * **Where credentials go.** Only to the source's base URL, origins added with
+//!   [`InfobipAuthLayer::allow_origin`], or HTTPS hosts under `infobip.com`; plain HTTP only to
+//!   loopback. A request that already has an `Authorization` header is sent as it is.
+//! * **Secrets** never appear in `Debug`, `Display`, errors or tracing; header values are marked
+//!   sensitive and zeroized when dropped.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use infobip_auth::InfobipAuthLayer;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+//! // Stands in for your HTTP client (a hyper-util `Client`, a tonic `Channel`, …).
+//! let client = service_fn(|request: Request<Full<Bytes>>| async move {
+//!     let authorization = request.headers()["authorization"].clone();
+//!     Ok::<_, std::convert::Infallible>(Response::new(authorization))
+//! });
+//!
+//! let infobip = ServiceBuilder::new()
+//!     .layer(InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e-8f4b3d9a")?)
+//!     .service(client);
+//!
+//! let request = Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+//!     .body(Full::new(Bytes::from_static(br#"{"messages":[]}"#)))?;
+//! let response = infobip.oneshot(request).await?;
+//! assert_eq!(response.body(), "App 003026bbc133714df1834b8638bb496e-8f4b3d9a");
+//! # Ok(()) }
+//! ```
+//!
+//! The [`mock`] module (feature `mock`) runs an Infobip-compatible server on loopback for
+//! examples and your own tests; `cargo run --example quickstart` shows every method against it.
+//!
+//! # Sources
+//!
+//! | source | header | renewed |
+//! |---|---|---|
+//! | [`source::ApiKey`] | `App <key>` | never: a `401` means the key was revoked or expired |
+//! | [`source::Basic`] | `Basic <base64(username:password)>` ([RFC 7617](https://www.rfc-editor.org/rfc/rfc7617)) | never |
+//! | [`source::Session`] | `IBSSO <token>` | before an idle gap outlives the session (60 min by default); the old session is ended first |
+//! | [`source::ClientCredentials`] | `Bearer <access_token>` | ahead of `expires_in` |
+//! | [`source::AuthCode`] (Exchange OAuth, PKCE) | `IBSSO <token>` | about every 45 s of its one-minute life; expired → [`ReauthorizationRequired`](ErrorKind::ReauthorizationRequired) |
+//!
+//! Implement [`source::TokenSource`] for anything else.
+//!
+//! # Feature flags
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `mock` | [`mock`]: an Infobip-compatible server on loopback, with fault injection and counters |
+//! | `reqwest` | [`reqwest`]: a `reqwest-middleware` adapter over the same sources and cache |
+//! | `tracing` | events for token fetches, refresh ahead, invalidation after a `401` and backoff |
+//! | `tower-http` | `scope::ScopeClassifier`, a tower-http classifier that names the scopes behind a `403` |
+//!
+//! # Errors
+//!
+//! The services' error type is [`BoxError`]. The inner client's errors pass through; the
+//! crate's own are an [`Error`], found with [`Error::find`] and matched on [`Error::kind`]:
+//!
+//! ```
+//! use infobip_auth::{BoxError, Error, ErrorKind};
+//! fn explain(error: &BoxError) -> String {
+//!     match Error::find(&**error).map(Error::kind) {
+//!         Some(ErrorKind::InvalidCredentials(api)) => format!("check the credentials: {api}"),
+//!         Some(ErrorKind::Forbidden(forbidden)) => format!("grant a scope: {forbidden}"),
+//!         Some(ErrorKind::ReauthorizationRequired) => "ask the user to connect again".into(),
+//!         Some(other) if Error::find(&**error).is_some_and(Error::is_transient) => format!("retry later: {other:?}"),
+//!         _ => error.to_string(),
+//!     }
+//! }
+//! # let _ = explain;
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(
@@ -46,3 +142,8 @@ pub use layer::{InfobipAuth, InfobipAuthLayer};
 pub use origin::BaseUrl;
 pub use replay::ReplayPolicy;
 pub use scope::{AuthScheme, Catalog, Scope, ScopeCheck, ScopeCheckLayer, Scopes};
+
+/// The README's example runs as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
