@@ -128,8 +128,6 @@ pub mod reqwest;
 pub mod scope;
 pub mod source;
 mod trace;
-// Used by the token sources that call token endpoints, merged separately.
-#[allow(dead_code)]
 mod transport;
 
 #[cfg(test)]
