@@ -1,0 +1,301 @@
+//! What the layer costs per request, against tower-http's static `AddAuthorization` measured in
+//! the same run (STYLE B.12, DESIGN invariant 1, issues 2 and 7).
+//!
+//! ```text
+//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench header_injection
+//! ```
+//!
+//! Groups:
+//! - `per_request`: one thread; the inner service alone, tower-http's `AddAuthorization` (and
+//!   `SetRequestHeader` with `App <key>`), and `InfobipAuth` with an API key and with a renewing
+//!   source whose credential is cached — without replay, and with the default replay policy,
+//!   which copies a `Full<Bytes>` request before sending it.
+//! - `contention`: total throughput with 1, 2 and 4 OS threads, each with its own clone of the
+//!   service (reported as wall time per request over all threads: lower is more throughput).
+//! - `tokio_current_thread`: the same calls driven with `ready().await?.call(req).await` on a
+//!   current-thread runtime, as applications drive them.
+//!
+//! At the end a summary prints the medians of this run and the ratios InfobipAuth / tower-http.
+//! Pass `--quick` for a shorter run; a filter runs part of the groups (the summary shows what
+//! ran).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use support::{Layered, ServiceFn, Variant, serial, serial_async, threaded, with_service};
+use tokio::runtime::Runtime;
+
+/// Samples per benchmark; the summary takes the median of the last this many samples (the
+/// measurement; earlier calls are criterion's warm-up).
+const SAMPLES: usize = 30;
+const THREADS: [usize; 3] = [1, 2, 4];
+const CONTENDED: [Variant; 5] = [
+    Variant::Bare,
+    Variant::TowerHttp,
+    Variant::ApiKey,
+    Variant::Cached,
+    Variant::CachedReplay,
+];
+const ASYNC: [Variant; 4] = [
+    Variant::Bare,
+    Variant::TowerHttp,
+    Variant::Cached,
+    Variant::CachedReplay,
+];
+
+/// Nanoseconds per request of every sample, by benchmark id.
+static SAMPLED: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
+
+fn record(id: &str, iters: u64, elapsed: Duration) -> Duration {
+    let per_request = elapsed.as_nanos() as f64 / iters.max(1) as f64;
+    SAMPLED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(id.to_owned())
+        .or_default()
+        .push(per_request);
+    elapsed
+}
+
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group
+        .sample_size(SAMPLES)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .throughput(Throughput::Elements(1));
+}
+
+struct Serial<'g, 'c> {
+    group: &'g mut BenchmarkGroup<'c, WallTime>,
+    id: String,
+    name: &'static str,
+}
+
+impl ServiceFn<()> for Serial<'_, '_> {
+    fn call<S: Layered>(self, mut service: S) {
+        let id = self.id;
+        self.group.bench_function(self.name, |b| {
+            b.iter_custom(|iters| record(&id, iters, serial(&mut service, iters)));
+        });
+    }
+}
+
+fn per_request(c: &mut Criterion, runtime: &Runtime) {
+    let mut group = c.benchmark_group("per_request");
+    configure(&mut group);
+    for variant in Variant::ALL {
+        let id = format!("per_request/{}", variant.name());
+        let bench = Serial {
+            group: &mut group,
+            id,
+            name: variant.name(),
+        };
+        with_service(variant, runtime, bench);
+    }
+    group.finish();
+}
+
+struct Threaded<'g, 'c> {
+    group: &'g mut BenchmarkGroup<'c, WallTime>,
+    name: &'static str,
+}
+
+impl ServiceFn<()> for Threaded<'_, '_> {
+    fn call<S: Layered>(self, service: S) {
+        for threads in THREADS {
+            let id = format!("contention/{}/{threads}", self.name);
+            self.group
+                .bench_with_input(BenchmarkId::new(self.name, threads), &threads, |b, &n| {
+                    b.iter_custom(|iters| record(&id, iters, threaded(&service, n, iters)));
+                });
+        }
+    }
+}
+
+fn contention(c: &mut Criterion, runtime: &Runtime) {
+    let mut group = c.benchmark_group("contention");
+    configure(&mut group);
+    for variant in CONTENDED {
+        let bench = Threaded {
+            group: &mut group,
+            name: variant.name(),
+        };
+        with_service(variant, runtime, bench);
+    }
+    group.finish();
+}
+
+struct Async<'g, 'c, 'r> {
+    group: &'g mut BenchmarkGroup<'c, WallTime>,
+    runtime: &'r Runtime,
+    name: &'static str,
+}
+
+impl ServiceFn<()> for Async<'_, '_, '_> {
+    fn call<S: Layered>(self, service: S) {
+        let id = format!("tokio_current_thread/{}", self.name);
+        self.group.bench_function(self.name, |b| {
+            b.to_async(self.runtime).iter_custom(|iters| {
+                let (service, id) = (service.clone(), &id);
+                async move { record(id, iters, serial_async(service, iters).await) }
+            });
+        });
+    }
+}
+
+fn tokio_current_thread(c: &mut Criterion, runtime: &Runtime) {
+    let mut group = c.benchmark_group("tokio_current_thread");
+    configure(&mut group);
+    for variant in ASYNC {
+        let bench = Async {
+            group: &mut group,
+            runtime,
+            name: variant.name(),
+        };
+        with_service(variant, runtime, bench);
+    }
+    group.finish();
+}
+
+fn median_of(id: &str) -> Option<f64> {
+    let sampled = SAMPLED.lock().unwrap_or_else(|p| p.into_inner());
+    let all = sampled.get(id)?;
+    // Criterion's warm-up calls come first; the measurement is the last SAMPLES calls.
+    let mut samples = all[all.len().saturating_sub(SAMPLES)..].to_vec();
+    if samples.len() < SAMPLES {
+        return None; // a test run (`--test`) or a profile run: no measurement to summarize
+    }
+    samples.sort_by(f64::total_cmp);
+    let mid = samples.len() / 2;
+    Some(if samples.len() % 2 == 0 {
+        (samples[mid - 1] + samples[mid]) / 2.0
+    } else {
+        samples[mid]
+    })
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn summary() {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(String::new());
+    line("== header_injection summary: medians of this run ==".into());
+
+    let single = |v: Variant| median_of(&format!("per_request/{}", v.name()));
+    if let (Some(tower), Some(bare)) = (single(Variant::TowerHttp), single(Variant::Bare)) {
+        line(format!(
+            "per_request, 1 thread (ns per request; ratio = variant / tower-http AddAuthorization; \
+             added = (variant - bare) / (tower-http - bare)):"
+        ));
+        for variant in Variant::ALL {
+            if let Some(ns) = single(variant) {
+                line(format!(
+                    "  {:<32} {:>8.2} ns   ratio {:>5.2}   added {:>5.2}",
+                    variant.name(),
+                    ns,
+                    ns / tower,
+                    (ns - bare) / (tower - bare),
+                ));
+            }
+        }
+        if let Some(cached) = single(Variant::Cached) {
+            line(format!(
+                "  goal cached (no replay) <= 1.05x tower-http on one thread: {:.3}x -> {}",
+                cached / tower,
+                verdict(cached / tower <= 1.05)
+            ));
+        }
+        if let Some(replay) = single(Variant::CachedReplay) {
+            line(format!(
+                "  cached with the default replay of a Full<Bytes> body: {:.3}x tower-http",
+                replay / tower
+            ));
+        }
+    }
+
+    let contended = |v: Variant, n: usize| median_of(&format!("contention/{}/{n}", v.name()));
+    if contended(Variant::TowerHttp, 1).is_some() {
+        line(
+            "contention (wall ns per request over all threads, lower = more throughput; \
+             Mreq/s = total throughput; ratio = InfobipAuth throughput / tower-http throughput):"
+                .into(),
+        );
+        for threads in THREADS {
+            let Some(tower) = contended(Variant::TowerHttp, threads) else {
+                continue;
+            };
+            for variant in CONTENDED {
+                let Some(ns) = contended(variant, threads) else {
+                    continue;
+                };
+                let scaling = contended(variant, 1).map_or(f64::NAN, |one| one / ns);
+                line(format!(
+                    "  {threads} thread(s) {:<32} {:>8.2} ns  {:>7.1} Mreq/s  x{:>4.2} vs 1 thread   throughput ratio {:>5.2}",
+                    variant.name(),
+                    ns,
+                    1e3 / ns,
+                    scaling,
+                    tower / ns,
+                ));
+            }
+        }
+        for threads in [2, 4] {
+            for variant in [Variant::ApiKey, Variant::Cached, Variant::CachedReplay] {
+                if let (Some(tower), Some(ns)) =
+                    (contended(Variant::TowerHttp, threads), contended(variant, threads))
+                {
+                    let goal = if variant == Variant::CachedReplay {
+                        "(no goal set)"
+                    } else {
+                        verdict(tower / ns >= 1.0)
+                    };
+                    line(format!(
+                        "  goal {threads} threads, {} throughput >= tower-http: {:.2}x -> {goal}",
+                        variant.name(),
+                        tower / ns,
+                    ));
+                }
+            }
+        }
+    }
+
+    let driven = |v: Variant| median_of(&format!("tokio_current_thread/{}", v.name()));
+    if let Some(tower) = driven(Variant::TowerHttp) {
+        line("tokio_current_thread, ready().await?.call(req).await (ns per request; ratio / tower-http):".into());
+        for variant in ASYNC {
+            if let Some(ns) = driven(variant) {
+                line(format!(
+                    "  {:<32} {:>8.2} ns   ratio {:>5.2}",
+                    variant.name(),
+                    ns,
+                    ns / tower
+                ));
+            }
+        }
+    }
+    print!("{out}");
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut criterion = Criterion::default().configure_from_args();
+    per_request(&mut criterion, &runtime);
+    contention(&mut criterion, &runtime);
+    tokio_current_thread(&mut criterion, &runtime);
+    criterion.final_summary();
+    summary();
+}
