@@ -15,19 +15,29 @@
 //! - `tokio_current_thread`: the same calls driven with `ready().await?.call(req).await` on a
 //!   current-thread runtime, as applications drive them.
 //!
+//! Then, outside criterion, a paired phase measures the ratios the goals are about directly:
+//! for each variant, many rounds of one short batch through tower-http and one through the
+//! variant, back to back (the order alternating), and the median of the per-round ratios. Load
+//! from other processes that comes and goes hits both batches of a round alike, so these ratios
+//! hold still where separate medians taken seconds apart wander. Set
+//! `HEADER_INJECTION_PAIRED=0` to skip it.
+//!
 //! At the end a summary prints the medians of this run and the ratios InfobipAuth / tower-http.
-//! Pass `--quick` for a shorter run; a filter runs part of the groups (the summary shows what
-//! ran).
+//! A filter runs part of the criterion groups (the summary shows what ran).
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
+use std::time::Instant;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use support::{Layered, ServiceFn, Variant, serial, serial_async, threaded, with_service};
+use support::{
+    Body, Layered, ServiceFn, Variant, request, round_trip, serial, serial_async, threaded,
+    with_service,
+};
 use tokio::runtime::Runtime;
 
 /// Samples per benchmark; the summary takes the median of the last this many samples (the
@@ -162,6 +172,196 @@ fn tokio_current_thread(c: &mut Criterion, runtime: &Runtime) {
     group.finish();
 }
 
+/// Rounds of the paired phase, and requests per batch (per thread count: about 2 ms).
+const ROUNDS: usize = 101;
+const BATCH: u64 = 20_000;
+const PAIRED: [Variant; 5] = [
+    Variant::Bare,
+    Variant::TowerHttpSetHeader,
+    Variant::ApiKey,
+    Variant::Cached,
+    Variant::CachedReplay,
+];
+const PAIRED_THREADED: [Variant; 3] = [Variant::ApiKey, Variant::Cached, Variant::CachedReplay];
+
+/// What a paired comparison found: ns per request of both sides (medians over the rounds) and
+/// the per-round ratios variant / tower-http (time; for throughput take the inverse).
+struct Paired {
+    tower_ns: f64,
+    variant_ns: f64,
+    ratios: Vec<f64>,
+}
+
+impl Paired {
+    fn quantile(&self, q: f64) -> f64 {
+        quantile(&self.ratios, q)
+    }
+}
+
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[at]
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Serial,
+    Threads(usize),
+}
+
+/// Builds tower-http's service, then the variant's, then runs the rounds.
+struct PairOuter<'r> {
+    variant: Variant,
+    runtime: &'r Runtime,
+    mode: Mode,
+}
+
+impl ServiceFn<Paired> for PairOuter<'_> {
+    fn call<T: Layered>(self, tower: T) -> Paired {
+        with_service(
+            self.variant,
+            self.runtime,
+            PairInner {
+                tower,
+                mode: self.mode,
+            },
+        )
+    }
+}
+
+struct PairInner<T> {
+    tower: T,
+    mode: Mode,
+}
+
+impl<T: Layered> ServiceFn<Paired> for PairInner<T> {
+    fn call<S: Layered>(self, variant: S) -> Paired {
+        let mut tower = self.tower;
+        let mut variant = variant;
+        let (mut tower_ns, mut variant_ns, mut ratios) = (vec![], vec![], vec![]);
+        let mut tower_request = Some(round_trip(&mut tower, request()));
+        let mut variant_request = Some(round_trip(&mut variant, request()));
+        for round in 0..ROUNDS {
+            let mut run_tower = || match self.mode {
+                Mode::Serial => timed(&mut tower, &mut tower_request),
+                Mode::Threads(n) => threaded(&tower, n, BATCH),
+            };
+            let mut run_variant = || match self.mode {
+                Mode::Serial => timed(&mut variant, &mut variant_request),
+                Mode::Threads(n) => threaded(&variant, n, BATCH),
+            };
+            let (t, v) = if round % 2 == 0 {
+                let t = run_tower();
+                (t, run_variant())
+            } else {
+                let v = run_variant();
+                (run_tower(), v)
+            };
+            let per = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
+            tower_ns.push(per(t));
+            variant_ns.push(per(v));
+            ratios.push(per(v) / per(t));
+        }
+        Paired {
+            tower_ns: quantile(&tower_ns, 0.5),
+            variant_ns: quantile(&variant_ns, 0.5),
+            ratios,
+        }
+    }
+}
+
+/// One batch on this thread, reusing `slot`'s request.
+fn timed<S: Layered>(service: &mut S, slot: &mut Option<http::Request<Body>>) -> Duration {
+    let mut request = slot.take().unwrap_or_else(request);
+    let start = Instant::now();
+    for _ in 0..BATCH {
+        request = round_trip(service, std::hint::black_box(request));
+    }
+    let elapsed = start.elapsed();
+    *slot = Some(request);
+    elapsed
+}
+
+/// The paired phase; `None` when skipped.
+fn paired(runtime: &Runtime) -> Option<Vec<(Mode, Variant, Paired)>> {
+    let args: Vec<String> = std::env::args().collect();
+    let skip = std::env::var("HEADER_INJECTION_PAIRED").is_ok_and(|v| v == "0")
+        || args
+            .iter()
+            .any(|a| a == "--test" || a == "--list" || a == "--profile-time");
+    if skip {
+        return None;
+    }
+    eprintln!("paired phase: {ROUNDS} rounds of {BATCH} requests per side and variant ...");
+    let mut results = Vec::new();
+    for variant in PAIRED {
+        let outer = PairOuter {
+            variant,
+            runtime,
+            mode: Mode::Serial,
+        };
+        results.push((
+            Mode::Serial,
+            variant,
+            with_service(Variant::TowerHttp, runtime, outer),
+        ));
+    }
+    for threads in THREADS {
+        for variant in PAIRED_THREADED {
+            let outer = PairOuter {
+                variant,
+                runtime,
+                mode: Mode::Threads(threads),
+            };
+            let found = with_service(Variant::TowerHttp, runtime, outer);
+            results.push((Mode::Threads(threads), variant, found));
+        }
+    }
+    Some(results)
+}
+
+fn paired_summary(results: &[(Mode, Variant, Paired)], line: &mut dyn FnMut(String)) {
+    line(format!(
+        "paired, {ROUNDS} rounds of {BATCH} requests per side, tower-http and the variant back to back \
+         (time ratio = variant / tower-http: median [p25, p75]; throughput ratio = 1 / time ratio):"
+    ));
+    for (mode, variant, p) in results {
+        let mode = match mode {
+            Mode::Serial => "1 thread ".to_owned(),
+            Mode::Threads(n) => format!("{n} threads"),
+        };
+        let median = p.quantile(0.5);
+        line(format!(
+            "  {mode} {:<32} {:>8.2} ns vs {:>8.2} ns   time ratio {:>5.3} [{:.3}, {:.3}]   throughput ratio {:>5.3}",
+            variant.name(),
+            p.variant_ns,
+            p.tower_ns,
+            median,
+            p.quantile(0.25),
+            p.quantile(0.75),
+            1.0 / median,
+        ));
+    }
+    for (mode, variant, p) in results {
+        let median = p.quantile(0.5);
+        match (mode, variant) {
+            (Mode::Serial, Variant::Cached) => line(format!(
+                "  goal (paired) cached, no replay, 1 thread <= 1.05x tower-http: {median:.3}x -> {}",
+                verdict(median <= 1.05)
+            )),
+            (Mode::Threads(n), Variant::ApiKey | Variant::Cached) if *n > 1 => line(format!(
+                "  goal (paired) {n} threads, {} throughput >= tower-http: {:.3}x -> {}",
+                variant.name(),
+                1.0 / median,
+                verdict(median <= 1.0)
+            )),
+            _ => {}
+        }
+    }
+}
+
 fn median_of(id: &str) -> Option<f64> {
     let sampled = SAMPLED.lock().unwrap_or_else(|p| p.into_inner());
     let all = sampled.get(id)?;
@@ -183,7 +383,7 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
-fn summary() {
+fn summary(paired: Option<&[(Mode, Variant, Paired)]>) {
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
@@ -252,9 +452,10 @@ fn summary() {
         }
         for threads in [2, 4] {
             for variant in [Variant::ApiKey, Variant::Cached, Variant::CachedReplay] {
-                if let (Some(tower), Some(ns)) =
-                    (contended(Variant::TowerHttp, threads), contended(variant, threads))
-                {
+                if let (Some(tower), Some(ns)) = (
+                    contended(Variant::TowerHttp, threads),
+                    contended(variant, threads),
+                ) {
                     let goal = if variant == Variant::CachedReplay {
                         "(no goal set)"
                     } else {
@@ -284,6 +485,9 @@ fn summary() {
             }
         }
     }
+    if let Some(results) = paired {
+        paired_summary(results, &mut line);
+    }
     print!("{out}");
 }
 
@@ -297,5 +501,6 @@ fn main() {
     contention(&mut criterion, &runtime);
     tokio_current_thread(&mut criterion, &runtime);
     criterion.final_summary();
-    summary();
+    let paired = paired(&runtime);
+    summary(paired.as_deref());
 }

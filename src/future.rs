@@ -32,14 +32,37 @@ pin_project! {
 }
 
 pin_project! {
+    // Only `Sent` is inline: on the hot path the future is the inner future and a small
+    // `Check`, so moving it copies little. The other states are rare and boxed.
     #[project = StateProj]
     enum State<F, S, B> {
-        Failed { error: Option<Error> },
-        Waiting { lookup: Lookup, service: Option<S>, request: Option<Request<B>>, check: Option<Check<S, B>> },
+        Failed { error: Option<Box<Error>> },
+        Waiting { waiting: Box<Waiting<S, B>> },
         Sent { #[pin] future: F, check: Option<Check<S, B>> },
-        Refreshing { lookup: Lookup, check: Option<Check<S, B>> },
-        Readying { service: S, request: Option<Request<B>>, check: Option<Check<S, B>> },
+        Refreshing { refreshing: Box<Refreshing<S, B>> },
+        Readying { readying: Box<Readying<S, B>> },
     }
+}
+
+/// Waiting for a credential before the first send.
+struct Waiting<S, B> {
+    lookup: Lookup,
+    service: Option<S>,
+    request: Option<Request<B>>,
+    check: Option<Check<S, B>>,
+}
+
+/// Waiting for a new credential after a `401`.
+struct Refreshing<S, B> {
+    lookup: Lookup,
+    check: Option<Check<S, B>>,
+}
+
+/// Driving a service clone to readiness for the replay.
+struct Readying<S, B> {
+    service: S,
+    request: Option<Request<B>>,
+    check: Option<Check<S, B>>,
 }
 
 /// What a `401` to a request sent with credential `id` needs.
@@ -47,7 +70,9 @@ pub(crate) struct Check<S, B> {
     id: u64,
     /// `None` for fixed credentials: their `401` is final.
     cache: Option<Arc<CredentialCache>>,
-    retry: Option<Retry<S, B>>,
+    /// Boxed: only requests whose body can be replayed carry one, and they copy the request
+    /// anyway.
+    retry: Option<Box<Retry<S, B>>>,
 }
 
 /// A service clone and a copy of the request, for the one replay.
@@ -68,7 +93,7 @@ impl<S, B> Check<S, B> {
     pub(crate) fn renewing(
         id: u64,
         cache: Arc<CredentialCache>,
-        retry: Option<Retry<S, B>>,
+        retry: Option<Box<Retry<S, B>>>,
     ) -> Self {
         Self {
             id,
@@ -90,7 +115,9 @@ where
 
     pub(crate) fn failed(error: Error) -> Self {
         Self {
-            state: State::Failed { error: Some(error) },
+            state: State::Failed {
+                error: Some(Box::new(error)),
+            },
         }
     }
 
@@ -102,10 +129,12 @@ where
     ) -> Self {
         Self {
             state: State::Waiting {
-                lookup,
-                service: Some(service),
-                request: Some(request),
-                check: Some(check),
+                waiting: Box::new(Waiting {
+                    lookup,
+                    service: Some(service),
+                    request: Some(request),
+                    check: Some(check),
+                }),
             },
         }
     }
@@ -132,15 +161,16 @@ where
                 StateProj::Failed { error } => {
                     return Poll::Ready(Err(error
                         .take()
-                        .map_or_else(invalid_credentials, |e| e)
+                        .map_or_else(invalid_credentials, |e| *e)
                         .into()));
                 }
-                StateProj::Waiting {
-                    lookup,
-                    service,
-                    request,
-                    check,
-                } => {
+                StateProj::Waiting { waiting } => {
+                    let Waiting {
+                        lookup,
+                        service,
+                        request,
+                        check,
+                    } = &mut **waiting;
                     let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
                     let (Some(mut service), Some(mut request), Some(mut check)) =
                         (service.take(), request.take(), check.take())
@@ -169,8 +199,10 @@ where
                         Some(cache) if check.retry.is_some() => {
                             cache.invalidate(check.id);
                             State::Refreshing {
-                                lookup: cache.lookup(&mut Local::default()),
-                                check: Some(check),
+                                refreshing: Box::new(Refreshing {
+                                    lookup: cache.lookup(&mut Local::default()),
+                                    check: Some(check),
+                                }),
                             }
                         }
                         Some(cache) => {
@@ -186,7 +218,8 @@ where
                         }
                     }
                 }
-                StateProj::Refreshing { lookup, check } => {
+                StateProj::Refreshing { refreshing } => {
+                    let Refreshing { lookup, check } = &mut **refreshing;
                     let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
                     let Some(Check {
                         cache,
@@ -196,25 +229,29 @@ where
                     else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    let mut request = retry.snapshot.into_request();
+                    let Retry { service, snapshot } = *retry;
+                    let mut request = snapshot.into_request();
                     request
                         .headers_mut()
                         .insert(AUTHORIZATION, credential.header().clone());
                     State::Readying {
-                        service: retry.service,
-                        request: Some(request),
-                        check: Some(Check {
-                            id,
-                            cache,
-                            retry: None,
+                        readying: Box::new(Readying {
+                            service,
+                            request: Some(request),
+                            check: Some(Check {
+                                id,
+                                cache,
+                                retry: None,
+                            }),
                         }),
                     }
                 }
-                StateProj::Readying {
-                    service,
-                    request,
-                    check,
-                } => {
+                StateProj::Readying { readying } => {
+                    let Readying {
+                        service,
+                        request,
+                        check,
+                    } = &mut **readying;
                     ready!(service.poll_ready(cx)).map_err(Into::into)?;
                     let Some(request) = request.take() else {
                         return Poll::Ready(Err(polled_after_completion()));

@@ -12,7 +12,7 @@ use tower_service::Service;
 use crate::cache::{CredentialCache, Local, Lookup};
 use crate::error::ConfigError;
 use crate::future::{Check, ResponseFuture, Retry};
-use crate::origin::AllowedHosts;
+use crate::origin::{AllowedHosts, LastAllowed};
 use crate::source::{ApiKey, Basic, SharedTokenSource};
 use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, ReplayPolicy};
 
@@ -214,6 +214,7 @@ impl<S> Layer<S> for InfobipAuthLayer {
             cache: Arc::new(self.cache.clone()),
             local: Local::default(),
             hosts: self.hosts.clone(),
+            last_allowed: LastAllowed::default(),
             replay: self.replay.clone(),
             renews: self.cache.source().renews(),
         }
@@ -245,6 +246,8 @@ pub struct InfobipAuth<S> {
     cache: Arc<CredentialCache>,
     local: Local,
     hosts: AllowedHosts,
+    /// Per service clone: the origin last allowed, so a repeat skips the host parsing.
+    last_allowed: LastAllowed,
     replay: ReplayPolicy,
     renews: bool,
 }
@@ -304,6 +307,7 @@ impl<S> InfobipAuth<S> {
     }
 
     /// What a `401` to a request sent with credential `id` needs.
+    #[inline]
     fn check<B: 'static>(&self, id: u64, request: &Request<B>) -> Check<S, B>
     where
         S: Clone,
@@ -312,9 +316,11 @@ impl<S> InfobipAuth<S> {
             return Check::fixed(id);
         }
         // A clone not driven to readiness: the replay drives it before calling.
-        let retry = self.replay.snapshot(request).map(|snapshot| Retry {
-            service: self.inner.clone(),
-            snapshot,
+        let retry = self.replay.snapshot(request).map(|snapshot| {
+            Box::new(Retry {
+                service: self.inner.clone(),
+                snapshot,
+            })
         });
         Check::renewing(id, Arc::clone(&self.cache), retry)
     }
@@ -328,6 +334,7 @@ impl<S: Clone> Clone for InfobipAuth<S> {
             cache: Arc::new(CredentialCache::clone(&self.cache)),
             local: Local::default(),
             hosts: self.hosts.clone(),
+            last_allowed: LastAllowed::default(),
             replay: self.replay.clone(),
             renews: self.renews,
         }
@@ -363,16 +370,32 @@ where
         if request.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::sent(self.inner.call(request), None);
         }
+        // The hot path: the origin allowed last time and a fresh private header copy. One
+        // atomic load; no lock, no allocation, no clock read.
+        if self
+            .hosts
+            .allows_repeat(request.uri(), &mut self.last_allowed)
+            && let Some((header, id)) = self.cache.cached(&self.local)
+        {
+            let header = header.clone();
+            return self.send(request, header, id);
+        }
+        self.call_slow(request)
+    }
+}
+
+impl<S: Clone> InfobipAuth<S> {
+    /// Everything but the hot path: a refused origin, a credential to look up or wait for.
+    fn call_slow<B: 'static>(&mut self, request: Request<B>) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
         if !self.hosts.allows(request.uri()) {
             let origin = match (request.uri().scheme_str(), request.uri().authority()) {
                 (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
                 _ => request.uri().to_string(),
             };
             return ResponseFuture::failed(ErrorKind::HostNotAllowed { origin }.into());
-        }
-        if let Some((header, id)) = self.cache.cached(&self.local) {
-            let header = header.clone();
-            return self.send(request, header, id);
         }
         match self.cache.lookup(&mut self.local) {
             Lookup::Ready(credential, id) => {
@@ -390,9 +413,8 @@ where
             }
         }
     }
-}
 
-impl<S: Clone> InfobipAuth<S> {
+    #[inline]
     fn send<B: 'static>(
         &mut self,
         mut request: Request<B>,

@@ -121,6 +121,7 @@ impl ReplayPolicy {
     }
 
     /// A copy of `request`, if its body type can be replayed.
+    #[inline]
     pub(crate) fn snapshot<B: 'static>(&self, request: &Request<B>) -> Option<Snapshot<B>> {
         let (_, _, cloner) = self
             .cloners

@@ -1,14 +1,16 @@
 //! What the benches share: the services under test, built with `ServiceBuilder` as users build
 //! them, and drivers that send requests through them.
 //!
-//! The inner service answers at once and hands the request back as its response body, so one
-//! request goes round and round: the loop allocates nothing of its own, and what is measured is
-//! the layer — its checks, the header clone and insert, its response future — plus the drop of
-//! the header the layer set (a real client drops it with the request). Futures complete at
-//! once, so they are polled with a no-op waker instead of a runtime.
+//! The inner service answers at once with an empty response and leaves the request it received
+//! in a thread-local slot, where the driver takes it back: one request goes round and round, the
+//! loop allocates nothing of its own, and what is measured is the layer — its checks, the
+//! header clone and insert, its response future — plus the drop of the header the layer set (a
+//! real client drops it with the request). Futures complete at once, so they are polled with a
+//! no-op waker instead of a runtime.
 
 #![allow(dead_code)] // each bench target uses part of this module
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -38,15 +40,12 @@ pub type Body = Full<Bytes>;
 
 /// A service under test: takes a request, answers with the request its inner service saw.
 pub trait Layered:
-    Service<Request<Body>, Response = Response<Request<Body>>, Error: fmt::Debug>
-    + Clone
-    + Send
-    + 'static
+    Service<Request<Body>, Response = Response<Body>, Error: fmt::Debug> + Clone + Send + 'static
 {
 }
 
 impl<S> Layered for S where
-    S: Service<Request<Body>, Response = Response<Request<Body>>, Error: fmt::Debug>
+    S: Service<Request<Body>, Response = Response<Body>, Error: fmt::Debug>
         + Clone
         + Send
         + 'static
@@ -61,16 +60,31 @@ pub fn request() -> Request<Body> {
         .expect("a valid request")
 }
 
-/// The inner service: answers at once, echoing the request.
+thread_local! {
+    /// The last request the inner service received on this thread.
+    static RECEIVED: RefCell<Option<Request<Body>>> = const { RefCell::new(None) };
+}
+
+/// The inner service: keeps the request it received and answers at once with an empty body.
 pub fn echo() -> impl Service<
     Request<Body>,
-    Response = Response<Request<Body>>,
+    Response = Response<Body>,
     Error = Infallible,
-    Future = Ready<Result<Response<Request<Body>>, Infallible>>,
+    Future = Ready<Result<Response<Body>, Infallible>>,
 > + Clone
 + Send
 + 'static {
-    service_fn(|request: Request<Body>| ready(Ok(Response::new(request))))
+    service_fn(|request: Request<Body>| {
+        RECEIVED.with(|received| *received.borrow_mut() = Some(request));
+        ready(Ok(Response::new(Full::new(Bytes::new()))))
+    })
+}
+
+/// The request the inner service received last on this thread.
+fn received() -> Request<Body> {
+    RECEIVED
+        .with(|received| received.borrow_mut().take())
+        .expect("the inner service received the request")
 }
 
 /// A renewing source whose credential lives an hour: once fetched, it is served from the cache.
@@ -211,7 +225,10 @@ pub fn send<S: Layered>(service: &mut S, request: Request<Body>) -> Request<Body
     }
     let mut future = pin!(service.call(request));
     match future.as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(response)) => response.into_body(),
+        Poll::Ready(Ok(response)) => {
+            drop(response);
+            received()
+        }
         Poll::Ready(Err(error)) => panic!("request failed: {error:?}"),
         Poll::Pending => panic!("the response future did not complete at once"),
     }
@@ -264,8 +281,16 @@ pub fn threaded<S: Layered>(service: &S, threads: usize, iters: u64) -> Duration
             .map(|h| h.join().expect("a bench thread finished"))
             .collect()
     });
-    let first = spans.iter().map(|s| s.0).min().expect("one thread at least");
-    let last = spans.iter().map(|s| s.1).max().expect("one thread at least");
+    let first = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("one thread at least");
+    let last = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("one thread at least");
     last - first
 }
 
@@ -276,11 +301,9 @@ pub async fn serial_async<S: Layered>(mut service: S, iters: u64) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
         let ready = service.ready().await.expect("ready");
-        let mut seen = ready
-            .call(black_box(request))
-            .await
-            .expect("answered")
-            .into_body();
+        let response = ready.call(black_box(request)).await.expect("answered");
+        drop(response);
+        let mut seen = received();
         seen.headers_mut().remove(AUTHORIZATION);
         request = seen;
     }
