@@ -9,7 +9,7 @@ use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::cache::{CredentialCache, Local, Lookup};
+use crate::cache::{CachePadded, CredentialCache, Local, Lookup, PrivateCache};
 use crate::error::ConfigError;
 use crate::future::{Check, ResponseFuture, Retry};
 use crate::origin::{AllowedHosts, LastAllowed};
@@ -211,7 +211,7 @@ impl<S> Layer<S> for InfobipAuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         InfobipAuth {
             inner,
-            cache: Arc::new(self.cache.clone()),
+            cache: Arc::new(CachePadded(self.cache.clone())),
             local: Local::default(),
             hosts: self.hosts.clone(),
             last_allowed: LastAllowed::default(),
@@ -243,7 +243,7 @@ impl fmt::Debug for InfobipAuthLayer {
 pub struct InfobipAuth<S> {
     inner: S,
     /// Per service clone, so requests bump no reference count shared across threads.
-    cache: Arc<CredentialCache>,
+    cache: PrivateCache,
     local: Local,
     hosts: AllowedHosts,
     /// Per service clone: the origin last allowed, so a repeat skips the host parsing.
@@ -307,7 +307,7 @@ impl<S> InfobipAuth<S> {
     }
 
     /// What a `401` to a request sent with credential `id` needs.
-    #[inline]
+    #[inline(always)]
     fn check<B: 'static>(&self, id: u64, request: &Request<B>) -> Check<S, B>
     where
         S: Clone,
@@ -331,7 +331,7 @@ impl<S: Clone> Clone for InfobipAuth<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            cache: Arc::new(CredentialCache::clone(&self.cache)),
+            cache: Arc::new(CachePadded(CredentialCache::clone(&self.cache))),
             local: Local::default(),
             hosts: self.hosts.clone(),
             last_allowed: LastAllowed::default(),
@@ -345,7 +345,7 @@ impl<S: fmt::Debug> fmt::Debug for InfobipAuth<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InfobipAuth")
             .field("inner", &self.inner)
-            .field("cache", &self.cache)
+            .field("cache", &self.cache.0)
             .field("hosts", &self.hosts)
             .field("replay", &self.replay)
             .finish()
@@ -414,7 +414,8 @@ impl<S: Clone> InfobipAuth<S> {
         }
     }
 
-    #[inline]
+    // Inlined into `call`, so the request is not moved once more on the hot path.
+    #[inline(always)]
     fn send<B: 'static>(
         &mut self,
         mut request: Request<B>,

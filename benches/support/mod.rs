@@ -259,10 +259,13 @@ pub fn serial<S: Layered>(service: &mut S, iters: u64) -> Duration {
 pub fn threaded<S: Layered>(service: &S, threads: usize, iters: u64) -> Duration {
     let barrier = Barrier::new(threads);
     let threads_u64 = threads as u64;
+    // All clones first, one after the other, as `(0..n).map(|_| service.clone())` makes them:
+    // whatever each clone allocates then sits side by side in memory.
+    let clones: Vec<S> = (0..threads).map(|_| service.clone()).collect();
     let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads_u64)
-            .map(|t| {
-                let mut service = service.clone();
+            .zip(clones)
+            .map(|(t, mut service)| {
                 let barrier = &barrier;
                 let share = iters / threads_u64 + u64::from(t < iters % threads_u64);
                 scope.spawn(move || {
