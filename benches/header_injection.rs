@@ -394,10 +394,11 @@ fn summary(paired: Option<&[(Mode, Variant, Paired)]>) {
 
     let single = |v: Variant| median_of(&format!("per_request/{}", v.name()));
     if let (Some(tower), Some(bare)) = (single(Variant::TowerHttp), single(Variant::Bare)) {
-        line(format!(
+        line(
             "per_request, 1 thread (ns per request; ratio = variant / tower-http AddAuthorization; \
              added = (variant - bare) / (tower-http - bare)):"
-        ));
+                .into(),
+        );
         for variant in Variant::ALL {
             if let Some(ns) = single(variant) {
                 line(format!(

@@ -206,12 +206,14 @@ fn unauthorized<F, S, B, ResB>(
     }
 }
 
+type NextState<S, B> = State<<S as Service<Request<B>>>::Future, S, B>;
+
 /// Every state but `Sent`: one step towards the next state.
 #[inline(never)]
 fn step<S, B, ResB>(
     state: Pin<&mut State<S::Future, S, B>>,
     cx: &mut Context<'_>,
-) -> Poll<Result<State<S::Future, S, B>, BoxError>>
+) -> Poll<Result<NextState<S, B>, BoxError>>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,

@@ -25,6 +25,8 @@ mod origin;
 mod replay;
 pub mod scope;
 pub mod source;
+// Used by the token sources that call token endpoints, merged separately.
+#[allow(dead_code)]
 mod transport;
 
 #[cfg(test)]

@@ -186,7 +186,10 @@ fn the_counter_sees_allocations_on_this_thread() {
         });
     });
     let ((), spawn_only) = allocations_in(|| std::thread::scope(|s| drop(s.spawn(|| ()))));
-    assert_eq!(elsewhere, spawn_only, "the other thread's allocation is not ours");
+    assert_eq!(
+        elsewhere, spawn_only,
+        "the other thread's allocation is not ours"
+    );
 }
 
 #[test]

@@ -120,7 +120,7 @@ async fn a_one_minute_token_is_not_refreshed_on_every_request() {
     let mut local = Local::default();
     for _ in 0..40 {
         // Ten minutes of one request every 15 s.
-        let _ = cache.lookup(&mut local);
+        drop(cache.lookup(&mut local));
         let _ = cache.get().await;
         tokio::time::advance(Duration::from_secs(15)).await;
         settle().await;
@@ -261,7 +261,7 @@ async fn sliding_credentials_live_while_used_and_are_replaced_after_an_idle_gap(
         tokio::time::advance(Duration::from_secs(20)).await;
         settle().await;
         if cache.cached(&local).is_none() {
-            let _ = cache.lookup(&mut local);
+            drop(cache.lookup(&mut local));
         }
     }
     assert_eq!(source.fetches(), 1);

@@ -152,6 +152,10 @@ async fn a_second_401_is_returned_not_retried() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// A streaming body: not `Clone`, so never replayed.
+type NoReplayBody =
+    StreamBody<futures_util::stream::Empty<Result<http_body::Frame<Bytes>, Infallible>>>;
+
 #[tokio::test]
 async fn a_body_that_cannot_be_replayed_gets_its_401_back_and_the_next_request_a_new_credential()
 -> Result<(), BoxError> {
@@ -159,9 +163,7 @@ async fn a_body_that_cannot_be_replayed_gets_its_401_back_and_the_next_request_a
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let inner = service_fn({
         let seen = seen.clone();
-        move |req: Request<
-            StreamBody<futures_util::stream::Empty<Result<http_body::Frame<Bytes>, Infallible>>>,
-        >| {
+        move |req: Request<NoReplayBody>| {
             let seen = seen.clone();
             async move {
                 let header = authorization(&req);

@@ -165,7 +165,7 @@ impl Table {
         let index = self.entries.len();
         self.routes
             .insert(&entry.method, &entry.template, &key.1, index)
-            .map_err(template_error)?;
+            .map_err(|err| template_error(&err))?;
         self.entries.push(entry);
         self.shapes.insert(key, index);
         Ok(())
@@ -350,7 +350,7 @@ fn dedup(schemes: &[AuthScheme]) -> Vec<AuthScheme> {
     out
 }
 
-fn template_error(err: InsertError) -> ConfigError {
+fn template_error(err: &InsertError) -> ConfigError {
     let reason = match err {
         InsertError::Conflict { .. } => "is ambiguous with a template already in the catalogue",
         InsertError::InvalidParamSegment => "has more than one parameter in a segment",
