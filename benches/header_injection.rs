@@ -35,7 +35,7 @@ use std::time::Instant;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use support::{
-    Body, Layered, ServiceFn, Variant, request, round_trip, serial, serial_async, threaded,
+    Body, Layered, Run, ServiceFn, Variant, request, round_trip, serial, serial_async, threaded,
     with_service,
 };
 use tokio::runtime::Runtime;
@@ -72,11 +72,37 @@ fn record(id: &str, iters: u64, elapsed: Duration) -> Duration {
     elapsed
 }
 
+/// Threads running at once (CPU time / wall time) of every threaded sample, by benchmark id.
+static CONCURRENCY: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
+
+fn record_concurrency(id: &str, concurrency: f64) {
+    CONCURRENCY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(id.to_owned())
+        .or_default()
+        .push(concurrency);
+}
+
+fn concurrency_of(id: &str) -> Option<f64> {
+    let all = CONCURRENCY.lock().unwrap_or_else(|p| p.into_inner());
+    let samples = all.get(id)?;
+    Some(quantile(
+        &samples[samples.len().saturating_sub(SAMPLES)..],
+        0.5,
+    ))
+}
+
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
     group
         .sample_size(SAMPLES)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_millis(1500))
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(1200))
         .throughput(Throughput::Elements(1));
 }
 
@@ -121,7 +147,13 @@ impl ServiceFn<()> for Threaded<'_, '_> {
             let id = format!("contention/{}/{threads}", self.name);
             self.group
                 .bench_with_input(BenchmarkId::new(self.name, threads), &threads, |b, &n| {
-                    b.iter_custom(|iters| record(&id, iters, threaded(&service, n, iters)));
+                    b.iter_custom(|iters| {
+                        let run = threaded(&service, n, iters);
+                        if let Some(concurrency) = run.concurrency() {
+                            record_concurrency(&id, concurrency);
+                        }
+                        record(&id, iters, run.wall)
+                    });
                 });
         }
     }
@@ -172,9 +204,11 @@ fn tokio_current_thread(c: &mut Criterion, runtime: &Runtime) {
     group.finish();
 }
 
-/// Rounds of the paired phase, and requests per batch (per thread count: about 2 ms).
+/// Rounds of the paired phase, and requests per batch: about 2 ms on one thread; with threads,
+/// 100,000 in all (several ms), so that starting the threads is a small part of a batch.
 const ROUNDS: usize = 101;
 const BATCH: u64 = 20_000;
+const THREADED_BATCH: u64 = 100_000;
 const PAIRED: [Variant; 5] = [
     Variant::Bare,
     Variant::TowerHttpSetHeader,
@@ -184,25 +218,41 @@ const PAIRED: [Variant; 5] = [
 ];
 const PAIRED_THREADED: [Variant; 3] = [Variant::ApiKey, Variant::Cached, Variant::CachedReplay];
 
-/// What a paired comparison found: ns per request of both sides (medians over the rounds) and
-/// the per-round ratios variant / tower-http (time; for throughput take the inverse).
+/// What a paired comparison found. Ratios are variant / tower-http per round, in time (lower is
+/// better for the variant; the throughput ratio is the inverse).
 struct Paired {
+    /// Medians over the rounds of wall ns per request.
     tower_ns: f64,
     variant_ns: f64,
+    /// Wall-time ratios of every round.
     ratios: Vec<f64>,
+    /// Threads only: the wall-time ratios of the rounds in which both sides ran with their
+    /// threads truly in parallel (see [`FREE`]); the machine is shared, and a round in which
+    /// another process held a core says nothing about contention.
+    free_ratios: Vec<f64>,
+    /// Threads only: CPU-time ratios of every round (CPU time per request, summed over threads).
+    cpu_ratios: Vec<f64>,
 }
 
-impl Paired {
-    fn quantile(&self, q: f64) -> f64 {
-        quantile(&self.ratios, q)
-    }
-}
+/// A threaded batch ran "free" when its threads ran at once at least this share of the time
+/// they could (`min(threads, cores)`).
+const FREE: f64 = 0.85;
 
 fn quantile(values: &[f64], q: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let at = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[at]
+    let at = ((sorted.len().max(1) - 1) as f64 * q).round() as usize;
+    sorted.get(at).copied().unwrap_or(f64::NAN)
+}
+
+/// Median [p25, p75].
+fn spread(values: &[f64]) -> String {
+    format!(
+        "{:.3} [{:.3}, {:.3}]",
+        quantile(values, 0.5),
+        quantile(values, 0.25),
+        quantile(values, 0.75)
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -240,18 +290,31 @@ impl<T: Layered> ServiceFn<Paired> for PairInner<T> {
     fn call<S: Layered>(self, variant: S) -> Paired {
         let mut tower = self.tower;
         let mut variant = variant;
-        let (mut tower_ns, mut variant_ns, mut ratios) = (vec![], vec![], vec![]);
+        let mut found = Paired {
+            tower_ns: 0.0,
+            variant_ns: 0.0,
+            ratios: vec![],
+            free_ratios: vec![],
+            cpu_ratios: vec![],
+        };
+        let (mut tower_ns, mut variant_ns) = (vec![], vec![]);
         let mut tower_request = Some(round_trip(&mut tower, request()));
         let mut variant_request = Some(round_trip(&mut variant, request()));
+        let batch = match self.mode {
+            Mode::Serial => BATCH,
+            Mode::Threads(_) => THREADED_BATCH,
+        };
+        let per = |d: Duration| d.as_nanos() as f64 / batch as f64;
         for round in 0..ROUNDS {
             let mut run_tower = || match self.mode {
                 Mode::Serial => timed(&mut tower, &mut tower_request),
-                Mode::Threads(n) => threaded(&tower, n, BATCH),
+                Mode::Threads(n) => threaded(&tower, n, THREADED_BATCH),
             };
             let mut run_variant = || match self.mode {
                 Mode::Serial => timed(&mut variant, &mut variant_request),
-                Mode::Threads(n) => threaded(&variant, n, BATCH),
+                Mode::Threads(n) => threaded(&variant, n, THREADED_BATCH),
             };
+            // Alternate which side goes first, so a trend in the machine's load favours neither.
             let (t, v) = if round % 2 == 0 {
                 let t = run_tower();
                 (t, run_variant())
@@ -259,29 +322,37 @@ impl<T: Layered> ServiceFn<Paired> for PairInner<T> {
                 let v = run_variant();
                 (run_tower(), v)
             };
-            let per = |d: Duration| d.as_nanos() as f64 / BATCH as f64;
-            tower_ns.push(per(t));
-            variant_ns.push(per(v));
-            ratios.push(per(v) / per(t));
+            tower_ns.push(per(t.wall));
+            variant_ns.push(per(v.wall));
+            let ratio = per(v.wall) / per(t.wall);
+            found.ratios.push(ratio);
+            if let Mode::Threads(n) = self.mode {
+                let possible = n.min(cores()) as f64;
+                let free = |run: &Run| run.concurrency().is_some_and(|c| c >= FREE * possible);
+                if free(&t) && free(&v) {
+                    found.free_ratios.push(ratio);
+                }
+                if let (Some(tc), Some(vc)) = (t.cpu, v.cpu) {
+                    found.cpu_ratios.push(vc.as_secs_f64() / tc.as_secs_f64());
+                }
+            }
         }
-        Paired {
-            tower_ns: quantile(&tower_ns, 0.5),
-            variant_ns: quantile(&variant_ns, 0.5),
-            ratios,
-        }
+        found.tower_ns = quantile(&tower_ns, 0.5);
+        found.variant_ns = quantile(&variant_ns, 0.5);
+        found
     }
 }
 
 /// One batch on this thread, reusing `slot`'s request.
-fn timed<S: Layered>(service: &mut S, slot: &mut Option<http::Request<Body>>) -> Duration {
+fn timed<S: Layered>(service: &mut S, slot: &mut Option<http::Request<Body>>) -> Run {
     let mut request = slot.take().unwrap_or_else(request);
     let start = Instant::now();
     for _ in 0..BATCH {
         request = round_trip(service, std::hint::black_box(request));
     }
-    let elapsed = start.elapsed();
+    let wall = start.elapsed();
     *slot = Some(request);
-    elapsed
+    Run { wall, cpu: None }
 }
 
 /// The paired phase; `None` when skipped.
@@ -294,7 +365,7 @@ fn paired(runtime: &Runtime) -> Option<Vec<(Mode, Variant, Paired)>> {
     if skip {
         return None;
     }
-    eprintln!("paired phase: {ROUNDS} rounds of {BATCH} requests per side and variant ...");
+    eprintln!("paired phase: {ROUNDS} rounds per variant ...");
     let mut results = Vec::new();
     for variant in PAIRED {
         let outer = PairOuter {
@@ -324,39 +395,72 @@ fn paired(runtime: &Runtime) -> Option<Vec<(Mode, Variant, Paired)>> {
 
 fn paired_summary(results: &[(Mode, Variant, Paired)], line: &mut dyn FnMut(String)) {
     line(format!(
-        "paired, {ROUNDS} rounds of {BATCH} requests per side, tower-http and the variant back to back \
-         (time ratio = variant / tower-http: median [p25, p75]; throughput ratio = 1 / time ratio):"
+        "paired: {ROUNDS} rounds of {BATCH} requests per side ({THREADED_BATCH} with threads), \
+         tower-http and the variant back to back; time ratio = variant / tower-http, median [p25, p75]; throughput ratio = 1 / time \
+         ratio. Threads: 'free' = rounds in which both sides ran their threads in parallel \
+         (>= {FREE} of min(threads, {} cores)); cpu = ratio of CPU time per request.",
+        cores()
     ));
     for (mode, variant, p) in results {
-        let mode = match mode {
-            Mode::Serial => "1 thread ".to_owned(),
-            Mode::Threads(n) => format!("{n} threads"),
-        };
-        let median = p.quantile(0.5);
-        line(format!(
-            "  {mode} {:<32} {:>8.2} ns vs {:>8.2} ns   time ratio {:>5.3} [{:.3}, {:.3}]   throughput ratio {:>5.3}",
+        let median = quantile(&p.ratios, 0.5);
+        let head = format!(
+            "{:<32} {:>8.2} ns vs {:>8.2} ns   time ratio {}",
             variant.name(),
             p.variant_ns,
             p.tower_ns,
-            median,
-            p.quantile(0.25),
-            p.quantile(0.75),
-            1.0 / median,
-        ));
+            spread(&p.ratios),
+        );
+        match mode {
+            Mode::Serial => line(format!(
+                "  1 thread  {head}   throughput ratio {:.3}",
+                1.0 / median
+            )),
+            Mode::Threads(n) => {
+                let free = if p.free_ratios.is_empty() {
+                    "no free round".to_owned()
+                } else {
+                    format!(
+                        "{} free rounds: time ratio {}, throughput ratio {:.3}",
+                        p.free_ratios.len(),
+                        spread(&p.free_ratios),
+                        1.0 / quantile(&p.free_ratios, 0.5)
+                    )
+                };
+                line(format!(
+                    "  {n} threads {head}   cpu {}   {free}",
+                    spread(&p.cpu_ratios)
+                ));
+            }
+        }
     }
     for (mode, variant, p) in results {
-        let median = p.quantile(0.5);
         match (mode, variant) {
-            (Mode::Serial, Variant::Cached) => line(format!(
-                "  goal (paired) cached, no replay, 1 thread <= 1.05x tower-http: {median:.3}x -> {}",
-                verdict(median <= 1.05)
-            )),
-            (Mode::Threads(n), Variant::ApiKey | Variant::Cached) if *n > 1 => line(format!(
-                "  goal (paired) {n} threads, {} throughput >= tower-http: {:.3}x -> {}",
-                variant.name(),
-                1.0 / median,
-                verdict(median <= 1.0)
-            )),
+            (Mode::Serial, Variant::Cached) => {
+                let median = quantile(&p.ratios, 0.5);
+                line(format!(
+                    "  goal (paired) cached, no replay, 1 thread <= 1.05x tower-http: {median:.3}x -> {}",
+                    verdict(median <= 1.05)
+                ));
+            }
+            (Mode::Threads(n), Variant::ApiKey | Variant::Cached) if *n > 1 => {
+                let outcome = if p.free_ratios.len() >= 10 {
+                    let throughput = 1.0 / quantile(&p.free_ratios, 0.5);
+                    format!(
+                        "{throughput:.3}x over {} free rounds -> {}",
+                        p.free_ratios.len(),
+                        verdict(throughput >= 1.0)
+                    )
+                } else {
+                    format!(
+                        "undetermined: only {} of {ROUNDS} rounds had the cores free",
+                        p.free_ratios.len()
+                    )
+                };
+                line(format!(
+                    "  goal (paired) {n} threads, {} throughput >= tower-http: {outcome}",
+                    variant.name()
+                ));
+            }
             _ => {}
         }
     }
@@ -441,8 +545,12 @@ fn summary(paired: Option<&[(Mode, Variant, Paired)]>) {
                     continue;
                 };
                 let scaling = contended(variant, 1).map_or(f64::NAN, |one| one / ns);
+                let concurrency =
+                    concurrency_of(&format!("contention/{}/{threads}", variant.name()))
+                        .unwrap_or(f64::NAN);
                 line(format!(
-                    "  {threads} thread(s) {:<32} {:>8.2} ns  {:>7.1} Mreq/s  x{:>4.2} vs 1 thread   throughput ratio {:>5.2}",
+                    "  {threads} thread(s) {:<32} {:>8.2} ns  {:>7.1} Mreq/s  x{:>4.2} vs 1 thread   \
+                     throughput ratio {:>5.2}   threads running at once {concurrency:.2}",
                     variant.name(),
                     ns,
                     1e3 / ns,
@@ -450,6 +558,15 @@ fn summary(paired: Option<&[(Mode, Variant, Paired)]>) {
                     tower / ns,
                 ));
             }
+        }
+        if let Some(concurrency) = concurrency_of(&format!("contention/{}/2", Variant::Bare.name()))
+            && concurrency < FREE * 2.0f64.min(cores() as f64)
+        {
+            line(format!(
+                "  note: with 2 threads the bare service ran only {concurrency:.2} threads at once: \
+                 other processes held the cores, so these multi-thread figures say little about \
+                 contention; see the paired phase's free rounds"
+            ));
         }
         for threads in [2, 4] {
             for variant in [Variant::ApiKey, Variant::Cached, Variant::CachedReplay] {
@@ -497,7 +614,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let mut criterion = Criterion::default().configure_from_args();
+    // Short analysis and no plots: the run stays within a few minutes on two busy cores.
+    let mut criterion = Criterion::default()
+        .without_plots()
+        .nresamples(20_000)
+        .configure_from_args();
     per_request(&mut criterion, &runtime);
     contention(&mut criterion, &runtime);
     tokio_current_thread(&mut criterion, &runtime);

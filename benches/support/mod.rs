@@ -254,15 +254,56 @@ pub fn serial<S: Layered>(service: &mut S, iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// What a threaded run took.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    /// From the first thread starting its requests to the last one finishing.
+    pub wall: Duration,
+    /// The time the threads spent on a CPU meanwhile, summed (Unix only). Time a thread waits
+    /// for a CPU taken by another process does not count; time it stalls on a contended cache
+    /// line does.
+    pub cpu: Option<Duration>,
+}
+
+impl Run {
+    /// How many threads ran at once on average: `cpu / wall`. With 2 free cores, 2 threads
+    /// reach ~2; a busy machine shows here as less.
+    pub fn concurrency(&self) -> Option<f64> {
+        Some(self.cpu?.as_secs_f64() / self.wall.as_secs_f64())
+    }
+}
+
+/// This thread's time on a CPU so far (`CLOCK_THREAD_CPUTIME_ID`, exact to the nanosecond).
+#[cfg(unix)]
+fn cpu_time() -> Option<Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable `timespec`; the call writes it and nothing else.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    (status == 0).then(|| {
+        Duration::new(
+            u64::try_from(now.tv_sec).unwrap_or(0),
+            u32::try_from(now.tv_nsec).unwrap_or(0),
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn cpu_time() -> Option<Duration> {
+    None
+}
+
 /// `iters` requests in all, split over `threads` OS threads, each with its own clone of
-/// `service`; the wall time from the first thread starting to the last one finishing.
-pub fn threaded<S: Layered>(service: &S, threads: usize, iters: u64) -> Duration {
+/// `service`.
+pub fn threaded<S: Layered>(service: &S, threads: usize, iters: u64) -> Run {
     let barrier = Barrier::new(threads);
     let threads_u64 = threads as u64;
     // All clones first, one after the other, as `(0..n).map(|_| service.clone())` makes them:
     // whatever each clone allocates then sits side by side in memory.
     let clones: Vec<S> = (0..threads).map(|_| service.clone()).collect();
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+    let spans: Vec<(Instant, Instant, Option<Duration>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads_u64)
             .zip(clones)
             .map(|(t, mut service)| {
@@ -270,12 +311,17 @@ pub fn threaded<S: Layered>(service: &S, threads: usize, iters: u64) -> Duration
                 let share = iters / threads_u64 + u64::from(t < iters % threads_u64);
                 scope.spawn(move || {
                     let mut request = round_trip(&mut service, request());
+                    let cpu_before = cpu_time();
                     barrier.wait();
                     let start = Instant::now();
                     for _ in 0..share {
                         request = round_trip(&mut service, black_box(request));
                     }
-                    (start, Instant::now())
+                    let end = Instant::now();
+                    let cpu = cpu_time()
+                        .zip(cpu_before)
+                        .map(|(after, before)| after - before);
+                    (start, end, cpu)
                 })
             })
             .collect();
@@ -294,7 +340,10 @@ pub fn threaded<S: Layered>(service: &S, threads: usize, iters: u64) -> Duration
         .map(|s| s.1)
         .max()
         .expect("one thread at least");
-    last - first
+    Run {
+        wall: last - first,
+        cpu: spans.iter().map(|s| s.2).sum(),
+    }
 }
 
 /// `iters` requests driven the way applications drive services: `ready().await?.call(req).await`
