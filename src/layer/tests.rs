@@ -395,3 +395,17 @@ fn layer_service_and_future_are_send_and_sync() {
         >,
     >();
 }
+
+#[test]
+fn the_response_future_is_little_more_than_the_inner_one() {
+    // The hot path moves the future around: the rare states are boxed so that it stays the
+    // inner future plus a small check.
+    type Inner = tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<()>, Infallible>;
+    type InnerFuture = <Inner as Service<Request<Full<Bytes>>>>::Future;
+    let ours = std::mem::size_of::<crate::future::ResponseFuture<Inner, Full<Bytes>>>();
+    let inner = std::mem::size_of::<InnerFuture>();
+    assert!(
+        ours <= inner + 48,
+        "{ours} bytes around an inner future of {inner}"
+    );
+}
