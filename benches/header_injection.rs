@@ -427,7 +427,7 @@ fn paired_summary(results: &[(Mode, Variant, Paired)], line: &mut dyn FnMut(Stri
                     )
                 };
                 line(format!(
-                    "  {n} threads {head}   cpu {}   {free}",
+                    "  {n} thread(s) {head}   cpu {}   {free}",
                     spread(&p.cpu_ratios)
                 ));
             }
