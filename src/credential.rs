@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+use crate::cache::CachePadded;
 use crate::error::ConfigError;
 use crate::scope::Scopes;
 
@@ -287,9 +288,10 @@ impl Credential {
 
 /// A sensitive header value over zeroizing memory: a fresh allocation, shared by nobody else.
 ///
-/// Each service clone keeps its own copy, so threads never contend on one reference count.
+/// Each service clone keeps its own copy, so threads never contend on one reference count; the
+/// padding keeps that count off the cache line of any other clone's.
 pub(crate) fn sensitive_header(bytes: &[u8]) -> Option<HeaderValue> {
-    let owned = Bytes::from_owner(Zeroizing::new(bytes.to_vec()));
+    let owned = Bytes::from_owner(CachePadded(Zeroizing::new(bytes.to_vec())));
     let mut header = HeaderValue::from_maybe_shared(owned).ok()?;
     header.set_sensitive(true);
     Some(header)

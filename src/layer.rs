@@ -9,10 +9,10 @@ use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::cache::{CredentialCache, Local, Lookup};
+use crate::cache::{CachePadded, CredentialCache, Local, Lookup, PrivateCache};
 use crate::error::ConfigError;
 use crate::future::{Check, ResponseFuture, Retry};
-use crate::origin::AllowedHosts;
+use crate::origin::{AllowedHosts, LastAllowed};
 use crate::scope::ScopeCheckLayer;
 use crate::source::{ApiKey, Basic, SharedTokenSource};
 use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, ReplayPolicy};
@@ -239,9 +239,10 @@ impl<S> Layer<S> for InfobipAuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         InfobipAuth {
             inner,
-            cache: Arc::new(self.cache.clone()),
+            cache: Arc::new(CachePadded(self.cache.clone())),
             local: Local::default(),
             hosts: self.hosts.clone(),
+            last_allowed: LastAllowed::default(),
             replay: self.replay.clone(),
             renews: self.cache.source().renews(),
         }
@@ -270,9 +271,11 @@ impl fmt::Debug for InfobipAuthLayer {
 pub struct InfobipAuth<S> {
     inner: S,
     /// Per service clone, so requests bump no reference count shared across threads.
-    cache: Arc<CredentialCache>,
+    cache: PrivateCache,
     local: Local,
     hosts: AllowedHosts,
+    /// Per service clone: the origin last allowed, so a repeat skips the host parsing.
+    last_allowed: LastAllowed,
     replay: ReplayPolicy,
     renews: bool,
 }
@@ -318,6 +321,7 @@ impl<S> InfobipAuth<S> {
     }
 
     /// What a `401` to a request sent with credential `id` needs.
+    #[inline(always)]
     fn check<B: 'static>(&self, id: u64, request: &Request<B>) -> Check<S, B>
     where
         S: Clone,
@@ -326,9 +330,11 @@ impl<S> InfobipAuth<S> {
             return Check::fixed(id);
         }
         // A clone not driven to readiness: the replay drives it before calling.
-        let retry = self.replay.snapshot(request).map(|snapshot| Retry {
-            service: self.inner.clone(),
-            snapshot,
+        let retry = self.replay.snapshot(request).map(|snapshot| {
+            Box::new(Retry {
+                service: self.inner.clone(),
+                snapshot,
+            })
         });
         Check::renewing(id, Arc::clone(&self.cache), retry)
     }
@@ -339,9 +345,10 @@ impl<S: Clone> Clone for InfobipAuth<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            cache: Arc::new(CredentialCache::clone(&self.cache)),
+            cache: Arc::new(CachePadded(CredentialCache::clone(&self.cache))),
             local: Local::default(),
             hosts: self.hosts.clone(),
+            last_allowed: LastAllowed::default(),
             replay: self.replay.clone(),
             renews: self.renews,
         }
@@ -352,7 +359,7 @@ impl<S: fmt::Debug> fmt::Debug for InfobipAuth<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InfobipAuth")
             .field("inner", &self.inner)
-            .field("cache", &self.cache)
+            .field("cache", &self.cache.0)
             .field("hosts", &self.hosts)
             .field("replay", &self.replay)
             .finish()
@@ -377,6 +384,26 @@ where
         if request.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::sent(self.inner.call(request), None);
         }
+        // The hot path: the origin allowed last time and a fresh private header copy. One
+        // atomic load; no lock, no allocation, no clock read.
+        if self
+            .hosts
+            .allows_repeat(request.uri(), &mut self.last_allowed)
+            && let Some((header, id)) = self.cache.cached(&self.local)
+        {
+            let header = header.clone();
+            return self.send(request, header, id);
+        }
+        self.call_slow(request)
+    }
+}
+
+impl<S: Clone> InfobipAuth<S> {
+    /// Everything but the hot path: a refused origin, a credential to look up or wait for.
+    fn call_slow<B: 'static>(&mut self, request: Request<B>) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
         if !self.hosts.allows(request.uri()) {
             let origin = match (request.uri().scheme_str(), request.uri().authority()) {
                 (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
@@ -404,9 +431,9 @@ where
             }
         }
     }
-}
 
-impl<S: Clone> InfobipAuth<S> {
+    // Inlined into `call`, so the request is not moved once more on the hot path.
+    #[inline(always)]
     fn send<B: 'static>(
         &mut self,
         mut request: Request<B>,

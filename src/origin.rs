@@ -184,6 +184,35 @@ impl AllowedHosts {
         }
     }
 
+    /// [`allows`](Self::allows) remembering, in `last`, the origin it last allowed: a request
+    /// to exactly the same scheme and authority (byte for byte) is allowed without parsing the
+    /// host again. The answer depends on the scheme and the authority only, so an exact repeat
+    /// has the same answer; anything else takes the full check.
+    #[inline]
+    pub(crate) fn allows_repeat(&self, uri: &Uri, last: &mut LastAllowed) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return self.allows(uri);
+        };
+        let tag = if *scheme == Scheme::HTTPS {
+            LastAllowed::HTTPS
+        } else if *scheme == Scheme::HTTP {
+            LastAllowed::HTTP
+        } else {
+            return self.allows(uri); // never allowed; nothing to remember
+        };
+        let bytes = authority.as_str().as_bytes();
+        if last.scheme == tag && last.authority.get(..last.len) == Some(bytes) {
+            return true;
+        }
+        let allowed = self.allows(uri);
+        if allowed && let Some(slot) = last.authority.get_mut(..bytes.len()) {
+            slot.copy_from_slice(bytes);
+            last.len = bytes.len();
+            last.scheme = tag;
+        }
+        allowed
+    }
+
     /// Adds an origin, ending the default "any Infobip host".
     pub(crate) fn with(self, base: BaseUrl) -> Self {
         match self {
@@ -194,6 +223,42 @@ impl AllowedHosts {
                 Self::Listed(bases.into())
             }
         }
+    }
+}
+
+/// The origin a service clone last let a credential go to, kept inline (no allocation):
+/// authorities longer than its buffer are simply checked every time.
+#[derive(Clone)]
+pub(crate) struct LastAllowed {
+    /// `NONE`, `HTTPS` or `HTTP`.
+    scheme: u8,
+    len: usize,
+    authority: [u8; 64],
+}
+
+impl LastAllowed {
+    const NONE: u8 = 0;
+    const HTTPS: u8 = 1;
+    const HTTP: u8 = 2;
+}
+
+impl Default for LastAllowed {
+    fn default() -> Self {
+        Self {
+            scheme: Self::NONE,
+            len: 0,
+            authority: [0; 64],
+        }
+    }
+}
+
+impl fmt::Debug for LastAllowed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let authority = self.authority.get(..self.len).unwrap_or_default();
+        f.debug_struct("LastAllowed")
+            .field("scheme", &self.scheme)
+            .field("authority", &String::from_utf8_lossy(authority))
+            .finish()
     }
 }
 
@@ -233,6 +298,48 @@ mod tests {
         assert!(hosts.allows(&uri("http://127.0.0.1:8080/sms/2/text/advanced")));
         assert!(!hosts.allows(&uri("http://127.0.0.1:9090/sms/2/text/advanced")));
         assert!(!hosts.allows(&uri("https://xyz.api.infobip.com/")));
+        Ok(())
+    }
+
+    #[test]
+    fn remembering_the_last_origin_changes_no_answer() -> Result<(), ConfigError> {
+        let long = format!("https://{}.api.infobip.com/", "a".repeat(70));
+        let uris = [
+            "https://xyz12.api.infobip.com/sms/2/text/advanced",
+            "https://xyz12.api.infobip.com/sms/2/text/advanced",
+            "http://xyz12.api.infobip.com/sms/2/text/advanced",
+            "https://XYZ12.API.INFOBIP.COM/x",
+            "https://xyz12.api.infobip.com:8443/x",
+            "https://xyz12.api.infobip.com:443/x",
+            "https://user@xyz12.api.infobip.com/x",
+            "https://xyz12.api.infobip.com.evil.example/x",
+            "ftp://xyz12.api.infobip.com/x",
+            "/relative",
+            long.as_str(),
+            long.as_str(),
+            "http://127.0.0.1:8080/x",
+            "http://127.0.0.1:8080/x",
+            "https://127.0.0.1:8080/x",
+            "http://127.0.0.1:9090/x",
+            "https://xyz12.api.infobip.com/sms/2/text/advanced",
+        ];
+        let listed = AllowedHosts::Infobip.with(BaseUrl::new("http://127.0.0.1:8080")?);
+        for hosts in [AllowedHosts::Infobip, listed] {
+            let mut last = LastAllowed::default();
+            // Every order of neighbours: each URI after each other one.
+            for a in uris {
+                for b in uris {
+                    for u in [a, b] {
+                        let u = uri(u);
+                        assert_eq!(
+                            hosts.allows_repeat(&u, &mut last),
+                            hosts.allows(&u),
+                            "{u} after {last:?} with {hosts:?}"
+                        );
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

@@ -121,7 +121,15 @@ impl ReplayPolicy {
     }
 
     /// A copy of `request`, if its body type can be replayed.
+    #[inline]
     pub(crate) fn snapshot<B: 'static>(&self, request: &Request<B>) -> Option<Snapshot<B>> {
+        if self.cloners.is_empty() {
+            return None; // `never()`: nothing to look up on the hot path
+        }
+        self.copy(request)
+    }
+
+    fn copy<B: 'static>(&self, request: &Request<B>) -> Option<Snapshot<B>> {
         let (_, _, cloner) = self
             .cloners
             .iter()

@@ -240,6 +240,69 @@ async fn the_callers_own_authorization_is_left_alone() -> Result<(), BoxError> {
 }
 
 #[tokio::test]
+async fn the_callers_own_authorization_is_left_alone_once_a_credential_is_cached()
+-> Result<(), BoxError> {
+    // Both ways through the hot path: with a replay policy (look, then copy) and without (one
+    // probe that finds the caller's header), and for a fixed key. The inner service answers
+    // 401 to the caller's header: that 401 is the caller's, so nothing is renewed or replayed.
+    for replay in [ReplayPolicy::default(), ReplayPolicy::never()] {
+        let source = TestSource::expiring(Duration::from_secs(3600));
+        let layers = [
+            InfobipAuthLayer::new(source.clone()).replay(replay.clone()),
+            InfobipAuthLayer::api_key("key")?.replay(replay.clone()),
+        ];
+        for layer in layers {
+            let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let inner = service_fn({
+                let calls = calls.clone();
+                move |req: Request<Full<Bytes>>| {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let seen = authorization(&req);
+                    let code = if seen == "App mine" {
+                        StatusCode::UNAUTHORIZED
+                    } else {
+                        StatusCode::OK
+                    };
+                    async move {
+                        let mut response = Response::new(seen);
+                        *response.status_mut() = code;
+                        Ok::<_, Infallible>(response)
+                    }
+                }
+            });
+            let mut service = ServiceBuilder::new().layer(layer).service(inner);
+            // The first request caches the credential in this service clone.
+            let first = service.ready().await?.call(post("{}")).await?;
+            assert_ne!(first.body(), "<none>");
+            let fetches = source.fetches();
+            for url in [URL, "https://attacker.example/sms/2/text/advanced"] {
+                let mut request = Request::post(url).body(Full::new(Bytes::new()))?;
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, http::HeaderValue::from_static("App mine"));
+                let response = service.ready().await?.call(request).await?;
+                assert_eq!(response.body(), "App mine");
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+                assert!(response.extensions().get::<Error>().is_none());
+            }
+            assert_eq!(
+                calls.load(std::sync::atomic::Ordering::SeqCst),
+                3,
+                "no replay"
+            );
+            assert_eq!(source.fetches(), fetches, "no renewal");
+            let next = service.ready().await?.call(post("{}")).await?;
+            assert_eq!(
+                next.body(),
+                first.body(),
+                "the cached credential is still used"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn other_hosts_get_no_credential() -> Result<(), BoxError> {
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let inner = service_fn({
@@ -331,4 +394,18 @@ fn layer_service_and_future_are_send_and_sync() {
             Full<Bytes>,
         >,
     >();
+}
+
+#[test]
+fn the_response_future_is_little_more_than_the_inner_one() {
+    // The hot path moves the future around: the rare states are boxed so that it stays the
+    // inner future plus a small check.
+    type Inner = tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<()>, Infallible>;
+    type InnerFuture = <Inner as Service<Request<Full<Bytes>>>>::Future;
+    let ours = std::mem::size_of::<crate::future::ResponseFuture<Inner, Full<Bytes>>>();
+    let inner = std::mem::size_of::<InnerFuture>();
+    assert!(
+        ours <= inner + 48,
+        "{ours} bytes around an inner future of {inner}"
+    );
 }
