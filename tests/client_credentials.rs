@@ -13,8 +13,8 @@ use infobip_auth::{BoxError, ErrorKind, InfobipAuthLayer};
 use tower::Layer as _;
 
 use support::{
-    Authenticated, assert_backoff, client, ours, reports, requests_over_time, send,
-    send_concurrently, sms, transport,
+    Authenticated, assert_backoff, assert_transient_500s_then_recovery, client, ours, reports,
+    requests_over_time, send, send_concurrently, sms, transport,
 };
 
 const CLIENT_ID: &str = "my-client";
@@ -153,25 +153,7 @@ async fn a_failing_token_endpoint_is_retried_with_backoff_and_recovers() -> Resu
         "three failures, one success, nothing in between"
     );
     assert_backoff(&attempts, Duration::from_secs(1));
-    let mut recovered = false;
-    for outcome in &outcomes {
-        match outcome {
-            Ok(status) => {
-                assert_eq!(*status, StatusCode::OK);
-                recovered = true;
-            }
-            Err(err) => {
-                assert!(!recovered, "failed after recovery: {err}");
-                let err = ours(err)?;
-                assert!(err.is_transient(), "{err:?}");
-                assert!(
-                    matches!(err.kind(), ErrorKind::TokenEndpoint(api) if api.status() == 500),
-                    "{err:?}"
-                );
-            }
-        }
-    }
-    assert!(recovered, "service came back without a restart");
+    assert_transient_500s_then_recovery(&outcomes)?;
     Ok(())
 }
 

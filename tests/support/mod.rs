@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infobip_auth::mock::MockServer;
 use infobip_auth::source::Transport;
-use infobip_auth::{BoxError, Error, InfobipAuth};
+use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuth};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt as _};
 
@@ -85,6 +85,33 @@ pub async fn send_concurrently(
 /// The crate's error inside a boxed service error.
 pub fn ours(err: &BoxError) -> Result<&Error, BoxError> {
     Error::find(&**err).ok_or_else(|| format!("not an infobip_auth::Error: {err}").into())
+}
+
+/// Every outcome before the first success is a transient `500` from the token endpoint, every
+/// one after it a success, and there is one: the service came back without a restart.
+pub fn assert_transient_500s_then_recovery(
+    outcomes: &[Result<StatusCode, BoxError>],
+) -> Result<(), BoxError> {
+    let mut recovered = false;
+    for outcome in outcomes {
+        match outcome {
+            Ok(status) => {
+                assert_eq!(*status, StatusCode::OK);
+                recovered = true;
+            }
+            Err(err) => {
+                assert!(!recovered, "failed after recovery: {err}");
+                let err = ours(err)?;
+                assert!(err.is_transient(), "{err:?}");
+                assert!(
+                    matches!(err.kind(), ErrorKind::TokenEndpoint(api) if api.status() == 500),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+    assert!(recovered, "service came back without a restart");
+    Ok(())
 }
 
 /// Sends a request every `every` until `until` has passed, and answers when each token
