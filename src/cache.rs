@@ -229,8 +229,7 @@ struct Failure {
 /// Keeps a value alone on its cache lines. Requests bump reference counts that belong to one
 /// service clone (its cache handle, its header copy); clones made one after another allocate
 /// these side by side, and two counts on one line, written by two cores, would contend just
-/// like one shared count. 128 bytes, not 64: x86's adjacent-line prefetcher pairs lines
-/// (crossbeam's `CachePadded` makes the same choice).
+/// like one shared count. 128 bytes, not 64: x86's adjacent-line prefetcher pairs lines.
 #[repr(align(128))]
 pub(crate) struct CachePadded<T>(pub(crate) T);
 

@@ -1,8 +1,7 @@
 //! [`ScopeClassifier`]: tower-http's response classification, by the scopes involved.
 //!
 //! A `403` means something different for each endpoint (which scopes would grant it), so the
-//! classifier is made per request from its method and path: a [`MakeClassifier`], as
-//! tower-http's docs suggest for classifiers that depend on the URI or method. Plug it into
+//! classifier is made per request from its method and path: a [`MakeClassifier`]. Plug it into
 //! `TraceLayer::new(ScopeClassifier::new())`, or build a retry policy on it.
 
 use std::any::Any;

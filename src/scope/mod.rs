@@ -86,8 +86,8 @@
 //! gets `Err` has lost the response, so its headers (request ids for Infobip support) and body
 //! are gone; layers around this one that judge answers by status (`TraceLayer`, retries,
 //! metrics) would count a refusal as a transport failure; and the auth layer around this one
-//! must see a `401` as a response to renew the credential and replay. tower-http's CSRF layer
-//! does the same with its 403s. [`ScopeCheckLayer::reject_forbidden`] turns a `403` into
+//! must see a `401` as a response to renew the credential and replay.
+//! [`ScopeCheckLayer::reject_forbidden`] turns a `403` into
 //! `Err(Error)`, the same value, for callers who prefer `?`; a `401` stays a response.
 //!
 //! To classify, the layer reads the start of a `401` or `403` body, at most 64 KiB
