@@ -381,9 +381,6 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if request.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::sent(self.inner.call(request), None);
-        }
         // The hot path: the origin allowed last time and a fresh private header copy. One
         // atomic load; no lock, no allocation, no clock read.
         if self
@@ -393,6 +390,9 @@ where
         {
             let header = header.clone();
             return self.send(request, header, id);
+        }
+        if request.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::sent(self.inner.call(request), None);
         }
         self.call_slow(request)
     }
@@ -444,7 +444,11 @@ impl<S: Clone> InfobipAuth<S> {
         S: Service<Request<B>>,
     {
         let check = self.check(id, &request);
-        request.headers_mut().insert(AUTHORIZATION, header);
+        // One lookup sets the credential and finds a caller's own, which is put back and wins.
+        if let Some(own) = request.headers_mut().insert(AUTHORIZATION, header) {
+            request.headers_mut().insert(AUTHORIZATION, own);
+            return ResponseFuture::sent(self.inner.call(request), None);
+        }
         ResponseFuture::sent(self.inner.call(request), Some(check))
     }
 }
