@@ -143,12 +143,21 @@ impl RefreshPolicy {
             };
         }
         if let Some(idle) = credential.idle_limit() {
-            let dies = last_use + idle.saturating_sub(idle_tick(idle));
+            let dies = later(last_use, idle.saturating_sub(idle_tick(idle)));
             deadlines.wait = Some(deadlines.wait.map_or(dies, |wait| wait.min(dies)));
             deadlines.expires = Some(deadlines.expires.map_or(dies, |at| at.min(dies)));
         }
         deadlines
     }
+}
+
+/// `at + delay`, or a far-off instant when that is beyond what the clock can hold: huge
+/// durations (a caller's `Duration::MAX`) mean "never", not a panic.
+fn later(at: Instant, delay: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(delay)
+        .or_else(|| at.checked_add(CENTURY))
+        .unwrap_or(at)
 }
 
 /// How often use of a sliding (idle-timeout) credential is sampled. The credential is deemed
@@ -218,6 +227,21 @@ struct State {
     /// The last credential published, handed to the next fetch as `previous`.
     previous: Option<Credential>,
     last_id: u64,
+}
+
+impl State {
+    /// The fetch in flight, if any. A flight that ended without recording itself (its task was
+    /// dropped before it started, as a runtime shutting down does) is cleared, not waited on.
+    fn current_flight(&mut self) -> Option<Flight> {
+        if self
+            .flight
+            .as_ref()
+            .is_some_and(|flight| flight.peek().is_some())
+        {
+            self.flight = None;
+        }
+        self.flight.clone()
+    }
 }
 
 struct Failure {
@@ -381,10 +405,17 @@ impl CredentialCache {
                         return Lookup::Ready(credential.clone(), slot.id);
                     }
                     Phase::Ahead => {
+                        self.shared.used.store(true, Ordering::Relaxed);
                         self.refresh_in_background(slot.id);
                         return Lookup::Ready(credential.clone(), slot.id);
                     }
-                    Phase::Wait => fallback = Some((credential.clone(), slot.id)),
+                    Phase::Wait => {
+                        fallback = Some(Fallback {
+                            credential: credential.clone(),
+                            id: slot.id,
+                            expires: slot.deadlines.expires,
+                        });
+                    }
                     Phase::Expired => {}
                 }
             }
@@ -392,12 +423,15 @@ impl CredentialCache {
             if self.shared.slot.load().id != slot.id {
                 continue; // published while we looked: look again
             }
-            if let Some(flight) = &state.flight {
-                return Lookup::Wait(CredentialWait::new(flight.clone(), fallback));
+            if let Some(flight) = state.current_flight() {
+                return Lookup::Wait(CredentialWait::new(flight, fallback));
             }
             if let Some(failure) = state.failure.as_ref().filter(|f| now < f.retry_at) {
                 return match fallback {
-                    Some((credential, id)) => Lookup::Ready(credential, id),
+                    Some(Fallback { credential, id, .. }) => {
+                        self.shared.used.store(true, Ordering::Relaxed);
+                        Lookup::Ready(credential, id)
+                    }
                     None => Lookup::Failed(failure.error.clone()),
                 };
             }
@@ -439,8 +473,8 @@ impl CredentialCache {
     pub(crate) async fn refresh(&self) -> Result<(Credential, u64), Error> {
         let flight = {
             let mut state = self.lock();
-            match &state.flight {
-                Some(flight) => flight.clone(),
+            match state.current_flight() {
+                Some(flight) => flight,
                 None => self.start_fetch(&mut state)?,
             }
         };
@@ -449,19 +483,21 @@ impl CredentialCache {
 
     /// Ends the current credential at the server and forgets it.
     pub(crate) async fn revoke(&self) -> Result<(), Error> {
-        let in_flight = self.lock().flight.clone();
-        if let Some(flight) = in_flight {
-            let _ = flight.await;
-        }
-        let credential = {
+        let credential = loop {
             let mut state = self.lock();
+            // A fetch in flight would publish a credential right after: let it, then end it.
+            if let Some(flight) = state.current_flight() {
+                drop(state);
+                let _ = flight.await;
+                continue;
+            }
             let slot = self.shared.slot.load_full();
             self.shared.slot.store(Arc::new(Slot {
                 id: slot.id,
                 ..Slot::default()
             }));
             self.bump();
-            state.previous.take()
+            break state.previous.take();
         };
         match credential {
             Some(credential) => self.shared.source.revoke(&credential).await,
@@ -476,7 +512,7 @@ impl CredentialCache {
             .failure
             .as_ref()
             .is_some_and(|f| Instant::now() < f.retry_at);
-        if state.flight.is_none() && !backing_off && self.shared.slot.load().id == id {
+        if state.current_flight().is_none() && !backing_off && self.shared.slot.load().id == id {
             event!(
                 debug,
                 source = self.shared.source.name(),
@@ -495,14 +531,16 @@ impl CredentialCache {
             })
         })?;
         state.flight_no += 1;
-        let guard = FetchGuard {
-            shared: Arc::clone(&self.shared),
-            flight_no: state.flight_no,
-            done: false,
-        };
+        let (shared, flight_no) = (Arc::clone(&self.shared), state.flight_no);
         let previous = state.previous.clone();
+        // The guard is made inside the task: a runtime that is shutting down drops a new task
+        // at once, inside `spawn`, while this thread still holds the state lock.
         let task = runtime.spawn(async move {
-            let mut guard = guard;
+            let mut guard = FetchGuard {
+                shared,
+                flight_no,
+                done: false,
+            };
             #[cfg(feature = "tracing")]
             let started = Instant::now();
             event!(
@@ -606,7 +644,7 @@ fn finish(
                 );
                 state.failure = Some(Failure {
                     error: error.clone(),
-                    retry_at: now + delay,
+                    retry_at: later(now, delay),
                     count,
                 });
             }
@@ -645,8 +683,15 @@ async fn watch(shared: Weak<Shared>, id: u64, published: Instant) {
             let next = slot.deadlines.all().filter(|at| *at > announced).min();
             let tick = credential
                 .idle_limit()
-                .map(|idle| announced + idle_tick(idle));
-            match next.into_iter().chain(tick).min() {
+                .map(|idle| later(announced, idle_tick(idle)));
+            // With keep-alive, a failed refresh is tried again when its backoff ends.
+            let retry = shared
+                .policy
+                .keep_alive
+                .then(|| lock(&shared).failure.as_ref().map(|f| f.retry_at))
+                .flatten()
+                .filter(|at| *at > announced);
+            match next.into_iter().chain(tick).chain(retry).min() {
                 Some(wake) => wake,
                 None => return,
             }
@@ -673,27 +718,19 @@ async fn watch(shared: Weak<Shared>, id: u64, published: Instant) {
             }
         }
         let slot = shared.slot.load_full();
-        let passed: Vec<Instant> = slot
-            .deadlines
-            .all()
-            .filter(|at| *at > announced && *at <= now)
-            .collect();
-        if !passed.is_empty() {
+        if slot.deadlines.all().any(|at| at > announced && at <= now) {
             shared.generation.0.fetch_add(1, Ordering::Release);
-            let cache = CredentialCache {
+        }
+        let phase = slot.deadlines.phase(now);
+        if shared.policy.keep_alive && matches!(phase, Phase::Ahead | Phase::Wait) {
+            // A no-op while a fetch runs or a backoff is in force.
+            CredentialCache {
                 shared: Arc::clone(&shared),
-            };
-            if shared.policy.keep_alive
-                && slot
-                    .deadlines
-                    .refresh
-                    .is_some_and(|at| passed.contains(&at))
-            {
-                cache.refresh_in_background(id);
             }
+            .refresh_in_background(id);
         }
         announced = now;
-        if slot.deadlines.phase(now) == Phase::Expired {
+        if phase == Phase::Expired {
             return;
         }
     }
@@ -732,11 +769,18 @@ impl std::error::Error for Cancelled {}
 /// previous credential is served instead.
 pub(crate) struct CredentialWait {
     flight: Flight,
-    fallback: Option<(Credential, u64)>,
+    fallback: Option<Fallback>,
+}
+
+/// The credential a waiter falls back on if the fetch fails: still valid until `expires`.
+struct Fallback {
+    credential: Credential,
+    id: u64,
+    expires: Option<Instant>,
 }
 
 impl CredentialWait {
-    fn new(flight: Flight, fallback: Option<(Credential, u64)>) -> Self {
+    fn new(flight: Flight, fallback: Option<Fallback>) -> Self {
         Self { flight, fallback }
     }
 }
@@ -747,10 +791,8 @@ impl Future for CredentialWait {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let result = std::task::ready!(self.flight.poll_unpin(cx));
         Poll::Ready(match (result, self.fallback.take()) {
-            (Err(_), Some((credential, id)))
-                if credential.expiry().is_none_or(|at| Instant::now() < at) =>
-            {
-                Ok((credential, id))
+            (Err(_), Some(fallback)) if fallback.expires.is_none_or(|at| Instant::now() < at) => {
+                Ok((fallback.credential, fallback.id))
             }
             (result, _) => result,
         })

@@ -12,7 +12,7 @@ use tower_service::Service;
 use crate::cache::{CachePadded, CredentialCache, Local, Lookup, PrivateCache};
 use crate::error::ConfigError;
 use crate::future::{Check, ResponseFuture, Retry};
-use crate::origin::{AllowedHosts, LastAllowed};
+use crate::origin::{AllowedHosts, LastAllowed, origin_of};
 use crate::scope::ScopeCheckLayer;
 use crate::source::{ApiKey, Basic, SharedTokenSource};
 use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, ReplayPolicy};
@@ -263,9 +263,9 @@ impl fmt::Debug for InfobipAuthLayer {
 /// credential, and after a `401` renews it and replays the request once.
 ///
 /// Its error type is [`BoxError`]: the inner service's errors pass through, and the layer's own
-/// failures are an [`Error`]. A `401` the layer could not cure is returned as the response, with
-/// an [`Error`] of kind [`InvalidCredentials`](ErrorKind::InvalidCredentials) in its
-/// extensions.
+/// failures are an [`Error`]. A `401` that is not replayed, or refused again, is returned as the
+/// response, with an [`Error`] of kind [`InvalidCredentials`](ErrorKind::InvalidCredentials) in
+/// its extensions; if the renewal before a replay fails, that failure is the error.
 ///
 /// See [`InfobipAuthLayer`] for an example.
 pub struct InfobipAuth<S> {
@@ -405,10 +405,7 @@ impl<S: Clone> InfobipAuth<S> {
         S: Service<Request<B>>,
     {
         if !self.hosts.allows(request.uri()) {
-            let origin = match (request.uri().scheme_str(), request.uri().authority()) {
-                (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
-                _ => request.uri().to_string(),
-            };
+            let origin = origin_of(request.uri());
             return ResponseFuture::failed(ErrorKind::HostNotAllowed { origin }.into());
         }
         if let Some((header, id)) = self.cache.cached(&self.local) {

@@ -14,9 +14,10 @@
 //!   retried with jittered exponential backoff (at least `Retry-After`), and a still-valid
 //!   credential keeps being served meanwhile. See [`RefreshPolicy`].
 //! * **`401`.** The refused credential (and only that one) is invalidated, renewed once, and the
-//!   request replayed once when its body can be copied ([`ReplayPolicy`]). A `401` that cannot be
-//!   cured comes back as the response, with an [`Error`] of kind
-//!   [`InvalidCredentials`](ErrorKind::InvalidCredentials) in its extensions.
+//!   request replayed once when its body can be copied ([`ReplayPolicy`]). A `401` that is not
+//!   replayed, or refused again, comes back as the response, with an [`Error`] of kind
+//!   [`InvalidCredentials`](ErrorKind::InvalidCredentials) in its extensions; if the renewal
+//!   itself fails, its error is returned instead.
 //! * **`403`.** [`ScopeCheckLayer`] names the scopes the endpoint needs (from a catalogue of all
 //!   943 Infobip operations) and the ones the credential holds, and refuses before sending what
 //!   is certain to be refused.

@@ -43,7 +43,7 @@ impl BaseUrl {
     /// ```
     pub fn new(url: &str) -> Result<Self, ConfigError> {
         let invalid = |reason| ConfigError::InvalidUrl {
-            url: url.to_owned(),
+            url: redacted(url),
             reason,
         };
         let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
@@ -142,6 +142,35 @@ impl fmt::Display for BaseUrl {
 impl fmt::Debug for BaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BaseUrl({self})")
+    }
+}
+
+/// `url` as it may be shown: scheme, host, port and path, never user information or a query
+/// (either may hold a secret).
+pub(crate) fn redacted(url: &str) -> String {
+    match url.parse::<Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => {
+                format!("{scheme}://{}{}", host_port(authority), uri.path())
+            }
+            _ => uri.path().to_owned(),
+        },
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
+/// The origin a request goes to, for an error message: no user information, path or query.
+pub(crate) fn origin_of(uri: &Uri) -> String {
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{}", host_port(authority)),
+        _ => "(no host)".to_owned(),
+    }
+}
+
+fn host_port(authority: &Authority) -> String {
+    match authority.port_u16() {
+        Some(port) => format!("{}:{port}", authority.host()),
+        None => authority.host().to_owned(),
     }
 }
 
@@ -341,6 +370,23 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    #[test]
+    fn errors_never_repeat_user_information_or_queries() {
+        for url in [
+            "https://user:hunter2@api.infobip.com",
+            "https://api.infobip.com/?apikey=hunter2",
+            "http://bob:hunter2@example.com/x?token=hunter2",
+        ] {
+            let shown = BaseUrl::new(url)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(!shown.is_empty() && !shown.contains("hunter2"), "{shown}");
+        }
+        let uri = uri("https://bob:hunter2@evil.example:8443/x?k=hunter2");
+        assert_eq!(origin_of(&uri), "https://evil.example:8443");
     }
 
     #[test]

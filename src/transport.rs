@@ -161,8 +161,9 @@ impl Transport {
         fields: &[(&str, &str)],
     ) -> Result<Answer, Error> {
         let body = serde_urlencoded::to_string(fields).map_err(|_| {
-            Error::new(ErrorKind::MalformedResponse {
-                reason: "a form field could not be encoded".into(),
+            Error::from(crate::ConfigError::Invalid {
+                what: "request body",
+                reason: "a form field could not be encoded",
             })
         })?;
         let body = Zeroizing::new(body);

@@ -308,3 +308,46 @@ async fn no_runtime_is_a_typed_error_not_a_panic() {
     .join();
     assert!(matches!(outcome, Ok(true)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_retries_a_failed_refresh_while_idle() {
+    let source = TestSource::expiring(MINUTE);
+    let cache = CredentialCache::new(
+        SharedTokenSource::from(source.clone()),
+        RefreshPolicy::default().keep_alive(true),
+    );
+    assert_eq!(token(&cache.get().await), "token-1");
+    source.fail_next([transient()]);
+    // Idle for the token's whole life: the refresh at ~45 s fails, its retry after the
+    // backoff (≤ 1 s) succeeds before the token expires.
+    for _ in 0..59 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle().await;
+    }
+    assert_eq!(source.fetches(), 3, "first fetch, failed refresh, retry");
+    assert_eq!(token(&cache.get().await), "token-3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn huge_durations_mean_never_not_a_panic() {
+    let source = TestSource::sliding(Duration::MAX);
+    let cache = CredentialCache::new(
+        SharedTokenSource::from(source.clone()),
+        RefreshPolicy::default().backoff(Duration::MAX, Duration::MAX),
+    );
+    assert_eq!(token(&cache.get().await), "token-1");
+    tokio::time::advance(HOUR).await;
+    settle().await;
+    assert_eq!(token(&cache.get().await), "token-1");
+    let failing = TestSource::expiring(HOUR);
+    failing.fail_next([transient()]);
+    let cache = CredentialCache::new(
+        SharedTokenSource::from(failing),
+        RefreshPolicy::default().backoff(Duration::MAX, Duration::MAX),
+    );
+    assert!(cache.get().await.is_err());
+    assert!(
+        cache.get().await.is_err(),
+        "backing off, for a very long time"
+    );
+}

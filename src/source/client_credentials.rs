@@ -328,7 +328,7 @@ impl Builder {
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("base_url", &self.base_url)
+            .field("base_url", &crate::origin::redacted(&self.base_url))
             .field("client_id", &self.client_id)
             .field("client_secret", &REDACTED)
             .field("transport", &self.transport)

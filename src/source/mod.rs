@@ -85,8 +85,8 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     /// server allows one live credential at a time (an IBSSO session) ends it first.
     ///
     /// # Errors
-    /// The typed [`Error`] of the failed token request; transient ones
-    /// ([`Error::is_transient`]) are retried after a backoff.
+    /// The typed [`Error`] of the failed token request. The cache tries again after a backoff
+    /// (at least the server's `Retry-After`), and meanwhile serves a credential still valid.
     fn fetch(
         &self,
         previous: Option<&Credential>,

@@ -72,6 +72,9 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// The shortest idle timeout accepted: below it every request would renew the session.
 const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The longest idle timeout accepted: Infobip's sessions last 60 minutes unless shortened.
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// An Infobip user's username and password, exchanged for an IBSSO session token.
 ///
 /// Sessions suit apps whose users sign in with their own Infobip credentials, so the app never
@@ -247,7 +250,7 @@ impl Builder {
     }
 
     /// How long Infobip keeps an unused session (default 60 minutes, Infobip's default).
-    /// Set it to your account's session length if you shortened it. At least one second.
+    /// Set it to your account's session length if you shortened it. From one second to one day.
     ///
     /// ```
     /// # use infobip_auth::source::{Session, Transport};
@@ -331,10 +334,10 @@ impl Builder {
         if self.password.is_empty() {
             return Err(ConfigError::Empty { what: "password" });
         }
-        if self.idle_timeout < MIN_IDLE_TIMEOUT {
+        if !(MIN_IDLE_TIMEOUT..=MAX_IDLE_TIMEOUT).contains(&self.idle_timeout) {
             return Err(ConfigError::Invalid {
                 what: "idle timeout",
-                reason: "it must be at least one second",
+                reason: "it must be from one second to one day",
             });
         }
         let transport = self.transport.ok_or(ConfigError::Invalid {
@@ -356,7 +359,7 @@ impl Builder {
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("base_url", &self.base_url)
+            .field("base_url", &crate::origin::redacted(&self.base_url))
             .field("username", &self.username)
             .field("password", &REDACTED)
             .field("transport", &self.transport)

@@ -444,7 +444,8 @@ impl Builder {
     }
 
     /// The redirect URI registered for the app, where Infobip sends the user back with the
-    /// code. HTTPS, plain HTTP on a loopback host, or a native app's own scheme.
+    /// code. HTTPS, plain HTTP on a loopback host, or a native app's own scheme written
+    /// `scheme://…` (the `scheme:/path` form is refused: it does not parse as a URI here).
     ///
     /// ```
     /// # use infobip_auth::source::AuthCodeFlow;
@@ -589,7 +590,7 @@ fn check_redirect_uri(uri: &str) -> Result<(), ConfigError> {
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("base_url", &self.base_url)
+            .field("base_url", &crate::origin::redacted(&self.base_url))
             .field("client_id", &self.client_id)
             .field(
                 "client_secret",

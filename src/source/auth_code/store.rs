@@ -308,10 +308,15 @@ impl<'de> Deserialize<'de> for StoredToken {
             account: Account,
         }
         let wire = Wire::deserialize(deserializer)?;
+        let expires_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(wire.expires_at))
+            .ok_or_else(|| {
+                serde::de::Error::custom("expiresAt is beyond any representable time")
+            })?;
         Ok(Self {
             token_type: wire.token_type,
             token: Zeroizing::new(wire.token),
-            expires_at: UNIX_EPOCH + Duration::from_secs(wire.expires_at),
+            expires_at,
             account: wire.account,
         })
     }
