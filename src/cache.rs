@@ -484,20 +484,23 @@ impl CredentialCache {
     /// Ends the current credential at the server and forgets it.
     pub(crate) async fn revoke(&self) -> Result<(), Error> {
         let credential = loop {
-            let mut state = self.lock();
             // A fetch in flight would publish a credential right after: let it, then end it.
-            if let Some(flight) = state.current_flight() {
-                drop(state);
-                let _ = flight.await;
-                continue;
-            }
-            let slot = self.shared.slot.load_full();
-            self.shared.slot.store(Arc::new(Slot {
-                id: slot.id,
-                ..Slot::default()
-            }));
-            self.bump();
-            break state.previous.take();
+            let flight = {
+                let mut state = self.lock();
+                match state.current_flight() {
+                    Some(flight) => flight,
+                    None => {
+                        let slot = self.shared.slot.load_full();
+                        self.shared.slot.store(Arc::new(Slot {
+                            id: slot.id,
+                            ..Slot::default()
+                        }));
+                        self.bump();
+                        break state.previous.take();
+                    }
+                }
+            };
+            let _ = flight.await;
         };
         match credential {
             Some(credential) => self.shared.source.revoke(&credential).await,
