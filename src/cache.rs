@@ -590,11 +590,7 @@ fn adopt(local: &mut Local, slot: &Slot, generation: u64) {
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
-    // The lock guards plain bookkeeping that is consistent between statements.
-    shared
-        .state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    crate::sync::lock(&shared.state)
 }
 
 /// Records a fetch's result (publishing a credential, or starting a backoff) and clears its

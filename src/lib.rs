@@ -128,6 +128,7 @@ mod replay;
 pub mod reqwest;
 pub mod scope;
 pub mod source;
+mod sync;
 mod trace;
 mod transport;
 

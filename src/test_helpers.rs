@@ -63,9 +63,7 @@ pub(crate) fn transient() -> Error {
     Error::new(ErrorKind::Timeout)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sync::lock;
 
 impl TokenSource for TestSource {
     async fn fetch(&self, previous: Option<&Credential>) -> Result<Credential, Error> {

@@ -309,6 +309,17 @@ pub(crate) fn token_credential(scheme: &str, token: &str) -> Result<Credential, 
     })
 }
 
+/// A count of seconds sent as a JSON number or a numeric string (`expires_in`: Infobip's
+/// examples disagree on which); `None` for anything else, infinities and NaN included.
+pub(crate) fn seconds(value: &serde_json::Value) -> Option<f64> {
+    let seconds = match value {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    seconds.is_finite().then_some(seconds)
+}
+
 /// `Retry-After` in seconds (the form Infobip uses); HTTP dates are not honoured.
 fn retry_after(answer: &Answer) -> Option<Duration> {
     let seconds: u64 = answer

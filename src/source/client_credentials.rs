@@ -141,13 +141,8 @@ struct Granted {
 
 /// The lifetime to believe for `expires_in` (see the table in the [module docs](self)).
 fn lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
-    let seconds = match expires_in {
-        Some(serde_json::Value::Number(n)) => n.as_f64(),
-        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
-    match seconds {
-        Some(s) if s.is_finite() && s > 0.0 => {
+    match expires_in.and_then(transport::seconds) {
+        Some(s) if s > 0.0 => {
             Duration::from_secs_f64(s.min(MAX_LIFETIME.as_secs_f64())).max(MIN_LIFETIME)
         }
         _ => DEFAULT_LIFETIME,
@@ -310,10 +305,7 @@ impl Builder {
                 what: "client secret",
             });
         }
-        let transport = self.transport.ok_or(ConfigError::Invalid {
-            what: "transport",
-            reason: "a token source needs a transport to reach Infobip: call `.transport(..)`",
-        })?;
+        let transport = super::required(self.transport)?;
         Ok(ClientCredentials {
             base,
             endpoint,

@@ -58,6 +58,14 @@ pub use session::Session;
 use crate::error::ConfigError;
 use crate::{BaseUrl, Credential, Error};
 
+/// The transport a builder was given; sources that call token endpoints cannot do without one.
+fn required(transport: Option<Transport>) -> Result<Transport, ConfigError> {
+    transport.ok_or(ConfigError::Invalid {
+        what: "transport",
+        reason: "a token source needs a transport to reach Infobip: call `.transport(..)`",
+    })
+}
+
 /// The URL of a token endpoint: `path` under `base`. The path is Infobip's by default; a
 /// gateway in front of Infobip may move it, so it is checked here rather than trusted.
 fn token_endpoint(base: &BaseUrl, path: &str) -> Result<http::Uri, ConfigError> {

@@ -340,10 +340,7 @@ impl Builder {
                 reason: "it must be from one second to one day",
             });
         }
-        let transport = self.transport.ok_or(ConfigError::Invalid {
-            what: "transport",
-            reason: "a token source needs a transport to reach Infobip: call `.transport(..)`",
-        })?;
+        let transport = super::required(self.transport)?;
         Ok(Session {
             base,
             endpoint,

@@ -544,10 +544,7 @@ impl Builder {
             return Err(ConfigError::Empty { what: "scope" });
         }
         let scope = scopes.join(" ");
-        let transport = self.transport.ok_or(ConfigError::Invalid {
-            what: "transport",
-            reason: "none was set: pass an HTTP client with `.transport(..)`",
-        })?;
+        let transport = crate::source::required(self.transport)?;
         Ok(AuthCodeFlow(Arc::new(Inner {
             base,
             client_id: self.client_id,

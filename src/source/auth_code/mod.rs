@@ -68,7 +68,7 @@ mod flow;
 mod store;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -80,6 +80,7 @@ pub use store::{MemoryStore, StoredToken, TokenStore};
 
 use crate::origin::AllowedHosts;
 use crate::source::TokenSource;
+use crate::sync::lock;
 use crate::trace::event;
 use crate::transport::{Answer, check_status, token_credential};
 use crate::{Account, BaseUrl, Credential, Error, ErrorKind};
@@ -255,13 +256,6 @@ impl AuthCode {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each value is replaced whole, so a poisoned lock still holds a consistent one.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The server refused a refresh: `cause` says how. (A plain function: inside the `async fn`,
 /// the generic `with_source` trips rustc's higher-ranked `Send` check, rust-lang/rust#102211.)
 fn reauthorization_required(cause: Error) -> Error {
@@ -361,13 +355,8 @@ pub(crate) fn parse_token(
 
 /// `expires_in` as a number or a numeric string of seconds; `None` for anything else or zero.
 fn seconds(value: &serde_json::Value) -> Option<Duration> {
-    let seconds = match value {
-        serde_json::Value::Number(n) => n.as_f64()?,
-        serde_json::Value::String(s) => s.trim().parse().ok()?,
-        _ => return None,
-    };
-    (seconds.is_finite() && seconds >= 1.0)
-        .then(|| Duration::from_secs_f64(seconds.min(366.0 * 24.0 * 3600.0)))
+    let seconds = crate::transport::seconds(value)?;
+    (seconds >= 1.0).then(|| Duration::from_secs_f64(seconds.min(366.0 * 24.0 * 3600.0)))
 }
 
 #[cfg(test)]

@@ -127,10 +127,7 @@ impl MemoryStore {
     }
 
     fn slot(&self) -> MutexGuard<'_, Option<StoredToken>> {
-        // The slot is replaced whole, so a poisoned lock still holds a consistent value.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.0)
     }
 }
 

@@ -3,6 +3,7 @@
 //! `tests/auth_code.rs`.
 
 use std::collections::HashMap;
+use std::sync::MutexGuard;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
