@@ -13,8 +13,9 @@ use infobip_auth::{BoxError, ErrorKind, InfobipAuthLayer};
 use tower::Layer as _;
 
 use support::{
-    Authenticated, assert_backoff, assert_transient_500s_then_recovery, client, ours, reports,
-    requests_over_time, send, send_concurrently, sms, transport,
+    Authenticated, assert_backoff, assert_refused_without_a_loop,
+    assert_transient_500s_then_recovery, client, ours, reports, requests_over_time, send,
+    send_concurrently, sms, transport,
 };
 
 const USER: &str = "alice";
@@ -223,25 +224,7 @@ async fn a_wrong_password_is_reported_and_never_retried_in_a_loop() -> Result<()
         Duration::from_secs(60),
     )
     .await;
-    for outcome in &outcomes {
-        let err = outcome
-            .as_ref()
-            .err()
-            .ok_or("served with a wrong password")?;
-        let err = ours(err)?;
-        let ErrorKind::InvalidCredentials(api) = err.kind() else {
-            return Err(format!("{err:?}").into());
-        };
-        assert_eq!(api.code(), Some("UNAUTHORIZED"));
-        assert_eq!(api.text(), Some("Invalid login details"));
-        assert!(!format!("{err} {err:?}").contains("wrong-password"));
-    }
-    // 600 requests in a minute; backoff 1, 2, 4, 8, 16, 32 s (at least half each).
-    assert!(
-        (2..=8).contains(&attempts.len()),
-        "{} attempts",
-        attempts.len()
-    );
+    assert_refused_without_a_loop(&outcomes, &attempts, "wrong-password")?;
     assert_eq!(server.counters().resource_requests("IBSSO"), 0);
     Ok(())
 }

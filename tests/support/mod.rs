@@ -114,6 +114,35 @@ pub fn assert_transient_500s_then_recovery(
     Ok(())
 }
 
+/// Every outcome is Infobip's `UNAUTHORIZED` "Invalid login details", with `secret` in neither
+/// its `Display` nor its `Debug`; a minute of requests tried the token endpoint only as often
+/// as the backoff allows (1, 2, 4, 8, 16, 32 s, each at least half), never in a loop.
+pub fn assert_refused_without_a_loop(
+    outcomes: &[Result<StatusCode, BoxError>],
+    attempts: &[Instant],
+    secret: &str,
+) -> Result<(), BoxError> {
+    for outcome in outcomes {
+        let err = outcome
+            .as_ref()
+            .err()
+            .ok_or("served with a wrong credential")?;
+        let err = ours(err)?;
+        let ErrorKind::InvalidCredentials(api) = err.kind() else {
+            return Err(format!("{err:?}").into());
+        };
+        assert_eq!(api.code(), Some("UNAUTHORIZED"));
+        assert_eq!(api.text(), Some("Invalid login details"));
+        assert!(!format!("{err} {err:?}").contains(secret));
+    }
+    assert!(
+        (2..=8).contains(&attempts.len()),
+        "{} attempts",
+        attempts.len()
+    );
+    Ok(())
+}
+
 /// Sends a request every `every` until `until` has passed, and answers when each token
 /// request came, as `count()` saw them after each request, with every outcome.
 pub async fn requests_over_time(
