@@ -271,14 +271,12 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for CachePadded<T> {
     }
 }
 
-/// A service clone's own handle on the shared cache; a request bumps its count only.
-pub(crate) type PrivateCache = Arc<CachePadded<CredentialCache>>;
-
 /// On its own cache line: read by every request on every core, written rarely.
 #[repr(align(64))]
 struct Generation(AtomicU64);
 
 struct Shared {
+    key: CacheKey,
     generation: Generation,
     slot: ArcSwap<Slot>,
     /// Set by requests that use a sliding credential; sampled and cleared by its watcher.
@@ -349,10 +347,17 @@ impl Future for Lookup {
     }
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        registry::unregister(self.key);
+    }
+}
+
 impl CredentialCache {
     pub(crate) fn new(source: SharedTokenSource, policy: RefreshPolicy) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new_cyclic(|shared| Shared {
+                key: registry::register(shared),
                 generation: Generation(AtomicU64::new(0)),
                 slot: ArcSwap::from_pointee(Slot::default()),
                 used: AtomicBool::new(false),
@@ -361,6 +366,11 @@ impl CredentialCache {
                 policy,
             }),
         }
+    }
+
+    /// This cache's number, for a response future to find it after a `401`.
+    pub(crate) fn key(&self) -> CacheKey {
+        self.shared.key
     }
 
     pub(crate) fn source(&self) -> &SharedTokenSource {
@@ -815,5 +825,8 @@ impl fmt::Debug for CredentialCache {
     }
 }
 
+mod registry;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use registry::CacheKey;

@@ -5,6 +5,9 @@
 //!    │                      └── anything else: done (a 401 carries an Error in its extensions)
 //!    └── fetch failed: Err
 //! ```
+//!
+//! On the hot path the future is the inner future, a plain-data [`On401`] and an empty box
+//! pointer: polling checks one status code, and dropping it has nothing else to free.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +18,7 @@ use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::cache::{Lookup, PrivateCache};
+use crate::cache::{CacheKey, Lookup};
 use crate::replay::Snapshot;
 use crate::{ApiError, BoxError, Error, ErrorKind};
 
@@ -25,113 +28,125 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
+        // The inner service's future, once the request is sent.
         #[pin]
-        state: State<S::Future, S, B>,
+        sent: Option<S::Future>,
+        on_401: On401,
+        // Everything the hot path does without: waiting, failing, replaying.
+        rare: Option<Box<Rare<S, B>>>,
     }
 }
 
-pin_project! {
-    // Only `Sent` is inline: on the hot path the future is the inner future and a small
-    // `Check`, so moving it copies little. The other states are rare and boxed.
-    #[project = StateProj]
-    enum State<F, S, B> {
-        Failed { error: Option<Box<Error>> },
-        Waiting { waiting: Box<Waiting<S, B>> },
-        Sent { #[pin] future: F, check: Option<Check<S, B>> },
-        Refreshing { refreshing: Box<Refreshing<S, B>> },
-        Readying { readying: Box<Readying<S, B>> },
+/// What a `401` to the request means. Plain data: nothing to drop.
+#[derive(Clone, Copy)]
+pub(crate) enum On401 {
+    /// The caller's own `Authorization`: the `401` is theirs, handed back untouched.
+    Pass,
+    /// A credential that does not renew: the `401` is final.
+    Final,
+    /// Credential `id` from cache `cache`: invalidate it and renew.
+    Renew { cache: CacheKey, id: u64 },
+}
+
+impl On401 {
+    /// The same meaning for credential `id`, once it is known.
+    fn for_credential(self, id: u64) -> Self {
+        match self {
+            Self::Renew { cache, .. } => Self::Renew { cache, id },
+            other => other,
+        }
     }
-}
-
-/// Waiting for a credential before the first send.
-struct Waiting<S, B> {
-    lookup: Lookup,
-    service: Option<S>,
-    request: Option<Request<B>>,
-    check: Option<Check<S, B>>,
-}
-
-/// Waiting for a new credential after a `401`.
-struct Refreshing<S, B> {
-    lookup: Lookup,
-    check: Option<Check<S, B>>,
-}
-
-/// Driving a service clone to readiness for the replay.
-struct Readying<S, B> {
-    service: S,
-    request: Option<Request<B>>,
-    check: Option<Check<S, B>>,
-}
-
-/// What a `401` to a request sent with credential `id` needs.
-pub(crate) struct Check<S, B> {
-    id: u64,
-    /// `None` for fixed credentials: their `401` is final.
-    cache: Option<PrivateCache>,
-    /// Boxed: only requests whose body can be replayed carry one, and they copy the request
-    /// anyway.
-    retry: Option<Box<Retry<S, B>>>,
 }
 
 /// A service clone and a copy of the request, for the one replay.
-pub(crate) struct Retry<S, B> {
-    pub(crate) service: S,
-    pub(crate) snapshot: Snapshot<B>,
+struct Retry<S, B> {
+    service: S,
+    snapshot: Snapshot<B>,
 }
 
-impl<S, B> Check<S, B> {
-    pub(crate) fn fixed(id: u64) -> Self {
-        Self {
-            id,
-            cache: None,
-            retry: None,
-        }
-    }
+/// What a request needs for its one replay after a `401`, boxed before the request is sent:
+/// only requests whose body can be copied carry one, and they copy the request anyway.
+pub(crate) struct Replay<S, B>(Box<Rare<S, B>>);
 
-    pub(crate) fn renewing(id: u64, cache: PrivateCache, retry: Option<Box<Retry<S, B>>>) -> Self {
-        Self {
-            id,
-            cache: Some(cache),
-            retry,
-        }
+impl<S, B> Replay<S, B> {
+    /// A replay through `service` (a clone not yet driven to readiness) of `snapshot`.
+    pub(crate) fn new(service: S, snapshot: Snapshot<B>) -> Self {
+        Self(Box::new(Rare {
+            step: Step::Idle,
+            retry: Some(Retry { service, snapshot }),
+        }))
     }
+}
+
+/// The boxed part of a response future.
+struct Rare<S, B> {
+    step: Step<S, B>,
+    /// Taken by the replay, so there is never a second one.
+    retry: Option<Retry<S, B>>,
+}
+
+enum Step<S, B> {
+    /// Nothing to do but wait for `sent`.
+    Idle,
+    /// The layer failed before sending.
+    Failed(Error),
+    /// Waiting for a credential before the first send.
+    Waiting {
+        lookup: Lookup,
+        service: S,
+        request: Request<B>,
+    },
+    /// Waiting for a new credential after a `401`.
+    Refreshing(Lookup),
+    /// Driving the service clone to readiness for the replay.
+    Readying { service: S, request: Request<B> },
 }
 
 impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn sent(future: S::Future, check: Option<Check<S, B>>) -> Self {
+    #[inline]
+    pub(crate) fn sent(future: S::Future, on_401: On401, replay: Option<Replay<S, B>>) -> Self {
         Self {
-            state: State::Sent { future, check },
+            sent: Some(future),
+            on_401,
+            rare: replay.map(|replay| replay.0),
+        }
+    }
+
+    fn rare(on_401: On401, step: Step<S, B>, replay: Option<Replay<S, B>>) -> Self {
+        let rare = match replay {
+            Some(Replay(mut rare)) => {
+                rare.step = step;
+                rare
+            }
+            None => Box::new(Rare { step, retry: None }),
+        };
+        Self {
+            sent: None,
+            on_401,
+            rare: Some(rare),
         }
     }
 
     pub(crate) fn failed(error: Error) -> Self {
-        Self {
-            state: State::Failed {
-                error: Some(Box::new(error)),
-            },
-        }
+        Self::rare(On401::Pass, Step::Failed(error), None)
     }
 
     pub(crate) fn waiting(
         lookup: Lookup,
         service: S,
         request: Request<B>,
-        check: Check<S, B>,
+        on_401: On401,
+        replay: Option<Replay<S, B>>,
     ) -> Self {
-        Self {
-            state: State::Waiting {
-                waiting: Box::new(Waiting {
-                    lookup,
-                    service: Some(service),
-                    request: Some(request),
-                    check: Some(check),
-                }),
-            },
-        }
+        let step = Step::Waiting {
+            lookup,
+            service,
+            request,
+        };
+        Self::rare(on_401, step, replay)
     }
 }
 
@@ -152,22 +167,24 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
+        let mut this = self.project();
         loop {
-            // The hot path, small enough to inline: the answer to a request sent once.
-            let next = if let StateProj::Sent { future, check } = state.as_mut().project() {
+            // The hot path, small enough to inline: the answer to a request sent.
+            if let Some(future) = this.sent.as_mut().as_pin_mut() {
                 let response = ready!(future.poll(cx)).map_err(Into::into)?;
                 if response.status() != StatusCode::UNAUTHORIZED {
                     return Poll::Ready(Ok(response));
                 }
-                match unauthorized(check.take(), response) {
-                    Ok(next) => next,
+                match unauthorized(*this.on_401, this.rare, response) {
+                    Ok(()) => this.sent.set(None),
                     Err(response) => return Poll::Ready(Ok(response)),
                 }
-            } else {
-                ready!(step(state.as_mut(), cx))?
+            }
+            let Some(rare) = this.rare.as_deref_mut() else {
+                return Poll::Ready(Err(polled_after_completion()));
             };
-            state.set(next);
+            let future = ready!(step(rare, this.on_401, cx))?;
+            this.sent.set(Some(future));
         }
     }
 }
@@ -180,127 +197,92 @@ fn mark_invalid<B>(response: &mut Response<B>) {
     }
 }
 
-/// What follows a `401`: the state that renews and replays, or the response to hand back.
+/// What follows a `401`: `Ok` when a renewal and replay start, else the response to hand back.
 #[cold]
 #[inline(never)]
-fn unauthorized<F, S, B, ResB>(
-    check: Option<Check<S, B>>,
+fn unauthorized<S, B, ResB>(
+    on_401: On401,
+    rare: &mut Option<Box<Rare<S, B>>>,
     mut response: Response<ResB>,
-) -> Result<State<F, S, B>, Response<ResB>> {
-    // `None`: the caller's own credential, left alone.
-    let Some(check) = check else {
+) -> Result<(), Response<ResB>> {
+    let renew = match on_401 {
+        On401::Pass => return Err(response),
+        On401::Final => None,
+        On401::Renew { cache, id } => cache.find().map(|cache| (cache, id)),
+    };
+    let Some((cache, id)) = renew else {
+        mark_invalid(&mut response);
         return Err(response);
     };
-    match &check.cache {
-        Some(cache) if check.retry.is_some() => {
-            cache.invalidate(check.id);
-            Ok(State::Refreshing {
-                refreshing: Box::new(Refreshing {
-                    lookup: cache.lookup(None),
-                    check: Some(check),
-                }),
-            })
-        }
-        Some(cache) => {
-            cache.invalidate(check.id);
-            // No replay: start the renewal now, so the next request finds it.
-            drop(cache.lookup(None));
-            mark_invalid(&mut response);
-            Err(response)
-        }
-        None => {
-            mark_invalid(&mut response);
-            Err(response)
-        }
+    cache.invalidate(id);
+    if let Some(rare) = rare.as_deref_mut().filter(|rare| rare.retry.is_some()) {
+        rare.step = Step::Refreshing(cache.lookup(None));
+        return Ok(());
     }
+    // No replay: start the renewal now, so the next request finds it.
+    drop(cache.lookup(None));
+    mark_invalid(&mut response);
+    Err(response)
 }
 
-type NextState<S, B> = State<<S as Service<Request<B>>>::Future, S, B>;
-
-/// Every state but `Sent`: one step towards the next state.
+/// Every step but waiting for the response: towards the next request to send.
 #[inline(never)]
-fn step<S, B, ResB>(
-    state: Pin<&mut State<S::Future, S, B>>,
+fn step<S, B>(
+    rare: &mut Rare<S, B>,
+    on_401: &mut On401,
     cx: &mut Context<'_>,
-) -> Poll<Result<NextState<S, B>, BoxError>>
+) -> Poll<Result<S::Future, BoxError>>
 where
-    S: Service<Request<B>, Response = Response<ResB>>,
+    S: Service<Request<B>>,
     S::Error: Into<BoxError>,
 {
-    Poll::Ready(Ok(match state.project() {
-        StateProj::Failed { error } => {
-            return Poll::Ready(Err(error
-                .take()
-                .map_or_else(invalid_credentials, |e| *e)
-                .into()));
-        }
-        StateProj::Waiting { waiting } => {
-            let Waiting {
-                lookup,
-                service,
-                request,
-                check,
-            } = &mut **waiting;
-            let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
-            let (Some(mut service), Some(mut request), Some(mut check)) =
-                (service.take(), request.take(), check.take())
-            else {
-                return Poll::Ready(Err(polled_after_completion()));
-            };
-            check.id = id;
-            request
-                .headers_mut()
-                .insert(AUTHORIZATION, credential.header().clone());
-            State::Sent {
-                future: service.call(request),
-                check: Some(check),
+    loop {
+        match &mut rare.step {
+            Step::Idle => return Poll::Ready(Err(polled_after_completion())),
+            Step::Failed(_) => {
+                if let Step::Failed(error) = std::mem::replace(&mut rare.step, Step::Idle) {
+                    return Poll::Ready(Err(error.into()));
+                }
+            }
+            Step::Waiting { lookup, .. } => {
+                let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
+                if let Step::Waiting {
+                    mut service,
+                    mut request,
+                    ..
+                } = std::mem::replace(&mut rare.step, Step::Idle)
+                {
+                    *on_401 = on_401.for_credential(id);
+                    request
+                        .headers_mut()
+                        .insert(AUTHORIZATION, credential.header().clone());
+                    return Poll::Ready(Ok(service.call(request)));
+                }
+            }
+            Step::Refreshing(lookup) => {
+                let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
+                let Some(Retry { service, snapshot }) = rare.retry.take() else {
+                    return Poll::Ready(Err(polled_after_completion()));
+                };
+                let mut request = snapshot.into_request();
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, credential.header().clone());
+                *on_401 = on_401.for_credential(id);
+                rare.step = Step::Readying { service, request };
+            }
+            Step::Readying { service, .. } => {
+                ready!(service.poll_ready(cx)).map_err(Into::into)?;
+                if let Step::Readying {
+                    mut service,
+                    request,
+                } = std::mem::replace(&mut rare.step, Step::Idle)
+                {
+                    return Poll::Ready(Ok(service.call(request)));
+                }
             }
         }
-        StateProj::Refreshing { refreshing } => {
-            let Refreshing { lookup, check } = &mut **refreshing;
-            let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
-            let Some(Check {
-                cache,
-                retry: Some(retry),
-                ..
-            }) = check.take()
-            else {
-                return Poll::Ready(Err(polled_after_completion()));
-            };
-            let Retry { service, snapshot } = *retry;
-            let mut request = snapshot.into_request();
-            request
-                .headers_mut()
-                .insert(AUTHORIZATION, credential.header().clone());
-            State::Readying {
-                readying: Box::new(Readying {
-                    service,
-                    request: Some(request),
-                    check: Some(Check {
-                        id,
-                        cache,
-                        retry: None,
-                    }),
-                }),
-            }
-        }
-        StateProj::Readying { readying } => {
-            let Readying {
-                service,
-                request,
-                check,
-            } = &mut **readying;
-            ready!(service.poll_ready(cx)).map_err(Into::into)?;
-            let Some(request) = request.take() else {
-                return Poll::Ready(Err(polled_after_completion()));
-            };
-            State::Sent {
-                future: service.call(request),
-                check: check.take(),
-            }
-        }
-        StateProj::Sent { .. } => return Poll::Ready(Err(polled_after_completion())),
-    }))
+    }
 }
 
 fn polled_after_completion() -> BoxError {

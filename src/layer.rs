@@ -1,7 +1,6 @@
 //! [`InfobipAuthLayer`] and [`InfobipAuth`]: the middleware itself.
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::AUTHORIZATION;
@@ -9,9 +8,9 @@ use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::cache::{CachePadded, CredentialCache, Local, Lookup, PrivateCache};
+use crate::cache::{CredentialCache, Local, Lookup};
 use crate::error::ConfigError;
-use crate::future::{Check, ResponseFuture, Retry};
+use crate::future::{On401, Replay, ResponseFuture};
 use crate::origin::{AllowedHosts, LastAllowed, origin_of};
 use crate::scope::ScopeCheckLayer;
 use crate::source::{ApiKey, Basic, SharedTokenSource};
@@ -239,7 +238,7 @@ impl<S> Layer<S> for InfobipAuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         InfobipAuth {
             inner,
-            cache: Arc::new(CachePadded(self.cache.clone())),
+            cache: self.cache.clone(),
             local: Local::default(),
             hosts: self.hosts.clone(),
             last_allowed: LastAllowed::default(),
@@ -270,8 +269,7 @@ impl fmt::Debug for InfobipAuthLayer {
 /// See [`InfobipAuthLayer`] for an example.
 pub struct InfobipAuth<S> {
     inner: S,
-    /// Per service clone, so requests bump no reference count shared across threads.
-    cache: PrivateCache,
+    cache: CredentialCache,
     local: Local,
     hosts: AllowedHosts,
     /// Per service clone: the origin last allowed, so a repeat skips the host parsing.
@@ -320,23 +318,21 @@ impl<S> InfobipAuth<S> {
         self.inner
     }
 
-    /// What a `401` to a request sent with credential `id` needs.
+    /// What a `401` to a request sent with credential `id` means, and the copy of the request
+    /// a replay needs.
     #[inline(always)]
-    fn check<B: 'static>(&self, id: u64, request: &Request<B>) -> Check<S, B>
+    fn check<B: 'static>(&self, id: u64, request: &Request<B>) -> (On401, Option<Replay<S, B>>)
     where
         S: Clone,
     {
         if !self.renews {
-            return Check::fixed(id);
+            return (On401::Final, None);
         }
         // A clone not driven to readiness: the replay drives it before calling.
-        let retry = self.replay.snapshot(request).map(|snapshot| {
-            Box::new(Retry {
-                service: self.inner.clone(),
-                snapshot,
-            })
-        });
-        Check::renewing(id, Arc::clone(&self.cache), retry)
+        let retry = (self.replay.snapshot(request))
+            .map(|snapshot| Replay::new(self.inner.clone(), snapshot));
+        let cache = self.cache.key();
+        (On401::Renew { cache, id }, retry)
     }
 }
 
@@ -345,7 +341,7 @@ impl<S: Clone> Clone for InfobipAuth<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            cache: Arc::new(CachePadded(CredentialCache::clone(&self.cache))),
+            cache: self.cache.clone(),
             local: Local::default(),
             hosts: self.hosts.clone(),
             last_allowed: LastAllowed::default(),
@@ -359,7 +355,7 @@ impl<S: fmt::Debug> fmt::Debug for InfobipAuth<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InfobipAuth")
             .field("inner", &self.inner)
-            .field("cache", &self.cache.0)
+            .field("cache", &self.cache)
             .field("hosts", &self.hosts)
             .field("replay", &self.replay)
             .finish()
@@ -380,73 +376,81 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The hot path: the origin allowed last time and a fresh private header copy. One
-        // atomic load; no lock, no allocation, no clock read.
-        if self
-            .hosts
-            .allows_repeat(request.uri(), &mut self.last_allowed)
-            && let Some((header, id)) = self.cache.cached(&self.local)
-        {
-            let header = header.clone();
-            return self.send(request, header, id);
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // One call site of the inner service on the hot path, so the request is moved once.
+        match self.authorize_cached(&mut request) {
+            Some((on_401, retry)) => ResponseFuture::sent(self.inner.call(request), on_401, retry),
+            None => self.call_slow(request),
         }
-        if request.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::sent(self.inner.call(request), None);
-        }
-        self.call_slow(request)
     }
 }
 
 impl<S: Clone> InfobipAuth<S> {
-    /// Everything but the hot path: a refused origin, a credential to look up or wait for.
-    fn call_slow<B: 'static>(&mut self, request: Request<B>) -> ResponseFuture<S, B>
+    /// The hot path: the origin allowed last time and a fresh private header copy — one atomic
+    /// load; no lock, no allocation, no clock read. Sets the header and says what a `401` to
+    /// the request means, or `None` when the slow path must decide.
+    #[inline(always)]
+    fn authorize_cached<B: 'static>(
+        &mut self,
+        request: &mut Request<B>,
+    ) -> Option<(On401, Option<Replay<S, B>>)> {
+        if !self
+            .hosts
+            .allows_repeat(request.uri(), &mut self.last_allowed)
+        {
+            return None;
+        }
+        let (header, id) = self.cache.cached(&self.local)?;
+        Some(self.authorize(request, header.clone(), id))
+    }
+
+    /// Sets `header`, unless the caller set an `Authorization` of their own, which wins.
+    #[inline(always)]
+    fn authorize<B: 'static>(
+        &self,
+        request: &mut Request<B>,
+        header: HeaderValue,
+        id: u64,
+    ) -> (On401, Option<Replay<S, B>>) {
+        // One lookup sets the credential and finds a caller's own.
+        if let Some(own) = request.headers_mut().insert(AUTHORIZATION, header) {
+            request.headers_mut().insert(AUTHORIZATION, own);
+            return (On401::Pass, None);
+        }
+        self.check(id, request)
+    }
+
+    /// Everything but the hot path: a caller's own credential, a refused origin, a credential
+    /// to look up or wait for.
+    #[inline(never)]
+    fn call_slow<B: 'static>(&mut self, mut request: Request<B>) -> ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
     {
+        if request.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::sent(self.inner.call(request), On401::Pass, None);
+        }
         if !self.hosts.allows(request.uri()) {
             let origin = origin_of(request.uri());
             return ResponseFuture::failed(ErrorKind::HostNotAllowed { origin }.into());
         }
-        if let Some((header, id)) = self.cache.cached(&self.local) {
-            let header = header.clone();
-            return self.send(request, header, id);
-        }
-        match self.cache.lookup(Some(&mut self.local)) {
-            Lookup::Ready(credential, id) => {
-                let header = credential.header().clone();
-                self.send(request, header, id)
-            }
-            Lookup::Failed(error) => ResponseFuture::failed(error),
-            wait => {
-                let retry = self.check(0, &request);
-                // The service driven to readiness goes into the future; a fresh clone stays.
-                // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(wait, ready, request, retry)
-            }
-        }
-    }
-
-    // Inlined into `call`, so the request is not moved once more on the hot path.
-    #[inline(always)]
-    fn send<B: 'static>(
-        &mut self,
-        mut request: Request<B>,
-        header: HeaderValue,
-        id: u64,
-    ) -> ResponseFuture<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        let check = self.check(id, &request);
-        // One lookup sets the credential and finds a caller's own, which is put back and wins.
-        if let Some(own) = request.headers_mut().insert(AUTHORIZATION, header) {
-            request.headers_mut().insert(AUTHORIZATION, own);
-            return ResponseFuture::sent(self.inner.call(request), None);
-        }
-        ResponseFuture::sent(self.inner.call(request), Some(check))
+        let (header, id) = match self.cache.cached(&self.local) {
+            Some((header, id)) => (header.clone(), id),
+            None => match self.cache.lookup(Some(&mut self.local)) {
+                Lookup::Ready(credential, id) => (credential.header().clone(), id),
+                Lookup::Failed(error) => return ResponseFuture::failed(error),
+                wait => {
+                    let (on_401, retry) = self.check(0, &request);
+                    // The service driven to readiness goes into the future; a fresh clone stays.
+                    // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+                    let clone = self.inner.clone();
+                    let ready = std::mem::replace(&mut self.inner, clone);
+                    return ResponseFuture::waiting(wait, ready, request, on_401, retry);
+                }
+            },
+        };
+        let (on_401, retry) = self.authorize(&mut request, header, id);
+        ResponseFuture::sent(self.inner.call(request), on_401, retry)
     }
 }
 

@@ -222,12 +222,10 @@ impl AllowedHosts {
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return self.allows(uri);
         };
-        let tag = if *scheme == Scheme::HTTPS {
-            LastAllowed::HTTPS
-        } else if *scheme == Scheme::HTTP {
-            LastAllowed::HTTP
-        } else {
-            return self.allows(uri); // never allowed; nothing to remember
+        let tag = match scheme.as_str() {
+            "https" => LastAllowed::HTTPS,
+            "http" => LastAllowed::HTTP,
+            _ => return self.allows(uri), // never allowed; nothing to remember
         };
         let bytes = authority.as_str().as_bytes();
         if last.scheme == tag && last.authority.get(..last.len) == Some(bytes) {

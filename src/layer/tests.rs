@@ -200,6 +200,29 @@ async fn a_body_that_cannot_be_replayed_gets_its_401_back_and_the_next_request_a
 }
 
 #[tokio::test]
+async fn a_401_after_the_layer_is_gone_is_handed_back_marked() -> Result<(), BoxError> {
+    let (source, layer) = renewing();
+    layer.credential().await?; // cached, so the request goes out at once
+    let (inner, mut handle) = mock::pair::<Request<Full<Bytes>>, Response<&'static str>>();
+    let mut service = ServiceBuilder::new().layer(layer).service(inner);
+    handle.allow(1);
+    let future = service.ready().await?.call(post("{}"));
+    // The request is in flight; the service, its layer and so the cache go away.
+    drop(service);
+    let (request, respond) = handle.next_request().await.ok_or("no request")?;
+    assert_eq!(authorization(&request), "Bearer token-1");
+    respond.send_response(status(StatusCode::UNAUTHORIZED));
+    let response = future.await?;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(matches!(
+        response.extensions().get::<Error>().map(Error::kind),
+        Some(ErrorKind::InvalidCredentials(_))
+    ));
+    assert_eq!(source.fetches(), 1);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_fixed_key_401_is_final() -> Result<(), BoxError> {
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let inner = service_fn({
