@@ -4,7 +4,10 @@
 //! - A request with a fresh credential reads one atomic (the generation) and clones its service
 //!   clone's private copy of the header: no lock, no allocation, no clock read.
 //! - Every change that could make a private copy stale (a new credential, an invalidation, a
-//!   refresh or expiry deadline passing) bumps the generation after the change is visible.
+//!   refresh or expiry deadline passing, the end of a backoff) bumps the generation after the
+//!   change is visible.
+//! - In the refresh-ahead window a request takes the slow path until a renewal is under way (a
+//!   fetch runs, or a backoff will end); then private copies serve again until it ends.
 //! - At most one fetch per cache is in flight; it runs in a task of its own and every waiter
 //!   receives its result. A dropped waiter cancels nothing.
 //! - A failed fetch starts a backoff (exponential, jittered, at least `Retry-After`); until it
@@ -416,7 +419,13 @@ impl CredentialCache {
                     }
                     Phase::Ahead => {
                         self.shared.used.store(true, Ordering::Relaxed);
-                        self.refresh_in_background(slot.id);
+                        // While the renewal is under way, whose end bumps the generation, the
+                        // private copy serves again: requests stay off this path and its lock.
+                        if self.refresh_in_background(slot.id)
+                            && let Some(local) = local.as_deref_mut()
+                        {
+                            adopt(local, &slot, generation);
+                        }
                         return Lookup::Ready(credential.clone(), slot.id);
                     }
                     Phase::Wait => {
@@ -518,22 +527,31 @@ impl CredentialCache {
         }
     }
 
-    /// Starts a fetch unless one is running or a backoff is in force.
-    fn refresh_in_background(&self, id: u64) {
+    /// Starts a fetch of the successor of credential `id` unless one is running or a backoff
+    /// is in force. Returns whether its renewal is under way: a fetch runs, or a backoff will
+    /// end — either way the generation is bumped when it does.
+    fn refresh_in_background(&self, id: u64) -> bool {
         let mut state = self.lock();
-        let backing_off = state
+        if self.shared.slot.load().id != id {
+            return false; // already replaced
+        }
+        if state.current_flight().is_some() {
+            return true;
+        }
+        if state
             .failure
             .as_ref()
-            .is_some_and(|f| Instant::now() < f.retry_at);
-        if state.current_flight().is_none() && !backing_off && self.shared.slot.load().id == id {
-            event!(
-                debug,
-                source = self.shared.source.name(),
-                "refreshing ahead of expiry"
-            );
-            // Without a runtime the request still goes out with the current credential.
-            let _ = self.start_fetch(&mut state);
+            .is_some_and(|f| Instant::now() < f.retry_at)
+        {
+            return true;
         }
+        event!(
+            debug,
+            source = self.shared.source.name(),
+            "refreshing ahead of expiry"
+        );
+        // Without a runtime the request still goes out with the current credential.
+        self.start_fetch(&mut state).is_ok()
     }
 
     fn start_fetch(&self, state: &mut State) -> Result<Flight, Error> {
@@ -651,11 +669,23 @@ fn finish(
                     ?delay,
                     "backing off before the next fetch"
                 );
+                let retry_at = later(now, delay);
                 state.failure = Some(Failure {
                     error: error.clone(),
-                    retry_at: later(now, delay),
+                    retry_at,
                     count,
                 });
+                // Private copies of a credential still being served skip the slow path that
+                // would try again: the end of the backoff sends them back to it.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let shared = Arc::downgrade(shared);
+                    runtime.spawn(async move {
+                        tokio::time::sleep_until(retry_at).await;
+                        if let Some(shared) = shared.upgrade() {
+                            shared.generation.0.fetch_add(1, Ordering::Release);
+                        }
+                    });
+                }
             }
             Err(error)
         }

@@ -113,6 +113,74 @@ async fn refresh_ahead_serves_the_current_credential_and_fetches_once_in_the_bac
     assert_eq!(token(&cache.get().await), "token-2");
 }
 
+/// The header a request on the hot path would send now, if any.
+fn hot(cache: &CredentialCache, local: &Local) -> Option<String> {
+    let (header, _) = cache.cached(local)?;
+    header.to_str().ok().map(str::to_owned)
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_a_refresh_ahead_runs_requests_are_back_on_the_hot_path() {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    let mut local = Local::default();
+    drop(cache.lookup(Some(&mut local)));
+    settle().await;
+    drop(cache.lookup(Some(&mut local)));
+    assert_eq!(hot(&cache, &local).as_deref(), Some("Bearer token-1"));
+    // Into the refresh-ahead window (45 min minus up to 3 of jitter; requests wait from 54).
+    tokio::time::advance(Duration::from_secs(50 * 60)).await;
+    settle().await;
+    assert_eq!(
+        hot(&cache, &local),
+        None,
+        "the deadline sends requests to the slow path"
+    );
+    source.delay(Duration::from_secs(1));
+    assert!(matches!(cache.lookup(Some(&mut local)), Lookup::Ready(..)));
+    assert_eq!(
+        hot(&cache, &local).as_deref(),
+        Some("Bearer token-1"),
+        "the renewal has started: the private copy serves meanwhile"
+    );
+    settle().await;
+    tokio::time::advance(Duration::from_millis(1100)).await;
+    settle().await;
+    assert_eq!(hot(&cache, &local), None, "the new credential ends it");
+    drop(cache.lookup(Some(&mut local)));
+    assert_eq!(hot(&cache, &local).as_deref(), Some("Bearer token-2"));
+    assert_eq!(source.fetches(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_ahead_is_tried_again_once_its_backoff_ends() {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    let mut local = Local::default();
+    assert_eq!(token(&cache.get().await), "token-1");
+    tokio::time::advance(Duration::from_secs(50 * 60)).await;
+    settle().await;
+    source.fail_next([transient()]);
+    drop(cache.lookup(Some(&mut local)));
+    settle().await;
+    assert_eq!(source.fetches(), 2, "one failed background fetch");
+    // During the backoff (1 s at most) the old credential serves from the hot path.
+    drop(cache.lookup(Some(&mut local)));
+    assert_eq!(hot(&cache, &local).as_deref(), Some("Bearer token-1"));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(
+        hot(&cache, &local),
+        None,
+        "the end of the backoff sends requests back"
+    );
+    drop(cache.lookup(Some(&mut local)));
+    settle().await;
+    assert_eq!(source.fetches(), 3, "and the next request tries again");
+    drop(cache.lookup(Some(&mut local)));
+    assert_eq!(hot(&cache, &local).as_deref(), Some("Bearer token-3"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_one_minute_token_is_not_refreshed_on_every_request() {
     let source = TestSource::expiring(MINUTE);
