@@ -35,8 +35,8 @@ use std::time::Instant;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use support::{
-    Body, Layered, Run, ServiceFn, Variant, request, round_trip, serial, serial_async, threaded,
-    with_service,
+    Body, Layered, PLACEMENTS, Run, ServiceFn, Variant, at_placement, request, round_trip, serial,
+    serial_async, threaded, with_service,
 };
 use tokio::runtime::Runtime;
 
@@ -306,12 +306,14 @@ impl<T: Layered> ServiceFn<Paired> for PairInner<T> {
         };
         let per = |d: Duration| d.as_nanos() as f64 / batch as f64;
         for round in 0..ROUNDS {
+            // Both sides of a round at the same stack placement (`threaded` takes the next one).
+            let placement = round % PLACEMENTS;
             let mut run_tower = || match self.mode {
-                Mode::Serial => timed(&mut tower, &mut tower_request),
+                Mode::Serial => timed(&mut tower, &mut tower_request, placement),
                 Mode::Threads(n) => threaded(&tower, n, THREADED_BATCH),
             };
             let mut run_variant = || match self.mode {
-                Mode::Serial => timed(&mut variant, &mut variant_request),
+                Mode::Serial => timed(&mut variant, &mut variant_request, placement),
                 Mode::Threads(n) => threaded(&variant, n, THREADED_BATCH),
             };
             // Alternate which side goes first, so a trend in the machine's load favours neither.
@@ -343,16 +345,22 @@ impl<T: Layered> ServiceFn<Paired> for PairInner<T> {
     }
 }
 
-/// One batch on this thread, reusing `slot`'s request.
-fn timed<S: Layered>(service: &mut S, slot: &mut Option<http::Request<Body>>) -> Run {
-    let mut request = slot.take().unwrap_or_else(request);
-    let start = Instant::now();
-    for _ in 0..BATCH {
-        request = round_trip(service, std::hint::black_box(request));
-    }
-    let wall = start.elapsed();
-    *slot = Some(request);
-    Run { wall, cpu: None }
+/// One batch on this thread at stack `placement`, reusing `slot`'s request.
+fn timed<S: Layered>(
+    service: &mut S,
+    slot: &mut Option<http::Request<Body>>,
+    placement: usize,
+) -> Run {
+    at_placement(placement, || {
+        let mut request = slot.take().unwrap_or_else(request);
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            request = round_trip(service, std::hint::black_box(request));
+        }
+        let wall = start.elapsed();
+        *slot = Some(request);
+        Run { wall, cpu: None }
+    })
 }
 
 /// The paired phase; `None` when skipped.

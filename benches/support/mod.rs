@@ -17,6 +17,7 @@ use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -243,15 +244,47 @@ pub fn round_trip<S: Layered>(service: &mut S, request: Request<Body>) -> Reques
     seen
 }
 
-/// `iters` requests on this thread through `service`; the time they took.
+/// How many stack placements the timing loops take in turn.
+pub const PLACEMENTS: usize = 64;
+
+static NEXT_PLACEMENT: AtomicUsize = AtomicUsize::new(0);
+
+/// The next stack placement, in turn.
+pub fn next_placement() -> usize {
+    NEXT_PLACEMENT.fetch_add(1, Ordering::Relaxed) % PLACEMENTS
+}
+
+/// Runs `f` with the stack moved down by `placement` small frames (16 to 64 bytes each).
+///
+/// Where the timing loop's locals fall against cache lines and 4 KiB pages moves what a
+/// request costs by up to ±15 % on this machine (the request is copied several times per
+/// round, and split or aliased loads stall), and by different amounts for different variants:
+/// one fixed placement can favour either side of a comparison. The timing loops therefore run
+/// at each of [`PLACEMENTS`] placements in turn, and medians are taken over all of them.
+#[inline(never)]
+pub fn at_placement<R>(placement: usize, f: impl FnOnce() -> R) -> R {
+    let frame = black_box([0u8; 16]);
+    let result = match placement.checked_sub(1) {
+        Some(rest) => at_placement(rest, f),
+        None => f(),
+    };
+    // Used after the call, so the frame is not reused by it.
+    black_box(frame);
+    result
+}
+
+/// `iters` requests on this thread through `service`, at the next stack placement; the time
+/// they took.
 pub fn serial<S: Layered>(service: &mut S, iters: u64) -> Duration {
-    // Outside the timing: the first request of a service clone fills its private header copy.
-    let mut request = round_trip(service, request());
-    let start = Instant::now();
-    for _ in 0..iters {
-        request = round_trip(service, black_box(request));
-    }
-    start.elapsed()
+    at_placement(next_placement(), || {
+        // Outside the timing: the first request of a service clone fills its header copy.
+        let mut request = round_trip(service, request());
+        let start = Instant::now();
+        for _ in 0..iters {
+            request = round_trip(service, black_box(request));
+        }
+        start.elapsed()
+    })
 }
 
 /// What a threaded run took.
@@ -299,6 +332,7 @@ fn cpu_time() -> Option<Duration> {
 /// `service`.
 pub fn threaded<S: Layered>(service: &S, threads: usize, iters: u64) -> Run {
     let barrier = Barrier::new(threads);
+    let placement = next_placement();
     let threads_u64 = threads as u64;
     // All clones first, one after the other, as `(0..n).map(|_| service.clone())` makes them:
     // whatever each clone allocates then sits side by side in memory.
@@ -310,18 +344,20 @@ pub fn threaded<S: Layered>(service: &S, threads: usize, iters: u64) -> Run {
                 let barrier = &barrier;
                 let share = iters / threads_u64 + u64::from(t < iters % threads_u64);
                 scope.spawn(move || {
-                    let mut request = round_trip(&mut service, request());
-                    let cpu_before = cpu_time();
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..share {
-                        request = round_trip(&mut service, black_box(request));
-                    }
-                    let end = Instant::now();
-                    let cpu = cpu_time()
-                        .zip(cpu_before)
-                        .map(|(after, before)| after - before);
-                    (start, end, cpu)
+                    at_placement(placement, || {
+                        let mut request = round_trip(&mut service, request());
+                        let cpu_before = cpu_time();
+                        barrier.wait();
+                        let start = Instant::now();
+                        for _ in 0..share {
+                            request = round_trip(&mut service, black_box(request));
+                        }
+                        let end = Instant::now();
+                        let cpu = cpu_time()
+                            .zip(cpu_before)
+                            .map(|(after, before)| after - before);
+                        (start, end, cpu)
+                    })
                 })
             })
             .collect();
