@@ -417,7 +417,7 @@ impl<S: Clone> InfobipAuth<S> {
     ) -> (On401, Option<Replay<S, B>>) {
         // One lookup sets the credential and finds a caller's own.
         if let Some(own) = request.headers_mut().insert(AUTHORIZATION, header) {
-            request.headers_mut().insert(AUTHORIZATION, own);
+            put_back(request, own);
             return (On401::Pass, None);
         }
         self.check(id, request)
@@ -455,6 +455,13 @@ impl<S: Clone> InfobipAuth<S> {
         let (on_401, retry) = self.authorize(&mut request, header, id);
         ResponseFuture::sent(self.inner.call(request), on_401, retry)
     }
+}
+
+/// Restores the caller's own `Authorization`, which the layer's insert displaced.
+#[cold]
+#[inline(never)]
+fn put_back<B>(request: &mut Request<B>, own: HeaderValue) {
+    request.headers_mut().insert(AUTHORIZATION, own);
 }
 
 #[cfg(test)]
