@@ -329,10 +329,10 @@ impl<S> InfobipAuth<S> {
             return (On401::Final, None);
         }
         // A clone not driven to readiness: the replay drives it before calling.
-        let retry = (self.replay.snapshot(request))
-            .map(|snapshot| Replay::new(self.inner.clone(), snapshot));
+        let replay = self.replay.snapshot(request);
+        let replay = replay.map(|snapshot| Replay::new(self.inner.clone(), snapshot));
         let cache = self.cache.key();
-        (On401::Renew { cache, id }, retry)
+        (On401::Renew { cache, id }, replay)
     }
 }
 
@@ -382,7 +382,9 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // One call site of the inner service on the hot path, so the request is moved once.
         match self.authorize_cached(&mut request) {
-            Some((on_401, retry)) => ResponseFuture::sent(self.inner.call(request), on_401, retry),
+            Some((on_401, replay)) => {
+                ResponseFuture::sent(self.inner.call(request), on_401, replay)
+            }
             None => self.call_slow(request),
         }
     }
@@ -443,17 +445,17 @@ impl<S: Clone> InfobipAuth<S> {
                 Lookup::Ready(credential, id) => (credential.header().clone(), id),
                 Lookup::Failed(error) => return ResponseFuture::failed(error),
                 wait => {
-                    let (on_401, retry) = self.check(0, &request);
+                    let (on_401, replay) = self.check(0, &request);
                     // The service driven to readiness goes into the future; a fresh clone stays.
                     // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
                     let clone = self.inner.clone();
                     let ready = std::mem::replace(&mut self.inner, clone);
-                    return ResponseFuture::waiting(wait, ready, request, on_401, retry);
+                    return ResponseFuture::waiting(wait, ready, request, on_401, replay);
                 }
             },
         };
-        let (on_401, retry) = self.authorize(&mut request, header, id);
-        ResponseFuture::sent(self.inner.call(request), on_401, retry)
+        let (on_401, replay) = self.authorize(&mut request, header, id);
+        ResponseFuture::sent(self.inner.call(request), on_401, replay)
     }
 }
 
