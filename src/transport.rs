@@ -5,7 +5,7 @@
 //! Answers are read up to a size limit, and each exchange has a timeout.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
@@ -320,17 +320,21 @@ pub(crate) fn seconds(value: &serde_json::Value) -> Option<f64> {
     seconds.is_finite().then_some(seconds)
 }
 
-/// `Retry-After` in seconds (the form Infobip uses); HTTP dates are not honoured.
+/// The longest `Retry-After` honoured: a server asking for more is asked again after this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` as delay-seconds (the form Infobip uses) or as an HTTP date (RFC 9110,
+/// section 10.2.3); a date already past means now. Anything else is ignored.
 fn retry_after(answer: &Answer) -> Option<Duration> {
-    let seconds: u64 = answer
-        .headers()
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds.min(3600)))
+    let value = answer.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
 }
 
 impl fmt::Debug for Transport {
@@ -364,6 +368,41 @@ mod tests {
                 ))))
             },
         ))
+    }
+
+    fn with_retry_after(value: &str) -> Answer {
+        Response::builder()
+            .status(StatusCode::TOO_MANY_REQUESTS)
+            .header(RETRY_AFTER, value)
+            .body(Bytes::new())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        assert_eq!(
+            retry_after(&with_retry_after("120")),
+            Some(Duration::from_secs(120))
+        );
+        let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
+        let delay = retry_after(&with_retry_after(&in_a_minute)).unwrap_or_default();
+        // Whole seconds, read a moment after being written.
+        assert!(
+            (Duration::from_secs(58)..=Duration::from_secs(60)).contains(&delay),
+            "{delay:?}"
+        );
+        assert_eq!(
+            retry_after(&with_retry_after("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO),
+            "a date already past means now"
+        );
+        assert_eq!(
+            retry_after(&with_retry_after("86400")),
+            Some(MAX_RETRY_AFTER)
+        );
+        for ignored in ["soon", "-5", "1.5", ""] {
+            assert_eq!(retry_after(&with_retry_after(ignored)), None, "{ignored:?}");
+        }
     }
 
     #[tokio::test]
