@@ -6,7 +6,7 @@
 //!    └── fetch failed: Err
 //! ```
 //!
-//! On the hot path the future is the inner future, a plain-data [`On401`] and an empty box
+//! On the hot path the future is the inner future, a plain-data `On401` and an empty box
 //! pointer: polling checks one status code, and dropping it has nothing else to free.
 
 use std::future::Future;
