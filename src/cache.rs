@@ -26,6 +26,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared as SharedFuture};
 use http::HeaderValue;
 use rand::Rng as _;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::credential::sensitive_header;
@@ -251,6 +252,18 @@ struct Failure {
     error: Error,
     retry_at: Instant,
     count: u32,
+    /// The task that bumps the generation when the backoff ends, so private copies of a
+    /// credential still being served go back to the slow path and try again. It ends with the
+    /// failure: a success, the next failure or the cache dropping aborts it.
+    wake: Option<AbortHandle>,
+}
+
+impl Drop for Failure {
+    fn drop(&mut self) {
+        if let Some(wake) = &self.wake {
+            wake.abort();
+        }
+    }
 }
 
 /// Keeps a value alone on its cache lines. Requests bump reference counts that belong to one
@@ -670,22 +683,22 @@ fn finish(
                     "backing off before the next fetch"
                 );
                 let retry_at = later(now, delay);
-                state.failure = Some(Failure {
-                    error: error.clone(),
-                    retry_at,
-                    count,
-                });
-                // Private copies of a credential still being served skip the slow path that
-                // would try again: the end of the backoff sends them back to it.
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let wake = tokio::runtime::Handle::try_current().ok().map(|runtime| {
                     let shared = Arc::downgrade(shared);
-                    runtime.spawn(async move {
+                    let wake = runtime.spawn(async move {
                         tokio::time::sleep_until(retry_at).await;
                         if let Some(shared) = shared.upgrade() {
                             shared.generation.0.fetch_add(1, Ordering::Release);
                         }
                     });
-                }
+                    wake.abort_handle()
+                });
+                state.failure = Some(Failure {
+                    error: error.clone(),
+                    retry_at,
+                    count,
+                    wake,
+                });
             }
             Err(error)
         }

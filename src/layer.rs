@@ -417,12 +417,14 @@ impl<S: Clone> InfobipAuth<S> {
         header: HeaderValue,
         id: u64,
     ) -> (On401, Option<Replay<S, B>>) {
+        // First: a copy for the replay is of the request as the caller made it.
+        let check = self.check(id, request);
         // One lookup sets the credential and finds a caller's own.
         if let Some(own) = request.headers_mut().insert(AUTHORIZATION, header) {
             put_back(request, own);
             return (On401::Pass, None);
         }
-        self.check(id, request)
+        check
     }
 
     /// Everything but the hot path: a caller's own credential, a refused origin, a credential

@@ -327,9 +327,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// section 10.2.3); a date already past means now. Anything else is ignored.
 fn retry_after(answer: &Answer) -> Option<Duration> {
     let value = answer.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
     let delay = match value.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => httpdate::parse_http_date(value)
+        Ok(seconds) if digits => Duration::from_secs(seconds),
+        _ => httpdate::parse_http_date(value)
             .ok()?
             .duration_since(SystemTime::now())
             .unwrap_or_default(),
@@ -400,7 +401,7 @@ mod tests {
             retry_after(&with_retry_after("86400")),
             Some(MAX_RETRY_AFTER)
         );
-        for ignored in ["soon", "-5", "1.5", ""] {
+        for ignored in ["soon", "-5", "+5", "1.5", ""] {
             assert_eq!(retry_after(&with_retry_after(ignored)), None, "{ignored:?}");
         }
     }

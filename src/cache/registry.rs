@@ -69,12 +69,13 @@ mod tests {
     }
 
     #[test]
-    fn the_last_handle_may_be_the_one_found() {
+    fn a_handle_found_keeps_the_cache_listed_until_it_drops() {
         let cache = cache();
         let key = cache.key();
         let found = key.find();
         drop(cache);
-        // The found handle is now the last: dropping it unregisters, outside the lock.
+        assert!(key.find().is_some(), "the found handle is the last one now");
+        // Dropping the last handle unregisters, taking the lock `find` took and released.
         drop(found);
         assert!(key.find().is_none());
     }

@@ -182,6 +182,18 @@ async fn a_failed_refresh_ahead_is_tried_again_once_its_backoff_ends() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_backoff_keeps_no_cache_alive() {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    let key = cache.key();
+    source.fail_next([transient().with_retry_after(Duration::from_secs(600))]);
+    assert!(cache.get().await.is_err());
+    drop(cache);
+    settle().await;
+    assert!(key.find().is_none(), "the backoff's timer holds the cache");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_one_minute_token_is_not_refreshed_on_every_request() {
     let source = TestSource::expiring(MINUTE);
     let cache = cache(&source);
