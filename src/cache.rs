@@ -225,6 +225,8 @@ type Flight = SharedFuture<BoxFuture<'static, Result<(Credential, u64), Error>>>
 #[derive(Default)]
 struct State {
     flight: Option<Flight>,
+    /// The task of `flight`, to see that it ended even when nobody polls the flight.
+    flight_task: Option<AbortHandle>,
     /// Numbers fetches, so a finished fetch only clears its own flight.
     flight_no: u64,
     failure: Option<Failure>,
@@ -237,12 +239,14 @@ impl State {
     /// The fetch in flight, if any. A flight that ended without recording itself (its task was
     /// dropped before it started, as a runtime shutting down does) is cleared, not waited on.
     fn current_flight(&mut self) -> Option<Flight> {
-        if self
-            .flight
-            .as_ref()
-            .is_some_and(|flight| flight.peek().is_some())
-        {
+        let ended = self.flight.as_ref().is_some_and(|f| f.peek().is_some())
+            || self
+                .flight_task
+                .as_ref()
+                .is_some_and(AbortHandle::is_finished);
+        if ended {
             self.flight = None;
+            self.flight_task = None;
         }
         self.flight.clone()
     }
@@ -598,6 +602,7 @@ impl CredentialCache {
             trace_outcome(guard.shared.source.name(), started, &result);
             finish(&guard.shared, guard.flight_no, result)
         });
+        state.flight_task = Some(task.abort_handle());
         let flight = async move {
             task.await
                 .unwrap_or_else(|_| Err(Error::new(ErrorKind::Transport).with_source(Cancelled)))
@@ -645,6 +650,7 @@ fn finish(
     let current = state.flight_no == flight_no;
     if current {
         state.flight = None;
+        state.flight_task = None;
     }
     let now = Instant::now();
     match result {

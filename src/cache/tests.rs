@@ -181,6 +181,28 @@ async fn a_failed_refresh_ahead_is_tried_again_once_its_backoff_ends() {
     assert_eq!(hot(&cache, &local).as_deref(), Some("Bearer token-3"));
 }
 
+#[test]
+fn a_fetch_whose_runtime_ended_before_it_ran_is_not_waited_on() -> Result<(), Error> {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    let dying = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|_| Error::new(ErrorKind::Transport))?;
+    {
+        let _inside = dying.enter();
+        // Spawned on a runtime nobody drives, then dropped with it, never polled.
+        assert!(matches!(cache.lookup(None), Lookup::Wait(_)));
+    }
+    drop(dying);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|_| Error::new(ErrorKind::Transport))?;
+    let fetched = runtime.block_on(cache.get());
+    assert_eq!(token(&fetched), "token-1");
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_backoff_keeps_no_cache_alive() {
     let source = TestSource::expiring(HOUR);
