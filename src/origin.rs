@@ -228,7 +228,7 @@ impl AllowedHosts {
             _ => return self.allows(uri), // never allowed; nothing to remember
         };
         let bytes = authority.as_str().as_bytes();
-        if last.scheme == tag && last.authority.get(..last.len) == Some(bytes) {
+        if last.scheme == tag && last.is(bytes) {
             return true;
         }
         let allowed = self.allows(uri);
@@ -267,6 +267,30 @@ impl LastAllowed {
     const NONE: u8 = 0;
     const HTTPS: u8 = 1;
     const HTTP: u8 = 2;
+
+    /// Whether `authority` is the one remembered. Authorities are short: up to 32 bytes are
+    /// compared as two overlapping words, inline, instead of through a call to `memcmp`.
+    #[inline(always)]
+    fn is(&self, authority: &[u8]) -> bool {
+        let Some(last) = self.authority.get(..self.len) else {
+            return false;
+        };
+        let len = authority.len();
+        if len != last.len() {
+            return false;
+        }
+        // The first and the last `N` bytes of both (they overlap when `len < 2 * N`).
+        fn ends<const N: usize>(bytes: &[u8]) -> Option<([u8; N], [u8; N])> {
+            let head = bytes.first_chunk::<N>()?;
+            let tail = bytes.last_chunk::<N>()?;
+            Some((*head, *tail))
+        }
+        match len {
+            8..=16 => ends::<8>(authority) == ends::<8>(last),
+            17..=32 => ends::<16>(authority) == ends::<16>(last),
+            _ => authority == last,
+        }
+    }
 }
 
 impl Default for LastAllowed {
@@ -368,6 +392,26 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    #[test]
+    fn the_remembered_authority_differs_from_any_other_in_any_byte() {
+        for len in 1..=64 {
+            let remembered = vec![b'a'; len];
+            let mut last = LastAllowed {
+                scheme: LastAllowed::HTTPS,
+                len,
+                ..LastAllowed::default()
+            };
+            last.authority[..len].copy_from_slice(&remembered);
+            assert!(last.is(&remembered), "{len}");
+            assert!(!last.is(&remembered[1..]), "{len}: shorter");
+            for at in 0..len {
+                let mut other = remembered.clone();
+                other[at] = b'b';
+                assert!(!last.is(&other), "{len}: byte {at}");
+            }
+        }
     }
 
     #[test]
