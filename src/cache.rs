@@ -224,9 +224,8 @@ type Flight = SharedFuture<BoxFuture<'static, Result<(Credential, u64), Error>>>
 /// Bookkeeping behind the lock; touched only on the slow path.
 #[derive(Default)]
 struct State {
-    flight: Option<Flight>,
-    /// The task of `flight`, to see that it ended even when nobody polls the flight.
-    flight_task: Option<AbortHandle>,
+    /// The fetch in flight, and its task: that one ended shows even when nobody polls it.
+    flight: Option<(Flight, AbortHandle)>,
     /// Numbers fetches, so a finished fetch only clears its own flight.
     flight_no: u64,
     failure: Option<Failure>,
@@ -239,16 +238,15 @@ impl State {
     /// The fetch in flight, if any. A flight that ended without recording itself (its task was
     /// dropped before it started, as a runtime shutting down does) is cleared, not waited on.
     fn current_flight(&mut self) -> Option<Flight> {
-        let ended = self.flight.as_ref().is_some_and(|f| f.peek().is_some())
-            || self
-                .flight_task
-                .as_ref()
-                .is_some_and(AbortHandle::is_finished);
-        if ended {
+        // A task that recorded its result cleared its flight before it finished.
+        if self
+            .flight
+            .as_ref()
+            .is_some_and(|(_, task)| task.is_finished())
+        {
             self.flight = None;
-            self.flight_task = None;
         }
-        self.flight.clone()
+        self.flight.as_ref().map(|(flight, _)| flight.clone())
     }
 }
 
@@ -602,14 +600,14 @@ impl CredentialCache {
             trace_outcome(guard.shared.source.name(), started, &result);
             finish(&guard.shared, guard.flight_no, result)
         });
-        state.flight_task = Some(task.abort_handle());
+        let handle = task.abort_handle();
         let flight = async move {
             task.await
                 .unwrap_or_else(|_| Err(Error::new(ErrorKind::Transport).with_source(Cancelled)))
         }
         .boxed()
         .shared();
-        state.flight = Some(flight.clone());
+        state.flight = Some((flight.clone(), handle));
         Ok(flight)
     }
 
@@ -650,7 +648,6 @@ fn finish(
     let current = state.flight_no == flight_no;
     if current {
         state.flight = None;
-        state.flight_task = None;
     }
     let now = Instant::now();
     match result {
