@@ -224,7 +224,7 @@ type Flight = SharedFuture<BoxFuture<'static, Result<(Credential, u64), Error>>>
 /// Bookkeeping behind the lock; touched only on the slow path.
 #[derive(Default)]
 struct State {
-    /// The fetch in flight, and its task: that one ended shows even when nobody polls it.
+    /// The fetch in flight, and its task, whose end shows even when nobody polls the flight.
     flight: Option<(Flight, AbortHandle)>,
     /// Numbers fetches, so a finished fetch only clears its own flight.
     flight_no: u64,
@@ -268,20 +268,12 @@ impl Drop for Failure {
     }
 }
 
-/// Keeps a value alone on its cache lines. Requests bump reference counts that belong to one
-/// service clone (its cache handle, its header copy); clones made one after another allocate
-/// these side by side, and two counts on one line, written by two cores, would contend just
-/// like one shared count. 128 bytes, not 64: x86's adjacent-line prefetcher pairs lines.
+/// Keeps a value alone on its cache lines. A request bumps the reference count of its service
+/// clone's header copy; clones made one after another allocate these side by side, and two
+/// counts on one line, written by two cores, would contend just like one shared count. 128
+/// bytes, not 64: x86's adjacent-line prefetcher pairs lines.
 #[repr(align(128))]
 pub(crate) struct CachePadded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for CachePadded<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
 
 impl<T: AsRef<[u8]>> AsRef<[u8]> for CachePadded<T> {
     fn as_ref(&self) -> &[u8] {

@@ -1,7 +1,7 @@
 //! Caches by number. A response future carries its cache's number, not a handle on it, and
-//! looks the cache up only after a `401`: a request then bumps no reference count at all (an
-//! atomic read-modify-write per request, and another when the future drops, would be most of
-//! what the layer costs over a static header).
+//! looks the cache up only after a `401`: a request then bumps no reference count but its
+//! header's (a handle would cost an atomic read-modify-write per request, and another when
+//! the future drops).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
