@@ -171,10 +171,14 @@ where
         loop {
             // The hot path, small enough to inline: the answer to a request sent.
             if let Some(future) = this.sent.as_mut().as_pin_mut() {
-                let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                if response.status() != StatusCode::UNAUTHORIZED {
-                    return Poll::Ready(Ok(response));
-                }
+                let response = match future.poll(cx) {
+                    Poll::Ready(Ok(response)) if response.status() != StatusCode::UNAUTHORIZED => {
+                        return Poll::Ready(Ok(response));
+                    }
+                    Poll::Ready(Ok(response)) => response,
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
+                    Poll::Pending => return Poll::Pending,
+                };
                 match unauthorized(*this.on_401, this.rare, response) {
                     Ok(()) => this.sent.set(None),
                     Err(response) => return Poll::Ready(Ok(response)),
