@@ -5,7 +5,6 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::StatusCode;
 use infobip_auth::mock::{Fault, MockConfig, MockServer};
 use infobip_auth::source::ClientCredentials;
@@ -13,8 +12,9 @@ use infobip_auth::{BoxError, ErrorKind, InfobipAuthLayer};
 use tower::Layer as _;
 
 use support::{
-    Authenticated, assert_backoff, assert_refused_without_a_loop,
-    assert_transient_500s_then_recovery, client, ours, reports, requests_over_time, send,
+    Authenticated, assert_backoff, assert_malformed_answer_typed, assert_refused_without_a_loop,
+    assert_retry_after_waited_out, assert_transient_500s_then_recovery, client,
+    drop_a_request_mid_fetch, malformed_answers, reports, requests_over_time, send,
     send_concurrently, sms, transport,
 };
 
@@ -174,20 +174,10 @@ async fn retry_after_from_the_token_endpoint_is_honoured() -> Result<(), BoxErro
         Duration::from_secs(45),
     )
     .await;
-    assert_eq!(attempts.len(), 2);
-    assert!(attempts[1] - attempts[0] >= Duration::from_secs(30));
-    let first = outcomes
-        .first()
-        .ok_or("no request")?
-        .as_ref()
-        .err()
-        .ok_or("no 429")?;
-    let first = ours(first)?;
+    let first = assert_retry_after_waited_out(&attempts, &outcomes)?;
     assert!(
         matches!(first.kind(), ErrorKind::TokenEndpoint(api) if api.code() == Some("TOO_MANY_REQUESTS"))
     );
-    assert_eq!(first.retry_after(), Some(Duration::from_secs(30)));
-    assert!(matches!(outcomes.last(), Some(Ok(StatusCode::OK))));
     Ok(())
 }
 
@@ -210,29 +200,11 @@ async fn a_wrong_secret_is_reported_and_never_retried_in_a_loop() -> Result<(), 
 
 #[tokio::test(start_paused = true)]
 async fn malformed_token_answers_are_typed_errors() -> Result<(), BoxError> {
-    let body = |text: &'static str| Fault::Body {
-        status: StatusCode::OK,
-        content_type: "application/json",
-        body: Bytes::from_static(text.as_bytes()),
-    };
-    let cases: Vec<(&str, Fault)> = vec![
-        ("not JSON", body("access_token=eyJraWQ&expires_in=3600")),
-        ("missing access_token", body(r#"{"expires_in":3600}"#)),
-        (
-            "CR/LF in access_token",
-            body(r#"{"access_token":"eyJraWQ\r\nX-Evil: 1","expires_in":3600}"#),
-        ),
-        (
-            "10 MB body",
-            Fault::Body {
-                status: StatusCode::OK,
-                content_type: "application/json",
-                body: Bytes::from(vec![b' '; 10 * 1024 * 1024]),
-            },
-        ),
-        ("truncated body", Fault::Truncated),
-        ("closed connection", Fault::CloseConnection),
-    ];
+    let cases = malformed_answers(
+        "access_token=eyJraWQ&expires_in=3600",
+        r#"{"expires_in":3600}"#,
+        r#"{"access_token":"eyJraWQ\r\nX-Evil: 1","expires_in":3600}"#,
+    );
     let server = server().await?;
     for (case, fault) in cases {
         server.inject(fault);
@@ -241,19 +213,7 @@ async fn malformed_token_answers_are_typed_errors() -> Result<(), BoxError> {
             Ok(credential) => return Err(format!("{case}: accepted as {credential:?}").into()),
             Err(err) => err,
         };
-        let typed = match case {
-            "10 MB body" => matches!(err.kind(), ErrorKind::ResponseTooLarge { .. }),
-            "truncated body" | "closed connection" => {
-                matches!(err.kind(), ErrorKind::Transport) && err.is_transient()
-            }
-            _ => matches!(err.kind(), ErrorKind::MalformedResponse { .. }),
-        };
-        assert!(typed, "{case}: {err:?}");
-        let shown = format!("{err} {err:?}");
-        assert!(
-            !shown.contains("eyJraWQ") && !shown.contains(SECRET),
-            "{case}: {shown}"
-        );
+        assert_malformed_answer_typed(case, &err, &["eyJraWQ", SECRET]);
     }
     assert_eq!(token_requests(&server), 6);
     Ok(())
@@ -262,22 +222,8 @@ async fn malformed_token_answers_are_typed_errors() -> Result<(), BoxError> {
 #[tokio::test(start_paused = true)]
 async fn a_dropped_request_leaves_its_token_to_the_cache() -> Result<(), BoxError> {
     let server = server().await?;
-    server.set_latency(Duration::from_secs(2));
     let (_, mut service) = oauth_layer(&server, SECRET)?;
-
-    let dropped = tokio::time::timeout(
-        Duration::from_millis(100),
-        send(&mut service, reports(&server)),
-    )
-    .await;
-    assert!(
-        dropped.is_err(),
-        "dropped while its token was being fetched"
-    );
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    server.set_latency(Duration::ZERO);
-
-    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    drop_a_request_mid_fetch(&server, &mut service).await?;
     let counters = server.counters();
     assert_eq!(
         counters.oauth_token_requests, 1,

@@ -5,16 +5,16 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::StatusCode;
 use infobip_auth::mock::{Fault, MockConfig, MockServer, SessionEvent};
 use infobip_auth::source::Session;
-use infobip_auth::{BoxError, ErrorKind, InfobipAuthLayer};
+use infobip_auth::{BoxError, InfobipAuthLayer};
 use tower::Layer as _;
 
 use support::{
-    Authenticated, assert_backoff, assert_refused_without_a_loop,
-    assert_transient_500s_then_recovery, client, ours, reports, requests_over_time, send,
+    Authenticated, assert_backoff, assert_malformed_answer_typed, assert_refused_without_a_loop,
+    assert_retry_after_waited_out, assert_transient_500s_then_recovery, client,
+    drop_a_request_mid_fetch, malformed_answers, reports, requests_over_time, send,
     send_concurrently, sms, transport,
 };
 
@@ -199,16 +199,7 @@ async fn retry_after_from_the_session_endpoint_is_honoured() -> Result<(), BoxEr
         Duration::from_secs(45),
     )
     .await;
-    assert_eq!(attempts.len(), 2);
-    assert!(attempts[1] - attempts[0] >= Duration::from_secs(30));
-    let first = outcomes
-        .first()
-        .ok_or("no request")?
-        .as_ref()
-        .err()
-        .ok_or("no 429")?;
-    assert_eq!(ours(first)?.retry_after(), Some(Duration::from_secs(30)));
-    assert!(matches!(outcomes.last(), Some(Ok(StatusCode::OK))));
+    assert_retry_after_waited_out(&attempts, &outcomes)?;
     Ok(())
 }
 
@@ -231,27 +222,11 @@ async fn a_wrong_password_is_reported_and_never_retried_in_a_loop() -> Result<()
 
 #[tokio::test(start_paused = true)]
 async fn malformed_session_answers_are_typed_errors() -> Result<(), BoxError> {
-    let json = "application/json";
-    let body = |text: &'static str| Fault::Body {
-        status: StatusCode::OK,
-        content_type: "application/json",
-        body: Bytes::from_static(text.as_bytes()),
-    };
-    let cases: Vec<(&str, Fault)> = vec![
-        ("not JSON", body("<html>hello</html>")),
-        ("missing token", body(r#"{"session":"2f9b4d31"}"#)),
-        ("CR/LF in token", body(r#"{"token":"2f9b\r\nX-Evil: 1"}"#)),
-        (
-            "10 MB body",
-            Fault::Body {
-                status: StatusCode::OK,
-                content_type: json,
-                body: Bytes::from(vec![b' '; 10 * 1024 * 1024]),
-            },
-        ),
-        ("truncated body", Fault::Truncated),
-        ("closed connection", Fault::CloseConnection),
-    ];
+    let cases = malformed_answers(
+        "<html>hello</html>",
+        r#"{"session":"2f9b4d31"}"#,
+        r#"{"token":"2f9b\r\nX-Evil: 1"}"#,
+    );
     let server = server(60 * MINUTE).await?;
     for (case, fault) in cases {
         server.inject(fault);
@@ -260,19 +235,7 @@ async fn malformed_session_answers_are_typed_errors() -> Result<(), BoxError> {
             Ok(credential) => return Err(format!("{case}: accepted as {credential:?}").into()),
             Err(err) => err,
         };
-        let typed = match case {
-            "10 MB body" => matches!(err.kind(), ErrorKind::ResponseTooLarge { .. }),
-            "truncated body" | "closed connection" => {
-                matches!(err.kind(), ErrorKind::Transport) && err.is_transient()
-            }
-            _ => matches!(err.kind(), ErrorKind::MalformedResponse { .. }),
-        };
-        assert!(typed, "{case}: {err:?}");
-        let shown = format!("{err} {err:?}");
-        assert!(
-            !shown.contains("2f9b") && !shown.contains(PASSWORD),
-            "{case}: {shown}"
-        );
+        assert_malformed_answer_typed(case, &err, &["2f9b", PASSWORD]);
     }
     assert_eq!(server.counters().session_creates, 6);
     Ok(())
@@ -281,22 +244,8 @@ async fn malformed_session_answers_are_typed_errors() -> Result<(), BoxError> {
 #[tokio::test(start_paused = true)]
 async fn a_dropped_request_leaves_its_session_to_the_cache() -> Result<(), BoxError> {
     let server = server(60 * MINUTE).await?;
-    server.set_latency(Duration::from_secs(2));
     let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
-
-    let dropped = tokio::time::timeout(
-        Duration::from_millis(100),
-        send(&mut service, reports(&server)),
-    )
-    .await;
-    assert!(
-        dropped.is_err(),
-        "dropped while its session was being created"
-    );
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    server.set_latency(Duration::ZERO);
-
-    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    drop_a_request_mid_fetch(&server, &mut service).await?;
     let counters = server.counters();
     assert_eq!(
         counters.session_creates, 1,

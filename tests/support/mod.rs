@@ -11,7 +11,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use infobip_auth::mock::MockServer;
+use infobip_auth::mock::{Fault, MockServer};
 use infobip_auth::source::Transport;
 use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuth};
 use tokio::time::Instant;
@@ -180,4 +180,87 @@ pub fn assert_backoff(attempts: &[Instant], first: Duration) {
             i + 2
         );
     }
+}
+
+/// Sends a request and drops it while its credential is being fetched (the server answers
+/// after 2 s), lets the fetch finish on its own, then sends another, which must succeed.
+pub async fn drop_a_request_mid_fetch(
+    server: &MockServer,
+    service: &mut Authenticated,
+) -> Result<(), BoxError> {
+    server.set_latency(Duration::from_secs(2));
+    let dropped = tokio::time::timeout(Duration::from_millis(100), send(service, reports(server)));
+    assert!(
+        dropped.await.is_err(),
+        "dropped while its credential was being fetched"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    server.set_latency(Duration::ZERO);
+    assert_eq!(send(service, reports(server)).await?, StatusCode::OK);
+    Ok(())
+}
+
+/// Two token requests 30 s or more apart: the first refused with `Retry-After: 30`, whose
+/// error is returned, and requests succeeding in the end.
+pub fn assert_retry_after_waited_out<'a>(
+    attempts: &[Instant],
+    outcomes: &'a [Result<StatusCode, BoxError>],
+) -> Result<&'a Error, BoxError> {
+    assert_eq!(attempts.len(), 2);
+    assert!(attempts[1] - attempts[0] >= Duration::from_secs(30));
+    assert!(matches!(outcomes.last(), Some(Ok(StatusCode::OK))));
+    let first = outcomes.first().ok_or("no request")?;
+    let first = ours(first.as_ref().err().ok_or("no 429")?)?;
+    assert_eq!(first.retry_after(), Some(Duration::from_secs(30)));
+    Ok(first)
+}
+
+/// Answers a token endpoint may give that every source must turn into a typed error: a body
+/// that is `not_json`, one `missing` the token, one whose token holds `crlf`, a 10 MB body, a
+/// truncated body and a closed connection.
+pub fn malformed_answers(
+    not_json: &'static str,
+    missing: &'static str,
+    crlf: &'static str,
+) -> Vec<(&'static str, Fault)> {
+    let body = |body: Bytes| Fault::Body {
+        status: StatusCode::OK,
+        content_type: "application/json",
+        body,
+    };
+    vec![
+        ("not JSON", body(Bytes::from_static(not_json.as_bytes()))),
+        (
+            "missing the token",
+            body(Bytes::from_static(missing.as_bytes())),
+        ),
+        (
+            "CR/LF in the token",
+            body(Bytes::from_static(crlf.as_bytes())),
+        ),
+        (
+            "10 MB body",
+            body(Bytes::from(vec![b' '; 10 * 1024 * 1024])),
+        ),
+        ("truncated body", Fault::Truncated),
+        ("closed connection", Fault::CloseConnection),
+    ]
+}
+
+/// `err`, for case `case` of [`malformed_answers`], is the typed error that case calls for, and
+/// shows none of `secrets`.
+pub fn assert_malformed_answer_typed(case: &str, err: &Error, secrets: &[&str]) {
+    let typed = match case {
+        "10 MB body" => matches!(err.kind(), ErrorKind::ResponseTooLarge { .. }),
+        "truncated body" | "closed connection" => {
+            matches!(err.kind(), ErrorKind::Transport) && err.is_transient()
+        }
+        _ => matches!(err.kind(), ErrorKind::MalformedResponse { .. }),
+    };
+    assert!(typed, "{case}: {err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        secrets.iter().all(|secret| !shown.contains(secret)),
+        "{case}: {shown}"
+    );
 }
