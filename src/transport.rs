@@ -262,16 +262,22 @@ fn unbuildable(err: http::Error) -> Error {
     Error::new(ErrorKind::Transport).with_source(err)
 }
 
-/// Turns an error status into its typed [`Error`]: `401` is
-/// [`InvalidCredentials`](ErrorKind::InvalidCredentials), anything else not `2xx`
-/// [`TokenEndpoint`](ErrorKind::TokenEndpoint), with `Retry-After` kept.
+/// Turns an error status into its typed [`Error`]: `401`, and a `400` whose OAuth error code
+/// refuses the client or its grant (RFC 6749, section 5.2), are
+/// [`InvalidCredentials`](ErrorKind::InvalidCredentials); anything else not `2xx` is
+/// [`TokenEndpoint`](ErrorKind::TokenEndpoint). `Retry-After` is kept.
 pub(crate) fn check_status(answer: &Answer) -> Result<(), Error> {
     let status = answer.status();
     if status.is_success() {
         return Ok(());
     }
     let api = ApiError::from_body(status, answer.body());
-    let error = if status == StatusCode::UNAUTHORIZED {
+    let refused_client = status == StatusCode::BAD_REQUEST
+        && matches!(
+            api.code(),
+            Some("invalid_client" | "unauthorized_client" | "invalid_grant")
+        );
+    let error = if status == StatusCode::UNAUTHORIZED || refused_client {
         Error::new(ErrorKind::InvalidCredentials(api))
     } else {
         Error::new(ErrorKind::TokenEndpoint(api))

@@ -50,7 +50,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use http::{StatusCode, Uri};
+use http::Uri;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -58,8 +58,8 @@ use crate::credential::REDACTED;
 use crate::error::ConfigError;
 use crate::scope::Scopes;
 use crate::source::{TokenSource, Transport, token_endpoint};
-use crate::transport::{self, check_status, token_credential};
-use crate::{BaseUrl, Credential, Error, ErrorKind};
+use crate::transport::{self, token_credential};
+use crate::{BaseUrl, Credential, Error};
 
 /// Infobip's path for the client-credentials grant.
 const TOKEN_PATH: &str = "/auth/1/oauth2/token";
@@ -149,24 +149,6 @@ fn lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
     }
 }
 
-/// OAuth's own words for wrong client credentials, which some servers send with `400`
-/// ([RFC 6749 §5.2](https://www.rfc-editor.org/rfc/rfc6749#section-5.2)): the same
-/// [`InvalidCredentials`](ErrorKind::InvalidCredentials) as Infobip's `401`.
-fn refused_client(error: Error) -> Error {
-    match error.kind() {
-        ErrorKind::TokenEndpoint(api)
-            if api.status() == StatusCode::BAD_REQUEST
-                && matches!(
-                    api.code(),
-                    Some("invalid_client" | "unauthorized_client" | "invalid_grant")
-                ) =>
-        {
-            Error::new(ErrorKind::InvalidCredentials(api.clone()))
-        }
-        _ => error,
-    }
-}
-
 impl TokenSource for ClientCredentials {
     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
         let form = [
@@ -178,7 +160,6 @@ impl TokenSource for ClientCredentials {
             .transport
             .post_form(self.endpoint.clone(), &form)
             .await?;
-        check_status(&answer).map_err(refused_client)?;
         let granted: Granted = transport::json(&answer)?;
         let token = Zeroizing::new(granted.access_token);
         let credential =

@@ -12,10 +12,9 @@ use super::callback::{AuthorizationGrant, PendingAuthorization, checked_state};
 use super::store::{SharedStore, TokenStore};
 use super::{AuthCode, TOKEN_PATH, parse_token};
 use crate::credential::REDACTED;
-use crate::origin::is_loopback;
+use crate::origin::{is_loopback, redacted};
 use crate::source::{Transport, pkce};
 use crate::trace::event;
-use crate::transport::check_status;
 use crate::{BaseUrl, ConfigError, Error, ErrorKind};
 
 /// Where the user approves the app (seed 002, "Authorize endpoint").
@@ -248,10 +247,7 @@ impl AuthCodeFlow {
     /// ```
     pub async fn exchange(&self, grant: AuthorizationGrant) -> Result<AuthCode, Error> {
         let inner = &self.0;
-        let mut form: Vec<(&str, &str)> = vec![("client_id", &inner.client_id)];
-        if let Some(secret) = &inner.client_secret {
-            form.push(("client_secret", secret));
-        }
+        let mut form = self.client_fields();
         if let Some(verifier) = grant.verifier() {
             form.push(("code_verifier", verifier));
         }
@@ -264,7 +260,6 @@ impl AuthCodeFlow {
             .transport
             .post_form(self.token_endpoint(), &form)
             .await?;
-        check_status(&answer)?;
         let credential = parse_token(&answer, None)?;
         event!(
             debug,
@@ -372,7 +367,8 @@ impl AuthCodeFlow {
         &self.0.transport
     }
 
-    /// The client authentication a refresh carries: the client id, and the secret if any.
+    /// The client authentication an exchange or a refresh carries: the client id, and the
+    /// secret if any.
     pub(crate) fn client_fields(&self) -> Vec<(&str, &str)> {
         let mut fields = vec![("client_id", self.0.client_id.as_str())];
         if let Some(secret) = &self.0.client_secret {
@@ -393,7 +389,7 @@ impl fmt::Debug for AuthCodeFlow {
                 &inner.client_secret.as_ref().map(|_| REDACTED),
             )
             .field("pkce", &inner.pkce)
-            .field("redirect_uri", &inner.redirect_uri)
+            .field("redirect_uri", &redacted(&inner.redirect_uri))
             .field("scope", &inner.scope)
             .field("transport", &inner.transport)
             .finish()
@@ -561,7 +557,7 @@ impl Builder {
 /// to a remote host: the code travels in it.
 fn check_redirect_uri(uri: &str) -> Result<(), ConfigError> {
     let invalid = |reason| ConfigError::InvalidUrl {
-        url: uri.to_owned(),
+        url: redacted(uri),
         reason,
     };
     if uri.contains('#') {
@@ -587,14 +583,14 @@ fn check_redirect_uri(uri: &str) -> Result<(), ConfigError> {
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("base_url", &crate::origin::redacted(&self.base_url))
+            .field("base_url", &redacted(&self.base_url))
             .field("client_id", &self.client_id)
             .field(
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| REDACTED),
             )
             .field("pkce", &self.pkce)
-            .field("redirect_uri", &self.redirect_uri)
+            .field("redirect_uri", &self.redirect_uri.as_deref().map(redacted))
             .field("scopes", &self.scopes)
             .field("transport", &self.transport)
             .finish()

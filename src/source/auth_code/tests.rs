@@ -364,6 +364,16 @@ fn the_builder_refuses_what_cannot_work() {
             .build()
             .is_ok()
     );
+    // A query may carry a secret: neither the builder's Debug nor its error repeats it.
+    let leaky = builder(&fake)
+        .pkce()
+        .redirect_uri("https://app.example/cb?key=hunter2#x");
+    let debug = format!("{leaky:?}");
+    let shown = format!("{debug} {:?}", leaky.build().err());
+    assert!(
+        shown.contains("fragment") && !shown.contains("hunter2"),
+        "{shown}"
+    );
     assert!(
         builder(&fake)
             .pkce()

@@ -10,7 +10,7 @@ use tower::{Layer as _, Service, ServiceExt as _};
 
 use super::*;
 use crate::test_helpers::{FakeEndpoint, FakeReply, Seen, infobip_error, reply};
-use crate::{BoxError, InfobipAuthLayer};
+use crate::{BoxError, ErrorKind, InfobipAuthLayer};
 
 const BASE: &str = "https://xyz12.api.infobip.com";
 const SECOND: Duration = Duration::from_secs(1);
