@@ -289,12 +289,27 @@ impl StdError for Error {
 /// assert_eq!(err.code(), Some("UNAUTHORIZED"));
 /// assert_eq!(err.text(), Some("Invalid login details"));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ApiError {
     status: StatusCode,
     code: Option<String>,
     text: Option<String>,
     raw: Option<String>,
+}
+
+/// Shows the unreadable body's length, not its bytes: a gateway that echoes the request it
+/// refused would echo a token request's secrets. [`ApiError::raw`] gives them on purpose.
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("ApiError");
+        out.field("status", &self.status)
+            .field("code", &self.code)
+            .field("text", &self.text);
+        if let Some(raw) = &self.raw {
+            out.field("raw_bytes", &raw.len());
+        }
+        out.finish()
+    }
 }
 
 /// How much of an unreadable error body is kept, in bytes.
@@ -620,6 +635,7 @@ mod tests {
         let long = vec![b'x'; 10_000];
         let err = ApiError::from_body(StatusCode::FORBIDDEN, &long);
         assert_eq!(err.raw().map(str::len), Some(RAW_KEPT));
+        assert!(!format!("{err:?}").contains("<html>"), "{err:?}");
         assert_eq!(ApiError::from_body(StatusCode::FORBIDDEN, b"").raw(), None);
     }
 

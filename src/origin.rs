@@ -232,7 +232,11 @@ impl AllowedHosts {
             return true;
         }
         let allowed = self.allows(uri);
-        if allowed && let Some(slot) = last.authority.get_mut(..bytes.len()) {
+        // User information is never remembered: it may hold a password.
+        if allowed
+            && !bytes.contains(&b'@')
+            && let Some(slot) = last.authority.get_mut(..bytes.len())
+        {
             slot.copy_from_slice(bytes);
             last.len = bytes.len();
             last.scheme = tag;
@@ -429,6 +433,11 @@ mod tests {
         }
         let uri = uri("https://bob:hunter2@evil.example:8443/x?k=hunter2");
         assert_eq!(origin_of(&uri), "https://evil.example:8443");
+        // An allowed request with user information is not remembered, so not shown either.
+        let mut last = LastAllowed::default();
+        let with_password = self::uri("https://bob:hunter2@xyz12.api.infobip.com/x");
+        assert!(AllowedHosts::Infobip.allows_repeat(&with_password, &mut last));
+        assert!(!format!("{last:?}").contains("hunter2"), "{last:?}");
     }
 
     #[test]

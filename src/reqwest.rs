@@ -89,8 +89,9 @@ impl Middleware for InfobipAuthMiddleware {
         if request.headers().contains_key(AUTHORIZATION) {
             return next.run(request, extensions).await;
         }
-        let uri: Uri = request.url().as_str().parse().unwrap_or_default();
-        if !self.layer.hosts.allows(&uri) || uri.authority().is_none() {
+        // A URL `http` cannot parse gets no credential.
+        let uri = request.url().as_str().parse::<Uri>();
+        if !uri.is_ok_and(|uri| self.layer.hosts.allows(&uri)) {
             let origin = request.url().origin().ascii_serialization();
             return Err(reqwest_middleware::Error::middleware(Error::new(
                 ErrorKind::HostNotAllowed { origin },
