@@ -231,7 +231,6 @@ struct State {
     failure: Option<Failure>,
     /// The last credential published, handed to the next fetch as `previous`.
     previous: Option<Credential>,
-    last_id: u64,
 }
 
 impl State {
@@ -354,6 +353,14 @@ impl Future for Lookup {
             Lookup::Wait(_) | Lookup::Taken => Err(Error::new(ErrorKind::Transport)
                 .with_source("credential lookup polled after completion")),
         })
+    }
+}
+
+impl Shared {
+    /// Sends every private header copy back to the slow path; call it after the change that
+    /// makes them stale is visible.
+    fn bump(&self) {
+        self.generation.0.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -486,7 +493,7 @@ impl CredentialCache {
             credential: None,
             deadlines: Deadlines::default(),
         }));
-        self.bump();
+        self.shared.bump();
         event!(
             info,
             source = self.shared.source.name(),
@@ -521,7 +528,7 @@ impl CredentialCache {
                             id: slot.id,
                             ..Slot::default()
                         }));
-                        self.bump();
+                        self.shared.bump();
                         break state.previous.take();
                     }
                 }
@@ -593,22 +600,15 @@ impl CredentialCache {
             finish(&guard.shared, guard.flight_no, result)
         });
         let handle = task.abort_handle();
-        let flight = async move {
-            task.await
-                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Transport).with_source(Cancelled)))
-        }
-        .boxed()
-        .shared();
+        let flight = async move { task.await.unwrap_or_else(|_| Err(cancelled())) }
+            .boxed()
+            .shared();
         state.flight = Some((flight.clone(), handle));
         Ok(flight)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.shared)
-    }
-
-    fn bump(&self) {
-        self.shared.generation.0.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -647,8 +647,8 @@ fn finish(
             if !current {
                 return Ok((credential, 0));
             }
-            state.last_id += 1;
-            let id = state.last_id;
+            // Ids only change here, under the lock: the next one follows the slot's.
+            let id = shared.slot.load().id + 1;
             state.previous = Some(credential.clone());
             state.failure = None;
             let deadlines = shared.policy.deadlines(&credential, now);
@@ -657,7 +657,7 @@ fn finish(
                 credential: Some(credential.clone()),
                 deadlines,
             }));
-            shared.generation.0.fetch_add(1, Ordering::Release);
+            shared.bump();
             drop(state);
             if deadlines.all().next().is_some()
                 && let Ok(runtime) = tokio::runtime::Handle::try_current()
@@ -668,7 +668,11 @@ fn finish(
         }
         Err(error) => {
             if current {
-                let count = state.failure.as_ref().map_or(0, |f| f.count) + 1;
+                let count = state
+                    .failure
+                    .as_ref()
+                    .map_or(0, |f| f.count)
+                    .saturating_add(1);
                 let delay = shared.policy.backoff_delay(count, error.retry_after());
                 event!(
                     warn,
@@ -683,7 +687,7 @@ fn finish(
                     let wake = runtime.spawn(async move {
                         tokio::time::sleep_until(retry_at).await;
                         if let Some(shared) = shared.upgrade() {
-                            shared.generation.0.fetch_add(1, Ordering::Release);
+                            shared.bump();
                         }
                     });
                     wake.abort_handle()
@@ -766,7 +770,7 @@ async fn watch(shared: Weak<Shared>, id: u64, published: Instant) {
         }
         let slot = shared.slot.load_full();
         if slot.deadlines.all().any(|at| at > announced && at <= now) {
-            shared.generation.0.fetch_add(1, Ordering::Release);
+            shared.bump();
         }
         let phase = slot.deadlines.phase(now);
         if shared.policy.keep_alive && matches!(phase, Phase::Ahead | Phase::Wait) {
@@ -794,10 +798,14 @@ struct FetchGuard {
 impl Drop for FetchGuard {
     fn drop(&mut self) {
         if !self.done {
-            let cancelled = Error::new(ErrorKind::Transport).with_source(Cancelled);
-            let _ = finish(&self.shared, self.flight_no, Err(cancelled));
+            let _ = finish(&self.shared, self.flight_no, Err(cancelled()));
         }
     }
+}
+
+/// The error of a fetch that ended without a result.
+fn cancelled() -> Error {
+    Error::new(ErrorKind::Transport).with_source(Cancelled)
 }
 
 /// The source of a fetch that ended without a result.
