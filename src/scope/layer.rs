@@ -72,9 +72,12 @@ impl Config {
         }
         match (&self.cache, authorization) {
             (Some(cache), Some(sent)) => cache.with_current(|current| {
-                let same =
-                    |c: &&Credential| bool::from(c.header().as_bytes().ct_eq(sent.as_bytes()));
-                f(current.filter(same).and_then(Credential::scopes))
+                // Scopes first: most credentials report none, and then nothing is compared.
+                let held = current.and_then(|c| Some((c, c.scopes()?)));
+                let same = |(c, _): &(&Credential, _)| {
+                    bool::from(c.header().as_bytes().ct_eq(sent.as_bytes()))
+                };
+                f(held.filter(same).map(|(_, scopes)| scopes))
             }),
             _ => f(None),
         }
@@ -221,9 +224,10 @@ impl<S> Layer<S> for ScopeCheckLayer {
 ///
 /// Its error type is [`BoxError`]; the request body type is not constrained (it need not be
 /// `Clone`). See the [module docs](super) for an example.
+#[derive(Clone)]
 pub struct ScopeCheck<S> {
     inner: S,
-    /// Per service clone, so requests bump no reference count shared across threads.
+    /// Shared by clones: a replay clones the service per request, and this costs it one count.
     config: Arc<Config>,
 }
 
@@ -274,16 +278,6 @@ impl<S> ScopeCheck<S> {
     /// ```
     pub fn into_inner(self) -> S {
         self.inner
-    }
-}
-
-impl<S: Clone> Clone for ScopeCheck<S> {
-    /// A clone gets its own handle on the configuration (see the field).
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            config: Arc::new(Config::clone(&self.config)),
-        }
     }
 }
 
