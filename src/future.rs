@@ -6,8 +6,9 @@
 //!    └── fetch failed: Err
 //! ```
 //!
-//! On the hot path the future is the inner future, a plain-data `On401` and an empty box
-//! pointer: polling checks one status code, and dropping it has nothing else to free.
+//! On the hot path the future is the inner future, a plain-data `On401` and a box pointer,
+//! empty unless the request can be replayed: polling checks one status code, and dropping it
+//! frees at most that box.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -392,8 +392,9 @@ where
 
 impl<S: Clone> InfobipAuth<S> {
     /// The hot path: the origin allowed last time and a fresh private header copy — one atomic
-    /// load; no lock, no allocation, no clock read. Sets the header and says what a `401` to
-    /// the request means, or `None` when the slow path must decide.
+    /// load; no lock, no clock read, and no allocation but the copy of a request that a `401`
+    /// would replay. Sets the header and says what a `401` to the request means, or `None`
+    /// when the slow path must decide.
     #[inline(always)]
     fn authorize_cached<B: 'static>(
         &mut self,
