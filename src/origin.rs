@@ -217,29 +217,18 @@ impl AllowedHosts {
     /// to exactly the same scheme and authority (byte for byte) is allowed without parsing the
     /// host again. The answer depends on the scheme and the authority only, so an exact repeat
     /// has the same answer; anything else takes the full check.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn allows_repeat(&self, uri: &Uri, last: &mut LastAllowed) -> bool {
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        let Some(seen) = LastAllowed::of(uri) else {
             return self.allows(uri);
         };
-        let tag = match scheme.as_str() {
-            "https" => LastAllowed::HTTPS,
-            "http" => LastAllowed::HTTP,
-            _ => return self.allows(uri), // never allowed; nothing to remember
-        };
-        let bytes = authority.as_str().as_bytes();
-        if last.scheme == tag && last.is(bytes) {
+        if seen == *last {
             return true;
         }
         let allowed = self.allows(uri);
         // User information is never remembered: it may hold a password.
-        if allowed
-            && !bytes.contains(&b'@')
-            && let Some(slot) = last.authority.get_mut(..bytes.len())
-        {
-            slot.copy_from_slice(bytes);
-            last.len = bytes.len();
-            last.scheme = tag;
+        if allowed && !uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            *last = seen;
         }
         allowed
     }
@@ -257,63 +246,52 @@ impl AllowedHosts {
     }
 }
 
-/// The origin a service clone last let a credential go to, kept inline (no allocation):
-/// authorities longer than its buffer are simply checked every time.
-#[derive(Clone)]
+/// The origin a service clone last let a credential go to, kept inline (no allocation) as
+/// its scheme, its authority's length and the authority's first and last 16 (or 8) bytes,
+/// which overlap or meet: a repeat is recognised by a few word compares, with no call to
+/// `memcmp`. Authorities shorter than 8 or longer than 32 bytes are checked in full each time.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct LastAllowed {
-    /// `NONE`, `HTTPS` or `HTTP`.
-    scheme: u8,
-    len: usize,
-    authority: [u8; 64],
+    /// `len << 1 | https`; zero when nothing is remembered (no remembered length is zero).
+    key: usize,
+    head: u128,
+    tail: u128,
 }
 
 impl LastAllowed {
-    const NONE: u8 = 0;
-    const HTTPS: u8 = 1;
-    const HTTP: u8 = 2;
-
-    /// Whether `authority` is the one remembered. Authorities are short: up to 32 bytes are
-    /// compared as two overlapping words, inline, instead of through a call to `memcmp`.
+    /// What would be remembered of `uri`, if it can be.
     #[inline(always)]
-    fn is(&self, authority: &[u8]) -> bool {
-        let Some(last) = self.authority.get(..self.len) else {
-            return false;
+    fn of(uri: &Uri) -> Option<Self> {
+        let https = match uri.scheme_str()? {
+            "https" => true,
+            "http" => false,
+            _ => return None, // never allowed; nothing to remember
         };
-        let len = authority.len();
-        if len != last.len() {
-            return false;
+        let bytes = uri.authority()?.as_str().as_bytes();
+        let key = bytes.len() << 1 | usize::from(https);
+        if let (Some(head), Some(tail)) = (bytes.first_chunk::<16>(), bytes.last_chunk::<16>()) {
+            return (bytes.len() <= 32).then(|| Self {
+                key,
+                head: u128::from_ne_bytes(*head),
+                tail: u128::from_ne_bytes(*tail),
+            });
         }
-        // The first and the last `N` bytes of both (they overlap when `len < 2 * N`).
-        fn ends<const N: usize>(bytes: &[u8]) -> Option<([u8; N], [u8; N])> {
-            let head = bytes.first_chunk::<N>()?;
-            let tail = bytes.last_chunk::<N>()?;
-            Some((*head, *tail))
-        }
-        match len {
-            8..=16 => ends::<8>(authority) == ends::<8>(last),
-            17..=32 => ends::<16>(authority) == ends::<16>(last),
-            _ => authority == last,
-        }
-    }
-}
-
-impl Default for LastAllowed {
-    fn default() -> Self {
-        Self {
-            scheme: Self::NONE,
-            len: 0,
-            authority: [0; 64],
-        }
+        let (head, tail) = (bytes.first_chunk::<8>()?, bytes.last_chunk::<8>()?);
+        Some(Self {
+            key,
+            head: u64::from_ne_bytes(*head).into(),
+            tail: u64::from_ne_bytes(*tail).into(),
+        })
     }
 }
 
 impl fmt::Debug for LastAllowed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let authority = self.authority.get(..self.len).unwrap_or_default();
+        // Lengths only: the bytes are a host name, but say no more than needed.
         f.debug_struct("LastAllowed")
-            .field("scheme", &self.scheme)
-            .field("authority", &String::from_utf8_lossy(authority))
-            .finish()
+            .field("https", &(self.key & 1 == 1))
+            .field("len", &(self.key >> 1))
+            .finish_non_exhaustive()
     }
 }
 
@@ -400,22 +378,32 @@ mod tests {
 
     #[test]
     fn the_remembered_authority_differs_from_any_other_in_any_byte() {
-        for len in 1..=64 {
+        let seen = |authority: &[u8]| {
+            let uri = format!("https://{}/x", String::from_utf8_lossy(authority));
+            LastAllowed::of(&uri.parse().unwrap_or_default())
+        };
+        for len in 1..=40 {
             let remembered = vec![b'a'; len];
-            let mut last = LastAllowed {
-                scheme: LastAllowed::HTTPS,
-                len,
-                ..LastAllowed::default()
-            };
-            last.authority[..len].copy_from_slice(&remembered);
-            assert!(last.is(&remembered), "{len}");
-            assert!(!last.is(&remembered[1..]), "{len}: shorter");
+            let last = seen(&remembered);
+            assert_eq!(last.is_some(), (8..=32).contains(&len), "{len}: kept");
+            if last.is_none() {
+                continue;
+            }
+            assert_eq!(seen(&remembered), last, "{len}");
+            assert_ne!(seen(&remembered[1..]), last, "{len}: shorter");
             for at in 0..len {
                 let mut other = remembered.clone();
                 other[at] = b'b';
-                assert!(!last.is(&other), "{len}: byte {at}");
+                assert_ne!(seen(&other), last, "{len}: byte {at}");
             }
         }
+        let http = "http://aaaaaaaaaa/x".parse().unwrap_or_default();
+        let https = "https://aaaaaaaaaa/x".parse().unwrap_or_default();
+        assert_ne!(
+            LastAllowed::of(&http),
+            LastAllowed::of(&https),
+            "the scheme"
+        );
     }
 
     #[test]
