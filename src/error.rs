@@ -146,6 +146,25 @@ impl Error {
         &self.kind
     }
 
+    /// The missing scopes and the endpoint, when this is a `403` (or a pre-flight refusal).
+    ///
+    /// ```
+    /// # use infobip_auth::{Error, ErrorKind, Forbidden};
+    /// let refused = Error::new(ErrorKind::Forbidden(Box::new(Forbidden::new(
+    ///     http::Method::POST,
+    ///     "/sms/2/text/advanced",
+    /// ))));
+    /// assert_eq!(refused.forbidden().map(|f| f.endpoint.as_str()), Some("/sms/2/text/advanced"));
+    /// assert!(Error::new(ErrorKind::Timeout).forbidden().is_none());
+    /// ```
+    #[must_use]
+    pub fn forbidden(&self) -> Option<&Forbidden> {
+        match &self.kind {
+            ErrorKind::Forbidden(forbidden) => Some(forbidden),
+            _ => None,
+        }
+    }
+
     /// How long the server asked us to wait before the next try, if it said.
     ///
     /// ```

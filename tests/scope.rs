@@ -9,7 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infobip_auth::mock::{DEMO_PASSWORD, DEMO_USERNAME, MockConfig, MockServer};
 use infobip_auth::source::ApiKey;
-use infobip_auth::{BoxError, Error, ErrorKind, Forbidden, InfobipAuthLayer, Scopes};
+use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuthLayer, Scopes};
 use tower::{ServiceBuilder, ServiceExt as _};
 
 const SMS: &str =
@@ -39,13 +39,6 @@ async fn server() -> Result<MockServer, BoxError> {
     Ok(MockServer::start_with(config).await?)
 }
 
-fn forbidden(error: Option<&Error>) -> Option<&Forbidden> {
-    match error?.kind() {
-        ErrorKind::Forbidden(forbidden) => Some(forbidden),
-        _ => None,
-    }
-}
-
 #[tokio::test]
 async fn preflight_refusal_sends_nothing() -> Result<(), BoxError> {
     let server = server().await?;
@@ -58,7 +51,9 @@ async fn preflight_refusal_sends_nothing() -> Result<(), BoxError> {
 
     let sms = request(&server, Method::POST, "/sms/2/text/advanced", SMS);
     let err = client.clone().oneshot(sms).await.err().ok_or("sent")?;
-    let refused = forbidden(Error::find(&*err)).ok_or("not forbidden")?;
+    let refused = Error::find(&*err)
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
     let required: Scopes = "message:send,sms:message:send,sms:manage".parse()?;
     assert_eq!(refused.required.as_ref(), Some(&required));
     assert_eq!(refused.api, None);
@@ -97,7 +92,10 @@ async fn the_servers_403_comes_back_explained_with_its_body() -> Result<(), BoxE
     let response = client.oneshot(sms).await?;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let error = response.extensions().get::<Error>().cloned();
-    let explained = forbidden(error.as_ref()).ok_or("not forbidden")?;
+    let explained = error
+        .as_ref()
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
     assert_eq!(explained.endpoint, "/sms/2/text/advanced");
     assert_eq!(explained.held, None);
     let api = explained.api.as_ref().ok_or("no answer")?;
@@ -129,7 +127,10 @@ async fn basic_credentials_without_the_scope_get_an_explained_403() -> Result<()
     let response = client.oneshot(keys).await?;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let error = response.extensions().get::<Error>().cloned();
-    let explained = forbidden(error.as_ref()).ok_or("not forbidden")?;
+    let explained = error
+        .as_ref()
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
     assert_eq!(
         explained.required.as_ref(),
         Some(&"account-management:manage".parse()?)

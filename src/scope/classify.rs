@@ -130,13 +130,6 @@ mod tests {
     const SEED_403: &[u8] =
         br#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
 
-    fn forbidden_of(err: Option<Error>) -> Option<Forbidden> {
-        match err?.kind() {
-            ErrorKind::Forbidden(forbidden) => Some((**forbidden).clone()),
-            _ => None,
-        }
-    }
-
     fn sms_scopes() -> Result<Scopes, ConfigError> {
         "message:send,sms:message:send,sms:manage".parse()
     }
@@ -153,7 +146,7 @@ mod tests {
             Some(&held),
         );
         let text = err.as_ref().map(ToString::to_string).unwrap_or_default();
-        let forbidden = forbidden_of(err);
+        let forbidden = err.as_ref().and_then(Error::forbidden).cloned();
         let Some(forbidden) = forbidden else {
             panic!("not forbidden: {text}");
         };
@@ -189,7 +182,7 @@ mod tests {
             .err()
             .map(ToString::to_string)
             .unwrap_or_default();
-        let forbidden = forbidden_of(result.err());
+        let forbidden = result.err().as_ref().and_then(Error::forbidden).cloned();
         let Some(forbidden) = forbidden else {
             panic!("not refused");
         };
@@ -340,7 +333,7 @@ mod tests {
                 &catalog,
                 None,
             );
-            let forbidden = forbidden_of(err);
+            let forbidden = err.as_ref().and_then(Error::forbidden).cloned();
             let Some(forbidden) = forbidden else {
                 panic!("not forbidden: {}", String::from_utf8_lossy(body));
             };
@@ -359,8 +352,11 @@ mod tests {
             &catalog,
             None,
         );
-        let raw =
-            forbidden_of(malformed).and_then(|f| f.api.and_then(|a| a.raw().map(str::to_owned)));
+        let raw = malformed
+            .as_ref()
+            .and_then(Error::forbidden)
+            .cloned()
+            .and_then(|f| f.api.and_then(|a| a.raw().map(str::to_owned)));
         assert_eq!(raw.as_deref(), Some(r#"{"requestError": {"serviceExc"#));
         Ok(())
     }
@@ -376,7 +372,7 @@ mod tests {
             &Catalog::infobip(),
             Some(&held),
         );
-        let forbidden = forbidden_of(err);
+        let forbidden = err.as_ref().and_then(Error::forbidden).cloned();
         assert_eq!(
             forbidden
                 .as_ref()
@@ -396,7 +392,11 @@ mod tests {
             &Catalog::infobip(),
             None,
         );
-        let endpoint = forbidden_of(err).map(|f| f.endpoint);
+        let endpoint = err
+            .as_ref()
+            .and_then(Error::forbidden)
+            .cloned()
+            .map(|f| f.endpoint);
         assert_eq!(endpoint.as_deref(), Some("/2fa/2/applications/{appId}"));
     }
 
@@ -484,7 +484,13 @@ mod tests {
             &catalog,
             None,
         );
-        assert_eq!(forbidden_of(err).and_then(|f| f.required), Some(held));
+        assert_eq!(
+            err.as_ref()
+                .and_then(Error::forbidden)
+                .cloned()
+                .and_then(|f| f.required),
+            Some(held)
+        );
         Ok(())
     }
 }

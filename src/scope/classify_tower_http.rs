@@ -129,7 +129,11 @@ impl ClassifyResponse for ScopeResponseClassifier {
             StatusCode::UNAUTHORIZED => ScopeFailureClass::Unauthorized,
             StatusCode::FORBIDDEN => {
                 // What the scope check found, if it ran inside; else what the catalogue says.
-                let attached = res.extensions().get::<Error>().and_then(forbidden_of);
+                let attached = res
+                    .extensions()
+                    .get::<Error>()
+                    .and_then(Error::forbidden)
+                    .cloned();
                 let forbidden = attached.or_else(|| {
                     let error = classify(
                         &self.method,
@@ -139,7 +143,7 @@ impl ClassifyResponse for ScopeResponseClassifier {
                         &self.shared.catalog,
                         self.shared.held.as_ref(),
                     );
-                    error.as_ref().and_then(forbidden_of)
+                    error.as_ref().and_then(Error::forbidden).cloned()
                 });
                 match forbidden {
                     Some(forbidden) => ScopeFailureClass::Forbidden(Box::new(forbidden)),
@@ -159,13 +163,6 @@ impl ClassifyResponse for ScopeResponseClassifier {
         E: fmt::Display + 'static,
     {
         ScopeFailureClass::from_error(error)
-    }
-}
-
-fn forbidden_of(error: &Error) -> Option<Forbidden> {
-    match error.kind() {
-        ErrorKind::Forbidden(forbidden) => Some((**forbidden).clone()),
-        _ => None,
     }
 }
 

@@ -17,7 +17,7 @@ use tower_test::mock;
 
 use super::*;
 use crate::source::ApiKey;
-use crate::{ApiError, BoxError, Error, ErrorKind, Forbidden, InfobipAuthLayer};
+use crate::{ApiError, BoxError, Error, ErrorKind, InfobipAuthLayer};
 
 const HOST: &str = "https://xyz12.api.infobip.com";
 const SEED_403: &[u8] =
@@ -77,13 +77,6 @@ fn error_of<B>(response: &Response<B>) -> Option<&Error> {
     response.extensions().get::<Error>()
 }
 
-fn forbidden_of(error: Option<&Error>) -> Option<&Forbidden> {
-    match error?.kind() {
-        ErrorKind::Forbidden(forbidden) => Some(forbidden),
-        _ => None,
-    }
-}
-
 fn ours(err: &BoxError) -> Option<&Error> {
     Error::find(&**err)
 }
@@ -119,7 +112,7 @@ async fn seed_403_names_the_endpoint_scopes_and_that_none_of_them_is_held() -> R
     let response = service.oneshot(send_sms(None)).await?;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let error = error_of(&response).cloned().ok_or("no error attached")?;
-    let forbidden = forbidden_of(Some(&error)).ok_or("not forbidden")?;
+    let forbidden = error.forbidden().ok_or("not forbidden")?;
     assert_eq!(forbidden.endpoint, "/sms/2/text/advanced");
     assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
     assert_eq!(forbidden.held.as_ref(), Some(&held));
@@ -152,7 +145,9 @@ async fn without_declared_scopes_the_403_names_what_is_needed_and_holds_nothing_
         .layer(auth.scope_check())
         .service(calls.answering(StatusCode::FORBIDDEN, SEED_403));
     let response = service.oneshot(send_sms(None)).await?;
-    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    let forbidden = error_of(&response)
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
     assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
     assert_eq!(forbidden.held, None);
     assert_eq!(calls.count(), 1, "scopes unknown: sent");
@@ -175,7 +170,7 @@ async fn preflight_refuses_a_key_without_the_scopes_and_sends_nothing() -> Resul
         .err()
         .ok_or("not refused")?;
     let error = ours(&err).ok_or("not our error")?;
-    let forbidden = forbidden_of(Some(error)).ok_or("not forbidden")?;
+    let forbidden = error.forbidden().ok_or("not forbidden")?;
     assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
     assert_eq!(forbidden.held.as_ref(), Some(&held));
     assert_eq!(forbidden.api, None, "nothing was sent, so no answer");
@@ -250,7 +245,7 @@ async fn preflight_off_sends_what_would_be_refused() -> Result<(), BoxError> {
             Some("App key"),
         ))
         .await?;
-    assert!(forbidden_of(error_of(&response)).is_some());
+    assert!(error_of(&response).and_then(Error::forbidden).is_some());
     assert_eq!(calls.count(), 1);
     Ok(())
 }
@@ -273,7 +268,7 @@ async fn declared_scopes_drive_a_standalone_check() -> Result<(), BoxError> {
         .await
         .err()
         .ok_or("not refused")?;
-    assert!(forbidden_of(ours(&err)).is_some(), "{err}");
+    assert!(ours(&err).and_then(Error::forbidden).is_some(), "{err}");
     assert_eq!(calls.count(), 1);
     Ok(())
 }
@@ -302,7 +297,9 @@ async fn every_403_shape_is_forbidden_and_the_body_comes_back_whole() -> Result<
         let service =
             ScopeCheckLayer::new().layer(Calls::default().answering(StatusCode::FORBIDDEN, body));
         let response = service.oneshot(send_sms(Some("App key"))).await?;
-        let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+        let forbidden = error_of(&response)
+            .and_then(Error::forbidden)
+            .ok_or("not forbidden")?;
         assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
         let api = forbidden.api.as_ref().ok_or("no answer")?;
         assert_eq!((api.code(), api.text()), (Some(code), Some(text)));
@@ -329,7 +326,9 @@ async fn a_403_with_a_malformed_or_empty_body_is_still_classified() -> Result<()
         let service =
             ScopeCheckLayer::new().layer(Calls::default().answering(StatusCode::FORBIDDEN, body));
         let response = service.oneshot(send_sms(Some("App key"))).await?;
-        let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+        let forbidden = error_of(&response)
+            .and_then(Error::forbidden)
+            .ok_or("not forbidden")?;
         let api = forbidden.api.as_ref().ok_or("no answer")?;
         assert_eq!(api.status(), StatusCode::FORBIDDEN);
         assert_eq!((api.code(), api.raw()), (None, raw));
@@ -366,7 +365,9 @@ async fn an_endpoint_outside_the_catalogue_passes_through_unchanged() -> Result<
             Some("App key"),
         ))
         .await?;
-    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    let forbidden = error_of(&response)
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
     assert_eq!(forbidden.endpoint, "/not/in/the/catalogue");
     assert_eq!(forbidden.required, None);
     assert_eq!(forbidden.held, Some(Scopes::new()));
@@ -503,7 +504,9 @@ async fn a_10_mb_403_is_read_only_up_to_the_limit_and_handed_back_whole() -> Res
         "read {read} bytes before returning"
     );
     // Classified from the first bytes, which are no error body: unreadable, kept raw.
-    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    let forbidden = error_of(&response)
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
     let api = forbidden.api.as_ref().ok_or("no answer")?;
     assert_eq!(api.code(), None);
     assert_eq!(api.raw().map(str::len), Some(512));
@@ -525,7 +528,9 @@ async fn the_read_limit_is_configurable() -> Result<(), BoxError> {
         .layer(answering_once(StatusCode::FORBIDDEN, counting));
     let response = service.oneshot(send_sms(Some("App key"))).await?;
     assert_eq!(polled.load(Ordering::SeqCst), 300);
-    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    let forbidden = error_of(&response)
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
     let raw = forbidden.api.as_ref().and_then(ApiError::raw);
     assert_eq!(
         raw.map(str::len),
@@ -543,7 +548,9 @@ async fn a_body_failing_while_read_is_classified_and_its_error_reaches_the_calle
     counting.error = Some("connection reset");
     let service = ScopeCheckLayer::new().layer(answering_once(StatusCode::FORBIDDEN, counting));
     let response = service.oneshot(send_sms(Some("App key"))).await?;
-    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    let forbidden = error_of(&response)
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
     assert_eq!(
         forbidden.api.as_ref().and_then(ApiError::raw),
         Some("<html>")
@@ -568,7 +575,7 @@ async fn trailers_of_a_403_are_handed_back() -> Result<(), BoxError> {
     counting.trailers = Some(trailers.clone());
     let service = ScopeCheckLayer::new().layer(answering_once(StatusCode::FORBIDDEN, counting));
     let response = service.oneshot(send_sms(Some("App key"))).await?;
-    assert!(forbidden_of(error_of(&response)).is_some());
+    assert!(error_of(&response).and_then(Error::forbidden).is_some());
     let collected = response.into_body().collect().await?;
     assert_eq!(collected.trailers(), Some(&trailers));
     assert_eq!(collected.to_bytes(), SEED_403);
@@ -586,7 +593,9 @@ async fn reject_forbidden_makes_a_403_an_error_and_leaves_a_401_a_response() -> 
         .await
         .err()
         .ok_or("a 403 came back as a response")?;
-    let forbidden = forbidden_of(ours(&err)).ok_or("not forbidden")?;
+    let forbidden = ours(&err)
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
     assert_eq!(
         forbidden.api.as_ref().and_then(ApiError::code),
         Some("FORBIDDEN")
@@ -641,7 +650,9 @@ async fn a_callers_own_authorization_does_not_borrow_the_credentials_scopes() ->
     assert_eq!(auth.credential().await?.header(), "App key");
     // Another key, chosen by the caller: its scopes are unknown, so it is sent.
     let response = service.oneshot(send_sms(Some("App other"))).await?;
-    let forbidden = forbidden_of(error_of(&response)).ok_or("not forbidden")?;
+    let forbidden = error_of(&response)
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
     assert_eq!(forbidden.held, None);
     assert_eq!(calls.count(), 1);
     Ok(())
@@ -667,7 +678,7 @@ async fn forwards_poll_ready_backpressure_and_classifies_through_a_mock() -> Res
     let (response, answered) = tokio::join!(future, answer);
     answered?;
     let response = response?;
-    assert!(forbidden_of(error_of(&response)).is_some());
+    assert!(error_of(&response).and_then(Error::forbidden).is_some());
     Ok(())
 }
 
