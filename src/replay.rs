@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
+use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use http_body_util::{Empty, Full};
 
 /// Copies `src` (a `&B`) into `dst` (an `&mut Option<B>`) when `B` is the cloner's type.
@@ -140,7 +140,11 @@ impl ReplayPolicy {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers: request.headers().clone(),
+            headers: request
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
             extensions: request.extensions().clone(),
             body: body?,
         })
@@ -155,12 +159,16 @@ impl fmt::Debug for ReplayPolicy {
     }
 }
 
+/// The headers of a request, in order, one pair per value: one allocation to copy, where a
+/// `HeaderMap` takes two and rebuilds its index.
+type Headers = Vec<(HeaderName, HeaderValue)>;
+
 /// A request as it was before the layer added its credential.
 pub(crate) struct Snapshot<B> {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    headers: Headers,
     extensions: Extensions,
     body: B,
 }
@@ -171,7 +179,12 @@ impl<B> Snapshot<B> {
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
         *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers;
+        let headers = request.headers_mut();
+        let _ = headers.try_reserve(self.headers.len());
+        for (name, value) in self.headers {
+            // A copy of a valid map's headers: never more than a map holds.
+            let _ = headers.try_append(name, value);
+        }
         *request.extensions_mut() = self.extensions;
         request
     }
@@ -208,6 +221,8 @@ mod tests {
     fn snapshot_keeps_every_part() {
         let mut request = Request::post("https://api.infobip.com/sms/2/text/advanced")
             .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .header("accept", "text/plain")
             .body(String::from("{\"messages\":[]}"))
             .unwrap_or_default();
         request.extensions_mut().insert(7u8);
@@ -218,6 +233,8 @@ mod tests {
         assert_eq!(copy.method(), Method::POST);
         assert_eq!(copy.uri(), request.uri());
         assert_eq!(copy.headers(), request.headers());
+        let accepted: Vec<_> = copy.headers().get_all("accept").iter().collect();
+        assert_eq!(accepted, ["application/json", "text/plain"], "every value, in order");
         assert_eq!(copy.extensions().get::<u8>(), Some(&7));
         assert_eq!(copy.body(), request.body());
     }
