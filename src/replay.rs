@@ -234,7 +234,11 @@ mod tests {
         assert_eq!(copy.uri(), request.uri());
         assert_eq!(copy.headers(), request.headers());
         let accepted: Vec<_> = copy.headers().get_all("accept").iter().collect();
-        assert_eq!(accepted, ["application/json", "text/plain"], "every value, in order");
+        assert_eq!(
+            accepted,
+            ["application/json", "text/plain"],
+            "every value, in order"
+        );
         assert_eq!(copy.extensions().get::<u8>(), Some(&7));
         assert_eq!(copy.body(), request.body());
     }

@@ -251,7 +251,9 @@ impl MockServer {
     }
 
     /// The resource requests answered so far, in order: method, path, the scheme of the
-    /// credential (never the credential) and the status.
+    /// credential (never the credential) and the status. The most recent 100,000 are kept, so a
+    /// server that runs for days does not grow without end; [`counters`](Self::counters) count
+    /// them all.
     ///
     /// ```
     /// # use infobip_auth::mock::MockServer;

@@ -85,6 +85,37 @@ pub(crate) struct Code {
     pub(crate) used: bool,
 }
 
+/// Something the server hands out that stops working at a deadline.
+pub(crate) trait Expiring {
+    fn expires_at(&self) -> Instant;
+}
+
+impl Expiring for Token {
+    fn expires_at(&self) -> Instant {
+        self.expires_at
+    }
+}
+
+impl Expiring for Code {
+    fn expires_at(&self) -> Instant {
+        self.expires_at
+    }
+}
+
+/// Inserts `value` under `key`. When the map is full, what has expired is forgotten first, so a
+/// server that runs for days holds what can still be used and grows only with that (pruning
+/// when full keeps the cost per insert constant on average).
+pub(crate) fn insert_live<T: Expiring>(map: &mut HashMap<String, T>, key: String, value: T) {
+    if map.len() == map.capacity() {
+        let now = Instant::now();
+        map.retain(|_, held| held.expires_at() > now);
+    }
+    map.insert(key, value);
+}
+
+/// How many answered resource requests [`Live::received`] keeps: the most recent ones.
+pub(crate) const RECEIVED_KEPT: usize = 100_000;
+
 /// What changes while the server runs.
 #[derive(Default)]
 pub(crate) struct Live {
@@ -98,7 +129,7 @@ pub(crate) struct Live {
     latency: Duration,
     in_flight: u64,
     pub(crate) counters: Counters,
-    received: Vec<ReceivedRequest>,
+    received: VecDeque<ReceivedRequest>,
 }
 
 /// Which token endpoint a request went to.
@@ -376,7 +407,10 @@ impl State {
         } else if status == StatusCode::FORBIDDEN {
             counters.forbidden += 1;
         }
-        live.received.push(ReceivedRequest {
+        if live.received.len() == RECEIVED_KEPT {
+            live.received.pop_front();
+        }
+        live.received.push_back(ReceivedRequest {
             method,
             path: path.to_owned(),
             scheme: scheme.to_owned(),
@@ -389,7 +423,7 @@ impl State {
     }
 
     pub(crate) fn received(&self) -> Vec<ReceivedRequest> {
-        self.live().received.clone()
+        self.live().received.iter().cloned().collect()
     }
 
     pub(crate) fn inject(&self, fault: Fault) {
@@ -483,4 +517,53 @@ pub(crate) fn uuid_like() -> String {
         &hex[17..20],
         &hex[20..32]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(expires_at: Instant) -> Code {
+        Code {
+            client_id: String::new(),
+            redirect_uri: String::new(),
+            challenge: None,
+            expires_at,
+            used: false,
+        }
+    }
+
+    #[test]
+    fn a_full_map_forgets_what_expired_before_it_grows() {
+        let now = Instant::now();
+        let later = deadline(now, Duration::from_secs(60));
+        let mut codes = HashMap::new();
+        insert_live(&mut codes, "live".to_owned(), code(later));
+        while codes.len() < codes.capacity() {
+            let key = format!("expired {}", codes.len());
+            insert_live(&mut codes, key, code(now));
+        }
+        let capacity = codes.capacity();
+        insert_live(&mut codes, "new".to_owned(), code(later));
+        assert_eq!(codes.len(), 2, "only what can still be used is kept");
+        assert!(codes.contains_key("live") && codes.contains_key("new"));
+        assert_eq!(codes.capacity(), capacity, "no growth");
+    }
+
+    #[test]
+    fn the_log_of_received_requests_keeps_the_most_recent() -> io::Result<()> {
+        let state = State::new(MockConfig::demo())?;
+        for n in 0..=RECEIVED_KEPT {
+            state.record_resource(Method::GET, &n.to_string(), "App", StatusCode::OK);
+        }
+        let received = state.received();
+        assert_eq!(received.len(), RECEIVED_KEPT);
+        assert_eq!(received.first().map(|r| r.path.as_str()), Some("1"));
+        let last = RECEIVED_KEPT.to_string();
+        assert_eq!(
+            received.last().map(|r| r.path.as_str()),
+            Some(last.as_str())
+        );
+        Ok(())
+    }
 }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::mock::config::ExchangeApp;
 use crate::mock::reply::{self, Fields, Refusal, Reply};
-use crate::mock::state::{Code, State, Token, deadline, random_hex, uuid_like};
+use crate::mock::state::{Code, State, Token, deadline, insert_live, random_hex, uuid_like};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -74,7 +74,8 @@ fn authorize_inner(state: &State, query: &str) -> Result<Reply, Refusal> {
     let separator = if redirect_uri.contains('?') { '&' } else { '?' };
     let location = HeaderValue::try_from(format!("{redirect_uri}{separator}{query}"))
         .map_err(|_| Refusal::bad_request("redirect_uri cannot be sent in a header"))?;
-    state.live().codes.insert(
+    insert_live(
+        &mut state.live().codes,
         code,
         Code {
             client_id: client_id.to_owned(),
@@ -213,7 +214,8 @@ fn refresh(state: &State, fields: &Fields) -> Result<Reply, Refusal> {
 /// A new Exchange token for the app's user, with the user's account details.
 fn issue(state: &State, app: &ExchangeApp) -> Reply {
     let token = uuid_like();
-    state.live().exchange_tokens.insert(
+    insert_live(
+        &mut state.live().exchange_tokens,
         token.clone(),
         Token {
             scopes: state.app_scopes(app),

@@ -4,7 +4,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use crate::mock::reply::{self, Fields, Refusal, Reply};
-use crate::mock::state::{State, Token, deadline, random_hex, whole_seconds};
+use crate::mock::state::{State, Token, deadline, insert_live, random_hex, whole_seconds};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -30,7 +30,8 @@ pub(super) fn token(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<R
 
     let lifetime = state.settings.oauth_token_lifetime;
     let access_token = random_hex(32);
-    state.live().oauth_tokens.insert(
+    insert_live(
+        &mut state.live().oauth_tokens,
         access_token.clone(),
         Token {
             scopes: client.scopes.clone(),
