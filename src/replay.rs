@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use http_body_util::{Empty, Full};
 
 /// Copies `src` (a `&B`) into `dst` (an `&mut Option<B>`) when `B` is the cloner's type.
@@ -140,11 +140,7 @@ impl ReplayPolicy {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers: request
-                .headers()
-                .iter()
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect(),
+            headers: copy_headers(request.headers()),
             extensions: request.extensions().clone(),
             body: body?,
         })
@@ -160,8 +156,20 @@ impl fmt::Debug for ReplayPolicy {
 }
 
 /// The headers of a request, in order, one pair per value: one allocation to copy, where a
-/// `HeaderMap` takes two and rebuilds its index.
+/// copy of the `HeaderMap` takes two (its entries and its index). The map is rebuilt only for
+/// a replay.
 type Headers = Vec<(HeaderName, HeaderValue)>;
+
+fn copy_headers(headers: &HeaderMap) -> Headers {
+    // `len` counts every value; the iterator's size hint counts only names.
+    let mut copy = Vec::with_capacity(headers.len());
+    copy.extend(
+        headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone())),
+    );
+    copy
+}
 
 /// A request as it was before the layer added its credential.
 pub(crate) struct Snapshot<B> {
@@ -226,6 +234,9 @@ mod tests {
             .body(String::from("{\"messages\":[]}"))
             .unwrap_or_default();
         request.extensions_mut().insert(7u8);
+        let mut secret = HeaderValue::from_static("s3cr3t");
+        secret.set_sensitive(true);
+        request.headers_mut().insert("x-secret", secret);
         let copy = ReplayPolicy::default()
             .snapshot(&request)
             .map(Snapshot::into_request);
@@ -239,6 +250,7 @@ mod tests {
             ["application/json", "text/plain"],
             "every value, in order"
         );
+        assert!(copy.headers()["x-secret"].is_sensitive());
         assert_eq!(copy.extensions().get::<u8>(), Some(&7));
         assert_eq!(copy.body(), request.body());
     }

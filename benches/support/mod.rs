@@ -135,7 +135,7 @@ impl Variant {
             Variant::Bare => "bare",
             Variant::TowerHttp => "tower_http_add_authorization",
             Variant::TowerHttpSetHeader => "tower_http_set_header_app",
-            Variant::TowerHttpBoxError => "tower_http_add_authorization_box_error",
+            Variant::TowerHttpBoxError => "tower_http_box_error",
             Variant::ApiKey => "infobip_api_key",
             Variant::Cached => "infobip_cached_no_replay",
             Variant::CachedReplay => "infobip_cached_default_replay",

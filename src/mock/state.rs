@@ -85,30 +85,26 @@ pub(crate) struct Code {
     pub(crate) used: bool,
 }
 
-/// Something the server hands out that stops working at a deadline.
-pub(crate) trait Expiring {
-    fn expires_at(&self) -> Instant;
-}
+/// How long an expired token or code is still recognised as expired (and refused as such)
+/// before it may be forgotten.
+const EXPIRED_KEPT: Duration = Duration::from_secs(10 * 60);
 
-impl Expiring for Token {
-    fn expires_at(&self) -> Instant {
-        self.expires_at
-    }
-}
-
-impl Expiring for Code {
-    fn expires_at(&self) -> Instant {
-        self.expires_at
-    }
-}
-
-/// Inserts `value` under `key`. When the map is full, what has expired is forgotten first, so a
-/// server that runs for days holds what can still be used and grows only with that (pruning
-/// when full keeps the cost per insert constant on average).
-pub(crate) fn insert_live<T: Expiring>(map: &mut HashMap<String, T>, key: String, value: T) {
-    if map.len() == map.capacity() {
+/// Inserts `value` under `key`. When the map is full, what expired more than
+/// [`EXPIRED_KEPT`] ago (by `expires_at`) is forgotten first, so a server that runs for days
+/// grows only with what can still be used. Pruning only when the next insert would grow the
+/// map keeps the cost per insert constant on average.
+pub(crate) fn insert_live<T>(
+    map: &mut HashMap<String, T>,
+    key: String,
+    value: T,
+    expires_at: impl Fn(&T) -> Instant,
+) {
+    if map.len() >= map.capacity() {
         let now = Instant::now();
-        map.retain(|_, held| held.expires_at() > now);
+        map.retain(|_, held| {
+            let forgettable = expires_at(held).checked_add(EXPIRED_KEPT);
+            forgettable.is_none_or(|at| at > now)
+        });
     }
     map.insert(key, value);
 }
@@ -533,21 +529,52 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_map_forgets_what_expired_before_it_grows() {
+    #[tokio::test(start_paused = true)]
+    async fn a_full_map_forgets_what_expired_long_ago_before_it_grows() {
+        let expires_at = |code: &Code| code.expires_at;
         let now = Instant::now();
-        let later = deadline(now, Duration::from_secs(60));
         let mut codes = HashMap::new();
-        insert_live(&mut codes, "live".to_owned(), code(later));
+        insert_live(
+            &mut codes,
+            "live".to_owned(),
+            code(now + EXPIRED_KEPT * 2),
+            expires_at,
+        );
         while codes.len() < codes.capacity() {
             let key = format!("expired {}", codes.len());
-            insert_live(&mut codes, key, code(now));
+            insert_live(&mut codes, key, code(now), expires_at);
         }
         let capacity = codes.capacity();
-        insert_live(&mut codes, "new".to_owned(), code(later));
-        assert_eq!(codes.len(), 2, "only what can still be used is kept");
-        assert!(codes.contains_key("live") && codes.contains_key("new"));
-        assert_eq!(codes.capacity(), capacity, "no growth");
+        tokio::time::advance(EXPIRED_KEPT / 2).await;
+        insert_live(
+            &mut codes,
+            "new".to_owned(),
+            code(now + EXPIRED_KEPT * 2),
+            expires_at,
+        );
+        assert_eq!(
+            codes.len(),
+            capacity + 1,
+            "recently expired: still refused as expired"
+        );
+        while codes.len() < codes.capacity() {
+            let key = format!("filler {}", codes.len());
+            insert_live(&mut codes, key, code(now), expires_at);
+        }
+        tokio::time::advance(EXPIRED_KEPT).await;
+        insert_live(
+            &mut codes,
+            "last".to_owned(),
+            code(now + EXPIRED_KEPT * 2),
+            expires_at,
+        );
+        let mut kept: Vec<_> = codes.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            ["last", "live", "new"],
+            "only what can still be used is kept"
+        );
     }
 
     #[test]

@@ -355,9 +355,8 @@ mod tests {
         let raw = malformed
             .as_ref()
             .and_then(Error::forbidden)
-            .cloned()
-            .and_then(|f| f.api.and_then(|a| a.raw().map(str::to_owned)));
-        assert_eq!(raw.as_deref(), Some(r#"{"requestError": {"serviceExc"#));
+            .and_then(|f| f.api.as_ref()?.raw());
+        assert_eq!(raw, Some(r#"{"requestError": {"serviceExc"#));
         Ok(())
     }
 
@@ -392,12 +391,11 @@ mod tests {
             &Catalog::infobip(),
             None,
         );
-        let endpoint = err
-            .as_ref()
-            .and_then(Error::forbidden)
-            .cloned()
-            .map(|f| f.endpoint);
-        assert_eq!(endpoint.as_deref(), Some("/2fa/2/applications/{appId}"));
+        let endpoint = err.as_ref().and_then(Error::forbidden).map(|f| &f.endpoint);
+        assert_eq!(
+            endpoint.map(String::as_str),
+            Some("/2fa/2/applications/{appId}")
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tower_test::mock;
 
 use super::*;
 use crate::source::ApiKey;
-use crate::{ApiError, BoxError, Error, ErrorKind, InfobipAuthLayer};
+use crate::{ApiError, BoxError, Error, ErrorKind, Forbidden, InfobipAuthLayer};
 
 const HOST: &str = "https://xyz12.api.infobip.com";
 const SEED_403: &[u8] =
@@ -75,6 +75,13 @@ impl Calls {
 
 fn error_of<B>(response: &Response<B>) -> Option<&Error> {
     response.extensions().get::<Error>()
+}
+
+/// The explanation of a `403` attached to `response`.
+fn forbidden_in<B>(response: &Response<B>) -> Result<&Forbidden, &'static str> {
+    error_of(response)
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")
 }
 
 fn ours(err: &BoxError) -> Option<&Error> {
@@ -145,9 +152,7 @@ async fn without_declared_scopes_the_403_names_what_is_needed_and_holds_nothing_
         .layer(auth.scope_check())
         .service(calls.answering(StatusCode::FORBIDDEN, SEED_403));
     let response = service.oneshot(send_sms(None)).await?;
-    let forbidden = error_of(&response)
-        .and_then(Error::forbidden)
-        .ok_or("not forbidden")?;
+    let forbidden = forbidden_in(&response)?;
     assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
     assert_eq!(forbidden.held, None);
     assert_eq!(calls.count(), 1, "scopes unknown: sent");
@@ -245,7 +250,7 @@ async fn preflight_off_sends_what_would_be_refused() -> Result<(), BoxError> {
             Some("App key"),
         ))
         .await?;
-    assert!(error_of(&response).and_then(Error::forbidden).is_some());
+    assert!(forbidden_in(&response).is_ok());
     assert_eq!(calls.count(), 1);
     Ok(())
 }
@@ -297,9 +302,7 @@ async fn every_403_shape_is_forbidden_and_the_body_comes_back_whole() -> Result<
         let service =
             ScopeCheckLayer::new().layer(Calls::default().answering(StatusCode::FORBIDDEN, body));
         let response = service.oneshot(send_sms(Some("App key"))).await?;
-        let forbidden = error_of(&response)
-            .and_then(Error::forbidden)
-            .ok_or("not forbidden")?;
+        let forbidden = forbidden_in(&response)?;
         assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
         let api = forbidden.api.as_ref().ok_or("no answer")?;
         assert_eq!((api.code(), api.text()), (Some(code), Some(text)));
@@ -326,9 +329,7 @@ async fn a_403_with_a_malformed_or_empty_body_is_still_classified() -> Result<()
         let service =
             ScopeCheckLayer::new().layer(Calls::default().answering(StatusCode::FORBIDDEN, body));
         let response = service.oneshot(send_sms(Some("App key"))).await?;
-        let forbidden = error_of(&response)
-            .and_then(Error::forbidden)
-            .ok_or("not forbidden")?;
+        let forbidden = forbidden_in(&response)?;
         let api = forbidden.api.as_ref().ok_or("no answer")?;
         assert_eq!(api.status(), StatusCode::FORBIDDEN);
         assert_eq!((api.code(), api.raw()), (None, raw));
@@ -365,9 +366,7 @@ async fn an_endpoint_outside_the_catalogue_passes_through_unchanged() -> Result<
             Some("App key"),
         ))
         .await?;
-    let forbidden = error_of(&response)
-        .and_then(Error::forbidden)
-        .ok_or("not forbidden")?;
+    let forbidden = forbidden_in(&response)?;
     assert_eq!(forbidden.endpoint, "/not/in/the/catalogue");
     assert_eq!(forbidden.required, None);
     assert_eq!(forbidden.held, Some(Scopes::new()));
@@ -504,9 +503,7 @@ async fn a_10_mb_403_is_read_only_up_to_the_limit_and_handed_back_whole() -> Res
         "read {read} bytes before returning"
     );
     // Classified from the first bytes, which are no error body: unreadable, kept raw.
-    let forbidden = error_of(&response)
-        .and_then(Error::forbidden)
-        .ok_or("not forbidden")?;
+    let forbidden = forbidden_in(&response)?;
     let api = forbidden.api.as_ref().ok_or("no answer")?;
     assert_eq!(api.code(), None);
     assert_eq!(api.raw().map(str::len), Some(512));
@@ -528,9 +525,7 @@ async fn the_read_limit_is_configurable() -> Result<(), BoxError> {
         .layer(answering_once(StatusCode::FORBIDDEN, counting));
     let response = service.oneshot(send_sms(Some("App key"))).await?;
     assert_eq!(polled.load(Ordering::SeqCst), 300);
-    let forbidden = error_of(&response)
-        .and_then(Error::forbidden)
-        .ok_or("not forbidden")?;
+    let forbidden = forbidden_in(&response)?;
     let raw = forbidden.api.as_ref().and_then(ApiError::raw);
     assert_eq!(
         raw.map(str::len),
@@ -548,9 +543,7 @@ async fn a_body_failing_while_read_is_classified_and_its_error_reaches_the_calle
     counting.error = Some("connection reset");
     let service = ScopeCheckLayer::new().layer(answering_once(StatusCode::FORBIDDEN, counting));
     let response = service.oneshot(send_sms(Some("App key"))).await?;
-    let forbidden = error_of(&response)
-        .and_then(Error::forbidden)
-        .ok_or("not forbidden")?;
+    let forbidden = forbidden_in(&response)?;
     assert_eq!(
         forbidden.api.as_ref().and_then(ApiError::raw),
         Some("<html>")
@@ -575,7 +568,7 @@ async fn trailers_of_a_403_are_handed_back() -> Result<(), BoxError> {
     counting.trailers = Some(trailers.clone());
     let service = ScopeCheckLayer::new().layer(answering_once(StatusCode::FORBIDDEN, counting));
     let response = service.oneshot(send_sms(Some("App key"))).await?;
-    assert!(error_of(&response).and_then(Error::forbidden).is_some());
+    assert!(forbidden_in(&response).is_ok());
     let collected = response.into_body().collect().await?;
     assert_eq!(collected.trailers(), Some(&trailers));
     assert_eq!(collected.to_bytes(), SEED_403);
@@ -650,9 +643,7 @@ async fn a_callers_own_authorization_does_not_borrow_the_credentials_scopes() ->
     assert_eq!(auth.credential().await?.header(), "App key");
     // Another key, chosen by the caller: its scopes are unknown, so it is sent.
     let response = service.oneshot(send_sms(Some("App other"))).await?;
-    let forbidden = error_of(&response)
-        .and_then(Error::forbidden)
-        .ok_or("not forbidden")?;
+    let forbidden = forbidden_in(&response)?;
     assert_eq!(forbidden.held, None);
     assert_eq!(calls.count(), 1);
     Ok(())
@@ -678,7 +669,7 @@ async fn forwards_poll_ready_backpressure_and_classifies_through_a_mock() -> Res
     let (response, answered) = tokio::join!(future, answer);
     answered?;
     let response = response?;
-    assert!(error_of(&response).and_then(Error::forbidden).is_some());
+    assert!(forbidden_in(&response).is_ok());
     Ok(())
 }
 

@@ -84,6 +84,7 @@ fn authorize_inner(state: &State, query: &str) -> Result<Reply, Refusal> {
             expires_at: deadline(Instant::now(), state.settings.code_lifetime),
             used: false,
         },
+        |held| held.expires_at,
     );
     let mut found = reply::empty(StatusCode::FOUND);
     found.headers_mut().insert(LOCATION, location);
@@ -222,6 +223,7 @@ fn issue(state: &State, app: &ExchangeApp) -> Reply {
             client_id: Some(app.client_id.clone()),
             expires_at: deadline(Instant::now(), state.settings.exchange_token_lifetime),
         },
+        |held| held.expires_at,
     );
     let pairs = |list: &[(u64, String)]| -> Vec<serde_json::Value> {
         list.iter()

@@ -38,6 +38,7 @@ pub(super) fn token(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<R
             client_id: None,
             expires_at: deadline(Instant::now(), lifetime),
         },
+        |held| held.expires_at,
     );
     let seconds = whole_seconds(lifetime);
     let expires_in = if state.settings.expires_in_as_string {
