@@ -203,6 +203,93 @@ fn a_fetch_whose_runtime_ended_before_it_ran_is_not_waited_on() -> Result<(), Er
     Ok(())
 }
 
+/// How long the credentials of the real-time tests below live: long enough to be still fresh
+/// when first checked on a loaded machine.
+const LIFETIME: Duration = Duration::from_secs(1);
+
+fn runtime(time: bool) -> Result<tokio::runtime::Runtime, Error> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    if time {
+        builder.enable_time();
+    }
+    builder
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Transport).with_source(e))
+}
+
+/// Fetches a credential that lives [`LIFETIME`] on `runtime` and lets `local` serve it; the
+/// cache's watcher of its deadlines is spawned on `runtime` too.
+fn adopted(
+    source: &TestSource,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(CredentialCache, Local), Error> {
+    let cache = cache(source);
+    let mut local = Local::default();
+    runtime.block_on(cache.get())?;
+    let _inside = runtime.enter();
+    assert!(matches!(cache.lookup(Some(&mut local)), Lookup::Ready(..)));
+    assert_eq!(hot(&cache, &local).as_deref(), Some("Bearer token-1"));
+    Ok((cache, local))
+}
+
+// In real time: what is pinned is what a request does after its deadline passed while nothing
+// ran the watcher, which a paused clock cannot show (it moves only while the runtime runs).
+
+#[test]
+fn a_private_copy_is_not_served_past_its_deadline_when_the_runtime_is_not_driven()
+-> Result<(), Error> {
+    let source = TestSource::expiring(LIFETIME);
+    let runtime = runtime(true)?;
+    let (cache, local) = adopted(&source, &runtime)?;
+    std::thread::sleep(LIFETIME);
+    assert_eq!(hot(&cache, &local), None);
+    Ok(())
+}
+
+#[test]
+fn a_private_copy_is_not_served_past_its_deadline_once_the_watching_runtime_is_gone()
+-> Result<(), Error> {
+    let source = TestSource::expiring(LIFETIME);
+    let first = runtime(true)?;
+    let (cache, mut local) = adopted(&source, &first)?;
+    drop(first);
+    std::thread::sleep(LIFETIME);
+    assert_eq!(hot(&cache, &local), None);
+    // The slow path on another runtime fetches the successor.
+    let second = runtime(true)?;
+    let _inside = second.enter();
+    let next = second.block_on(async { cache.lookup(Some(&mut local)).await });
+    assert_eq!(token(&next), "token-2");
+    assert_eq!(source.fetches(), 2);
+    Ok(())
+}
+
+#[test]
+fn a_private_copy_is_not_served_past_its_deadline_on_a_runtime_without_timers()
+-> Result<(), Error> {
+    let source = TestSource::expiring(LIFETIME);
+    // The watcher cannot sleep here (tokio panics inside its task); requests must not notice.
+    let runtime = runtime(false)?;
+    let (cache, local) = adopted(&source, &runtime)?;
+    runtime.block_on(settle());
+    std::thread::sleep(LIFETIME);
+    assert_eq!(hot(&cache, &local), None);
+    Ok(())
+}
+
+#[test]
+fn a_credential_that_never_expires_is_served_without_a_deadline() -> Result<(), Error> {
+    let source = TestSource::default();
+    let runtime = runtime(true)?;
+    let cache = cache(&source);
+    let mut local = Local::default();
+    runtime.block_on(cache.get())?;
+    assert!(matches!(cache.lookup(Some(&mut local)), Lookup::Ready(..)));
+    assert!(local.until.is_none());
+    assert_eq!(hot(&cache, &local).as_deref(), Some("Bearer token-1"));
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_backoff_keeps_no_cache_alive() {
     let source = TestSource::expiring(HOUR);
