@@ -265,7 +265,7 @@ where
                 }
             }
             Step::Refreshing(lookup) => {
-                let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
+                let (credential, _) = ready!(Pin::new(lookup).poll(cx))?;
                 let Some(Retry { service, snapshot }) = rare.retry.take() else {
                     return Poll::Ready(Err(polled_after_completion()));
                 };
@@ -273,7 +273,9 @@ where
                 request
                     .headers_mut()
                     .insert(AUTHORIZATION, credential.header().clone());
-                *on_401 = on_401.for_credential(id);
+                // The renewal was the one a 401 gets: a refused replay is handed back, and the
+                // credential it carried is left for the next request to try.
+                *on_401 = On401::Final;
                 rare.step = Step::Readying { service, request };
             }
             Step::Readying { service, .. } => {

@@ -420,9 +420,9 @@ impl<S: Clone> InfobipAuth<S> {
     ) -> (On401, Option<Replay<S, B>>) {
         // First: a copy for the replay is of the request as the caller made it.
         let check = self.check(id, request);
-        // One lookup sets the credential and finds a caller's own.
-        if let Some(own) = request.headers_mut().insert(AUTHORIZATION, header) {
-            put_back(request, own);
+        // One lookup sets the credential or finds a caller's own, which wins.
+        if request.headers_mut().append(AUTHORIZATION, header) {
+            take_back_ours(request);
             return (On401::Pass, None);
         }
         check
@@ -462,11 +462,18 @@ impl<S: Clone> InfobipAuth<S> {
     }
 }
 
-/// Restores the caller's own `Authorization`, which the layer's insert displaced.
+/// Removes the credential the layer appended after the caller's own `Authorization`, keeping
+/// every value of the caller's (an insert would have kept only one).
 #[cold]
 #[inline(never)]
-fn put_back<B>(request: &mut Request<B>, own: HeaderValue) {
-    request.headers_mut().insert(AUTHORIZATION, own);
+fn take_back_ours<B>(request: &mut Request<B>) {
+    let headers = request.headers_mut();
+    let mut own: Vec<HeaderValue> = headers.get_all(AUTHORIZATION).iter().cloned().collect();
+    own.pop();
+    headers.remove(AUTHORIZATION);
+    for value in own {
+        headers.append(AUTHORIZATION, value);
+    }
 }
 
 #[cfg(test)]

@@ -146,9 +146,27 @@ async fn a_second_401_is_returned_not_retried() -> Result<(), BoxError> {
         poll_once(&mut Box::pin(handle.next_request())).is_pending(),
         "no third request"
     );
-    // The replay's refusal also invalidated token-2; its renewal started in the background.
+    // One renewal per refused request: the replay's refusal renews nothing more.
     tokio::task::yield_now().await;
-    assert!(source.fetches() <= 3, "{}", source.fetches());
+    assert_eq!(source.fetches(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_every_credential_costs_one_renewal_per_request()
+-> Result<(), BoxError> {
+    let (source, layer) = renewing();
+    let refuse = service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(status(StatusCode::UNAUTHORIZED))
+    });
+    let mut service = ServiceBuilder::new().layer(layer).service(refuse);
+    for sent in 1..=5 {
+        let response = service.ready().await?.call(post("{}")).await?;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        tokio::task::yield_now().await;
+        // The first fetch, then one renewal for each refused request.
+        assert_eq!(source.fetches(), 1 + sent);
+    }
     Ok(())
 }
 
@@ -262,6 +280,41 @@ async fn the_callers_own_authorization_is_left_alone() -> Result<(), BoxError> {
     let response = service.oneshot(request).await?;
     assert_eq!(response.body(), "App mine");
     assert_eq!(source.fetches(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_value_of_the_callers_own_authorization_is_kept() -> Result<(), BoxError> {
+    let inner = service_fn(|req: Request<Full<Bytes>>| async move {
+        let seen: Vec<_> = req
+            .headers()
+            .get_all(AUTHORIZATION)
+            .iter()
+            .cloned()
+            .collect();
+        Ok::<_, Infallible>(Response::new(seen))
+    });
+    let mut service = ServiceBuilder::new()
+        .layer(InfobipAuthLayer::api_key("key")?)
+        .service(inner);
+    // On the slow path, then on the hot path: the first request of ours waits for the key,
+    // the second puts it in this service's private copy, and the third finds it there.
+    for ours_before in [0, 2] {
+        for _ in 0..ours_before {
+            let ours = service.ready().await?.call(post("{}")).await?;
+            assert_eq!(ours.body(), &["App key"]);
+        }
+        let mut request = post("{}");
+        for own in ["App one", "App two"] {
+            request
+                .headers_mut()
+                .append(AUTHORIZATION, http::HeaderValue::from_static(own));
+        }
+        let response = service.ready().await?.call(request).await?;
+        assert_eq!(response.body(), &["App one", "App two"]);
+        let ours = service.ready().await?.call(post("{}")).await?;
+        assert_eq!(ours.body(), &["App key"]);
+    }
     Ok(())
 }
 
