@@ -53,6 +53,9 @@ impl BaseUrl {
         if authority.host().is_empty() || authority.as_str().contains('@') {
             return Err(invalid("no host, or user information in the URL"));
         }
+        if port_or_default(&scheme, &authority).is_none() {
+            return Err(invalid("the port is not a number from 0 to 65535"));
+        }
         if parts
             .path_and_query
             .as_ref()
@@ -110,18 +113,29 @@ impl BaseUrl {
             .unwrap_or_default()
     }
 
-    /// Whether `uri` goes to this base URL's origin (scheme, host and port).
+    /// Whether `uri` goes to this base URL's origin: the same scheme, host (in any case) and
+    /// port, a missing port being the scheme's default (443 for HTTPS, 80 for HTTP), as a client
+    /// connects. A URI with user information never matches: it may hold a password.
     ///
     /// ```
     /// # use infobip_auth::BaseUrl;
     /// let base = BaseUrl::new("https://xyz.api.infobip.com")?;
     /// assert!(base.same_origin(&"https://xyz.api.infobip.com/sms/2/text/advanced".parse().unwrap()));
+    /// assert!(base.same_origin(&"https://XYZ.api.infobip.com:443/sms".parse().unwrap())); // default port
+    /// assert!(!base.same_origin(&"https://xyz.api.infobip.com:8443/sms".parse().unwrap()));
     /// assert!(!base.same_origin(&"https://evil.example/sms".parse().unwrap()));
     /// # Ok::<(), infobip_auth::ConfigError>(())
     /// ```
     #[must_use]
     pub fn same_origin(&self, uri: &Uri) -> bool {
-        uri.scheme() == Some(&self.scheme) && uri.authority() == Some(&self.authority)
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return false;
+        };
+        *scheme == self.scheme
+            && !authority.as_str().contains('@')
+            && authority.host().eq_ignore_ascii_case(self.authority.host())
+            // `new` checked this base's port, so it is `Some`.
+            && port_or_default(scheme, authority) == port_or_default(&self.scheme, &self.authority)
     }
 }
 
@@ -174,6 +188,25 @@ fn host_port(authority: &Authority) -> String {
     }
 }
 
+/// The port a request to `authority` goes to: the one it names, or `scheme`'s default when it
+/// names none (or an empty one, `host:`). `None` for a port that is not a plain number from 0
+/// to 65535 (`:99999`, `:+443`, `:abc`, which `http` parses): clients disagree on where those
+/// go, so they match no origin.
+fn port_or_default(scheme: &Scheme, authority: &Authority) -> Option<u16> {
+    // `host()` is the start of what follows any user information.
+    let host_port = authority.as_str().rsplit('@').next()?;
+    match host_port.strip_prefix(authority.host())? {
+        "" | ":" if *scheme == Scheme::HTTPS => Some(443),
+        "" | ":" if *scheme == Scheme::HTTP => Some(80),
+        "" | ":" => None,
+        port => port
+            .strip_prefix(':')
+            .filter(|digits| digits.bytes().all(|b| b.is_ascii_digit()))?
+            .parse()
+            .ok(),
+    }
+}
+
 /// Whether `host` (a name or an IP literal, brackets allowed) is this machine.
 pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -184,9 +217,9 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 /// The hosts a layer sends credentials to.
 #[derive(Clone, Debug)]
 pub(crate) enum AllowedHosts {
-    /// HTTPS to `infobip.com` and its subdomains, on the default port.
+    /// HTTPS to `infobip.com` and its subdomains (in any case), on the default port.
     Infobip,
-    /// Exactly these origins.
+    /// These origins only (see [`BaseUrl::same_origin`]).
     Listed(Arc<[BaseUrl]>),
 }
 
@@ -207,7 +240,7 @@ impl AllowedHosts {
                             .is_some_and(|tail| tail.eq_ignore_ascii_case(".infobip.com"));
                 uri.scheme() == Some(&Scheme::HTTPS)
                     && under_infobip
-                    && authority.port_u16().is_none_or(|port| port == 443)
+                    && port_or_default(&Scheme::HTTPS, authority) == Some(443)
             }
             Self::Listed(bases) => bases.iter().any(|base| base.same_origin(uri)),
         }
@@ -310,6 +343,7 @@ mod tests {
         for ok in [
             "https://xyz12.api.infobip.com/sms/2/text/advanced",
             "https://API.INFOBIP.COM/x",
+            "https://XYZ.API.INFOBIP.COM:443/x",
             "https://oneapi.infobip.com:443/exchange/1/oauth/token",
             "/relative/path/for/a/bound/channel",
         ] {
@@ -320,10 +354,103 @@ mod tests {
             "https://infobip.com.evil.example/",
             "https://evilinfobip.com/",
             "https://xyz.api.infobip.com:8443/",
+            "https://xyz.api.infobip.com:80/",
             "https://example.com/",
         ] {
             assert!(!hosts.allows(&uri(refused)), "{refused}");
         }
+    }
+
+    /// Two spellings of each origin, both ways: the base as given, the request as sent.
+    #[test]
+    fn a_default_port_given_or_not_is_the_same_origin() -> Result<(), ConfigError> {
+        for (a, b) in [
+            ("https://x.api.infobip.com", "https://x.api.infobip.com:443"),
+            ("https://x.api.infobip.com", "https://X.API.INFOBIP.COM:443"),
+            ("https://X.Api.Infobip.com:443", "https://x.api.infobip.com"),
+            ("https://x.api.infobip.com", "https://x.api.infobip.com:"),
+            ("http://127.0.0.1", "http://127.0.0.1:80"),
+            ("http://localhost", "http://LOCALHOST:80"),
+            ("http://[::1]", "http://[::1]:80"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:08080"),
+        ] {
+            for (base, request) in [(a, b), (b, a)] {
+                let request = uri(&format!("{request}/sms/2/text/advanced"));
+                assert!(
+                    BaseUrl::new(base)?.same_origin(&request),
+                    "{base} {request}"
+                );
+                let hosts = AllowedHosts::Infobip.with(BaseUrl::new(base)?);
+                assert!(hosts.allows(&request), "{base} {request}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn another_port_scheme_or_user_information_is_another_origin() -> Result<(), ConfigError> {
+        for (base, request) in [
+            (
+                "https://x.api.infobip.com",
+                "https://x.api.infobip.com:8443",
+            ),
+            ("https://x.api.infobip.com", "https://x.api.infobip.com:80"),
+            ("https://x.api.infobip.com:80", "https://x.api.infobip.com"),
+            (
+                "https://x.api.infobip.com:80",
+                "https://x.api.infobip.com:443",
+            ),
+            (
+                "https://x.api.infobip.com:443",
+                "http://x.api.infobip.com:443",
+            ),
+            ("http://127.0.0.1", "http://127.0.0.1:443"),
+            ("http://127.0.0.1", "https://127.0.0.1"),
+            ("http://127.0.0.1:443", "https://127.0.0.1"),
+            ("http://127.0.0.1", "http://127.0.0.2"),
+            (
+                "https://x.api.infobip.com",
+                "https://user@x.api.infobip.com",
+            ),
+            (
+                "https://x.api.infobip.com:443",
+                "https://user:pw@x.api.infobip.com",
+            ),
+            (
+                "https://x.api.infobip.com",
+                "https://x.api.infobip.com@evil.example",
+            ),
+            (
+                "https://x.api.infobip.com",
+                "https://x.api.infobip.com:99999",
+            ),
+            (
+                "https://x.api.infobip.com",
+                "https://x.api.infobip.com:65979",
+            ),
+            (
+                "https://x.api.infobip.com",
+                "https://x.api.infobip.com:+443",
+            ),
+            ("https://x.api.infobip.com", "https://x.api.infobip.com:abc"),
+        ] {
+            let request = uri(&format!("{request}/sms"));
+            assert!(
+                !BaseUrl::new(base)?.same_origin(&request),
+                "{base} {request}"
+            );
+            let hosts = AllowedHosts::Infobip.with(BaseUrl::new(base)?);
+            assert!(!hosts.allows(&request), "{base} {request}");
+        }
+        // Ports a client may read as the default one go nowhere, even to Infobip.
+        for odd in [
+            "https://api.infobip.com:65979/",
+            "https://api.infobip.com:+443/",
+        ] {
+            assert!(!AllowedHosts::Infobip.allows(&uri(odd)), "{odd}");
+        }
+        assert!(BaseUrl::new("https://x.api.infobip.com:99999").is_err());
+        Ok(())
     }
 
     #[test]
@@ -345,6 +472,7 @@ mod tests {
             "https://XYZ12.API.INFOBIP.COM/x",
             "https://xyz12.api.infobip.com:8443/x",
             "https://xyz12.api.infobip.com:443/x",
+            "https://xyz12.api.infobip.com:+443/x",
             "https://user@xyz12.api.infobip.com/x",
             "https://xyz12.api.infobip.com.evil.example/x",
             "ftp://xyz12.api.infobip.com/x",
@@ -353,6 +481,8 @@ mod tests {
             long.as_str(),
             "http://127.0.0.1:8080/x",
             "http://127.0.0.1:8080/x",
+            "http://127.0.0.1:08080/x",
+            "http://user@127.0.0.1:8080/x",
             "https://127.0.0.1:8080/x",
             "http://127.0.0.1:9090/x",
             "https://xyz12.api.infobip.com/sms/2/text/advanced",
