@@ -95,8 +95,10 @@ impl RefreshPolicy {
         self
     }
 
-    /// Renew credentials in the background even when no request comes, so an idle connection
-    /// to an account (an Exchange token that lives one minute) stays alive. Off by default.
+    /// Renew credentials that live a fixed time (OAuth and Exchange tokens) in the background
+    /// even when no request comes, so an idle connection to an account (an Exchange token that
+    /// lives one minute) stays alive. An idle IBSSO session is left to end: the next request
+    /// makes a new one. Off by default.
     ///
     /// ```
     /// # use infobip_auth::RefreshPolicy;

@@ -264,7 +264,9 @@ impl fmt::Debug for InfobipAuthLayer {
 /// Its error type is [`BoxError`]: the inner service's errors pass through, and the layer's own
 /// failures are an [`Error`]. A `401` that is not replayed, or refused again, is returned as the
 /// response, with an [`Error`] of kind [`InvalidCredentials`](ErrorKind::InvalidCredentials) in
-/// its extensions; if the renewal before a replay fails, that failure is the error.
+/// its extensions; if the renewal before a replay fails, that failure is the error. This layer
+/// does not read response bodies: with [`InfobipAuthLayer::scope_check`] inside it, that
+/// error also carries Infobip's `messageId` and text from the `401`'s body.
 ///
 /// See [`InfobipAuthLayer`] for an example.
 pub struct InfobipAuth<S> {

@@ -43,6 +43,8 @@ pub struct InfobipAuthMiddleware {
 
 impl InfobipAuthLayer {
     /// A `reqwest-middleware` middleware sharing this layer's source, cache and allowed hosts.
+    /// Make it once the layer is configured: [`refresh_policy`](Self::refresh_policy) starts a
+    /// new cache, which a middleware made before would not share.
     ///
     /// ```
     /// let auth = infobip_auth::InfobipAuthLayer::api_key("key")?;

@@ -229,18 +229,63 @@ pub(crate) fn infobip_error(status: u16, message_id: &str, text: &str) -> FakeRe
     reply(status, body.to_string())
 }
 
-/// A `tracing` subscriber that writes every event and span field as text, to check that no
-/// secret reaches tracing output.
+/// Captures, as text, every event and span field that this thread emits while it lives: to
+/// check that no secret reaches tracing output.
+///
+/// One subscriber, set once as the global default, writes to the capturing thread's buffer. A
+/// scoped subscriber per test would race: `tracing` caches whether a call site is wanted, and a
+/// site first reached on another thread just as a test installs its subscriber may stay cached
+/// as unwanted, so that test misses its events. A global subscriber that wants everything
+/// leaves nothing to miss.
 #[cfg(feature = "tracing")]
-#[derive(Clone, Default)]
-pub(crate) struct CaptureTracing(Arc<Mutex<String>>);
+pub(crate) struct CaptureTracing {
+    /// Tied to the capturing thread.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+#[cfg(feature = "tracing")]
+thread_local! {
+    static CAPTURED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
 
 #[cfg(feature = "tracing")]
 impl CaptureTracing {
+    /// Starts capturing this thread's events (run tasks on a current-thread runtime).
+    pub(crate) fn start() -> Self {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            tracing::subscriber::set_global_default(ToThreadCapture)
+                .expect("no other global subscriber in the crate's tests");
+        });
+        CAPTURED.with(|captured| *captured.borrow_mut() = Some(String::new()));
+        Self {
+            _thread: std::marker::PhantomData,
+        }
+    }
+
     /// Everything recorded so far.
     pub(crate) fn text(&self) -> String {
-        lock(&self.0).clone()
+        CAPTURED.with(|captured| captured.borrow().clone().unwrap_or_default())
     }
+}
+
+#[cfg(feature = "tracing")]
+impl Drop for CaptureTracing {
+    fn drop(&mut self) {
+        CAPTURED.with(|captured| *captured.borrow_mut() = None);
+    }
+}
+
+/// Appends to the capture of the current thread, if it has one.
+#[cfg(feature = "tracing")]
+fn capture(record: impl FnOnce(&mut String)) {
+    CAPTURED.with(|captured| {
+        if let Ok(mut captured) = captured.try_borrow_mut()
+            && let Some(text) = captured.as_mut()
+        {
+            record(text);
+        }
+    });
 }
 
 #[cfg(feature = "tracing")]
@@ -255,26 +300,30 @@ impl tracing::field::Visit for TextVisitor<'_> {
 }
 
 #[cfg(feature = "tracing")]
-impl tracing::Subscriber for CaptureTracing {
+struct ToThreadCapture;
+
+#[cfg(feature = "tracing")]
+impl tracing::Subscriber for ToThreadCapture {
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
         true
     }
 
     fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        span.record(&mut TextVisitor(&mut lock(&self.0)));
+        capture(|text| span.record(&mut TextVisitor(text)));
         tracing::span::Id::from_u64(1)
     }
 
     fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        values.record(&mut TextVisitor(&mut lock(&self.0)));
+        capture(|text| values.record(&mut TextVisitor(text)));
     }
 
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
 
     fn event(&self, event: &tracing::Event<'_>) {
-        let mut text = lock(&self.0);
-        event.record(&mut TextVisitor(&mut text));
-        text.push('\n');
+        capture(|text| {
+            event.record(&mut TextVisitor(text));
+            text.push('\n');
+        });
     }
 
     fn enter(&self, _: &tracing::span::Id) {}

@@ -265,8 +265,8 @@ fn a_private_copy_is_not_served_past_its_deadline_once_the_watching_runtime_is_g
 }
 
 #[test]
-fn a_private_copy_is_not_served_past_its_deadline_on_a_runtime_without_timers()
--> Result<(), Error> {
+fn a_private_copy_is_not_served_past_its_deadline_on_a_runtime_without_timers() -> Result<(), Error>
+{
     let source = TestSource::expiring(LIFETIME);
     // The watcher cannot sleep here (tokio panics inside its task); requests must not notice.
     let runtime = runtime(false)?;

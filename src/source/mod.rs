@@ -191,6 +191,9 @@ impl SharedTokenSource {
     /// assert_eq!(source.fetch(None).await?.header(), "App key");
     /// # Ok(()) }
     /// ```
+    ///
+    /// This calls the source directly, outside any layer's cache: no single flight, and a
+    /// credential made here (an IBSSO session) is the caller's to [`revoke`](Self::revoke).
     pub async fn fetch(&self, previous: Option<&Credential>) -> Result<Credential, Error> {
         self.0.fetch(previous).await
     }

@@ -106,9 +106,12 @@ impl PendingAuthorization {
     /// constant time, `error=…` from Infobip, and the code's form (16 hexadecimal characters).
     pub(crate) fn check(&self, callback: &str) -> Result<AuthorizationGrant, Error> {
         let params = CallbackParams::parse(callback)?;
-        if let Some(state) = &params.state
-            && !bool::from(state.as_bytes().ct_eq(self.state.as_bytes()))
-        {
+        // First the state, for an error as for a code: a callback that cannot show it answers
+        // this authorization request is nobody's answer (RFC 6749, sections 4.1.2 and 10.12).
+        let Some(state) = &params.state else {
+            return Err(invalid("the callback has no state"));
+        };
+        if !bool::from(state.as_bytes().ct_eq(self.state.as_bytes())) {
             return Err(invalid(
                 "the state does not match the authorization request",
             ));
@@ -118,9 +121,6 @@ impl PendingAuthorization {
                 error: printable(&error),
                 description: params.error_description.as_deref().map(printable),
             }));
-        }
-        if params.state.is_none() {
-            return Err(invalid("the callback has no state"));
         }
         let code = params
             .code
@@ -388,28 +388,24 @@ mod tests {
                 description: Some("The user cancelled".into()),
             })
         );
-        // A cancelled authorization may come back without its state…
-        let err = pending.check("?error=access_denied").err();
-        assert!(matches!(
-            err.as_ref().map(Error::kind),
-            Some(ErrorKind::AuthorizationDenied {
-                description: None,
-                ..
-            })
-        ));
-        // …but one with another flow's state is not ours to report.
-        let err = pending.check("?error=access_denied&state=other").err();
-        assert!(matches!(
-            err.as_ref().map(Error::kind),
-            Some(ErrorKind::InvalidCallback { .. })
-        ));
+        // One without this flow's state may be forged: it is no answer to report.
+        for unproven in ["?error=access_denied", "?error=access_denied&state=other"] {
+            let err = pending.check(unproven).err();
+            assert!(
+                matches!(
+                    err.as_ref().map(Error::kind),
+                    Some(ErrorKind::InvalidCallback { .. })
+                ),
+                "{unproven}: {err:?}"
+            );
+        }
         Ok(())
     }
 
     #[test]
     fn error_text_is_bounded_and_printable() -> Result<(), ConfigError> {
         let long = format!(
-            "?error=x%0D%0AInjected:+1&error_description={}",
+            "?error=x%0D%0AInjected:+1&error_description={}&state=xyz",
             "d".repeat(500)
         );
         let err = pending()?.check(&long).err();

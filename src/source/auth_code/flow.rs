@@ -218,9 +218,10 @@ impl AuthCodeFlow {
     /// user details ([`AuthCode::account`]).
     ///
     /// # Errors
-    /// [`ErrorKind::TokenEndpoint`] with Infobip's reason for a reused, expired or unknown
-    /// code, a wrong verifier or another redirect URI (`400`);
-    /// [`ErrorKind::InvalidCredentials`] for a wrong client secret (`401`);
+    /// [`ErrorKind::InvalidCredentials`] for a wrong client secret (`401`), and for a `400`
+    /// whose OAuth error is `invalid_grant` (a reused, expired or unknown code, a wrong
+    /// verifier or another redirect URI), `invalid_client` or `unauthorized_client`;
+    /// [`ErrorKind::TokenEndpoint`] with Infobip's reason for any other refusal;
     /// [`ErrorKind::MalformedResponse`] for an answer without a usable token; transport
     /// failures and timeouts.
     ///

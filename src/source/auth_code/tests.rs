@@ -493,6 +493,7 @@ async fn a_wrong_state_is_refused_before_any_request() -> TestResult {
         format!("{REDIRECT}?code={code}&state={forged}"),
         format!("{REDIRECT}?code={code}"),
         format!("{REDIRECT}?error=access_denied&state={forged}"),
+        format!("{REDIRECT}?error=access_denied"),
     ] {
         let err = flow.callback(&pending, &callback).err();
         assert!(
@@ -946,8 +947,7 @@ fn futures_and_handles_are_send_and_sync() {
 #[cfg(feature = "tracing")]
 #[tokio::test(start_paused = true)]
 async fn no_secret_reaches_tracing() -> TestResult {
-    let capture = crate::test_helpers::CaptureTracing::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let capture = crate::test_helpers::CaptureTracing::start();
     let fake = FakeExchange::default();
     let flow = public(&fake)?;
     let (_, pending) = flow.authorize_url()?;

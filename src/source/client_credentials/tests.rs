@@ -645,8 +645,7 @@ async fn a_wrong_secret_is_reported_and_never_retried_in_a_loop() -> Result<(), 
 #[cfg(feature = "tracing")]
 #[tokio::test(start_paused = true)]
 async fn secrets_never_reach_tracing() -> Result<(), BoxError> {
-    let capture = crate::test_helpers::CaptureTracing::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let capture = crate::test_helpers::CaptureTracing::start();
 
     let infobip = Infobip::new();
     let mut service =

@@ -616,8 +616,7 @@ async fn credentials_go_only_to_the_sessions_origin() -> Result<(), BoxError> {
 #[cfg(feature = "tracing")]
 #[tokio::test(start_paused = true)]
 async fn secrets_never_reach_tracing() -> Result<(), BoxError> {
-    let capture = crate::test_helpers::CaptureTracing::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let capture = crate::test_helpers::CaptureTracing::start();
 
     let infobip = Infobip::new(10 * MINUTE);
     let layer = InfobipAuthLayer::new(infobip.session()?);
