@@ -464,8 +464,10 @@ impl CredentialCache {
                 }
             }
             let mut state = self.lock();
-            if self.shared.slot.load().id != slot.id {
-                continue; // published while we looked: look again
+            // Published, invalidated or revoked while we looked (the last two keep the id):
+            // look again.
+            if !Arc::ptr_eq(&self.shared.slot.load(), &slot) {
+                continue;
             }
             if let Some(flight) = state.current_flight() {
                 return Lookup::Wait(CredentialWait::new(flight, fallback));
