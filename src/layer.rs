@@ -394,8 +394,8 @@ where
 
 impl<S: Clone> InfobipAuth<S> {
     /// The hot path: the origin allowed last time and a fresh private header copy — one atomic
-    /// load; no lock, no clock read, and no allocation but the copy of a request that a `401`
-    /// would replay. Sets the header and says what a `401` to the request means, or `None`
+    /// load, and a coarse-clock read for a credential that expires; no lock, and no allocation
+    /// but the copy of a request that a `401` would replay. Sets the header and says what a `401` to the request means, or `None`
     /// when the slow path must decide.
     #[inline(always)]
     fn authorize_cached<B: 'static>(
