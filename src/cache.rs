@@ -670,6 +670,17 @@ fn finish(
         state.flight = None;
     }
     let now = Instant::now();
+    // One that has expired already is as good as none: backing off spares the source a fetch
+    // per request.
+    let result =
+        result.and_then(
+            |credential| match shared.policy.deadlines(&credential, now).phase(now) {
+                Phase::Expired => Err(Error::new(ErrorKind::MalformedResponse {
+                    reason: "the credential had expired when it arrived".into(),
+                })),
+                _ => Ok(credential),
+            },
+        );
     match result {
         Ok(credential) => {
             if !current {

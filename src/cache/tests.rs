@@ -291,6 +291,24 @@ fn a_credential_that_never_expires_is_served_without_a_deadline() -> Result<(), 
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_credential_expired_on_arrival_is_a_failure_that_backs_off() {
+    let source = TestSource::expiring(Duration::ZERO);
+    let cache = cache(&source);
+    for _ in 0..3 {
+        let result = cache.get().await;
+        assert!(
+            matches!(
+                result.as_ref().map_err(Error::kind),
+                Err(ErrorKind::MalformedResponse { .. })
+            ),
+            "{}",
+            token(&result)
+        );
+    }
+    assert_eq!(source.fetches(), 1, "the next fetch waits out the backoff");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_backoff_keeps_no_cache_alive() {
     let source = TestSource::expiring(HOUR);
     let cache = cache(&source);
