@@ -204,6 +204,11 @@ impl Deadlines {
             .into_iter()
             .flatten()
     }
+
+    /// The first deadline after `at`.
+    fn next_after(&self, at: Instant) -> Option<Instant> {
+        self.all().filter(|deadline| *deadline > at).min()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -437,7 +442,7 @@ impl CredentialCache {
                 match slot.deadlines.phase(now) {
                     Phase::Fresh => {
                         if let Some(local) = local.as_deref_mut() {
-                            adopt(local, &slot, generation, now);
+                            adopt(local, &slot, generation);
                         }
                         self.shared.used.store(true, Ordering::Relaxed);
                         return Lookup::Ready(credential.clone(), slot.id);
@@ -449,7 +454,7 @@ impl CredentialCache {
                         if self.refresh_in_background(slot.id)
                             && let Some(local) = local.as_deref_mut()
                         {
-                            adopt(local, &slot, generation, now);
+                            adopt(local, &slot, generation);
                         }
                         return Lookup::Ready(credential.clone(), slot.id);
                     }
@@ -625,9 +630,8 @@ impl CredentialCache {
     }
 }
 
-/// Makes `local` serve `slot`'s credential from the fast path until its next deadline after
-/// `now`.
-fn adopt(local: &mut Local, slot: &Slot, generation: u64, now: Instant) {
+/// Makes `local` serve `slot`'s credential from the fast path until its next deadline.
+fn adopt(local: &mut Local, slot: &Slot, generation: u64) {
     let Some(credential) = &slot.credential else {
         return;
     };
@@ -636,21 +640,31 @@ fn adopt(local: &mut Local, slot: &Slot, generation: u64, now: Instant) {
         local.id = slot.id;
         local.sliding = credential.idle_limit().is_some();
     }
-    local.until = coarse_deadline(&slot.deadlines, now);
+    local.until = coarse_deadline(&slot.deadlines);
     local.generation = generation;
 }
 
-/// The coarse clock: a few nanoseconds a read where `Instant::now()` takes ~25, at a few
-/// milliseconds' resolution — plenty against deadlines that keep a tenth of a lifetime spare.
+/// The coarse clock: a few nanoseconds a read where `Instant::now()` takes ~25. It lags by up to
+/// one tick (4 ms on most Linux systems, up to 16 ms on Windows), which `COARSE_SLACK` covers.
+/// It is monotonic on Linux, Android, macOS, Windows and the BSDs it names; elsewhere
+/// `coarsetime` reads the wall clock, and a clock set back while no watcher runs would keep a
+/// copy serving that much longer (the `wait` deadline leaves a tenth of a lifetime spare).
 fn coarse_now() -> coarsetime::Instant {
     coarsetime::Instant::now_without_cache_update()
 }
 
-/// The first of `deadlines` after `now`, on the coarse clock (`None`: there is none, or it is
-/// beyond what that clock holds).
-fn coarse_deadline(deadlines: &Deadlines, now: Instant) -> Option<coarsetime::Instant> {
-    let next = deadlines.all().filter(|at| *at > now).min()?;
-    coarse_now().checked_add((next - now).into())
+/// How much earlier than its deadline a private copy stops serving: more than the coarse
+/// clock's lag.
+const COARSE_SLACK: Duration = Duration::from_millis(20);
+
+/// The first of `deadlines` from now on, on the coarse clock, `COARSE_SLACK` early (`None`:
+/// there is none, or it is beyond what that clock holds).
+fn coarse_deadline(deadlines: &Deadlines) -> Option<coarsetime::Instant> {
+    // Both clocks read together, so time spent before does not move the deadline.
+    let (now, coarse) = (Instant::now(), coarse_now());
+    let next = deadlines.next_after(now)?;
+    let left = (next - now).saturating_sub(COARSE_SLACK);
+    coarse.checked_add(left.into())
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
@@ -672,17 +686,17 @@ fn finish(
     let now = Instant::now();
     // One that has expired already is as good as none: backing off spares the source a fetch
     // per request.
-    let result =
-        result.and_then(
-            |credential| match shared.policy.deadlines(&credential, now).phase(now) {
-                Phase::Expired => Err(Error::new(ErrorKind::MalformedResponse {
-                    reason: "the credential had expired when it arrived".into(),
-                })),
-                _ => Ok(credential),
-            },
-        );
+    let result = result.and_then(|credential| {
+        let deadlines = shared.policy.deadlines(&credential, now);
+        match deadlines.phase(now) {
+            Phase::Expired => Err(Error::new(ErrorKind::MalformedResponse {
+                reason: "the credential had expired when its source returned it".into(),
+            })),
+            _ => Ok((credential, deadlines)),
+        }
+    });
     match result {
-        Ok(credential) => {
+        Ok((credential, deadlines)) => {
             if !current {
                 return Ok((credential, 0));
             }
@@ -690,7 +704,6 @@ fn finish(
             let id = shared.slot.load().id + 1;
             state.previous = Some(credential.clone());
             state.failure = None;
-            let deadlines = shared.policy.deadlines(&credential, now);
             shared.slot.store(Arc::new(Slot {
                 id,
                 credential: Some(credential.clone()),
@@ -770,7 +783,7 @@ async fn watch(shared: Weak<Shared>, id: u64, published: Instant) {
             let Some(credential) = slot.credential.as_ref().filter(|_| slot.id == id) else {
                 return;
             };
-            let next = slot.deadlines.all().filter(|at| *at > announced).min();
+            let next = slot.deadlines.next_after(announced);
             let tick = credential
                 .idle_limit()
                 .map(|idle| later(announced, idle_tick(idle)));

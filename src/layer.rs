@@ -3,7 +3,7 @@
 use std::fmt;
 use std::task::{Context, Poll};
 
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, Entry};
 use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -395,8 +395,8 @@ where
 impl<S: Clone> InfobipAuth<S> {
     /// The hot path: the origin allowed last time and a fresh private header copy — one atomic
     /// load, and a coarse-clock read for a credential that expires; no lock, and no allocation
-    /// but the copy of a request that a `401` would replay. Sets the header and says what a `401` to the request means, or `None`
-    /// when the slow path must decide.
+    /// but the copy of a request that a `401` would replay. Sets the header and says what a
+    /// `401` to the request means, or `None` when the slow path must decide.
     #[inline(always)]
     fn authorize_cached<B: 'static>(
         &mut self,
@@ -465,16 +465,18 @@ impl<S: Clone> InfobipAuth<S> {
 }
 
 /// Removes the credential the layer appended after the caller's own `Authorization`, keeping
-/// every value of the caller's (an insert would have kept only one).
+/// every value of the caller's (an insert would have kept only one) and the header's place.
 #[cold]
 #[inline(never)]
 fn take_back_ours<B>(request: &mut Request<B>) {
-    let headers = request.headers_mut();
-    let mut own: Vec<HeaderValue> = headers.get_all(AUTHORIZATION).iter().cloned().collect();
-    own.pop();
-    headers.remove(AUTHORIZATION);
-    for value in own {
-        headers.append(AUTHORIZATION, value);
+    if let Entry::Occupied(mut entry) = request.headers_mut().entry(AUTHORIZATION) {
+        let mut own: Vec<HeaderValue> = entry.iter().cloned().collect();
+        own.pop();
+        let mut own = own.into_iter();
+        if let Some(first) = own.next() {
+            entry.insert(first);
+            own.for_each(|value| entry.append(value));
+        }
     }
 }
 

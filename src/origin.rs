@@ -28,6 +28,8 @@ pub struct BaseUrl {
     authority: Authority,
     /// Without a trailing slash; empty for a bare origin (a gateway may add a prefix).
     prefix: String,
+    /// The port requests go to: the authority's, or the scheme's default.
+    port: u16,
 }
 
 impl BaseUrl {
@@ -53,9 +55,8 @@ impl BaseUrl {
         if authority.host().is_empty() || authority.as_str().contains('@') {
             return Err(invalid("no host, or user information in the URL"));
         }
-        if port_or_default(&scheme, &authority).is_none() {
-            return Err(invalid("the port is not a number from 0 to 65535"));
-        }
+        let port = port_or_default(&scheme, &authority)
+            .ok_or_else(|| invalid("the port is not a number from 0 to 65535"))?;
         if parts
             .path_and_query
             .as_ref()
@@ -81,6 +82,7 @@ impl BaseUrl {
             scheme,
             authority,
             prefix,
+            port,
         })
     }
 
@@ -134,8 +136,7 @@ impl BaseUrl {
         *scheme == self.scheme
             && !authority.as_str().contains('@')
             && authority.host().eq_ignore_ascii_case(self.authority.host())
-            // `new` checked this base's port, so it is `Some`.
-            && port_or_default(scheme, authority) == port_or_default(&self.scheme, &self.authority)
+            && port_or_default(scheme, authority) == Some(self.port)
     }
 }
 

@@ -285,6 +285,7 @@ async fn the_callers_own_authorization_is_left_alone() -> Result<(), BoxError> {
 
 #[tokio::test]
 async fn every_value_of_the_callers_own_authorization_is_kept() -> Result<(), BoxError> {
+    // Answers with the Authorization values it saw, and the header names in order.
     let inner = service_fn(|req: Request<Full<Bytes>>| async move {
         let seen: Vec<_> = req
             .headers()
@@ -292,7 +293,8 @@ async fn every_value_of_the_callers_own_authorization_is_kept() -> Result<(), Bo
             .iter()
             .cloned()
             .collect();
-        Ok::<_, Infallible>(Response::new(seen))
+        let names: Vec<_> = req.headers().keys().map(|name| name.to_string()).collect();
+        Ok::<_, Infallible>(Response::new((seen, names.join(","))))
     });
     let mut service = ServiceBuilder::new()
         .layer(InfobipAuthLayer::api_key("key")?)
@@ -302,18 +304,23 @@ async fn every_value_of_the_callers_own_authorization_is_kept() -> Result<(), Bo
     for ours_before in [0, 2] {
         for _ in 0..ours_before {
             let ours = service.ready().await?.call(post("{}")).await?;
-            assert_eq!(ours.body(), &["App key"]);
+            assert_eq!(ours.body().0, ["App key"]);
         }
-        let mut request = post("{}");
+        let mut request = Request::post(URL).body(Full::new(Bytes::new()))?;
+        let headers = request.headers_mut();
         for own in ["App one", "App two"] {
-            request
-                .headers_mut()
-                .append(AUTHORIZATION, http::HeaderValue::from_static(own));
+            headers.append(AUTHORIZATION, http::HeaderValue::from_static(own));
         }
-        let response = service.ready().await?.call(request).await?;
-        assert_eq!(response.body(), &["App one", "App two"]);
+        headers.insert("x-a", http::HeaderValue::from_static("a"));
+        headers.insert("x-b", http::HeaderValue::from_static("b"));
+        let (seen, names) = service.ready().await?.call(request).await?.into_body();
+        assert_eq!(seen, ["App one", "App two"]);
+        assert_eq!(
+            names, "authorization,x-a,x-b",
+            "the headers keep their order"
+        );
         let ours = service.ready().await?.call(post("{}")).await?;
-        assert_eq!(ours.body(), &["App key"]);
+        assert_eq!(ours.body().0, ["App key"]);
     }
     Ok(())
 }

@@ -175,7 +175,8 @@ impl AuthCodeFlow {
     /// - [`ErrorKind::InvalidCallback`] when the `state` differs from `pending`'s (compared in
     ///   constant time) or is missing, the code is missing or not 16 hexadecimal characters, a
     ///   parameter appears twice, or `pending` lacks the PKCE verifier this flow needs;
-    /// - [`ErrorKind::AuthorizationDenied`] when Infobip reports `error=…` (the user cancelled).
+    /// - [`ErrorKind::AuthorizationDenied`] when Infobip reports `error=…` (the user cancelled)
+    ///   with this flow's `state`.
     ///
     /// ```
     /// # use infobip_auth::{ErrorKind, source::{AuthCodeFlow, PendingAuthorization, Transport}};
