@@ -520,6 +520,20 @@ impl CredentialCache {
         true
     }
 
+    /// The server refused credential `id` too, fetched to replace one it had refused: renewing
+    /// again at once would likely be refused as well (an account locked, a session bound to
+    /// another address), so this counts as a failed renewal and backs off. The credential is
+    /// kept: a refusal that was only a moment early (a token not yet known to every server)
+    /// costs nothing more.
+    pub(crate) fn refused_after_renewal(&self, id: u64) {
+        let mut state = self.lock();
+        if self.shared.slot.load().id != id {
+            return; // already replaced
+        }
+        let error = crate::future::invalid_credentials();
+        back_off(&self.shared, &mut state, &error, Instant::now());
+    }
+
     /// Fetches a new credential now, even if the current one is fresh.
     pub(crate) async fn refresh(&self) -> Result<(Credential, u64), Error> {
         let flight = {
@@ -720,40 +734,46 @@ fn finish(
         }
         Err(error) => {
             if current {
-                let count = state
-                    .failure
-                    .as_ref()
-                    .map_or(0, |f| f.count)
-                    .saturating_add(1);
-                let delay = shared.policy.backoff_delay(count, error.retry_after());
-                event!(
-                    warn,
-                    source = shared.source.name(),
-                    failures = count,
-                    ?delay,
-                    "backing off before the next fetch"
-                );
-                let retry_at = later(now, delay);
-                let wake = tokio::runtime::Handle::try_current().ok().map(|runtime| {
-                    let shared = Arc::downgrade(shared);
-                    let wake = runtime.spawn(async move {
-                        tokio::time::sleep_until(retry_at).await;
-                        if let Some(shared) = shared.upgrade() {
-                            shared.bump();
-                        }
-                    });
-                    wake.abort_handle()
-                });
-                state.failure = Some(Failure {
-                    error: error.clone(),
-                    retry_at,
-                    count,
-                    wake,
-                });
+                back_off(shared, &mut state, &error, now);
             }
             Err(error)
         }
     }
+}
+
+/// Records a failed renewal: until its backoff ends, a lookup that finds no valid credential
+/// gets `error` instead of starting a fetch.
+fn back_off(shared: &Arc<Shared>, state: &mut State, error: &Error, now: Instant) {
+    let count = state
+        .failure
+        .as_ref()
+        .map_or(0, |f| f.count)
+        .saturating_add(1);
+    let delay = shared.policy.backoff_delay(count, error.retry_after());
+    event!(
+        warn,
+        source = shared.source.name(),
+        failures = count,
+        ?delay,
+        "backing off before the next fetch"
+    );
+    let retry_at = later(now, delay);
+    let wake = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+        let shared = Arc::downgrade(shared);
+        let wake = runtime.spawn(async move {
+            tokio::time::sleep_until(retry_at).await;
+            if let Some(shared) = shared.upgrade() {
+                shared.bump();
+            }
+        });
+        wake.abort_handle()
+    });
+    state.failure = Some(Failure {
+        error: error.clone(),
+        retry_at,
+        count,
+        wake,
+    });
 }
 
 #[cfg(feature = "tracing")]

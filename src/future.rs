@@ -47,6 +47,9 @@ pub(crate) enum On401 {
     Final,
     /// Credential `id` from cache `cache`: invalidate it and renew.
     Renew { cache: CacheKey, id: u64 },
+    /// The replay, with credential `id` fresh from cache `cache`: a refusal of that one too is
+    /// a failed renewal, which backs off.
+    Replayed { cache: CacheKey, id: u64 },
 }
 
 impl On401 {
@@ -54,6 +57,16 @@ impl On401 {
     fn for_credential(self, id: u64) -> Self {
         match self {
             Self::Renew { cache, .. } => Self::Renew { cache, id },
+            other => other,
+        }
+    }
+
+    /// The meaning of a `401` to the replay, sent with credential `id`.
+    fn for_replay(self, id: u64) -> Self {
+        match self {
+            Self::Renew { cache, .. } | Self::Replayed { cache, .. } => {
+                Self::Replayed { cache, id }
+            }
             other => other,
         }
     }
@@ -213,6 +226,12 @@ fn unauthorized<S, B, ResB>(
     let renew = match on_401 {
         On401::Pass => return Err(response),
         On401::Final => None,
+        On401::Replayed { cache, id } => {
+            if let Some(cache) = cache.find() {
+                cache.refused_after_renewal(id);
+            }
+            None
+        }
         On401::Renew { cache, id } => cache.find().map(|cache| (cache, id)),
     };
     let Some((cache, id)) = renew else {
@@ -265,7 +284,7 @@ where
                 }
             }
             Step::Refreshing(lookup) => {
-                let (credential, _) = ready!(Pin::new(lookup).poll(cx))?;
+                let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
                 let Some(Retry { service, snapshot }) = rare.retry.take() else {
                     return Poll::Ready(Err(polled_after_completion()));
                 };
@@ -274,8 +293,8 @@ where
                     .headers_mut()
                     .insert(AUTHORIZATION, credential.header().clone());
                 // The renewal was the one a 401 gets: a refused replay is handed back, and the
-                // credential it carried is left for the next request to try.
-                *on_401 = On401::Final;
+                // cache backs off before renewing again.
+                *on_401 = on_401.for_replay(id);
                 rare.step = Step::Readying { service, request };
             }
             Step::Readying { service, .. } => {

@@ -17,7 +17,9 @@
 //!   request replayed once when its body can be copied ([`ReplayPolicy`]). A `401` that is not
 //!   replayed, or refused again, comes back as the response, with an [`Error`] of kind
 //!   [`InvalidCredentials`](ErrorKind::InvalidCredentials) in its extensions; if the renewal
-//!   itself fails, its error is returned instead.
+//!   itself fails, its error is returned instead. A renewed credential refused too counts as a
+//!   failed renewal: the next one waits out a backoff, so a server that refuses everything is
+//!   not asked for a token per request.
 //! * **`403`.** [`ScopeCheckLayer`] names the scopes the endpoint needs (from a catalogue of all
 //!   943 Infobip operations) and the ones the credential holds, and refuses before sending what
 //!   is certain to be refused.

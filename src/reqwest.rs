@@ -116,7 +116,7 @@ impl Middleware for InfobipAuthMiddleware {
         if renews {
             cache.invalidate(id);
             if let Some(mut replay) = replay {
-                let (credential, _) = cache
+                let (credential, renewed) = cache
                     .get()
                     .await
                     .map_err(reqwest_middleware::Error::middleware)?;
@@ -125,6 +125,7 @@ impl Middleware for InfobipAuthMiddleware {
                     .insert(AUTHORIZATION, credential.header().clone());
                 let mut response = next.run(replay, extensions).await?;
                 if response.status() == StatusCode::UNAUTHORIZED {
+                    cache.refused_after_renewal(renewed);
                     response
                         .extensions_mut()
                         .insert(crate::future::invalid_credentials());

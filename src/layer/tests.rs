@@ -152,20 +152,39 @@ async fn a_second_401_is_returned_not_retried() -> Result<(), BoxError> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_server_that_refuses_every_credential_costs_one_renewal_per_request()
+#[tokio::test(start_paused = true)]
+async fn a_server_that_refuses_every_credential_gets_one_renewal_per_backoff()
 -> Result<(), BoxError> {
     let (source, layer) = renewing();
-    let refuse = service_fn(|_: Request<Full<Bytes>>| async {
-        Ok::<_, Infallible>(status(StatusCode::UNAUTHORIZED))
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refuse = service_fn({
+        let calls = calls.clone();
+        move |_: Request<Full<Bytes>>| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, Infallible>(status(StatusCode::UNAUTHORIZED)) }
+        }
     });
     let mut service = ServiceBuilder::new().layer(layer).service(refuse);
-    for sent in 1..=5 {
-        let response = service.ready().await?.call(post("{}")).await?;
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        tokio::task::yield_now().await;
-        // The first fetch, then one renewal for each refused request.
-        assert_eq!(source.fetches(), 1 + sent);
+    let refused = |result: Result<Response<&str>, BoxError>| match result {
+        Ok(response) => response.status() == StatusCode::UNAUTHORIZED,
+        Err(err) => {
+            Error::find(&*err).is_some_and(|e| matches!(e.kind(), ErrorKind::InvalidCredentials(_)))
+        }
+    };
+    for round in 1..=2u32 {
+        // The first request is refused, renewed and refused again; the renewed credential's
+        // refusal starts a backoff, in which the next request finds no credential to send.
+        for _ in 0..5 {
+            let result = service.ready().await?.call(post("{}")).await;
+            assert!(refused(result));
+        }
+        assert_eq!(source.fetches(), 2 * round, "round {round}");
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            3 * round as usize
+        );
+        // The backoff over (at most a second, the first time), the next request renews again.
+        tokio::time::advance(Duration::from_secs(1)).await;
     }
     Ok(())
 }
