@@ -1,4 +1,6 @@
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -50,6 +52,20 @@ fn status(code: StatusCode) -> Response<&'static str> {
     let mut response = Response::new("");
     *response.status_mut() = code;
     response
+}
+
+/// An inner service that answers every request `401`, and counts them.
+fn refusing() -> (
+    Arc<AtomicUsize>,
+    impl Service<Request<Full<Bytes>>, Response = Response<&'static str>, Error = Infallible> + Clone,
+) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let service = service_fn(move |_: Request<Full<Bytes>>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(status(StatusCode::UNAUTHORIZED)) }
+    });
+    (calls, service)
 }
 
 #[tokio::test]
@@ -156,14 +172,7 @@ async fn a_second_401_is_returned_not_retried() -> Result<(), BoxError> {
 async fn a_server_that_refuses_every_credential_gets_one_renewal_per_backoff()
 -> Result<(), BoxError> {
     let (source, layer) = renewing();
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let refuse = service_fn({
-        let calls = calls.clone();
-        move |_: Request<Full<Bytes>>| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async { Ok::<_, Infallible>(status(StatusCode::UNAUTHORIZED)) }
-        }
-    });
+    let (calls, refuse) = refusing();
     let mut service = ServiceBuilder::new().layer(layer).service(refuse);
     let refused = |result: Result<Response<&str>, BoxError>| match result {
         Ok(response) => response.status() == StatusCode::UNAUTHORIZED,
@@ -179,10 +188,7 @@ async fn a_server_that_refuses_every_credential_gets_one_renewal_per_backoff()
             assert!(refused(result));
         }
         assert_eq!(source.fetches(), 2 * round, "round {round}");
-        assert_eq!(
-            calls.load(std::sync::atomic::Ordering::SeqCst),
-            3 * round as usize
-        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3 * round as usize);
         // The backoff over (at most a second, the first time), the next request renews again.
         tokio::time::advance(Duration::from_secs(1)).await;
     }
@@ -264,14 +270,7 @@ async fn a_401_after_the_layer_is_gone_is_handed_back_marked() -> Result<(), Box
 
 #[tokio::test]
 async fn a_fixed_key_401_is_final() -> Result<(), BoxError> {
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let inner = service_fn({
-        let calls = calls.clone();
-        move |_: Request<Full<Bytes>>| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async { Ok::<_, Infallible>(status(StatusCode::UNAUTHORIZED)) }
-        }
-    });
+    let (calls, inner) = refusing();
     let service = ServiceBuilder::new()
         .layer(InfobipAuthLayer::api_key("revoked")?)
         .service(inner);
@@ -281,7 +280,7 @@ async fn a_fixed_key_401_is_final() -> Result<(), BoxError> {
         response.extensions().get::<Error>().map(Error::kind),
         Some(ErrorKind::InvalidCredentials(_))
     ));
-    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
     Ok(())
 }
 
@@ -357,11 +356,11 @@ async fn the_callers_own_authorization_is_left_alone_once_a_credential_is_cached
             InfobipAuthLayer::api_key("key")?.replay(replay.clone()),
         ];
         for layer in layers {
-            let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let calls = Arc::new(AtomicUsize::new(0));
             let inner = service_fn({
                 let calls = calls.clone();
                 move |req: Request<Full<Bytes>>| {
-                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    calls.fetch_add(1, Ordering::SeqCst);
                     let seen = authorization(&req);
                     let code = if seen == "App mine" {
                         StatusCode::UNAUTHORIZED
@@ -390,11 +389,7 @@ async fn the_callers_own_authorization_is_left_alone_once_a_credential_is_cached
                 assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
                 assert!(response.extensions().get::<Error>().is_none());
             }
-            assert_eq!(
-                calls.load(std::sync::atomic::Ordering::SeqCst),
-                3,
-                "no replay"
-            );
+            assert_eq!(calls.load(Ordering::SeqCst), 3, "no replay");
             assert_eq!(source.fetches(), fetches, "no renewal");
             let next = service.ready().await?.call(post("{}")).await?;
             assert_eq!(
@@ -409,11 +404,11 @@ async fn the_callers_own_authorization_is_left_alone_once_a_credential_is_cached
 
 #[tokio::test]
 async fn other_hosts_get_no_credential() -> Result<(), BoxError> {
-    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
     let inner = service_fn({
         let calls = calls.clone();
         move |_: Request<Full<Bytes>>| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            calls.fetch_add(1, Ordering::SeqCst);
             async { Ok::<_, Infallible>(Response::new("")) }
         }
     });
@@ -438,7 +433,7 @@ async fn other_hosts_get_no_credential() -> Result<(), BoxError> {
             "{error}"
         );
     }
-    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
     Ok(())
 }
 
