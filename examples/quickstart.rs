@@ -5,7 +5,8 @@
 //! over a hyper-util client. No network is used.
 //!
 //! With `INFOBIP_BASE_URL` (e.g. `https://xyz12.api.infobip.com`) and `INFOBIP_API_KEY` set, it
-//! instead sends one real request to that account (inbound SMS reports: reads, sends nothing).
+//! instead sends one real request to that account that changes nothing there: the latest SMS
+//! log entry (`GET /sms/1/logs`; reading inbound reports would take messages off the inbox).
 
 use std::fmt::Write as _;
 
@@ -327,15 +328,12 @@ fn first_line(text: &str) -> &str {
     line.get(..100).unwrap_or(line)
 }
 
-/// One read-only request to a real Infobip account.
+/// One request to a real Infobip account that changes nothing there.
 async fn real_account(client: HttpClient, base_url: &str, key: &str) -> Result<(), BoxError> {
     let layer = InfobipAuthLayer::api_key(key)?.allow_origin(base_url)?;
     let mut service = ServiceBuilder::new().layer(layer).service(client);
-    let url = format!(
-        "{}/sms/1/inbox/reports?limit=1",
-        base_url.trim_end_matches('/')
-    );
+    let url = format!("{}/sms/1/logs?limit=1", base_url.trim_end_matches('/'));
     let (status, text) = call(&mut service, Method::GET, &url, "").await?;
-    println!("GET /sms/1/inbox/reports → {status}\n{}", first_line(&text));
+    println!("GET /sms/1/logs → {status}\n{}", first_line(&text));
     Ok(())
 }

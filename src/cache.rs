@@ -241,6 +241,18 @@ struct State {
     failure: Option<Failure>,
     /// The last credential published, handed to the next fetch as `previous`.
     previous: Option<Credential>,
+    /// The watcher of the published credential: ends when it is replaced, forgotten or the
+    /// cache drops, instead of sleeping on until the credential's next deadline.
+    watcher: Option<Task>,
+}
+
+/// A task aborted when this handle drops.
+struct Task(AbortHandle);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl State {
@@ -501,11 +513,12 @@ impl CredentialCache {
     /// Forgets credential `id` after the server refused it. A later credential is kept: a late
     /// `401` for an old credential changes nothing. Returns whether `id` was forgotten.
     pub(crate) fn invalidate(&self, id: u64) -> bool {
-        let _state = self.lock();
+        let mut state = self.lock();
         let slot = self.shared.slot.load();
         if slot.id != id || slot.credential.is_none() {
             return false;
         }
+        state.watcher = None;
         self.shared.slot.store(Arc::new(Slot {
             id,
             credential: None,
@@ -561,6 +574,7 @@ impl CredentialCache {
                             ..Slot::default()
                         }));
                         self.shared.bump();
+                        state.watcher = None;
                         break state.previous.take();
                     }
                 }
@@ -625,7 +639,13 @@ impl CredentialCache {
                 source = guard.shared.source.name(),
                 "fetching a credential"
             );
-            let result = guard.shared.source.fetch(previous.as_ref()).await;
+            // A source that panics fails like any other (and backs off); only a task dropped
+            // half-way (its runtime shutting down) ends without a result.
+            let fetch = guard.shared.source.fetch(previous.as_ref());
+            let result = std::panic::AssertUnwindSafe(fetch)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(cancelled()));
             guard.done = true;
             #[cfg(feature = "tracing")]
             trace_outcome(guard.shared.source.name(), started, &result);
@@ -724,11 +744,12 @@ fn finish(
                 deadlines,
             }));
             shared.bump();
-            drop(state);
+            state.watcher = None;
             if deadlines.all().next().is_some()
                 && let Ok(runtime) = tokio::runtime::Handle::try_current()
             {
-                runtime.spawn(watch(Arc::downgrade(shared), id, now));
+                let watcher = runtime.spawn(watch(Arc::downgrade(shared), id, now));
+                state.watcher = Some(Task(watcher.abort_handle()));
             }
             Ok((credential, id))
         }
@@ -764,6 +785,21 @@ fn back_off(shared: &Arc<Shared>, state: &mut State, error: &Error, now: Instant
             tokio::time::sleep_until(retry_at).await;
             if let Some(shared) = shared.upgrade() {
                 shared.bump();
+                // With keep-alive, an idle credential's failed renewal is tried again now: its
+                // watcher sleeps until the next deadline, set before the failure was known.
+                let slot = shared.slot.load_full();
+                let renew = matches!(
+                    slot.deadlines.phase(Instant::now()),
+                    Phase::Ahead | Phase::Wait
+                );
+                // (Not after a zero delay: that would fetch in a loop while idle.)
+                if shared.policy.keep_alive
+                    && !delay.is_zero()
+                    && slot.credential.is_some()
+                    && renew
+                {
+                    CredentialCache { shared }.refresh_in_background(slot.id);
+                }
             }
         });
         wake.abort_handle()
@@ -830,12 +866,17 @@ async fn watch(shared: Weak<Shared>, id: u64, published: Instant) {
         };
         if credential.idle_limit().is_some() && shared.used.swap(false, Ordering::Relaxed) {
             // Used since the previous sample, which is all we know: count from that sample.
+            // Read again under the lock: an invalidation or revocation since keeps the id but
+            // not the credential, and must not be undone.
             let _state = lock(&shared);
-            if shared.slot.load().id == id {
-                let deadlines = shared.policy.deadlines(credential, announced);
+            let current = shared.slot.load();
+            if current.id == id
+                && let Some(credential) = current.credential.clone()
+            {
+                let deadlines = shared.policy.deadlines(&credential, announced);
                 shared.slot.store(Arc::new(Slot {
                     id,
-                    credential: Some(credential.clone()),
+                    credential: Some(credential),
                     deadlines,
                 }));
             }
@@ -859,8 +900,8 @@ async fn watch(shared: Weak<Shared>, id: u64, published: Instant) {
     }
 }
 
-/// Clears the flight if its task ends without a result (cancelled by a runtime shutdown, or a
-/// source that panicked), so the next caller starts afresh instead of waiting forever.
+/// Clears the flight if its task ends without a result (cancelled by a runtime shutdown), so
+/// the next caller starts afresh instead of waiting forever. Nothing failed: no backoff.
 struct FetchGuard {
     shared: Arc<Shared>,
     flight_no: u64,
@@ -870,7 +911,10 @@ struct FetchGuard {
 impl Drop for FetchGuard {
     fn drop(&mut self) {
         if !self.done {
-            let _ = finish(&self.shared, self.flight_no, Err(cancelled()));
+            let mut state = lock(&self.shared);
+            if state.flight_no == self.flight_no {
+                state.flight = None;
+            }
         }
     }
 }

@@ -56,7 +56,7 @@ use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, Repl
 pub struct InfobipAuthLayer {
     pub(crate) cache: CredentialCache,
     pub(crate) hosts: AllowedHosts,
-    replay: ReplayPolicy,
+    pub(crate) replay: ReplayPolicy,
 }
 
 impl InfobipAuthLayer {

@@ -65,6 +65,12 @@ impl ReplayPolicy {
         }
     }
 
+    /// Whether this is [`ReplayPolicy::never`]: no body type is copied.
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn is_never(&self) -> bool {
+        self.cloners.is_empty()
+    }
+
     /// Also replays bodies of type `B` by cloning them.
     ///
     /// ```

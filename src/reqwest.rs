@@ -4,7 +4,9 @@
 //! reqwest takes no tower layers; this middleware gives a `reqwest_middleware` client what
 //! [`InfobipAuthLayer`] gives a tower client: host binding, a cached credential renewed ahead
 //! of expiry by one token request at a time, and after a `401` one renewal and one replay (when
-//! `reqwest` can clone the request, i.e. its body is not a stream).
+//! `reqwest` can clone the request, i.e. its body is not a stream, and the layer's policy is not
+//! [`ReplayPolicy::never`](crate::ReplayPolicy::never); its other settings choose by tower body
+//! type and do not apply here).
 //!
 //! ```no_run
 //! use infobip_auth::InfobipAuthLayer;
@@ -42,7 +44,8 @@ pub struct InfobipAuthMiddleware {
 }
 
 impl InfobipAuthLayer {
-    /// A `reqwest-middleware` middleware sharing this layer's source, cache and allowed hosts.
+    /// A `reqwest-middleware` middleware sharing this layer's source, cache, allowed hosts and
+    /// [`ReplayPolicy::never`](crate::ReplayPolicy::never), if set.
     /// Make it once the layer is configured: [`refresh_policy`](Self::refresh_policy) starts a
     /// new cache, which a middleware made before would not share.
     ///
@@ -105,7 +108,13 @@ impl Middleware for InfobipAuthMiddleware {
             .await
             .map_err(reqwest_middleware::Error::middleware)?;
         let renews = cache.source().renews();
-        let replay = if renews { request.try_clone() } else { None };
+        // The layer's `ReplayPolicy::never()` holds here too; otherwise reqwest decides (a
+        // streaming body cannot be cloned).
+        let replay = if renews && !self.layer.replay.is_never() {
+            request.try_clone()
+        } else {
+            None
+        };
         request
             .headers_mut()
             .insert(AUTHORIZATION, credential.header().clone());

@@ -147,3 +147,22 @@ async fn a_revoked_api_key_comes_back_as_a_typed_401() -> Result<(), BoxError> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_layers_replay_policy_holds_for_reqwest_too() -> Result<(), BoxError> {
+    let server = MockServer::start().await?;
+    let auth = oauth(&server)?.replay(infobip_auth::ReplayPolicy::never());
+    let client = reqwest_client(&auth);
+    let sms = || client.post(server.url("/sms/2/text/advanced")).body(SMS);
+    assert_eq!(sms().send().await?.status(), 200);
+    server.revoke_all_tokens();
+    // The tower layer built from `auth` hands this 401 back without sending the SMS again.
+    let response = sms().send().await?;
+    assert_eq!(
+        response.status(),
+        401,
+        "replayed despite ReplayPolicy::never()"
+    );
+    assert_eq!(server.counters().resource_requests("Bearer"), 2);
+    Ok(())
+}

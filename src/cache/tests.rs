@@ -525,9 +525,9 @@ async fn keep_alive_retries_a_failed_refresh_while_idle() {
     );
     assert_eq!(token(&cache.get().await), "token-1");
     source.fail_next([transient()]);
-    // Idle for the token's whole life: the refresh at ~45 s fails, its retry after the
-    // backoff (≤ 1 s) succeeds before the token expires.
-    for _ in 0..59 {
+    // Idle: the refresh at ~45 s fails, and is tried again when its backoff (≤ 1 s) ends, not
+    // at the next deadline (54 s), which would leave one try before the token expires.
+    for _ in 0..50 {
         tokio::time::advance(Duration::from_secs(1)).await;
         settle().await;
     }
@@ -557,4 +557,146 @@ async fn huge_durations_mean_never_not_a_panic() {
         cache.get().await.is_err(),
         "backing off, for a very long time"
     );
+}
+
+/// A fetch cancelled half-way by its runtime shutting down is not a failure of the token
+/// endpoint: the next caller, on another runtime, must start afresh, not get the cancellation
+/// (and a backoff) back.
+#[test]
+fn fetch_cancelled_mid_flight_by_runtime_shutdown_does_not_back_off() -> Result<(), Error> {
+    let source = TestSource::expiring(HOUR);
+    source.delay(Duration::from_secs(5));
+    let cache = cache(&source);
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Transport).with_source(e))?;
+    first.block_on(async {
+        assert!(matches!(cache.lookup(None), Lookup::Wait(_)));
+        settle().await; // the fetch task has started and sleeps inside the source
+    });
+    assert_eq!(source.fetches(), 1);
+    drop(first); // e.g. the end of a #[tokio::test] sharing a static client
+    source.delay(Duration::ZERO);
+    let second = runtime(true)?;
+    let fetched = second.block_on(cache.get());
+    assert_eq!(
+        token(&fetched),
+        "token-2",
+        "the next caller got the cancellation back"
+    );
+    Ok(())
+}
+
+/// A source that panics fails like any other: the next try waits out the backoff.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_source_is_a_failure_that_backs_off() {
+    #[derive(Debug, Clone, Default)]
+    struct Panicking(Arc<std::sync::atomic::AtomicU32>);
+    impl crate::source::TokenSource for Panicking {
+        async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            panic!("a buggy source")
+        }
+    }
+    let source = Panicking::default();
+    let cache = CredentialCache::new(
+        SharedTokenSource::from(source.clone()),
+        RefreshPolicy::default(),
+    );
+    for _ in 0..3 {
+        assert!(cache.get().await.is_err());
+    }
+    assert_eq!(
+        source.0.load(Ordering::SeqCst),
+        1,
+        "backing off after the panic"
+    );
+}
+
+/// The watcher of a sliding (IBSSO) credential extends its deadlines with the credential it
+/// read *before* taking the lock. A `401` invalidating it (or `revoke`) in between is undone:
+/// the refused session is published again and requests are sent with it.
+#[test]
+fn sliding_watcher_does_not_resurrect_an_invalidated_credential() -> Result<(), Error> {
+    let source = TestSource::sliding(Duration::from_secs(80)); // sampled every 10 s
+    let cache = cache(&source);
+    let (published_tx, published_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let driver = std::thread::spawn({
+        let cache = cache.clone();
+        move || -> Result<(), Error> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .map_err(|e| Error::new(ErrorKind::Transport).with_source(e))?;
+            rt.block_on(async {
+                let (_, id) = cache.get().await?;
+                settle().await; // the watcher sleeps until its first sample
+                let _ = published_tx.send(id);
+                let _ = go_rx.recv();
+                // The sample is due: the watcher loads the slot, then blocks on the state lock.
+                tokio::time::advance(Duration::from_secs(10)).await;
+                settle().await;
+                Ok(())
+            })
+        }
+    });
+    let id = published_rx
+        .recv()
+        .map_err(|e| Error::new(ErrorKind::Transport).with_source(e))?;
+    cache.shared.used.store(true, Ordering::SeqCst); // a request used it since
+    let guard = cache.lock();
+    // A 401 for the session arrives: its invalidation queues on the state lock first...
+    let refused = std::thread::spawn({
+        let cache = cache.clone();
+        move || cache.invalidate(id)
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    // ...then the watcher samples: it loads the slot (and clears `used`) before locking.
+    let _ = go_tx.send(());
+    while cache.shared.used.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    drop(guard); // the first waiter (the invalidation) goes first
+    assert!(
+        refused.join().unwrap_or(false),
+        "the server refused the session (401)"
+    );
+    driver
+        .join()
+        .map_err(|_| Error::new(ErrorKind::Transport))??;
+    assert!(
+        cache.shared.slot.load().credential.is_none(),
+        "the refused credential was published again"
+    );
+    Ok(())
+}
+
+/// A watcher outlives its credential and its cache: it sleeps until the credential's next
+/// deadline (45 min here, up to 18 h for a 24 h token, a century for a session without idle
+/// limit) before noticing. Every replaced credential (each `401`) and every dropped layer
+/// leaves a task and a timer behind for that long.
+#[tokio::test(start_paused = true)]
+async fn watchers_end_with_their_credential_and_their_cache() {
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    for _ in 0..10 {
+        let (_, id) = cache.get().await.unwrap_or_else(|_| panic!("fetch"));
+        assert!(cache.invalidate(id), "a 401");
+    }
+    let _ = cache.get().await;
+    settle().await;
+    assert_eq!(alive(), 1, "one watcher for the one credential left");
+    drop(cache);
+    settle().await;
+    assert_eq!(alive(), 0, "the cache is gone");
 }

@@ -3,7 +3,7 @@
 //! Most responses pass their body through untouched. A `401` or `403` had the start of its body
 //! read (up to the read limit) to classify it; those frames are handed out again first, then
 //! the rest of the body streams as it would have, so the caller receives exactly the bytes the
-//! server sent, and never more than the limit is held in memory. ← tower-http `limit/body.rs`.
+//! server sent, and never more than the limit is held in memory.
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -399,7 +399,7 @@ mod tests {
     }
 
     // Proves the classifier composes with `tower::retry`: a policy built on it retries a 503
-    // and not a 403. ← tower-http `classify::usable_for_retries`.
+    // and not a 403.
     mod usable_for_retries {
         use tower::retry::{Policy, RetryLayer};
 

@@ -56,6 +56,11 @@ pub(super) struct Sent {
     pub(super) authorization: Option<HeaderValue>,
 }
 
+/// At most this many frames of a `401` or `403` are held to classify it, whatever their size:
+/// empty data frames count no bytes towards the read limit, and would otherwise be buffered
+/// without bound (and, when they keep coming, without ever returning).
+const MAX_FRAMES: usize = 1024;
+
 /// A `401` or `403` whose body is being read.
 struct Reading<B: Body> {
     sent: Sent,
@@ -144,7 +149,10 @@ where
 impl<B: Body> Reading<B> {
     /// Reads frames until the limit is reached, the body ends, or it fails.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        while !self.ended && self.read < self.sent.config.read_limit {
+        while !self.ended
+            && self.read < self.sent.config.read_limit
+            && self.frames.len() < MAX_FRAMES
+        {
             match ready!(self.body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {

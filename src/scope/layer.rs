@@ -185,7 +185,8 @@ impl ScopeCheckLayer {
         self
     }
 
-    /// How many bytes of a `401` or `403` body are read to classify it (default 64 KiB).
+    /// How many bytes of a `401` or `403` body are read to classify it (default 64 KiB; never
+    /// more than 1,024 frames, so empty frames cannot be held without bound).
     /// Those bytes are handed to the caller again, followed by the rest of the body; no other
     /// status has its body read.
     ///

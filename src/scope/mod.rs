@@ -90,9 +90,9 @@
 //! [`ScopeCheckLayer::reject_forbidden`] turns a `403` into
 //! `Err(Error)`, the same value, for callers who prefer `?`; a `401` stays a response.
 //!
-//! To classify, the layer reads the start of a `401` or `403` body, at most 64 KiB
-//! ([`read_limit`](ScopeCheckLayer::read_limit)), and never reads the body of any other
-//! status. The bytes read are handed out again, then the rest of the body streams from the
+//! To classify, the layer reads the start of a `401` or `403` body, at most 64 KiB or 1,024
+//! frames ([`read_limit`](ScopeCheckLayer::read_limit)), and never reads the body of any
+//! other status. The bytes read are handed out again, then the rest of the body streams from the
 //! server: the caller receives exactly what was sent, trailers and body errors included, and
 //! an answer larger than the limit is classified from its start (a body in no known shape
 //! keeps its first bytes in [`ApiError::raw`](crate::ApiError::raw)) without being held in

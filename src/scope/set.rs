@@ -26,7 +26,7 @@ impl Scope {
     ///
     /// # Errors
     /// A [`ConfigError`] when the name is empty, has an empty segment or a character Infobip
-    /// never uses in a scope.
+    /// never uses in a scope (an uppercase letter among them: names are compared exactly).
     ///
     /// ```
     /// use infobip_auth::Scope;
@@ -34,7 +34,8 @@ impl Scope {
     /// assert!(Scope::new("sms::send").is_err());
     /// ```
     pub fn new(name: &str) -> Result<Self, ConfigError> {
-        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        let valid_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.');
         let valid = !name.is_empty()
             && name
                 .split(':')
@@ -262,6 +263,15 @@ mod tests {
         ] {
             assert!(Scope::new(name).is_err(), "{name:?}");
         }
+    }
+
+    #[test]
+    fn uppercase_names_are_refused_as_documented() -> Result<(), ConfigError> {
+        // "Scopes are lowercase words": a key declared with `SMS:MANAGE` would otherwise be
+        // refused pre-flight for every SMS endpoint, as holding none of `sms:manage`, ….
+        assert!(Scope::new("SMS:MANAGE").is_err());
+        assert!("message:send,Sms:Manage".parse::<Scopes>().is_err());
+        Ok(())
     }
 
     #[test]

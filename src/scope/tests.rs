@@ -719,3 +719,56 @@ fn debug_shows_no_secret() -> Result<(), BoxError> {
     assert!(debug.contains("ScopeCheck"), "{debug}");
     Ok(())
 }
+
+/// A `403` whose body is a long run of empty data frames (legal in HTTP/2 and for any
+/// `http_body::Body`), counting the frames it has handed out.
+struct EmptyFrames {
+    left: usize,
+    polled: Arc<AtomicUsize>,
+}
+
+impl Body for EmptyFrames {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        self.left -= 1;
+        self.polled.fetch_add(1, Ordering::SeqCst);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::new()))))
+    }
+}
+
+#[tokio::test]
+async fn empty_frames_of_a_403_are_not_buffered_without_bound() -> Result<(), BoxError> {
+    const FRAMES: usize = 1_000_000;
+    let polled = Arc::new(AtomicUsize::new(0));
+    let mut body = Some(EmptyFrames {
+        left: FRAMES,
+        polled: Arc::clone(&polled),
+    });
+    let inner = service_fn(move |_: Request<Full<Bytes>>| {
+        let mut response = Response::new(body.take().unwrap_or(EmptyFrames {
+            left: 0,
+            polled: Arc::new(AtomicUsize::new(0)),
+        }));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let service = ScopeCheckLayer::new().layer(inner);
+    let response = service.oneshot(send_sms(Some("App key"))).await?;
+    let held = polled.load(Ordering::SeqCst);
+    // Zero bytes were read, yet every frame was pulled and held before the response came back
+    // (an endless run never returns, and grows memory until the process dies).
+    assert!(
+        held <= 4096,
+        "{held} empty frames buffered before the response was returned"
+    );
+    assert!(forbidden_in(&response).is_ok());
+    Ok(())
+}
