@@ -581,10 +581,19 @@ impl CredentialCache {
             };
             let _ = flight.await;
         };
-        match credential {
-            Some(credential) => self.shared.source.revoke(&credential).await,
-            None => Ok(()),
+        let Some(credential) = credential else {
+            return Ok(());
+        };
+        let result = self.shared.source.revoke(&credential).await;
+        if result.is_err() {
+            // Still live at the server: keep it, so that a second `revoke` or the next fetch
+            // (which ends its `previous` first) ends it.
+            let mut state = self.lock();
+            if state.previous.is_none() {
+                state.previous = Some(credential);
+            }
         }
+        result
     }
 
     /// Starts a fetch of the successor of credential `id` unless one is running or a backoff

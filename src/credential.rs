@@ -332,26 +332,36 @@ impl fmt::Debug for Credential {
 #[non_exhaustive]
 pub struct Account {
     /// Hexadecimal representation of the account id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub account_key: String,
     /// Hexadecimal representation of the user id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub user_key: String,
     /// The web-interface username.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub username: String,
     /// The web-interface e-mail address.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub email: String,
     /// The user's interface language, e.g. `en-US`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub locale: String,
     /// The user's roles.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub roles: Vec<Named>,
     /// The user's groups.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub groups: Vec<Named>,
+}
+
+/// An optional field that may also arrive as `null` (seed 002 marks `roles` and `groups`
+/// optional): read as its default.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// A role or group: Infobip's `{"id", "name"}`.

@@ -128,6 +128,7 @@ impl Transport {
     /// Sends `request`, reads the answer whole (up to the limit) within the timeout.
     pub(crate) async fn send(&self, request: Request<Full<Bytes>>) -> Result<Answer, Error> {
         let limit = self.limit;
+        let sent = SentAt(tokio::time::Instant::now());
         #[cfg(feature = "tracing")]
         let (method, path) = (request.method().clone(), request.uri().path().to_owned());
         let exchange = async {
@@ -139,7 +140,9 @@ impl Transport {
                 .map_err(transport)?;
             let (parts, body) = response.into_parts();
             let body = read_capped(body, limit).await?;
-            Ok(Response::from_parts(parts, body))
+            let mut answer = Response::from_parts(parts, body);
+            answer.extensions_mut().insert(sent);
+            Ok(answer)
         };
         let answer = tokio::time::timeout(self.timeout, exchange)
             .await
@@ -248,6 +251,24 @@ async fn read_capped(mut body: AnyBody, limit: usize) -> Result<Bytes, Error> {
         }
     }
     Ok(read.freeze())
+}
+
+/// When a token request was sent, kept in its answer's extensions: the server made the token
+/// when the request reached it, so a lifetime it states counts from then, not from the answer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SentAt(tokio::time::Instant);
+
+/// A credential made from `answer` that expires `lifetime` after its request was sent.
+pub(crate) fn expires_after_sent(
+    credential: Credential,
+    answer: &Answer,
+    lifetime: Duration,
+) -> Credential {
+    let sent = answer.extensions().get::<SentAt>().map(|sent| sent.0);
+    match sent.and_then(|sent| sent.checked_add(lifetime)) {
+        Some(at) => credential.expires_at(at),
+        None => credential.expires_in(lifetime),
+    }
 }
 
 /// A broken exchange. Takes `BoxError` itself, not `impl Into<BoxError>`: the identity

@@ -162,8 +162,11 @@ impl TokenSource for ClientCredentials {
             .await?;
         let granted: Granted = transport::json(&answer)?;
         let token = Zeroizing::new(granted.access_token);
-        let credential =
-            token_credential("Bearer", &token)?.expires_in(lifetime(granted.expires_in.as_ref()));
+        let credential = transport::expires_after_sent(
+            token_credential("Bearer", &token)?,
+            &answer,
+            lifetime(granted.expires_in.as_ref()),
+        );
         Ok(match &self.scopes {
             Some(scopes) => credential.with_scopes(scopes.clone()),
             None => credential,

@@ -17,12 +17,16 @@ use crate::{ConfigError, Error, ErrorKind};
 /// The characters a verifier may hold: RFC 7636 §4.1's `unreserved`.
 const UNRESERVED: &[u8; 66] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
 
+/// The characters the verifiers we make hold: Infobip's documented alphabet, "A-Z, a-z, 0-9,
+/// and the punctuation characters -.~" (no `_`), which lies inside RFC 7636's.
+const GENERATED: &[u8; 65] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.~";
+
 /// RFC 7636 §4.1: a verifier is 43 to 128 characters long.
 pub(crate) const MIN_VERIFIER_LEN: usize = 43;
 /// See [`MIN_VERIFIER_LEN`].
 pub(crate) const MAX_VERIFIER_LEN: usize = 128;
 
-/// The length of the verifiers we make: 64 characters of a 66-letter alphabet carry about 386
+/// The length of the verifiers we make: 64 characters of a 65-letter alphabet carry about 385
 /// bits, well past RFC 7636's recommended 256.
 pub(crate) const VERIFIER_LEN: usize = 64;
 
@@ -30,19 +34,19 @@ pub(crate) const VERIFIER_LEN: usize = 64;
 const STATE_BYTES: usize = 32;
 
 /// A new PKCE code verifier of `len` characters (clamped to 43..=128), each drawn uniformly from
-/// the unreserved alphabet.
+/// Infobip's documented verifier alphabet.
 pub(crate) fn verifier(len: usize) -> Result<Zeroizing<String>, Error> {
     let len = len.clamp(MIN_VERIFIER_LEN, MAX_VERIFIER_LEN);
     let mut out = Zeroizing::new(String::with_capacity(len));
     let mut bytes = Zeroizing::new([0u8; 64]);
     while out.len() < len {
         fill(&mut bytes[..])?;
-        // 198 = 3 × 66: bytes at or above it are dropped so every letter is equally likely.
-        for &byte in bytes.iter().filter(|&&b| b < 198) {
+        // 195 = 3 × 65: bytes at or above it are dropped so every letter is equally likely.
+        for &byte in bytes.iter().filter(|&&b| b < 195) {
             if out.len() == len {
                 break;
             }
-            out.push(char::from(UNRESERVED[usize::from(byte % 66)]));
+            out.push(char::from(GENERATED[usize::from(byte % 65)]));
         }
     }
     Ok(out)
@@ -128,14 +132,14 @@ mod tests {
 
     #[test]
     fn verifier_letters_are_all_used() -> Result<(), Error> {
-        // With 66 letters and 64 × 200 draws, a letter never drawn means a broken mapping.
+        // With 65 letters and 64 × 200 draws, a letter never drawn means a broken mapping.
         let mut seen = [false; 256];
         for _ in 0..200 {
             for b in verifier(VERIFIER_LEN)?.bytes() {
                 seen[usize::from(b)] = true;
             }
         }
-        let missing: String = UNRESERVED
+        let missing: String = GENERATED
             .iter()
             .filter(|&&b| !seen[usize::from(b)])
             .map(|&b| char::from(b))
@@ -146,11 +150,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn generated_verifiers_follow_rfc_7636(len in 0usize..300) {
+        fn generated_verifiers_follow_infobip_and_rfc_7636(len in 0usize..300) {
             let made = verifier(len).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(made.len(), len.clamp(MIN_VERIFIER_LEN, MAX_VERIFIER_LEN));
             prop_assert!(made.len() >= 43 && made.len() <= 128);
-            prop_assert!(made.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)));
+            // Infobip's alphabet (A-Z, a-z, 0-9, `-.~`), inside RFC 7636's.
+            prop_assert!(made.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.~".contains(&b)));
             prop_assert!(is_verifier(&made));
             let challenge = challenge(&made);
             prop_assert_eq!(challenge.len(), 43);

@@ -79,7 +79,7 @@ impl AuthCodeFlow {
     /// The URL is `GET /exchange/1/oauth/authorize` with `response_type=code`, `client_id`,
     /// `state`, `redirect_uri`, `scope` and, with PKCE, `code_challenge` and
     /// `code_challenge_method=S256`. The `state` holds 256 bits from the operating system's
-    /// random source; the PKCE verifier is 64 characters of `A–Z a–z 0–9 - . _ ~` from it.
+    /// random source; the PKCE verifier is 64 characters of `A–Z a–z 0–9 - . ~` from it.
     ///
     /// # Errors
     /// Only if the operating system's random source fails.

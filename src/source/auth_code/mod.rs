@@ -350,7 +350,7 @@ pub(crate) fn parse_token(
         _ => parsed.account,
     };
     let credential = token_credential(&token_type, &token)?;
-    Ok(credential.expires_in(lifetime).with_account(account))
+    Ok(crate::transport::expires_after_sent(credential, answer, lifetime).with_account(account))
 }
 
 /// `expires_in` as a number or a numeric string of seconds; `None` for anything else or zero.

@@ -383,7 +383,8 @@ fn the_builder_refuses_what_cannot_work() {
     );
 }
 
-#[tokio::test]
+// The lifetime counts from the request: a paused clock keeps it whole.
+#[tokio::test(start_paused = true)]
 async fn the_exchange_sends_the_seed_form_and_yields_the_account() -> TestResult {
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
@@ -563,7 +564,8 @@ async fn an_expired_code_is_a_typed_error() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
+// The lifetime counts from the request: a paused clock keeps it whole.
+#[tokio::test(start_paused = true)]
 async fn reads_token_type_and_expires_in_in_either_spelling() -> TestResult {
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
@@ -974,6 +976,78 @@ async fn no_secret_reaches_tracing() -> TestResult {
         .chain(tokens.iter().map(String::as_str))
     {
         assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn optional_roles_and_groups_may_be_null() -> TestResult {
+    // Seed 002 lines 70-71: `roles` and `groups` are [Optional]; a JSON answer may carry them
+    // as `null`. The (single-use) code was consumed: refusing the answer loses the connection.
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let body = serde_json::json!({
+        "token": "3d7908aa-7b8c-4c5a-94bf-5cdeef18947b", "tokenType": "IBSSO",
+        "accountKey": "8F0792F86035A9F4290821F1EE6BC06A", "userKey": "F443BCAEB8517F7159F44D0E8CFE725D",
+        "username": "developeruser", "email": "developer@infobip.com", "locale": "en-US",
+        "roles": null, "groups": null,
+    });
+    fake.state().canned.push((StatusCode::OK, body.to_string()));
+    let source = connect(&flow, &fake).await?;
+    assert_eq!(source.account().username, "developeruser");
+    assert!(source.account().roles.is_empty());
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_counts_from_the_request_not_the_answer() -> TestResult {
+    // Seed 002 line 74: "Tokens expire one minute after creation". The server creates the
+    // token when it gets the request; an answer that arrives 20 s later leaves 40 s.
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    fake.state().delay = Duration::from_secs(20);
+    let sent = Instant::now();
+    let source = connect(&flow, &fake).await?;
+    let expiry = source.credential().expiry().ok_or("no expiry")?;
+    assert!(
+        expiry <= sent + MINUTE,
+        "believed alive {:?} past its death",
+        expiry - (sent + MINUTE)
+    );
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_token_endpoint_does_not_lose_the_connection() -> TestResult {
+    // The server creates each token when the request arrives; its answer takes 20 s to come
+    // back (well inside the transport's 30 s timeout).
+    let fake = FakeExchange::default();
+    let slow = {
+        let fake = fake.clone();
+        Transport::new(service_fn(move |req: Request<Full<Bytes>>| {
+            let fake = fake.clone();
+            async move {
+                let (status, body) = fake.answer(req).await;
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                *response.status_mut() = status;
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        }))
+    };
+    let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", CLIENT_ID)
+        .redirect_uri(REDIRECT)
+        .scope("api_read")
+        .client_secret(SECRET)
+        .transport(slow)
+        .build()?;
+    let source = connect(&flow, &fake).await?;
+    let layer = InfobipAuthLayer::new(source);
+    for second in (0..180).step_by(5) {
+        if let Err(err) = send(&layer).await {
+            panic!("at {second} s: {:?}", kind_of(&err));
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
     }
     Ok(())
 }

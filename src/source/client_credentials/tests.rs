@@ -148,7 +148,8 @@ fn ours(err: &BoxError) -> Result<&Error, BoxError> {
     Error::find(&**err).ok_or_else(|| format!("not an infobip_auth::Error: {err}").into())
 }
 
-#[tokio::test]
+// The lifetime counts from the request: a paused clock keeps it whole.
+#[tokio::test(start_paused = true)]
 async fn posts_the_form_and_sends_bearer() -> Result<(), BoxError> {
     let (fake, source) =
         granting(r#"{"access_token":"eyJraWQ.x","expires_in":3600,"token_type":"Bearer"}"#)?;
@@ -195,7 +196,8 @@ async fn form_values_are_percent_encoded() -> Result<(), BoxError> {
     Ok(())
 }
 
-#[tokio::test]
+// The lifetime counts from the request: a paused clock keeps it whole.
+#[tokio::test(start_paused = true)]
 async fn expires_in_is_read_as_a_number_or_a_string() -> Result<(), BoxError> {
     for body in [
         r#"{"access_token":"t","expires_in":3600}"#,

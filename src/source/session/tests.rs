@@ -639,3 +639,41 @@ async fn secrets_never_reach_tracing() -> Result<(), BoxError> {
     }
     Ok(())
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_revoke_keeps_the_session_to_end_later() -> Result<(), BoxError> {
+    // Seed 000 line 94: a live session must be destroyed before the next is created. If the
+    // DELETE on shutdown fails (503), the caller must be able to try again: the session is
+    // still live at Infobip.
+    let deletes = Arc::new(Mutex::new(0u32));
+    let counted = Arc::clone(&deletes);
+    let (fake, session) = source_over(move |seen| match seen.method.as_str() {
+        "DELETE" => {
+            let mut n = lock(&counted);
+            *n += 1;
+            if *n == 1 {
+                infobip_error(503, "GENERAL_ERROR", "Something went wrong.")
+            } else {
+                reply(200, "")
+            }
+        }
+        "POST" => reply(200, r#"{"token":"session-1"}"#),
+        _ => reply(200, "ok"),
+    })?;
+    let layer = InfobipAuthLayer::new(session);
+    let mut service = layer.layer(fake.service());
+    send(&mut service).await?;
+    assert!(layer.revoke().await.is_err(), "the DELETE answered 503");
+    layer.revoke().await?;
+    assert_eq!(
+        calls(&fake),
+        [
+            "POST /auth/1/session",
+            "GET /sms/1/inbox/reports",
+            "DELETE /auth/1/session",
+            "DELETE /auth/1/session"
+        ],
+        "the second revoke reported success without ending the live session"
+    );
+    Ok(())
+}
