@@ -6,7 +6,9 @@
 //! page describes. Infobip ends a session after 60 minutes without use (an account may shorten
 //! that); every use extends it. The layer's cache follows this: it counts the idle time, and a
 //! request after a longer gap gets a new session *before* it is sent, so no request learns of
-//! the old session's death from a `401`.
+//! the old session's death from a `401`. Infobip's pages also say a session expires "after 60
+//! minutes"; if your account's sessions end at a fixed age, set
+//! [`max_lifetime`](Builder::max_lifetime) and the session is renewed ahead of that age too.
 //!
 //! Infobip wants a live session ended before a new one is created, so every renewal first
 //! deletes the session it replaces (a `401` there means the session had already ended, which
@@ -69,11 +71,12 @@ const SESSION_PATH: &str = "/auth/1/session";
 /// Infobip's default: a session ends after 60 minutes without use.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
-/// The shortest idle timeout accepted: below it every request would renew the session.
-const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The longest idle timeout accepted: Infobip's sessions last 60 minutes unless shortened.
-const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// Whether an idle timeout or maximum lifetime is accepted: from one second (below it every
+/// request would renew the session) to one day (Infobip's sessions last 60 minutes unless
+/// shortened).
+fn accepted(duration: Duration) -> bool {
+    (Duration::from_secs(1)..=Duration::from_secs(24 * 60 * 60)).contains(&duration)
+}
 
 /// An Infobip user's username and password, exchanged for an IBSSO session token.
 ///
@@ -102,6 +105,7 @@ pub struct Session {
     password: Zeroizing<String>,
     unsafe_session: bool,
     idle_timeout: Duration,
+    max_lifetime: Option<Duration>,
     transport: Transport,
 }
 
@@ -127,6 +131,7 @@ impl Session {
             password: Zeroizing::new(password.to_owned()),
             transport: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_lifetime: None,
             unsafe_session: false,
             token_path: None,
         }
@@ -186,7 +191,11 @@ impl TokenSource for Session {
             .await?;
         let created: Created = transport::json(&answer)?;
         let token = Zeroizing::new(created.token);
-        Ok(token_credential("IBSSO", &token)?.idle_timeout(self.idle_timeout))
+        let session = token_credential("IBSSO", &token)?.idle_timeout(self.idle_timeout);
+        Ok(match self.max_lifetime {
+            Some(lifetime) => transport::expires_after_sent(session, &answer, lifetime),
+            None => session,
+        })
     }
 
     /// Ends `credential` with `DELETE /auth/1/session`; a session that had ended already
@@ -212,6 +221,7 @@ impl fmt::Debug for Session {
             .field("password", &REDACTED)
             .field("unsafe_session", &self.unsafe_session)
             .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
             .field("transport", &self.transport)
             .finish()
     }
@@ -225,6 +235,7 @@ pub struct Builder {
     password: Zeroizing<String>,
     transport: Option<Transport>,
     idle_timeout: Duration,
+    max_lifetime: Option<Duration>,
     unsafe_session: bool,
     token_path: Option<String>,
 }
@@ -267,6 +278,30 @@ impl Builder {
     /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Also renews the session before it is `lifetime` old, however busy it is. Infobip's pages
+    /// say both that a session expires "after 60 minutes" and that it expires "after a
+    /// predefined period of inactivity"; by default this source follows the second. If your
+    /// account's sessions end at a fixed age, set it (to that age): they are then replaced
+    /// ahead of time instead of failing every request in flight with a `401`.
+    ///
+    /// ```
+    /// # use infobip_auth::source::{Session, Transport};
+    /// # use std::time::Duration;
+    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # });
+    /// let session = Session::builder("https://xyz12.api.infobip.com", "username", "password")
+    ///     .transport(Transport::new(client))
+    ///     .max_lifetime(Duration::from_secs(60 * 60))
+    ///     .build()?;
+    /// # let _ = session;
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = Some(lifetime);
         self
     }
 
@@ -317,8 +352,8 @@ impl Builder {
     /// # Errors
     /// [`ConfigError::InvalidUrl`] or [`ConfigError::InsecureUrl`] for a bad base URL or token
     /// path; [`ConfigError::Empty`] for an empty username or password;
-    /// [`ConfigError::Invalid`] when no transport was given or the idle timeout is under one
-    /// second.
+    /// [`ConfigError::Invalid`] when no transport was given, or the idle timeout or the maximum
+    /// lifetime is outside one second to one day.
     ///
     /// ```
     /// # use infobip_auth::{ConfigError, source::Session};
@@ -334,9 +369,15 @@ impl Builder {
         if self.password.is_empty() {
             return Err(ConfigError::Empty { what: "password" });
         }
-        if !(MIN_IDLE_TIMEOUT..=MAX_IDLE_TIMEOUT).contains(&self.idle_timeout) {
+        if !accepted(self.idle_timeout) {
             return Err(ConfigError::Invalid {
                 what: "idle timeout",
+                reason: "it must be from one second to one day",
+            });
+        }
+        if !self.max_lifetime.is_none_or(accepted) {
+            return Err(ConfigError::Invalid {
+                what: "maximum lifetime",
                 reason: "it must be from one second to one day",
             });
         }
@@ -348,6 +389,7 @@ impl Builder {
             password: self.password,
             unsafe_session: self.unsafe_session,
             idle_timeout: self.idle_timeout,
+            max_lifetime: self.max_lifetime,
             transport,
         })
     }
@@ -361,6 +403,7 @@ impl fmt::Debug for Builder {
             .field("password", &REDACTED)
             .field("transport", &self.transport)
             .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
             .field("unsafe_session", &self.unsafe_session)
             .field("token_path", &self.token_path)
             .finish()

@@ -25,7 +25,11 @@ struct Sessions {
     created: u32,
     /// Live sessions and when each was last used.
     live: HashMap<String, Instant>,
+    /// When each live session was created.
+    born: HashMap<String, Instant>,
     idle: Duration,
+    /// The age at which a session ends however busy it is, if any.
+    max_age: Option<Duration>,
     /// Resource requests refused with `401`.
     unauthorized: u32,
 }
@@ -50,10 +54,17 @@ impl Infobip {
         let fake = FakeEndpoint::new(move |seen: &Seen| {
             let mut sessions = lock(&shared);
             let now = Instant::now();
-            let idle = sessions.idle;
-            sessions
-                .live
-                .retain(|_, last| now.saturating_duration_since(*last) < idle);
+            let Sessions {
+                live,
+                born,
+                idle,
+                max_age,
+                ..
+            } = &mut *sessions;
+            let too_old = |token: &String| {
+                max_age.is_some_and(|age| born.get(token).is_some_and(|b| now - *b >= age))
+            };
+            live.retain(|token, last| now - *last < *idle && !too_old(token));
             let token = seen
                 .header("authorization")
                 .strip_prefix("IBSSO ")
@@ -72,6 +83,7 @@ impl Infobip {
                             format!("session-{}", sessions.created)
                         }
                     };
+                    sessions.born.entry(token.clone()).or_insert(now);
                     sessions.live.insert(token.clone(), now);
                     reply(200, serde_json::json!({ "token": token }).to_string())
                 }
@@ -99,6 +111,11 @@ impl Infobip {
             .transport(self.fake.transport())
             .idle_timeout(lock(&self.state).idle)
             .build()
+    }
+
+    /// Ends every session at `age`, however busy.
+    fn end_sessions_at_age(&self, age: Duration) {
+        lock(&self.state).max_age = Some(age);
     }
 
     /// Ends every session behind the client's back.
@@ -436,6 +453,17 @@ fn builder_refuses_what_cannot_work() {
             ..
         })
     ));
+    for lifetime in [Duration::ZERO, Duration::from_secs(2 * 24 * 60 * 60)] {
+        assert!(matches!(
+            build(BASE, "alice", "s3cret")
+                .max_lifetime(lifetime)
+                .build(),
+            Err(ConfigError::Invalid {
+                what: "maximum lifetime",
+                ..
+            })
+        ));
+    }
     for path in ["auth/1/session", "/auth?x=1", "/a b", "/auth#frag"] {
         assert!(
             matches!(
@@ -675,5 +703,35 @@ async fn a_failed_revoke_keeps_the_session_to_end_later() -> Result<(), BoxError
         ],
         "the second revoke reported success without ending the live session"
     );
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_maximum_lifetime_renews_a_busy_session_before_the_server_ends_it() -> Result<(), BoxError>
+{
+    let busy_for_100_minutes = async |session: Session, infobip: &Infobip| {
+        let mut service = InfobipAuthLayer::new(session).layer(infobip.fake.service());
+        for _ in 0..100 {
+            assert_eq!(send(&mut service).await?.0, StatusCode::OK);
+            tokio::time::sleep(MINUTE).await;
+        }
+        Ok::<_, BoxError>(())
+    };
+    // Sessions that end at 30 minutes, however busy: by default the source counts idle time
+    // only, and a request learns of each end from a `401` (then renews and replays).
+    let infobip = Infobip::new(60 * MINUTE);
+    infobip.end_sessions_at_age(30 * MINUTE);
+    busy_for_100_minutes(infobip.session()?, &infobip).await?;
+    assert_eq!(infobip.unauthorized(), 3);
+
+    let infobip = Infobip::new(60 * MINUTE);
+    infobip.end_sessions_at_age(30 * MINUTE);
+    let session = Session::builder(BASE, "alice", "s3cret")
+        .transport(infobip.fake.transport())
+        .max_lifetime(30 * MINUTE)
+        .build()?;
+    busy_for_100_minutes(session, &infobip).await?;
+    assert_eq!(infobip.unauthorized(), 0, "renewed ahead of its end");
+    assert!(infobip.created() >= 4, "{}", infobip.created());
     Ok(())
 }
