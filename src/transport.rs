@@ -13,7 +13,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
@@ -271,6 +271,18 @@ pub(crate) fn expires_after_sent(
     }
 }
 
+/// OAuth's `error` code, read on its own: Infobip's token endpoint sends it beside a
+/// `requestError`, whose `messageId` is the code [`ApiError`] shows.
+fn oauth_error(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct OAuthError {
+        error: String,
+    }
+    serde_json::from_slice::<OAuthError>(body)
+        .ok()
+        .map(|e| e.error)
+}
+
 /// A broken exchange. Takes `BoxError` itself, not `impl Into<BoxError>`: the identity
 /// conversion inside the async fns above trips rustc's `Send` check of their futures
 /// ("implementation of `From` is not general enough").
@@ -295,7 +307,7 @@ pub(crate) fn check_status(answer: &Answer) -> Result<(), Error> {
     let api = ApiError::from_body(status, answer.body());
     let refused_client = status == StatusCode::BAD_REQUEST
         && matches!(
-            api.code(),
+            oauth_error(answer.body()).as_deref(),
             Some("invalid_client" | "unauthorized_client" | "invalid_grant")
         );
     let error = if status == StatusCode::UNAUTHORIZED || refused_client {
@@ -431,6 +443,22 @@ mod tests {
         for ignored in ["soon", "-5", "+5", "1.5", ""] {
             assert_eq!(retry_after(&with_retry_after(ignored)), None, "{ignored:?}");
         }
+    }
+
+    #[test]
+    fn an_oauth_refusal_beside_a_request_error_is_invalid_credentials() {
+        // Infobip's `OAuthApiException`: the deprecated `error` and a `requestError`.
+        let answer = Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(Bytes::from_static(
+                br#"{"error":"invalid_client","requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Bad client"}}}"#,
+            ))
+            .unwrap_or_default();
+        let kind = check_status(&answer).err().map(|e| e.kind().clone());
+        assert!(
+            matches!(&kind, Some(ErrorKind::InvalidCredentials(api)) if api.code() == Some("BAD_REQUEST")),
+            "{kind:?}"
+        );
     }
 
     #[tokio::test]
