@@ -439,10 +439,34 @@ impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.status)?;
         match (&self.code, &self.text) {
-            (Some(code), Some(text)) => write!(f, " {code}: {text}"),
-            (Some(one), None) | (None, Some(one)) => write!(f, " {one}"),
+            (Some(code), Some(text)) => write!(f, " {}: {}", Shown(code), Shown(text)),
+            (Some(one), None) | (None, Some(one)) => write!(f, " {}", Shown(one)),
             (None, None) => Ok(()),
         }
+    }
+}
+
+/// Text from a server, shown on one line and at most [`SHOWN_CHARS`] characters long: an
+/// error message ends up in logs, where a forged line or a 64 KiB paragraph does harm. The
+/// whole text stays in [`ApiError::text`].
+struct Shown<'a>(&'a str);
+
+/// How many characters of a server's text an error message shows.
+const SHOWN_CHARS: usize = 300;
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (shown, c) in self.0.chars().enumerate() {
+            if shown == SHOWN_CHARS {
+                return f.write_str("…");
+            }
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -656,6 +680,21 @@ mod tests {
         assert_eq!(err.raw().map(str::len), Some(RAW_KEPT));
         assert!(!format!("{err:?}").contains("<html>"), "{err:?}");
         assert_eq!(ApiError::from_body(StatusCode::FORBIDDEN, b"").raw(), None);
+    }
+
+    #[test]
+    fn messages_show_a_servers_text_on_one_short_line() {
+        let forged = format!("bad\r\nINFO forged line\u{1b}[31m{}", "x".repeat(10_000));
+        let body = serde_json::json!({ "errorCode": "E400\nX", "description": forged });
+        let err = ApiError::from_body(StatusCode::BAD_REQUEST, body.to_string().as_bytes());
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("400 Bad Request E400\\nX: bad\\r\\nINFO"),
+            "{shown}"
+        );
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert!(shown.chars().count() < 2 * SHOWN_CHARS, "{}", shown.len());
+        assert_eq!(err.text(), Some(forged.as_str()), "kept whole");
     }
 
     #[test]
