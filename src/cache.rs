@@ -160,10 +160,12 @@ impl RefreshPolicy {
     }
 }
 
+/// What "never" comes down to where a clock needs a number.
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// `at + delay`, or a far-off instant when that is beyond what the clock can hold: huge
 /// durations (a caller's `Duration::MAX`) mean "never", not a panic.
 fn later(at: Instant, delay: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     at.checked_add(delay)
         .or_else(|| at.checked_add(CENTURY))
         .unwrap_or(at)
@@ -706,7 +708,9 @@ fn coarse_deadline(deadlines: &Deadlines) -> Option<coarsetime::Instant> {
     // Both clocks read together, so time spent before does not move the deadline.
     let (now, coarse) = (Instant::now(), coarse_now());
     let next = deadlines.next_after(now)?;
-    let left = (next - now).saturating_sub(COARSE_SLACK);
+    // The coarse clock's durations wrap at 2^32 s (136 years): a credential that outlives a
+    // century is checked again after one.
+    let left = (next - now).saturating_sub(COARSE_SLACK).min(CENTURY);
     coarse.checked_add(left.into())
 }
 

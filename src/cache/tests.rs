@@ -559,6 +559,20 @@ async fn huge_durations_mean_never_not_a_panic() {
     );
 }
 
+#[tokio::test]
+async fn a_deadline_beyond_the_coarse_clocks_range_is_not_brought_forward() {
+    let far = Instant::now() + Duration::from_secs(u64::from(u32::MAX) + 60);
+    let deadlines = Deadlines {
+        refresh: Some(far),
+        ..Deadlines::default()
+    };
+    let checked_again = coarse_deadline(&deadlines).map(|at| at.duration_since(coarse_now()));
+    assert!(
+        checked_again.is_some_and(|left| left.as_secs() >= 99 * 365 * 24 * 3600),
+        "{checked_again:?}"
+    );
+}
+
 /// A fetch cancelled half-way by its runtime shutting down is not a failure of the token
 /// endpoint: the next caller, on another runtime, must start afresh, not get the cancellation
 /// (and a backoff) back.
