@@ -365,6 +365,14 @@ where
 }
 
 /// A role or group: Infobip's `{"id", "name"}`.
+///
+/// ```
+/// use infobip_auth::Named;
+/// // Read from the `roles` and `groups` of a token answer, as part of an `Account`.
+/// let role: Named = serde_json::from_str(r#"{"id":79,"name":"Manager"}"#)?;
+/// assert_eq!((role.id, role.name.as_str()), (79, "Manager"));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Named {

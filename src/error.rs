@@ -14,6 +14,15 @@ use http::{Method, StatusCode};
 use crate::scope::Scopes;
 
 /// A boxed error, as Tower middleware returns.
+///
+/// ```
+/// use infobip_auth::{BoxError, Error, ErrorKind};
+/// // The layers' error type: the crate's own errors and the inner client's both box into it.
+/// let ours: BoxError = Error::new(ErrorKind::Timeout).into();
+/// assert!(Error::find(&*ours).is_some_and(Error::is_transient));
+/// let inner: BoxError = std::io::Error::other("connection reset").into();
+/// assert!(Error::find(&*inner).is_none());
+/// ```
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Why a request could not be authenticated or authorized.
@@ -35,6 +44,21 @@ pub struct Error {
 }
 
 /// What went wrong, for callers to `match` on.
+///
+/// ```
+/// use infobip_auth::{Error, ErrorKind};
+/// // `#[non_exhaustive]`: a `match` needs an arm for kinds added later.
+/// fn advice(err: &Error) -> &'static str {
+///     match err.kind() {
+///         ErrorKind::ReauthorizationRequired => "ask the user to connect the app again",
+///         ErrorKind::InvalidCredentials(_) => "check the credentials",
+///         _ if err.is_transient() => "try again later",
+///         _ => "report it",
+///     }
+/// }
+/// assert_eq!(advice(&Error::new(ErrorKind::Timeout)), "try again later");
+/// assert_eq!(advice(&Error::new(ErrorKind::ReauthorizationRequired)), "ask the user to connect the app again");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {

@@ -25,6 +25,27 @@ use crate::{ApiError, BoxError, Error, ErrorKind};
 
 pin_project! {
     /// Response future of [`InfobipAuth`](crate::InfobipAuth).
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use infobip_auth::future::ResponseFuture;
+    /// use infobip_auth::{Error, ErrorKind, InfobipAuthLayer};
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let client = service_fn(|_: Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+    /// });
+    /// let mut service = InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e")?.layer(client);
+    ///
+    /// // `call` never fails: the layer's own refusals (here, a host the key is not for) come
+    /// // out of the future.
+    /// let request = Request::get("https://example.com/sms/1/inbox/reports").body(String::new())?;
+    /// let future: ResponseFuture<_, String> = service.ready().await?.call(request);
+    /// let err = future.await.err().ok_or("sent")?;
+    /// assert!(matches!(Error::find(&*err).map(Error::kind), Some(ErrorKind::HostNotAllowed { .. })));
+    /// # Ok(()) }
+    /// ```
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,

@@ -268,7 +268,29 @@ impl fmt::Debug for InfobipAuthLayer {
 /// does not read response bodies: with [`InfobipAuthLayer::scope_check`] inside it, that
 /// error also carries Infobip's `messageId` and text from the `401`'s body.
 ///
-/// See [`InfobipAuthLayer`] for an example.
+/// [`InfobipAuthLayer`] shows the usual set-up; this shows a `401` that cannot be cured.
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use infobip_auth::{Error, ErrorKind, InfobipAuth, InfobipAuthLayer};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// // Stands in for Infobip refusing the key. An API key does not renew, so the 401 is final.
+/// let refusing = service_fn(|_: Request<String>| async {
+///     let mut response = Response::new(String::new());
+///     *response.status_mut() = StatusCode::UNAUTHORIZED;
+///     Ok::<_, std::convert::Infallible>(response)
+/// });
+/// let service: InfobipAuth<_> = InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e")?.layer(refusing);
+///
+/// let request = Request::get("https://xyz12.api.infobip.com/sms/1/inbox/reports").body(String::new())?;
+/// let response = service.oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// let meaning = response.extensions().get::<Error>().ok_or("no error attached")?;
+/// assert!(matches!(meaning.kind(), ErrorKind::InvalidCredentials(_)));
+/// # Ok(()) }
+/// ```
 pub struct InfobipAuth<S> {
     inner: S,
     cache: CredentialCache,

@@ -38,6 +38,25 @@ use crate::{Error, ErrorKind, InfobipAuthLayer};
 ///
 /// Made by [`InfobipAuthLayer::reqwest_middleware`]; it shares that layer's cache, so tower and
 /// reqwest clients of one application send one credential and renew it once.
+///
+/// ```
+/// use infobip_auth::InfobipAuthLayer;
+/// use infobip_auth::mock::{MockServer, DEMO_API_KEY};
+/// use reqwest_middleware::ClientBuilder;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let server = MockServer::start().await?; // Infobip-compatible, on loopback
+/// let auth = InfobipAuthLayer::api_key(DEMO_API_KEY)?.allow_origin(server.base_url())?;
+/// let client = ClientBuilder::new(reqwest::Client::new())
+///     .with(auth.reqwest_middleware())
+///     .build();
+///
+/// // The request is built without a credential; the middleware adds it.
+/// let response = client.get(server.url("/sms/1/inbox/reports")).send().await?;
+/// assert_eq!(response.status(), reqwest::StatusCode::OK);
+/// assert_eq!(server.counters().resource_requests("App"), 1);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct InfobipAuthMiddleware {
     layer: InfobipAuthLayer,

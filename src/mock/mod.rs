@@ -125,31 +125,211 @@ pub use faults::Fault;
 pub use server::MockServer;
 
 /// The API key [`MockConfig::demo`] accepts, shaped like Infobip's.
+///
+/// ```
+/// use http::{Request, StatusCode};
+/// use http_body_util::Full;
+/// use infobip_auth::mock::{MockServer, DEMO_API_KEY};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let server = MockServer::start().await?;
+/// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+/// // Sent as Infobip takes an API key: `Authorization: App <key>`.
+/// let request = Request::get(server.url("/sms/1/inbox/reports"))
+///     .header("authorization", format!("App {DEMO_API_KEY}"))
+///     .body(Full::default())?;
+/// assert_eq!(client.request(request).await?.status(), StatusCode::OK);
+/// # Ok(()) }
+/// ```
 pub const DEMO_API_KEY: &str =
     "0d3f1e2a9c8b7a6f5e4d3c2b1a098765-1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7a8b";
 
 /// The username of [`MockConfig::demo`]'s user (for `Basic`, sessions, and its Exchange app).
+///
+/// ```
+/// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+/// use infobip_auth::source::{Session, TokenSource, Transport};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let server = MockServer::start().await?;
+/// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+/// // The demo user can open an IBSSO session.
+/// let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+///     .transport(Transport::new(client))
+///     .build()?;
+/// assert_eq!(session.fetch(None).await?.scheme(), "IBSSO");
+/// assert_eq!(server.counters().session_creates, 1);
+/// # Ok(()) }
+/// ```
 pub const DEMO_USERNAME: &str = "demo-user";
 
 /// The password of [`MockConfig::demo`]'s user.
+///
+/// ```
+/// use infobip_auth::ErrorKind;
+/// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+/// use infobip_auth::source::{Session, TokenSource, Transport};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let server = MockServer::start().await?;
+/// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+/// let login = |password: &str| {
+///     Session::builder(server.base_url(), DEMO_USERNAME, password)
+///         .transport(Transport::new(client.clone()))
+///         .build()
+/// };
+/// assert!(login(DEMO_PASSWORD)?.fetch(None).await.is_ok());
+/// // Any other password is refused with a 401, as Infobip refuses wrong login details.
+/// let err = login("not-the-demo-password")?.fetch(None).await.err().ok_or("logged in")?;
+/// assert!(matches!(err.kind(), ErrorKind::InvalidCredentials(_)));
+/// # Ok(()) }
+/// ```
 pub const DEMO_PASSWORD: &str = "demo-password";
 
 /// The OAuth client id [`MockConfig::demo`] accepts for client credentials.
+///
+/// ```
+/// use infobip_auth::mock::{MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+/// use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let server = MockServer::start().await?;
+/// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+/// // The demo client is granted `Bearer` access tokens.
+/// let oauth = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+///     .transport(Transport::new(client))
+///     .build()?;
+/// assert_eq!(oauth.fetch(None).await?.scheme(), "Bearer");
+/// assert_eq!(server.counters().oauth_token_requests, 1);
+/// # Ok(()) }
+/// ```
 pub const DEMO_CLIENT_ID: &str = "demo-client";
 
 /// The OAuth client secret of [`DEMO_CLIENT_ID`].
+///
+/// ```
+/// use infobip_auth::ErrorKind;
+/// use infobip_auth::mock::{MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+/// use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let server = MockServer::start().await?;
+/// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+/// let oauth = |secret: &str| {
+///     ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, secret)
+///         .transport(Transport::new(client.clone()))
+///         .build()
+/// };
+/// assert!(oauth(DEMO_CLIENT_SECRET)?.fetch(None).await.is_ok());
+/// // Any other secret is refused with a 401.
+/// let err = oauth("not-the-demo-secret")?.fetch(None).await.err().ok_or("granted")?;
+/// assert!(matches!(err.kind(), ErrorKind::InvalidCredentials(_)));
+/// # Ok(()) }
+/// ```
 pub const DEMO_CLIENT_SECRET: &str = "demo-client-secret";
 
 /// The client id (32 hex digits, as Exchange's) of [`MockConfig::demo`]'s Exchange app.
+///
+/// ```
+/// use http::{Request, StatusCode};
+/// use http_body_util::Full;
+/// use infobip_auth::mock::{MockServer, DEMO_APP_CLIENT_ID, DEMO_APP_CLIENT_SECRET, DEMO_REDIRECT_URI};
+/// use infobip_auth::source::{AuthCodeFlow, Transport};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let server = MockServer::start().await?;
+/// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+/// let flow = AuthCodeFlow::builder(server.base_url(), DEMO_APP_CLIENT_ID)
+///     .client_secret(DEMO_APP_CLIENT_SECRET)
+///     .redirect_uri(DEMO_REDIRECT_URI)
+///     .scope("sms:message:send")
+///     .transport(Transport::new(client.clone()))
+///     .build()?;
+/// // The server knows the demo app: its authorization page approves at once, with a 302.
+/// let (url, _pending) = flow.authorize_url()?;
+/// let page = client.request(Request::get(url).body(Full::default())?).await?;
+/// assert_eq!(page.status(), StatusCode::FOUND);
+/// # Ok(()) }
+/// ```
 pub const DEMO_APP_CLIENT_ID: &str = "5e3b2c1d0f9e8d7c6b5a49382716f0e1";
 
 /// The client secret of the demo Exchange app (base64 of a 256-bit key, as Exchange's).
+///
+/// ```
+/// use http::{Request, header::LOCATION};
+/// use http_body_util::Full;
+/// use infobip_auth::mock::{MockServer, DEMO_APP_CLIENT_ID, DEMO_APP_CLIENT_SECRET, DEMO_REDIRECT_URI, DEMO_USERNAME};
+/// use infobip_auth::source::{AuthCodeFlow, Transport};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let server = MockServer::start().await?;
+/// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+/// let flow = AuthCodeFlow::builder(server.base_url(), DEMO_APP_CLIENT_ID)
+///     .client_secret(DEMO_APP_CLIENT_SECRET)
+///     .redirect_uri(DEMO_REDIRECT_URI)
+///     .scope("sms:message:send")
+///     .transport(Transport::new(client.clone()))
+///     .build()?;
+/// let (url, pending) = flow.authorize_url()?;
+/// let page = client.request(Request::get(url).body(Full::default())?).await?;
+/// let callback = page.headers().get(LOCATION).ok_or("no redirect")?.to_str()?;
+///
+/// // The secret authenticates the app when it trades the code for the demo user's token.
+/// let source = flow.exchange(flow.callback(&pending, callback)?).await?;
+/// assert_eq!(source.account().username, DEMO_USERNAME);
+/// # Ok(()) }
+/// ```
 pub const DEMO_APP_CLIENT_SECRET: &str = "kQ3vZ8wN1pL5sR7tY2uX4aB6cD9eF0gH1iJ2kL3mN4o=";
 
 /// The redirect URI registered for the demo Exchange app.
+///
+/// ```
+/// use http::{Request, header::LOCATION};
+/// use http_body_util::Full;
+/// use infobip_auth::mock::{MockServer, DEMO_APP_CLIENT_ID, DEMO_APP_CLIENT_SECRET, DEMO_REDIRECT_URI};
+/// use infobip_auth::source::{AuthCodeFlow, Transport};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let server = MockServer::start().await?;
+/// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+/// let flow = AuthCodeFlow::builder(server.base_url(), DEMO_APP_CLIENT_ID)
+///     .client_secret(DEMO_APP_CLIENT_SECRET)
+///     .redirect_uri(DEMO_REDIRECT_URI)
+///     .scope("sms:message:send")
+///     .transport(Transport::new(client.clone()))
+///     .build()?;
+/// let (url, _pending) = flow.authorize_url()?;
+/// let page = client.request(Request::get(url).body(Full::default())?).await?;
+/// // Where the server sends the user back with the code (it is only named, never contacted).
+/// let location = page.headers().get(LOCATION).ok_or("no redirect")?.to_str()?;
+/// assert!(location.starts_with(&format!("{DEMO_REDIRECT_URI}?code=")));
+/// # Ok(()) }
+/// ```
 pub const DEMO_REDIRECT_URI: &str = "https://app.example.com/infobip/callback";
 
 /// The scopes every demo credential holds: all scopes of the two SMS endpoints, none of the
 /// API-key management ones (so `/settings/2/api-keys` answers `403`).
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, StatusCode};
+/// use http_body_util::Full;
+/// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_SCOPES, DEMO_USERNAME};
+/// use infobip_auth::{InfobipAuthLayer, Scope, Scopes};
+/// use tower::{ServiceBuilder, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let held: Scopes = DEMO_SCOPES.parse()?;
+/// assert!(held.contains(&Scope::new("sms:manage")?));
+///
+/// // None of them manages API keys: a `403` to provoke on purpose.
+/// let server = MockServer::start().await?;
+/// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+/// let auth = InfobipAuthLayer::basic(DEMO_USERNAME, DEMO_PASSWORD)?.allow_origin(server.base_url())?;
+/// let request = Request::get(server.url("/settings/2/api-keys")).body(Full::<Bytes>::default())?;
+/// let response = ServiceBuilder::new().layer(auth).service(client).oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+/// # Ok(()) }
+/// ```
 pub const DEMO_SCOPES: &str =
     "message:send,sms:message:send,sms:manage,inbound-message:read,sms:inbound-message:read";

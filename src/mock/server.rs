@@ -26,6 +26,31 @@ const GRACE: Duration = Duration::from_secs(5);
 /// also waits for open requests to finish.
 ///
 /// See the [module docs](super) for what it serves.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, StatusCode};
+/// use http_body_util::Full;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use infobip_auth::InfobipAuthLayer;
+/// use infobip_auth::mock::{MockServer, DEMO_API_KEY};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let server = MockServer::start().await?;
+/// let auth = InfobipAuthLayer::api_key(DEMO_API_KEY)?.allow_origin(server.base_url())?;
+/// let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+/// let service = ServiceBuilder::new().layer(auth).service(client);
+/// let inbox = || Request::get(server.url("/sms/1/inbox/reports")).body(Full::default());
+/// assert_eq!(service.clone().oneshot(inbox()?).await?.status(), StatusCode::OK);
+///
+/// // What Infobip offers no sandbox for: revoking the key behind the client's back.
+/// server.revoke_api_key(DEMO_API_KEY);
+/// assert_eq!(service.oneshot(inbox()?).await?.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(server.counters().unauthorized, 1);
+/// # Ok(()) }
+/// ```
 pub struct MockServer {
     base_url: String,
     state: Arc<State>,

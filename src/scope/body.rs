@@ -19,6 +19,33 @@ pin_project! {
     /// frames read to classify a `401` or `403` put back in front of it.
     ///
     /// Its data and error types are the inner body's; nothing is copied.
+    ///
+    /// ```
+    /// use http::{Request, Response, StatusCode};
+    /// use http_body_util::BodyExt;
+    /// use infobip_auth::Error;
+    /// use infobip_auth::scope::{ResponseBody, ScopeCheck};
+    /// use tower::{ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// const SEED_403: &str = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    /// // Stands in for Infobip answering 403 with its error body.
+    /// let client = service_fn(|_: Request<String>| async {
+    ///     let mut response = Response::new(SEED_403.to_owned());
+    ///     *response.status_mut() = StatusCode::FORBIDDEN;
+    ///     Ok::<_, std::convert::Infallible>(response)
+    /// });
+    /// let request = Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+    ///     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+    ///     .body(String::new())?;
+    /// let response = ScopeCheck::new(client).oneshot(request).await?;
+    /// assert!(response.extensions().get::<Error>().is_some());
+    ///
+    /// // The body was read to classify the 403, yet the caller still gets every byte of it.
+    /// let body: ResponseBody<String> = response.into_body();
+    /// assert_eq!(body.collect().await?.to_bytes(), SEED_403);
+    /// # Ok(()) }
+    /// ```
     pub struct ResponseBody<B>
     where
         B: Body,

@@ -109,6 +109,27 @@ impl MakeClassifier for ScopeClassifier {
 }
 
 /// The classifier of one request, made by [`ScopeClassifier`].
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use infobip_auth::scope::{ScopeClassifier, ScopeFailureClass};
+/// use tower_http::classify::{ClassifiedResponse, ClassifyResponse, MakeClassifier};
+///
+/// // Made per request: it keeps the endpoint, so a 403 can be named by the scopes that grant it.
+/// let request = Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced").body(())?;
+/// let classifier = ScopeClassifier::new().make_classifier(&request);
+///
+/// let mut response = Response::new(());
+/// *response.status_mut() = StatusCode::FORBIDDEN;
+/// let ClassifiedResponse::Ready(Err(ScopeFailureClass::Forbidden(forbidden))) =
+///     classifier.classify_response(&response)
+/// else {
+///     return Err("not classified as forbidden".into());
+/// };
+/// let required = forbidden.required.as_ref().map(ToString::to_string);
+/// assert_eq!(required.as_deref(), Some("message:send, sms:manage, sms:message:send"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct ScopeResponseClassifier {
     shared: Arc<Shared>,

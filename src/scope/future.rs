@@ -25,6 +25,33 @@ use crate::{BoxError, Error};
 
 pin_project! {
     /// Response future of [`ScopeCheck`](super::ScopeCheck).
+    ///
+    /// ```
+    /// use http::{Request, Response, StatusCode};
+    /// use infobip_auth::scope::{ResponseFuture, ScopeCheckLayer};
+    /// use infobip_auth::{ApiError, Error};
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // Stands in for Infobip answering 403 with its error body.
+    /// let client = service_fn(|_: Request<String>| async {
+    ///     let body = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    ///     let mut response = Response::new(body.to_owned());
+    ///     *response.status_mut() = StatusCode::FORBIDDEN;
+    ///     Ok::<_, std::convert::Infallible>(response)
+    /// });
+    /// let mut service = ScopeCheckLayer::new().layer(client);
+    /// let request = Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+    ///     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+    ///     .body(String::new())?;
+    ///
+    /// // The future reads the start of a 403's body before it resolves, to classify it.
+    /// let future: ResponseFuture<_, String> = service.ready().await?.call(request);
+    /// let response = future.await?;
+    /// let forbidden = response.extensions().get::<Error>().and_then(Error::forbidden).ok_or("not classified")?;
+    /// assert_eq!(forbidden.api.as_ref().and_then(ApiError::code), Some("FORBIDDEN"));
+    /// # Ok(()) }
+    /// ```
     pub struct ResponseFuture<F, B>
     where
         B: Body,

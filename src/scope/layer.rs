@@ -224,7 +224,26 @@ impl<S> Layer<S> for ScopeCheckLayer {
 ///   handed back byte for byte. Other answers pass untouched, their bodies unread.
 ///
 /// Its error type is [`BoxError`]; the request body type is not constrained (it need not be
-/// `Clone`). See the [module docs](super) for an example.
+/// `Clone`). See the [module docs](super) for it inside the auth layer.
+///
+/// ```
+/// use http::{Request, Response};
+/// use infobip_auth::scope::ScopeCheck;
+/// use infobip_auth::{Error, ErrorKind};
+/// use tower::{ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let client = service_fn(|_: Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+/// });
+/// // API keys cannot manage API keys: refused before sending, as Infobip would refuse it.
+/// let request = Request::get("https://xyz12.api.infobip.com/settings/2/api-keys")
+///     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+///     .body(String::new())?;
+/// let err = ScopeCheck::new(client).oneshot(request).await.err().ok_or("sent")?;
+/// assert!(matches!(Error::find(&*err).map(Error::kind), Some(ErrorKind::SchemeNotAccepted { .. })));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ScopeCheck<S> {
     inner: S,

@@ -26,6 +26,13 @@ pub enum AuthScheme {
 
 impl AuthScheme {
     /// Every scheme, in the order the variants are declared.
+    ///
+    /// ```
+    /// use infobip_auth::AuthScheme;
+    /// // Every `Authorization` scheme word the crate recognises.
+    /// let words: Vec<&str> = AuthScheme::ALL.iter().map(|scheme| scheme.header_scheme()).collect();
+    /// assert_eq!(words, ["App", "Basic", "IBSSO", "Bearer"]);
+    /// ```
     pub const ALL: [AuthScheme; 4] = [Self::ApiKey, Self::Basic, Self::Ibsso, Self::OAuth2];
 
     /// The scheme of an `Authorization` header's first word (`App`, `Basic`, `IBSSO`,

@@ -195,6 +195,13 @@ impl fmt::Debug for ClientCredentials {
 }
 
 /// Configures a [`ClientCredentials`]; made by [`ClientCredentials::builder`].
+///
+/// ```
+/// use infobip_auth::{ConfigError, source::ClientCredentials};
+/// // Checked when built, not at the first request: no secret over plain HTTP to a remote host.
+/// let built = ClientCredentials::builder("http://xyz12.api.infobip.com", "client-id", "client-secret").build();
+/// assert!(matches!(built, Err(ConfigError::InsecureUrl { .. })));
+/// ```
 #[must_use]
 pub struct Builder {
     base_url: String,

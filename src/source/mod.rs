@@ -88,6 +88,30 @@ fn token_endpoint(base: &BaseUrl, path: &str) -> Result<http::Uri, ConfigError> 
 /// The layer's cache calls [`fetch`](TokenSource::fetch) at most once at a time per source, in
 /// a task of its own (so a dropped request never cancels a token request half-way), shares the
 /// result with every waiting request, and decides when to renew from the credential's expiry.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::time::Duration;
+/// use infobip_auth::{Credential, Error, InfobipAuthLayer, source::TokenSource};
+///
+/// /// Numbers the tokens it makes.
+/// #[derive(Debug, Default)]
+/// struct Numbered(AtomicUsize);
+///
+/// impl TokenSource for Numbered {
+///     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
+///         let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+///         Ok(Credential::new("Bearer", &format!("token-{n}"))?.expires_in(Duration::from_secs(300)))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
+/// // The layer asks once, and keeps the credential until it nears its expiry.
+/// let layer = InfobipAuthLayer::new(Numbered::default());
+/// assert_eq!(layer.credential().await?.header(), "Bearer token-1");
+/// assert_eq!(layer.credential().await?.header(), "Bearer token-1");
+/// # Ok(()) }
+/// ```
 pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     /// Makes a new credential. `previous` is the credential it replaces, if any: a source whose
     /// server allows one live credential at a time (an IBSSO session) ends it first.
@@ -95,6 +119,17 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     /// # Errors
     /// The typed [`Error`] of the failed token request. The cache tries again after a backoff
     /// (at least the server's `Retry-After`), and meanwhile serves a credential still valid.
+    ///
+    /// ```
+    /// use infobip_auth::source::{ApiKey, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let key = ApiKey::new("003026bbc133714df1834b8638bb496e")?;
+    /// let first = key.fetch(None).await?;
+    /// // A fixed key has nothing to replace: asked again, it gives the same credential.
+    /// assert_eq!(key.fetch(Some(&first)).await?.header(), first.header());
+    /// assert_eq!(first.header(), "App 003026bbc133714df1834b8638bb496e");
+    /// # Ok(()) }
+    /// ```
     fn fetch(
         &self,
         previous: Option<&Credential>,
@@ -105,6 +140,24 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     ///
     /// # Errors
     /// The typed [`Error`] of the failed request.
+    ///
+    /// ```
+    /// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource, Transport};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let server = MockServer::start().await?; // Infobip-compatible, on loopback
+    /// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    ///     .transport(Transport::new(client))
+    ///     .build()?;
+    /// let credential = session.fetch(None).await?;
+    ///
+    /// // A session is ended at the server rather than left to idle out.
+    /// session.revoke(&credential).await?;
+    /// assert_eq!(server.counters().session_deletes, 1);
+    /// # Ok(()) }
+    /// ```
     fn revoke(&self, credential: &Credential) -> impl Future<Output = Result<(), Error>> + Send {
         let _ = credential;
         std::future::ready(Ok(()))
@@ -112,17 +165,57 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
 
     /// Whether a new [`fetch`](TokenSource::fetch) can yield a different credential. `false`
     /// for fixed keys and passwords: a `401` is then final and is not retried.
+    ///
+    /// ```
+    /// use infobip_auth::source::{ApiKey, Basic, TokenSource};
+    /// // Asking again would give the same refused credential, so a 401 is not retried.
+    /// assert!(!ApiKey::new("003026bbc133714df1834b8638bb496e")?.renews());
+    /// assert!(!Basic::new("Aladdin", "openSesame")?.renews());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
     fn renews(&self) -> bool {
         true
     }
 
     /// The Infobip base URL the credentials are made for. The layer sends them there only;
     /// `None` means any HTTPS host under `infobip.com`.
+    ///
+    /// ```
+    /// use infobip_auth::source::{ApiKey, ClientCredentials, TokenSource, Transport};
+    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # });
+    /// // An API key is good on any Infobip host; a token, only where it was issued.
+    /// assert!(ApiKey::new("003026bbc133714df1834b8638bb496e")?.base_url().is_none());
+    /// let oauth = ClientCredentials::builder("https://xyz12.api.infobip.com", "client-id", "client-secret")
+    ///     .transport(Transport::new(client))
+    ///     .build()?;
+    /// assert_eq!(oauth.base_url().map(ToString::to_string).as_deref(), Some("https://xyz12.api.infobip.com"));
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
     fn base_url(&self) -> Option<&BaseUrl> {
         None
     }
 
     /// A short name for logs and tracing: the source's type name by default.
+    ///
+    /// ```
+    /// use infobip_auth::{Credential, Error, source::{ApiKey, TokenSource}};
+    ///
+    /// #[derive(Debug)]
+    /// struct Vault;
+    ///
+    /// impl TokenSource for Vault {
+    ///     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
+    ///         Ok(Credential::new("Bearer", "token-from-vault")?)
+    ///     }
+    /// }
+    ///
+    /// // The `source` of tracing events: the crate's sources are named briefly, others by type.
+    /// assert_eq!(ApiKey::new("003026bbc133714df1834b8638bb496e")?.name(), "api_key");
+    /// assert!(Vault.name().ends_with("Vault"));
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
     fn name(&self) -> &'static str {
         std::any::type_name::<Self>()
     }

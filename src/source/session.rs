@@ -228,6 +228,16 @@ impl fmt::Debug for Session {
 }
 
 /// Configures a [`Session`]; made by [`Session::builder`].
+///
+/// ```
+/// use infobip_auth::{ConfigError, source::Session};
+/// use std::time::Duration;
+/// // Checked when built, not at the first request: an idle timeout is from one second to one day.
+/// let built = Session::builder("https://xyz12.api.infobip.com", "username", "password")
+///     .idle_timeout(Duration::ZERO)
+///     .build();
+/// assert!(matches!(built, Err(ConfigError::Invalid { what: "idle timeout", .. })));
+/// ```
 #[must_use]
 pub struct Builder {
     base_url: String,

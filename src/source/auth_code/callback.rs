@@ -257,6 +257,21 @@ impl<'de> Deserialize<'de> for PendingAuthorization {
 /// A checked callback: the authorization code (and the PKCE verifier, for a public client),
 /// ready for [`AuthCodeFlow::exchange`](super::AuthCodeFlow::exchange). The code can be
 /// exchanged once, within a minute of the redirect. `Debug` prints neither value.
+///
+/// ```
+/// # use infobip_auth::source::{AuthCodeFlow, PendingAuthorization, Transport};
+/// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+/// # }));
+/// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+/// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+/// #     .transport(transport).build()?;
+/// let pending = PendingAuthorization::new("xyz", None)?;
+/// let grant = flow.callback(&pending, "https://www.my-app.com/?code=822762fa24e04975&state=xyz")?;
+/// // Safe to log: the code is a secret until it is exchanged.
+/// assert!(!format!("{grant:?}").contains("822762fa24e04975"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct AuthorizationGrant {
     code: Zeroizing<String>,
     verifier: Option<Zeroizing<String>>,

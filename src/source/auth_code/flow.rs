@@ -30,6 +30,26 @@ const AUTHORIZE_PATH: &str = "/exchange/1/oauth/authorize";
 ///
 /// [RFC 6749 §4.1]: https://www.rfc-editor.org/rfc/rfc6749#section-4.1
 /// [RFC 7636]: https://www.rfc-editor.org/rfc/rfc7636
+///
+/// ```
+/// use infobip_auth::source::{AuthCodeFlow, Transport};
+/// # let http_client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+/// # });
+/// // A native app: PKCE instead of a secret it could not keep.
+/// let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+///     .pkce()
+///     .redirect_uri("https://www.my-app.com/callback")
+///     .scope("api_read")
+///     .transport(Transport::new(http_client))
+///     .build()?;
+///
+/// // One flow for every account that connects: each authorization gets its own state.
+/// let (_, first) = flow.authorize_url()?;
+/// let (_, second) = flow.clone().authorize_url()?;
+/// assert_ne!(first.state(), second.state());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct AuthCodeFlow(Arc<Inner>);
 
@@ -399,6 +419,17 @@ impl fmt::Debug for AuthCodeFlow {
 }
 
 /// Configures an [`AuthCodeFlow`]; made by [`AuthCodeFlow::builder`].
+///
+/// ```
+/// use infobip_auth::{ConfigError, source::AuthCodeFlow};
+/// let built = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+///     .pkce()
+///     .redirect_uri("http://www.my-app.com/callback")
+///     .scope("api_read")
+///     .build();
+/// // The code travels in the redirect: plain HTTP is refused unless the host is loopback.
+/// assert!(matches!(built, Err(ConfigError::InsecureUrl { .. })));
+/// ```
 #[must_use]
 pub struct Builder {
     base_url: String,

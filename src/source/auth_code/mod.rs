@@ -105,6 +105,29 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 /// through the flow again.
 ///
 /// See the [module docs](self) for the whole flow.
+///
+/// ```
+/// # use infobip_auth::source::{AuthCodeFlow, MemoryStore, StoredToken, TokenSource, TokenStore, Transport};
+/// # use infobip_auth::{Account, ErrorKind};
+/// # use std::time::{Duration, SystemTime};
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+/// # }));
+/// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+/// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+/// #     .transport(transport).build()?;
+/// # let store = MemoryStore::new();
+/// # store.save(&StoredToken::new("IBSSO", "3d7908aa", SystemTime::now() + Duration::from_secs(50), Account::default())).await;
+/// let source = flow.resume(store).await?;
+/// assert_eq!(source.fetch(None).await?.header(), "IBSSO 3d7908aa");
+///
+/// // No refresh came within the token's minute: only a new authorization helps now.
+/// tokio::time::advance(Duration::from_secs(60)).await;
+/// let err = source.fetch(None).await.err().ok_or("still fetched")?;
+/// assert!(matches!(err.kind(), ErrorKind::ReauthorizationRequired));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct AuthCode(Arc<Inner>);
 

@@ -49,9 +49,36 @@ use crate::{Account, Credential, Error, ErrorKind};
 /// ```
 pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// Persists `token`, replacing the previous one.
+    ///
+    /// ```
+    /// use infobip_auth::Account;
+    /// use infobip_auth::source::{MemoryStore, StoredToken, TokenStore};
+    /// use std::time::{Duration, SystemTime};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store = MemoryStore::new();
+    /// let expires = SystemTime::now() + Duration::from_secs(60);
+    /// store.save(&StoredToken::new("IBSSO", "first", expires, Account::default())).await;
+    /// // Each refresh saves again: a store keeps only the newest token.
+    /// store.save(&StoredToken::new("IBSSO", "second", expires, Account::default())).await;
+    /// assert_eq!(store.get().map(|t| t.expose_token().to_owned()).as_deref(), Some("second"));
+    /// # }
+    /// ```
     fn save(&self, token: &StoredToken) -> impl Future<Output = ()> + Send;
 
     /// The token saved last, if any.
+    ///
+    /// ```
+    /// use infobip_auth::Account;
+    /// use infobip_auth::source::{MemoryStore, StoredToken, TokenStore};
+    /// use std::time::{Duration, SystemTime};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store = MemoryStore::new();
+    /// assert!(store.load().await.is_none()); // nothing to resume: the user must authorize
+    /// let expires = SystemTime::now() + Duration::from_secs(60);
+    /// store.save(&StoredToken::new("IBSSO", "3d7908aa", expires, Account::default())).await;
+    /// assert_eq!(store.load().await.map(|t| t.expose_token().to_owned()).as_deref(), Some("3d7908aa"));
+    /// # }
+    /// ```
     fn load(&self) -> impl Future<Output = Option<StoredToken>> + Send;
 }
 
