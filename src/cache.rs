@@ -245,13 +245,13 @@ struct State {
     previous: Option<Credential>,
     /// The watcher of the published credential: ends when it is replaced, forgotten or the
     /// cache drops, instead of sleeping on until the credential's next deadline.
-    watcher: Option<Task>,
+    watcher: Option<AbortOnDrop>,
 }
 
 /// A task aborted when this handle drops.
-struct Task(AbortHandle);
+struct AbortOnDrop(AbortHandle);
 
-impl Drop for Task {
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -762,7 +762,7 @@ fn finish(
                 && let Ok(runtime) = tokio::runtime::Handle::try_current()
             {
                 let watcher = runtime.spawn(watch(Arc::downgrade(shared), id, now));
-                state.watcher = Some(Task(watcher.abort_handle()));
+                state.watcher = Some(AbortOnDrop(watcher.abort_handle()));
             }
             Ok((credential, id))
         }
@@ -800,18 +800,16 @@ fn back_off(shared: &Arc<Shared>, state: &mut State, error: &Error, now: Instant
                 shared.bump();
                 // With keep-alive, an idle credential's failed renewal is tried again now: its
                 // watcher sleeps until the next deadline, set before the failure was known.
-                let slot = shared.slot.load_full();
-                let renew = matches!(
-                    slot.deadlines.phase(Instant::now()),
-                    Phase::Ahead | Phase::Wait
-                );
                 // (Not after a zero delay: that would fetch in a loop while idle.)
-                if shared.policy.keep_alive
-                    && !delay.is_zero()
-                    && slot.credential.is_some()
-                    && renew
-                {
-                    CredentialCache { shared }.refresh_in_background(slot.id);
+                if shared.policy.keep_alive && !delay.is_zero() {
+                    let slot = shared.slot.load_full();
+                    let due = matches!(
+                        slot.deadlines.phase(Instant::now()),
+                        Phase::Ahead | Phase::Wait
+                    );
+                    if due && slot.credential.is_some() {
+                        CredentialCache { shared }.refresh_in_background(slot.id);
+                    }
                 }
             }
         });
