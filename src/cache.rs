@@ -280,15 +280,7 @@ struct Failure {
     /// The task that bumps the generation when the backoff ends, so private copies of a
     /// credential still being served go back to the slow path and try again. It ends with the
     /// failure: a success, the next failure or the cache dropping aborts it.
-    wake: Option<AbortHandle>,
-}
-
-impl Drop for Failure {
-    fn drop(&mut self) {
-        if let Some(wake) = &self.wake {
-            wake.abort();
-        }
-    }
+    _wake: Option<AbortOnDrop>,
 }
 
 /// Keeps a value alone on its cache lines. A request bumps the reference count of its service
@@ -813,13 +805,13 @@ fn back_off(shared: &Arc<Shared>, state: &mut State, error: &Error, now: Instant
                 }
             }
         });
-        wake.abort_handle()
+        AbortOnDrop(wake.abort_handle())
     });
     state.failure = Some(Failure {
         error: error.clone(),
         retry_at,
         count,
-        wake,
+        _wake: wake,
     });
 }
 

@@ -212,6 +212,19 @@ fn runtime(time: bool) -> Result<tokio::runtime::Runtime, Error> {
     if time {
         builder.enable_time();
     }
+    built(&mut builder)
+}
+
+/// A runtime of its own on tokio's paused clock, for tests that need more than one.
+fn paused_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    built(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true),
+    )
+}
+
+fn built(builder: &mut tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, Error> {
     builder
         .build()
         .map_err(|e| Error::new(ErrorKind::Transport).with_source(e))
@@ -581,11 +594,7 @@ fn fetch_cancelled_mid_flight_by_runtime_shutdown_does_not_back_off() -> Result<
     let source = TestSource::expiring(HOUR);
     source.delay(Duration::from_secs(5));
     let cache = cache(&source);
-    let first = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| Error::new(ErrorKind::Transport).with_source(e))?;
+    let first = paused_runtime()?;
     first.block_on(async {
         assert!(matches!(cache.lookup(None), Lookup::Wait(_)));
         settle().await; // the fetch task has started and sleeps inside the source
@@ -641,11 +650,7 @@ fn sliding_watcher_does_not_resurrect_an_invalidated_credential() -> Result<(), 
     let driver = std::thread::spawn({
         let cache = cache.clone();
         move || -> Result<(), Error> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .map_err(|e| Error::new(ErrorKind::Transport).with_source(e))?;
+            let rt = paused_runtime()?;
             rt.block_on(async {
                 let (_, id) = cache.get().await?;
                 settle().await; // the watcher sleeps until its first sample

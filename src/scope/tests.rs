@@ -374,11 +374,12 @@ async fn an_endpoint_outside_the_catalogue_passes_through_unchanged() -> Result<
     Ok(())
 }
 
-/// A response body that counts the data bytes it has handed out, and can end in an error or
-/// trailers.
+/// A response body that counts the data bytes and frames it has handed out, and can end in an
+/// error or trailers.
 struct CountingBody {
     chunks: VecDeque<Bytes>,
     polled: Arc<AtomicUsize>,
+    frames: Arc<AtomicUsize>,
     error: Option<&'static str>,
     trailers: Option<HeaderMap>,
 }
@@ -389,10 +390,19 @@ impl CountingBody {
         let body = Self {
             chunks: chunks.into_iter().collect(),
             polled: Arc::clone(&polled),
+            frames: Arc::default(),
             error: None,
             trailers: None,
         };
         (body, polled)
+    }
+
+    /// A body of `count` empty data frames (legal in HTTP/2 and for any `http_body::Body`), and
+    /// the count of frames handed out.
+    fn empty_frames(count: usize) -> (Self, Arc<AtomicUsize>) {
+        let (body, _) = Self::new(std::iter::repeat_n(Bytes::new(), count));
+        let frames = Arc::clone(&body.frames);
+        (body, frames)
     }
 }
 
@@ -406,6 +416,7 @@ impl Body for CountingBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(chunk) = self.chunks.pop_front() {
             self.polled.fetch_add(chunk.len(), Ordering::SeqCst);
+            self.frames.fetch_add(1, Ordering::SeqCst);
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if let Some(error) = self.error.take() {
@@ -720,47 +731,10 @@ fn debug_shows_no_secret() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A `403` whose body is a long run of empty data frames (legal in HTTP/2 and for any
-/// `http_body::Body`), counting the frames it has handed out.
-struct EmptyFrames {
-    left: usize,
-    polled: Arc<AtomicUsize>,
-}
-
-impl Body for EmptyFrames {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.left == 0 {
-            return Poll::Ready(None);
-        }
-        self.left -= 1;
-        self.polled.fetch_add(1, Ordering::SeqCst);
-        Poll::Ready(Some(Ok(Frame::data(Bytes::new()))))
-    }
-}
-
 #[tokio::test]
 async fn empty_frames_of_a_403_are_not_buffered_without_bound() -> Result<(), BoxError> {
-    const FRAMES: usize = 1_000_000;
-    let polled = Arc::new(AtomicUsize::new(0));
-    let mut body = Some(EmptyFrames {
-        left: FRAMES,
-        polled: Arc::clone(&polled),
-    });
-    let inner = service_fn(move |_: Request<Full<Bytes>>| {
-        let mut response = Response::new(body.take().unwrap_or(EmptyFrames {
-            left: 0,
-            polled: Arc::new(AtomicUsize::new(0)),
-        }));
-        *response.status_mut() = StatusCode::FORBIDDEN;
-        std::future::ready(Ok::<_, Infallible>(response))
-    });
-    let service = ScopeCheckLayer::new().layer(inner);
+    let (body, polled) = CountingBody::empty_frames(100_000);
+    let service = ScopeCheckLayer::new().layer(answering_once(StatusCode::FORBIDDEN, body));
     let response = service.oneshot(send_sms(Some("App key"))).await?;
     let held = polled.load(Ordering::SeqCst);
     // Zero bytes were read, yet every frame was pulled and held before the response came back
