@@ -481,7 +481,7 @@ impl CredentialCache {
                 continue;
             }
             if let Some(flight) = state.current_flight() {
-                return Lookup::Wait(CredentialWait::new(flight, fallback));
+                return Lookup::Wait(CredentialWait::new(self, flight, fallback));
             }
             if let Some(failure) = state.failure.as_ref().filter(|f| now < f.retry_at) {
                 return match fallback {
@@ -493,7 +493,7 @@ impl CredentialCache {
                 };
             }
             return match self.start_fetch(&mut state) {
-                Ok(flight) => Lookup::Wait(CredentialWait::new(flight, fallback)),
+                Ok(flight) => Lookup::Wait(CredentialWait::new(self, flight, fallback)),
                 Err(err) => Lookup::Failed(err),
             };
         }
@@ -648,7 +648,7 @@ impl CredentialCache {
             let result = std::panic::AssertUnwindSafe(fetch)
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|_| Err(cancelled()));
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Transport).with_source(Panicked)));
             guard.done = true;
             #[cfg(feature = "tracing")]
             trace_outcome(guard.shared.source.name(), started, &result);
@@ -927,23 +927,47 @@ fn cancelled() -> Error {
     Error::new(ErrorKind::Transport).with_source(Cancelled)
 }
 
-/// The source of a fetch that ended without a result.
+/// Whether `result` is that of a fetch that ended without one.
+fn is_cancelled<T>(result: &Result<T, Error>) -> bool {
+    result.as_ref().err().is_some_and(|error| {
+        std::error::Error::source(error).is_some_and(|source| source.is::<Cancelled>())
+    })
+}
+
+/// The source of a fetch that ended without a result: its task was dropped half-way.
 #[derive(Debug)]
 struct Cancelled;
 
 impl fmt::Display for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the token request ended without a result (cancelled or panicked)")
+        f.write_str("the token request ended without a result (its runtime shut down)")
     }
 }
 
 impl std::error::Error for Cancelled {}
 
+/// The source of a fetch whose token source panicked.
+#[derive(Debug)]
+struct Panicked;
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the token source panicked")
+    }
+}
+
+impl std::error::Error for Panicked {}
+
 /// Waits for a fetch in flight. If it fails while the previous credential is still valid, the
-/// previous credential is served instead.
+/// previous credential is served instead. If it ends without a result (its runtime shut down:
+/// a `#[tokio::test]` that started it ended), the wait looks again, which fetches on the
+/// waiter's own runtime.
 pub(crate) struct CredentialWait {
+    cache: CredentialCache,
     flight: Flight,
     fallback: Option<Fallback>,
+    /// Looks left after a cancelled fetch: each starts a fetch that could be cancelled too.
+    looks: u8,
 }
 
 /// The credential a waiter falls back on if the fetch fails: still valid until `expires`.
@@ -954,8 +978,13 @@ struct Fallback {
 }
 
 impl CredentialWait {
-    fn new(flight: Flight, fallback: Option<Fallback>) -> Self {
-        Self { flight, fallback }
+    fn new(cache: &CredentialCache, flight: Flight, fallback: Option<Fallback>) -> Self {
+        Self {
+            cache: cache.clone(),
+            flight,
+            fallback,
+            looks: 3,
+        }
     }
 }
 
@@ -963,7 +992,20 @@ impl Future for CredentialWait {
     type Output = Result<(Credential, u64), Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let result = std::task::ready!(self.flight.poll_unpin(cx));
+        let mut result = std::task::ready!(self.flight.poll_unpin(cx));
+        while is_cancelled(&result) && self.looks > 0 {
+            self.looks -= 1;
+            match self.cache.lookup(None) {
+                Lookup::Wait(wait) => {
+                    self.flight = wait.flight;
+                    self.fallback = wait.fallback.or_else(|| self.fallback.take());
+                    result = std::task::ready!(self.flight.poll_unpin(cx));
+                }
+                Lookup::Ready(credential, id) => return Poll::Ready(Ok((credential, id))),
+                Lookup::Failed(error) => result = Err(error),
+                Lookup::Taken => break,
+            }
+        }
         Poll::Ready(match (result, self.fallback.take()) {
             (Err(_), Some(fallback)) if fallback.expires.is_none_or(|at| Instant::now() < at) => {
                 Ok((fallback.credential, fallback.id))

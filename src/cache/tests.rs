@@ -612,6 +612,32 @@ fn fetch_cancelled_mid_flight_by_runtime_shutdown_does_not_back_off() -> Result<
     Ok(())
 }
 
+/// A waiter on another runtime whose fetch is cancelled by the shutdown of the runtime that ran
+/// it (a `#[tokio::test]` ending while another, sharing a static client, waits) looks again and
+/// fetches on its own runtime, instead of failing.
+#[test]
+fn waiter_on_another_runtime_fetches_again_when_the_fetch_is_cancelled() -> Result<(), Error> {
+    let source = TestSource::expiring(HOUR);
+    source.delay(Duration::from_secs(5));
+    let cache = cache(&source);
+    let first = paused_runtime()?;
+    let mut waiting = Box::pin(cache.get());
+    first.block_on(async {
+        assert!(futures_util::FutureExt::now_or_never(&mut waiting).is_none());
+        settle().await; // the fetch task has started and sleeps inside the source
+    });
+    drop(first);
+    source.delay(Duration::ZERO);
+    let fetched = runtime(true)?.block_on(waiting);
+    assert_eq!(
+        token(&fetched),
+        "token-2",
+        "the waiter got the cancellation"
+    );
+    assert_eq!(source.fetches(), 2);
+    Ok(())
+}
+
 /// A source that panics fails like any other: the next try waits out the backoff.
 #[tokio::test(start_paused = true)]
 async fn a_panicking_source_is_a_failure_that_backs_off() {
