@@ -335,6 +335,15 @@ async fn error_find_sees_the_layers_error_through_the_layers_users_stack() -> Re
         err.is_some_and(|err| is_host_not_allowed(&err)),
         "app error"
     );
+    let err = client()
+        .map_err(std::io::Error::other)
+        .oneshot(elsewhere())
+        .await
+        .err();
+    assert!(
+        err.is_some_and(|err| is_host_not_allowed(&err)),
+        "io::Error"
+    );
     // tonic turns a channel's error into a `Status`, keeping it as the source.
     let status = client()
         .oneshot(elsewhere())
