@@ -437,3 +437,15 @@ async fn trace_layers_over_and_under_the_layer() -> Result<(), BoxError> {
     assert_eq!(server.counters().resource_requests("App"), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_boxed_client_that_is_not_sync_carries_token_requests_too() -> Result<(), BoxError> {
+    // Applications erase their client's type with `BoxCloneService`, which is `!Sync`; the same
+    // client then serves the layer and the token requests.
+    let server = MockServer::start().await?;
+    let client: Boxed = BoxCloneService::new(support::client().map_err(BoxError::from));
+    let service = oauth(&server, Transport::new(client.clone()))?.layer(client);
+    assert_eq!(status_of(service, sms(&server)).await?, 200);
+    assert_eq!(server.counters().oauth_token_requests, 1);
+    Ok(())
+}
