@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -435,6 +436,157 @@ async fn trace_layers_over_and_under_the_layer() -> Result<(), BoxError> {
         .service(support::client());
     assert_eq!(status_of(client, sms(&server)).await?, 200);
     assert_eq!(server.counters().resource_requests("App"), 1);
+    Ok(())
+}
+
+// ---- An axum app: one layered client in state, handlers running at once ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_axum_app_shares_one_token_among_concurrent_handlers() -> Result<(), BoxError> {
+    use axum::extract::State;
+
+    #[derive(Clone)]
+    struct App {
+        infobip: InfobipAuth<HttpClient>,
+        sms: Request<Full<Bytes>>,
+    }
+
+    async fn notify(State(app): State<App>) -> StatusCode {
+        let mut request = Request::new(app.sms.body().clone());
+        *request.method_mut() = app.sms.method().clone();
+        *request.uri_mut() = app.sms.uri().clone();
+        *request.headers_mut() = app.sms.headers().clone();
+        match status_of(app.infobip, request).await {
+            Ok(status) => StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+            Err(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    let server = MockServer::start().await?;
+    let client = support::client();
+    let app = App {
+        infobip: oauth(&server, Transport::new(client.clone()))?.layer(client.clone()),
+        sms: sms(&server),
+    };
+    let router = axum::Router::new()
+        .route("/notify", axum::routing::post(notify))
+        .with_state(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/notify", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    for round in 0..2 {
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                let request = Request::post(&url).body(Full::default());
+                tokio::spawn(status_of(client.clone(), request.unwrap_or_default()))
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await??, 200, "round {round}");
+        }
+        server.revoke_all_tokens();
+    }
+    assert_eq!(server.counters().oauth_token_requests, 2, "one per round");
+    Ok(())
+}
+
+// ---- A tonic channel: HTTP/2, bodies that cannot be copied ----
+
+/// An HTTP/2 server standing in for a gRPC service behind a gateway that answers a stale
+/// credential with HTTP `401`: it accepts `Bearer token-<accepted>` only, answers a health
+/// check `SERVING` to it, and counts the requests that reached it.
+async fn grpc_behind_a_gateway(
+    accepted: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+) -> Result<String, BoxError> {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let answer = move |request: Request<Incoming>| {
+        let valid = format!("Bearer token-{}", accepted.load(Ordering::SeqCst));
+        let authorized = authorization(&request) == valid;
+        requests.fetch_add(1, Ordering::SeqCst);
+        async move {
+            // The whole request body is read, as a server would before answering.
+            request.into_body().collect().await?;
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            // A `HealthCheckResponse { status: SERVING }` in gRPC's length-prefixed framing.
+            let frames = [
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1]))),
+                Ok(Frame::trailers(trailers)),
+            ];
+            let mut response = Response::new(StreamBody::new(tokio_stream::iter(frames)));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            if !authorized {
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+            }
+            Ok::<_, hyper::Error>(response)
+        }
+    };
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(answer.clone());
+            let connection =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::spawn(connection);
+        }
+    });
+    Ok(url)
+}
+
+#[tokio::test]
+async fn a_tonic_channel_renews_after_a_401_without_replaying_a_streaming_body()
+-> Result<(), BoxError> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+    let accepted = Arc::new(AtomicUsize::new(1));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let url = grpc_behind_a_gateway(accepted.clone(), requests.clone()).await?;
+    let channel = tonic::transport::Channel::from_shared(url)?
+        .connect()
+        .await?;
+    let (source, layer) = numbered();
+    let channel = layer.layer(channel);
+    let check = HealthCheckRequest {
+        service: String::new(),
+    };
+
+    let mut health = HealthClient::new(channel.clone());
+    let reply = health.check(check.clone()).await?;
+    assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
+
+    // The gateway stops accepting token-1. A request whose body is a stream is not replayed:
+    // its 401 comes back, and the credential it was refused with is renewed.
+    accepted.store(2, Ordering::SeqCst);
+    let chunks =
+        [0u8, 1, 2].map(|n| Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(vec![n]))));
+    let streaming =
+        tonic::body::Body::new(http_body_util::StreamBody::new(tokio_stream::iter(chunks)));
+    let request = Request::post("/grpc.health.v1.Health/Check")
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers")
+        .body(streaming)?;
+    let response = channel.clone().oneshot(request).await?;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        response.extensions().get::<Error>().is_some(),
+        "401 not marked"
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "a stream was replayed");
+
+    let reply = health.check(check).await?;
+    assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
     Ok(())
 }
 
