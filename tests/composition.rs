@@ -124,6 +124,18 @@ fn layered_services_and_their_futures_are_send_and_static_where_the_inner_ones_a
     // A boxed client is `!Sync`: the layer over it is still Send, and so is its future.
     send::<InfobipAuth<Boxed>>();
     send_static::<ResponseFuture<Boxed, Full<Bytes>>>();
+    // Bodies that cannot be copied: a proxy's incoming body, an axum app's.
+    type Forwarding = hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Incoming,
+    >;
+    send_sync_static::<InfobipAuth<Forwarding>>();
+    send_static::<ResponseFuture<Forwarding, Incoming>>();
+    type AxumClient = hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        axum::body::Body,
+    >;
+    send_static::<ResponseFuture<ScopeCheck<AxumClient>, axum::body::Body>>();
     // A concurrency limit underneath.
     send_sync_static::<InfobipAuth<ConcurrencyLimit<HttpClient>>>();
     send_static::<ResponseFuture<ConcurrencyLimit<HttpClient>, Full<Bytes>>>();
