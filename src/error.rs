@@ -225,12 +225,15 @@ impl Error {
         }
     }
 
-    /// The error inside a boxed middleware error, if it is one of ours.
+    /// The error inside a boxed middleware error, if it is one of ours: the error itself or
+    /// any of its sources, also inside an `io::Error` (whose `source` skips what it wraps).
     ///
     /// ```
     /// # use infobip_auth::{BoxError, Error, ErrorKind};
     /// let boxed: BoxError = Error::new(ErrorKind::Timeout).into();
     /// assert!(Error::find(&*boxed).is_some());
+    /// let io = std::io::Error::other(boxed);
+    /// assert!(Error::find(&io).is_some());
     /// ```
     #[must_use]
     pub fn find<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a Error> {
@@ -239,7 +242,10 @@ impl Error {
             if let Some(found) = err.downcast_ref::<Error>() {
                 return Some(found);
             }
-            next = err.source();
+            next = match err.downcast_ref::<std::io::Error>() {
+                Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+                None => err.source(),
+            };
         }
         None
     }

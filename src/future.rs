@@ -1,8 +1,8 @@
 //! [`ResponseFuture`]: the `401` state machine of [`InfobipAuth`](crate::InfobipAuth).
 //!
 //! ```text
-//! Waiting ──credential──▶ Sent ──401, renewable, replayable──▶ Refreshing ──▶ Readying ──▶ Sent (no more replays)
-//!    │                      └── anything else: done (a 401 carries an Error in its extensions)
+//! Waiting ──credential──▶ Readying ──▶ Sent ──401, renewable, replayable──▶ Refreshing ──▶ Readying ──▶ Sent (no more replays)
+//!    │                                  └── anything else: done (a 401 carries an Error in its extensions)
 //!    └── fetch failed: Err
 //! ```
 //!
@@ -125,7 +125,7 @@ enum Step<S, B> {
     Idle,
     /// The layer failed before sending.
     Failed(Error),
-    /// Waiting for a credential before the first send.
+    /// Waiting for a credential before the first send, with a service clone not yet ready.
     Waiting {
         lookup: Lookup,
         service: S,
@@ -133,7 +133,7 @@ enum Step<S, B> {
     },
     /// Waiting for a new credential after a `401`.
     Refreshing(Lookup),
-    /// Driving the service clone to readiness for the replay.
+    /// Driving a service clone to readiness for the first send after a wait, or the replay.
     Readying { service: S, request: Request<B> },
 }
 
@@ -292,7 +292,7 @@ where
             Step::Waiting { lookup, .. } => {
                 let (credential, id) = ready!(Pin::new(lookup).poll(cx))?;
                 if let Step::Waiting {
-                    mut service,
+                    service,
                     mut request,
                     ..
                 } = std::mem::replace(&mut rare.step, Step::Idle)
@@ -301,7 +301,7 @@ where
                     request
                         .headers_mut()
                         .insert(AUTHORIZATION, credential.header().clone());
-                    return Poll::Ready(Ok(service.call(request)));
+                    rare.step = Step::Readying { service, request };
                 }
             }
             Step::Refreshing(lookup) => {

@@ -473,11 +473,13 @@ impl<S: Clone> InfobipAuth<S> {
                 Lookup::Failed(error) => return ResponseFuture::failed(error),
                 wait => {
                     let (on_401, replay) = self.check(0, &request);
-                    // The service driven to readiness goes into the future; a fresh clone stays.
-                    // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-                    let clone = self.inner.clone();
-                    let ready = std::mem::replace(&mut self.inner, clone);
-                    return ResponseFuture::waiting(wait, ready, request, on_401, replay);
+                    // The readiness the caller reserved (a concurrency limit's slot, a buffer's)
+                    // is given back rather than held while the credential is fetched: a token
+                    // request through the same client may need it. The future drives a clone
+                    // to readiness once the credential is there.
+                    let waiting = self.inner.clone();
+                    self.inner = waiting.clone();
+                    return ResponseFuture::waiting(wait, waiting, request, on_401, replay);
                 }
             },
         };

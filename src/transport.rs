@@ -5,6 +5,8 @@
 //! Answers are read up to a size limit, and each exchange has a timeout.
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -20,6 +22,7 @@ use tower::util::BoxCloneSyncService;
 use tower_service::Service;
 use zeroize::Zeroizing;
 
+use crate::sync::lock;
 #[cfg(feature = "tracing")]
 use crate::trace::event;
 use crate::{ApiError, BoxError, ConfigError, Credential, Error, ErrorKind};
@@ -54,13 +57,44 @@ pub struct Transport {
     limit: usize,
 }
 
+/// A client that is `Send` but maybe not `Sync`, made shareable by the tasks that fetch tokens:
+/// a clone is taken under the lock, once per token request, and calls need no lock.
+struct Shareable<S>(Mutex<S>);
+
+impl<S: Clone> Clone for Shareable<S> {
+    fn clone(&self) -> Self {
+        Self(Mutex::new(lock(&self.0).clone()))
+    }
+}
+
+impl<S: Service<R>, R> Service<R> for Shareable<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .call(request)
+    }
+}
+
 /// Token answers are a few hundred bytes; 64 KiB leaves room for an account with many roles.
 const DEFAULT_LIMIT: usize = 64 * 1024;
 /// Long enough for a slow token endpoint, short enough that waiting requests are not stuck.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Transport {
-    /// Wraps an HTTP client service.
+    /// Wraps an HTTP client service. It need not be `Sync` (a `BoxCloneService` will do): each
+    /// token request takes its own clone.
     ///
     /// ```
     /// # use bytes::Bytes;
@@ -74,7 +108,7 @@ impl Transport {
     /// ```
     pub fn new<S, B>(service: S) -> Self
     where
-        S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
         B: Body<Data = Bytes> + Send + 'static,
@@ -86,7 +120,7 @@ impl Transport {
                 response.map(|body| body.map_err(Into::into).boxed_unsync())
             });
         Self {
-            service: BoxCloneSyncService::new(service),
+            service: BoxCloneSyncService::new(Shareable(Mutex::new(service))),
             timeout: DEFAULT_TIMEOUT,
             limit: DEFAULT_LIMIT,
         }

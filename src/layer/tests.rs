@@ -438,9 +438,9 @@ async fn other_hosts_get_no_credential() -> Result<(), BoxError> {
 }
 
 #[tokio::test]
-async fn waiting_for_a_credential_calls_the_service_that_was_made_ready() -> Result<(), BoxError> {
-    // tower-test's mock panics when called without readiness: clone-and-swap must hand the
-    // readied service to the future.
+async fn waiting_for_a_credential_calls_a_service_driven_to_readiness() -> Result<(), BoxError> {
+    // tower-test's mock panics when called without readiness: the future drives its clone to
+    // readiness once the credential has come.
     let (source, layer) = renewing();
     source.delay(Duration::from_millis(20));
     let (mut service, mut handle) =
