@@ -1,8 +1,10 @@
 //! The layer over a tonic `Channel`: `cargo run --example tonic_channel`.
 //!
 //! tonic's request body is not `Clone`, so a `401` is handed back rather than replayed; the
-//! credential is still set on every call, and renewed as with any other client. The example
-//! starts a gRPC health server on loopback that checks the `authorization` metadata.
+//! credential is still set on every call and renewed before it expires. A server that refuses
+//! it answers gRPC `UNAUTHENTICATED` with HTTP status 200, which the layer does not read as a
+//! `401`: on that status, call `layer.refresh()`. The example starts a gRPC health server on
+//! loopback that checks the `authorization` metadata.
 
 use infobip_auth::{BoxError, InfobipAuthLayer};
 use tokio_stream::wrappers::TcpListenerStream;
