@@ -387,6 +387,9 @@ impl fmt::Debug for Transport {
 }
 
 #[cfg(test)]
+mod endpoint_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
