@@ -109,7 +109,8 @@ impl Transport {
     }
 
     /// The largest answer read, in bytes (default 64 KiB); a larger one is
-    /// [`ErrorKind::ResponseTooLarge`].
+    /// [`ErrorKind::ResponseTooLarge`]. An error answer keeps its status, its body cut at the
+    /// limit.
     ///
     /// ```
     /// # use infobip_auth::source::Transport;
@@ -139,7 +140,7 @@ impl Transport {
                 .await
                 .map_err(transport)?;
             let (parts, body) = response.into_parts();
-            let body = read_capped(body, limit).await?;
+            let body = read_capped(body, limit, !parts.status.is_success()).await?;
             let mut answer = Response::from_parts(parts, body);
             answer.extensions_mut().insert(sent);
             Ok(answer)
@@ -232,19 +233,28 @@ impl Transport {
 /// announced length, or while reading). A body error (a truncated answer, a dropped
 /// connection) is a transport error.
 ///
+/// An error answer's body is `cut` at the limit instead: its status and `Retry-After` tell the
+/// caller what to do (a gateway's `503` with a large page is still a transient `503`), and
+/// only the first bytes of its page are ever shown.
+///
 /// Written with `frame()` rather than `http_body_util::Limited`: `Limited` requires
 /// `B::Error: Into<BoxError>`, which for a `BoxError` body makes rustc's `Send` check of the
 /// callers' futures fail ("implementation of `From` is not general enough").
-async fn read_capped(mut body: AnyBody, limit: usize) -> Result<Bytes, Error> {
+async fn read_capped(mut body: AnyBody, limit: usize, cut: bool) -> Result<Bytes, Error> {
     let too_large = || Error::new(ErrorKind::ResponseTooLarge { limit });
-    if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+    if !cut && body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
         return Err(too_large());
     }
     let mut read = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(transport)?;
         if let Ok(data) = frame.into_data() {
-            if data.len() > limit.saturating_sub(read.len()) {
+            let room = limit.saturating_sub(read.len());
+            if data.len() > room {
+                if cut {
+                    read.extend_from_slice(&data[..room]);
+                    break;
+                }
                 return Err(too_large());
             }
             read.extend_from_slice(&data);

@@ -681,6 +681,42 @@ async fn busy_answers_are_transient_with_their_status_and_retry_after() -> TestR
     Ok(())
 }
 
+/// A gateway's `503` with a page larger than the answer limit, and one whose page never ends,
+/// is still a transient `503` that keeps its `Retry-After`: the status decides what the
+/// caller does, the page is only read as far as the limit.
+#[tokio::test(start_paused = true)]
+async fn a_large_error_page_keeps_its_status_and_retry_after() -> TestResult {
+    let page = format!("<html>{}</html>", "busy ".repeat(40 * 1024));
+    let with_length = answer(
+        "503 Service Unavailable",
+        "content-type: text/html\r\nretry-after: 7\r\n",
+        &page,
+    );
+    let chunked = {
+        let mut pieces = vec![b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\ntransfer-encoding: chunked\r\n\r\n".to_vec()];
+        for _ in 0..200 {
+            pieces.push(format!("400\r\n{}\r\n", "y".repeat(1024)).into_bytes());
+        }
+        // No last chunk: the page would go on.
+        Act::Write {
+            pieces,
+            gap: Duration::ZERO,
+        }
+    };
+    for act in [with_length, chunked] {
+        for call in CALLS {
+            let err = failure(call, &act).await?;
+            assert!(
+                matches!(err.kind(), ErrorKind::TokenEndpoint(api) if api.status() == 503),
+                "{call:?}: {err:?}"
+            );
+            assert!(err.is_transient(), "{call:?}: {err:?}");
+            assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{call:?}");
+        }
+    }
+    Ok(())
+}
+
 /// `401` and `403` from the token endpoint itself: the credentials are refused (a refresh
 /// refused means a new authorization), a `403` is final; ending a previous session that the
 /// server refuses lets the next be created.
