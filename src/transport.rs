@@ -171,17 +171,29 @@ impl Transport {
             })
         })?;
         let body = Zeroizing::new(body);
-        self.post(uri, "application/x-www-form-urlencoded", body.as_bytes())
-            .await
+        let secrets: Vec<&str> = fields
+            .iter()
+            .filter(|(name, _)| SECRET_FIELDS.contains(name))
+            .map(|(_, value)| *value)
+            .collect();
+        self.post(
+            uri,
+            "application/x-www-form-urlencoded",
+            body.as_bytes(),
+            &secrets,
+        )
+        .await
     }
 
     /// POSTs a JSON document whose values may be secrets. Any `Serialize` value will do (a
     /// `serde_json::Value`, or a struct borrowing the secret, so that no copy of it is left
-    /// behind un-zeroized); the encoded body is zeroized once sent.
+    /// behind un-zeroized); the encoded body is zeroized once sent. `secrets` are the values
+    /// an error answer must not show (see [`check_status`]).
     pub(crate) async fn post_json<T: Serialize + ?Sized>(
         &self,
         uri: Uri,
         json: &T,
+        secrets: &[&str],
     ) -> Result<Answer, Error> {
         // Reserved up front so the buffer holding the secret is not reallocated (and copied).
         let mut body = Zeroizing::new(Vec::with_capacity(1024));
@@ -191,7 +203,7 @@ impl Transport {
                 reason: "it could not be encoded as JSON",
             })
         })?;
-        self.post(uri, "application/json", &body).await
+        self.post(uri, "application/json", &body, secrets).await
     }
 
     async fn post(
@@ -199,6 +211,7 @@ impl Transport {
         uri: Uri,
         content_type: &'static str,
         body: &[u8],
+        secrets: &[&str],
     ) -> Result<Answer, Error> {
         let body = Bytes::from_owner(Zeroizing::new(body.to_vec()));
         let request = Request::builder()
@@ -208,7 +221,7 @@ impl Transport {
             .header(ACCEPT, "application/json")
             .body(Full::new(body))
             .map_err(unbuildable)?;
-        self.send(request).await
+        Ok(keep_secrets(self.send(request).await?, secrets))
     }
 
     /// Sends a request with only an `Authorization` header (ending an IBSSO session).
@@ -225,8 +238,29 @@ impl Transport {
             .header(ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))
             .map_err(unbuildable)?;
-        self.send(request).await
+        let token = authorization.to_str().ok().and_then(|v| v.split_once(' '));
+        let secrets: Vec<&str> = token.map(|(_, token)| token).into_iter().collect();
+        Ok(keep_secrets(self.send(request).await?, &secrets))
     }
+}
+
+/// The form fields of the token requests made here that carry secrets (RFC 6749's
+/// `client_secret` and `code` (which carries the token in an Exchange refresh), RFC 7636's
+/// `code_verifier`).
+const SECRET_FIELDS: [&str; 3] = ["client_secret", "code", "code_verifier"];
+
+/// The secrets a token request carried, kept with its error answer: a gateway that echoes the
+/// request it refused would otherwise put them in the error [`check_status`] builds, and from
+/// there in logs.
+#[derive(Clone)]
+struct SentSecrets(Vec<Zeroizing<String>>);
+
+fn keep_secrets(mut answer: Answer, secrets: &[&str]) -> Answer {
+    if !answer.status().is_success() && !secrets.is_empty() {
+        let kept = secrets.iter().map(|s| Zeroizing::new((*s).to_owned()));
+        answer.extensions_mut().insert(SentSecrets(kept.collect()));
+    }
+    answer
 }
 
 /// Reads `body` whole, refusing it as soon as it is known to exceed `limit` bytes (from its
@@ -308,13 +342,17 @@ fn unbuildable(err: http::Error) -> Error {
 /// Turns an error status into its typed [`Error`]: `401`, and a `400` whose OAuth error code
 /// refuses the client or its grant (RFC 6749, section 5.2), are
 /// [`InvalidCredentials`](ErrorKind::InvalidCredentials); anything else not `2xx` is
-/// [`TokenEndpoint`](ErrorKind::TokenEndpoint). `Retry-After` is kept.
+/// [`TokenEndpoint`](ErrorKind::TokenEndpoint). `Retry-After` is kept. Whatever the request
+/// carried as a secret is taken out of the server's words.
 pub(crate) fn check_status(answer: &Answer) -> Result<(), Error> {
     let status = answer.status();
     if status.is_success() {
         return Ok(());
     }
-    let api = ApiError::from_body(status, answer.body());
+    let mut api = ApiError::from_body(status, answer.body());
+    if let Some(SentSecrets(secrets)) = answer.extensions().get() {
+        api.redact(secrets);
+    }
     let refused_client = status == StatusCode::BAD_REQUEST
         && matches!(
             oauth_error(answer.body()).as_deref(),
@@ -410,7 +448,7 @@ mod tests {
     fn _futures_are_send(transport: &Transport, uri: Uri, value: &str) {
         let fields = [("name", value)];
         _is_send(&transport.post_form(uri.clone(), &fields));
-        _is_send(&transport.post_json(uri, &serde_json::Value::Null));
+        _is_send(&transport.post_json(uri, &serde_json::Value::Null, &[value]));
     }
 
     fn answering(body: &'static [u8]) -> Transport {

@@ -187,7 +187,7 @@ impl TokenSource for Session {
         };
         let answer = self
             .transport
-            .post_json(self.endpoint.clone(), &body)
+            .post_json(self.endpoint.clone(), &body, &[&self.password])
             .await?;
         let created: Created = transport::json(&answer)?;
         let token = Zeroizing::new(created.token);

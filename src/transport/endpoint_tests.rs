@@ -55,6 +55,24 @@ enum Act {
     WriteAndHold(Vec<u8>),
     /// Closes the connection with a TCP reset, answering nothing.
     Reset,
+    /// Answers `status` with the request it refused quoted whole in an error body of this
+    /// shape, as a gateway that echoes what it refused does.
+    Echo(&'static str, Echo),
+}
+
+/// Where an echoing server quotes the request.
+#[derive(Clone, Copy, Debug)]
+enum Echo {
+    /// Infobip's legacy `requestError.serviceException.text`.
+    Legacy,
+    /// The newer `description`.
+    Description,
+    /// OAuth's `error_description`.
+    OAuth,
+    /// JSON in no known shape (kept as the raw body).
+    Unknown,
+    /// Plain text.
+    Text,
 }
 
 /// One answer, written at once, then the connection is closed.
@@ -158,6 +176,24 @@ impl Server {
                 }
                 Act::Reset => {
                     let _ = stream.set_zero_linger();
+                    return;
+                }
+                Act::Echo(status, shape) => {
+                    let quoted = serde_json::Value::from(request.as_str());
+                    let (content_type, body) = match shape {
+                        Echo::Legacy => ("application/json", serde_json::json!({"requestError": {"serviceException": {"messageId": "BAD_REQUEST", "text": quoted}}}).to_string()),
+                        Echo::Description => ("application/json", serde_json::json!({"errorCode": "E400", "description": quoted, "action": "", "violations": [], "resources": []}).to_string()),
+                        Echo::OAuth => ("application/json", serde_json::json!({"error": "invalid_request", "error_description": quoted}).to_string()),
+                        Echo::Unknown => ("application/json", serde_json::json!({"echo": quoted}).to_string()),
+                        Echo::Text => ("text/plain", request.clone()),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(body.as_bytes()).await;
+                    let _ = stream.flush().await;
                     return;
                 }
             }
@@ -883,6 +919,40 @@ async fn an_expires_in_out_of_range_gives_a_bounded_lifetime() -> TestResult {
                 Some(Duration::from_secs_f64(exchange)),
                 "{call:?}, expires_in {expires_in}"
             );
+        }
+    }
+    Ok(())
+}
+
+/// A server that refuses a token request and quotes it whole in its error (in any of Infobip's
+/// shapes, OAuth's, unknown JSON or plain text): the error shows none of the request's
+/// secrets, nor does tracing.
+#[tokio::test(start_paused = true)]
+async fn an_error_that_echoes_the_request_shows_none_of_its_secrets() -> TestResult {
+    for shape in [
+        Echo::Legacy,
+        Echo::Description,
+        Echo::OAuth,
+        Echo::Unknown,
+        Echo::Text,
+    ] {
+        for status in [
+            "400 Bad Request",
+            "401 Unauthorized",
+            "503 Service Unavailable",
+        ] {
+            for call in CALLS {
+                if call == Call::RenewSession && !status.starts_with('5') {
+                    continue; // a definite refusal to end the previous session is not an error
+                }
+                let err = failure(call, &Act::Echo(status, shape)).await?;
+                // What the server said besides the secrets is still there.
+                let shown = format!("{err:?}");
+                assert!(
+                    matches!(shape, Echo::Unknown | Echo::Text) || shown.contains("HTTP/1.1"),
+                    "{shown}"
+                );
+            }
         }
     }
     Ok(())
