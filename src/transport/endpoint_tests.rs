@@ -957,3 +957,54 @@ async fn an_error_that_echoes_the_request_shows_none_of_its_secrets() -> TestRes
     }
     Ok(())
 }
+
+/// A session whose creation answer is lost (reset, silence, a malformed `200`) may exist at the
+/// server, but its token never arrived: there is nothing to end. The next attempt, after the
+/// backoff, creates again (Infobip hands a user's live session back) and sends no `DELETE`
+/// naming a token it does not have.
+#[tokio::test(start_paused = true)]
+async fn a_lost_session_answer_is_followed_by_a_new_creation_only() -> TestResult {
+    use tower::{Layer as _, ServiceExt as _};
+    let lost = [
+        Act::Reset,
+        Act::WriteAndHold(Vec::new()),
+        json("200 OK", "", r#"{"token":"#),
+    ];
+    for act in lost {
+        let server = Server::start().await?;
+        let api = tower::service_fn(|request: http::Request<Full<Bytes>>| async move {
+            let header = request.headers().get("authorization").cloned();
+            let body = header.map(|h| Bytes::copy_from_slice(h.as_bytes()));
+            Ok::<_, crate::BoxError>(http::Response::new(Full::new(body.unwrap_or_default())))
+        });
+        let session = Session::builder(&server.base(), "username", PASSWORD)
+            .transport(transport())
+            .build()?;
+        let service = crate::InfobipAuthLayer::new(session).layer(api);
+        let request = || {
+            http::Request::get(format!("{}/sms/1/inbox/reports", server.base()))
+                .body(Full::<Bytes>::default())
+        };
+        server.next(act.clone());
+        let first = service.clone().oneshot(request()?).await;
+        assert!(first.is_err(), "{act:?}");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let second = service.clone().oneshot(request()?).await?;
+        let sent = http_body_util::BodyExt::collect(second.into_body()).await?;
+        assert_eq!(sent.to_bytes(), format!("IBSSO {SESSION_TOKEN}"));
+        let lines: Vec<String> = server
+            .seen()
+            .iter()
+            .map(|r| r.lines().next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "POST /auth/1/session HTTP/1.1",
+                "POST /auth/1/session HTTP/1.1"
+            ],
+            "{act:?}"
+        );
+    }
+    Ok(())
+}
