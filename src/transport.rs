@@ -411,16 +411,20 @@ pub(crate) fn seconds(value: &serde_json::Value) -> Option<f64> {
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// `Retry-After` as delay-seconds (the form Infobip uses) or as an HTTP date (RFC 9110,
-/// section 10.2.3); a date already past means now. Anything else is ignored.
+/// section 10.2.3); a date already past means now, and more seconds than a `u64` holds the
+/// longest wait. Anything else is ignored.
 fn retry_after(answer: &Answer) -> Option<Duration> {
     let value = answer.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
     let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-    let delay = match value.parse::<u64>() {
-        Ok(seconds) if digits => Duration::from_secs(seconds),
-        _ => httpdate::parse_http_date(value)
+    let delay = if digits {
+        value
+            .parse::<u64>()
+            .map_or(MAX_RETRY_AFTER, Duration::from_secs)
+    } else {
+        httpdate::parse_http_date(value)
             .ok()?
             .duration_since(SystemTime::now())
-            .unwrap_or_default(),
+            .unwrap_or_default()
     };
     Some(delay.min(MAX_RETRY_AFTER))
 }
@@ -489,6 +493,11 @@ mod tests {
         );
         assert_eq!(
             retry_after(&with_retry_after("86400")),
+            Some(MAX_RETRY_AFTER)
+        );
+        // More seconds than a u64 holds is still a long wait, not no wait at all.
+        assert_eq!(
+            retry_after(&with_retry_after("99999999999999999999")),
             Some(MAX_RETRY_AFTER)
         );
         for ignored in ["soon", "-5", "+5", "1.5", ""] {
