@@ -1005,3 +1005,47 @@ async fn a_lost_session_answer_is_followed_by_a_new_creation_only() -> TestResul
     }
     Ok(())
 }
+
+/// A transport that follows redirects (tower-http's `FollowRedirect`, standard policy) is not
+/// the default, but one may be given: a `307`/`308` to another host is then not followed with
+/// the form (the policy cannot copy the body), a `301`/`302`/`303` becomes a `GET` without it,
+/// and a session's `Authorization` is not sent to another origin. No secret reaches the other
+/// host.
+#[tokio::test(start_paused = true)]
+async fn a_transport_following_redirects_sends_no_secret_elsewhere() -> TestResult {
+    use tower::Layer as _;
+    let elsewhere = Server::start().await?;
+    let follow = || {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        Transport::new(tower_http::follow_redirect::FollowRedirectLayer::new().layer(client))
+    };
+    for status in [
+        "301 Moved Permanently",
+        "302 Found",
+        "303 See Other",
+        "307 Temporary Redirect",
+        "308 Permanent Redirect",
+    ] {
+        let server = Server::start().await?;
+        let to = |path: &str| format!("location: {}{path}\r\n", elsewhere.base());
+        let oauth = ClientCredentials::builder(&server.base(), "client-id", CLIENT_SECRET)
+            .transport(follow())
+            .build()?;
+        server.next(answer(status, &to("/auth/1/oauth2/token"), ""));
+        assert!(oauth.fetch(None).await.is_err(), "{status}");
+        let session = Session::builder(&server.base(), "username", PASSWORD)
+            .transport(follow())
+            .build()?;
+        let previous = Credential::new("IBSSO", PREVIOUS_SESSION)?;
+        server.next(answer(status, &to("/auth/1/session"), ""));
+        server.next(answer(status, &to("/auth/1/session"), ""));
+        let _ = session.fetch(Some(&previous)).await;
+    }
+    let seen = elsewhere.seen().concat();
+    assert!(SECRETS.iter().all(|s| !seen.contains(s)), "{seen}");
+    assert!(
+        !seen.to_ascii_lowercase().contains("authorization"),
+        "{seen}"
+    );
+    Ok(())
+}
