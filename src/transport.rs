@@ -145,9 +145,10 @@ impl Transport {
             answer.extensions_mut().insert(sent);
             Ok(answer)
         };
+        // Not `?`: a timeout is traced like any other failure below.
         let answer = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| Error::new(ErrorKind::Timeout))?;
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Timeout)));
         #[cfg(feature = "tracing")]
         match &answer {
             Ok(answer) => {

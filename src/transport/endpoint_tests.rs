@@ -367,7 +367,14 @@ async fn failure(call: Call, act: &Act) -> Result<Error, crate::BoxError> {
         source = cause.source();
     }
     #[cfg(feature = "tracing")]
-    shown.push_str(&capture.text());
+    {
+        let traced = capture.text();
+        assert!(
+            traced.contains("token endpoint"),
+            "nothing traced: {traced}"
+        );
+        shown.push_str(&traced);
+    }
     for secret in SECRETS {
         assert!(
             !shown.contains(secret),
