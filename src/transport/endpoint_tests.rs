@@ -624,7 +624,8 @@ async fn answers_that_are_not_a_usable_token_are_malformed() -> TestResult {
     Ok(())
 }
 
-/// A token answer with a wrong `Content-Type`, none at all, or in HTTP/1.0, is still read.
+/// A token answer with a wrong `Content-Type`, none at all, after informational answers, or in
+/// HTTP/1.0, is still read.
 #[tokio::test(start_paused = true)]
 async fn a_token_answer_is_read_whatever_its_content_type_or_http_version() -> TestResult {
     for call in TOKEN_CALLS {
@@ -632,6 +633,9 @@ async fn a_token_answer_is_read_whatever_its_content_type_or_http_version() -> T
         let len = body.len();
         for head in [
             format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n"),
+            format!(
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n"
+            ),
             format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {len}\r\n\r\n"),
             "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n".to_owned(),
         ] {
