@@ -412,6 +412,24 @@ impl ApiError {
         }
     }
 
+    /// Takes `secrets` (as sent, and form-encoded) out of what the server said: a gateway may
+    /// echo the token request it refused.
+    pub(crate) fn redact(&mut self, secrets: &[impl AsRef<str>]) {
+        let fields = [&mut self.code, &mut self.text, &mut self.raw];
+        for said in fields.into_iter().flatten() {
+            for secret in secrets {
+                let secret = secret.as_ref();
+                let encoded = serde_urlencoded::to_string([("", secret)]).unwrap_or_default();
+                let encoded = encoded.strip_prefix('=').unwrap_or_default();
+                for form in [secret, encoded] {
+                    if !form.is_empty() && said.contains(form) {
+                        *said = said.replace(form, crate::credential::REDACTED);
+                    }
+                }
+            }
+        }
+    }
+
     /// The HTTP status of the answer.
     ///
     /// ```

@@ -143,7 +143,8 @@ impl Transport {
     }
 
     /// The largest answer read, in bytes (default 64 KiB); a larger one is
-    /// [`ErrorKind::ResponseTooLarge`].
+    /// [`ErrorKind::ResponseTooLarge`]. An error answer keeps its status, its body cut at the
+    /// limit.
     ///
     /// ```
     /// # use infobip_auth::source::Transport;
@@ -173,14 +174,15 @@ impl Transport {
                 .await
                 .map_err(transport)?;
             let (parts, body) = response.into_parts();
-            let body = read_capped(body, limit).await?;
+            let body = read_capped(body, limit, !parts.status.is_success()).await?;
             let mut answer = Response::from_parts(parts, body);
             answer.extensions_mut().insert(sent);
             Ok(answer)
         };
+        // Not `?`: a timeout is traced like any other failure below.
         let answer = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| Error::new(ErrorKind::Timeout))?;
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Timeout)));
         #[cfg(feature = "tracing")]
         match &answer {
             Ok(answer) => {
@@ -204,17 +206,29 @@ impl Transport {
             })
         })?;
         let body = Zeroizing::new(body);
-        self.post(uri, "application/x-www-form-urlencoded", body.as_bytes())
-            .await
+        let secrets: Vec<&str> = fields
+            .iter()
+            .filter(|(name, _)| SECRET_FIELDS.contains(name))
+            .map(|(_, value)| *value)
+            .collect();
+        self.post(
+            uri,
+            "application/x-www-form-urlencoded",
+            body.as_bytes(),
+            &secrets,
+        )
+        .await
     }
 
     /// POSTs a JSON document whose values may be secrets. Any `Serialize` value will do (a
     /// `serde_json::Value`, or a struct borrowing the secret, so that no copy of it is left
-    /// behind un-zeroized); the encoded body is zeroized once sent.
+    /// behind un-zeroized); the encoded body is zeroized once sent. `secrets` are the values
+    /// an error answer must not show (see [`check_status`]).
     pub(crate) async fn post_json<T: Serialize + ?Sized>(
         &self,
         uri: Uri,
         json: &T,
+        secrets: &[&str],
     ) -> Result<Answer, Error> {
         // Reserved up front so the buffer holding the secret is not reallocated (and copied).
         let mut body = Zeroizing::new(Vec::with_capacity(1024));
@@ -224,7 +238,7 @@ impl Transport {
                 reason: "it could not be encoded as JSON",
             })
         })?;
-        self.post(uri, "application/json", &body).await
+        self.post(uri, "application/json", &body, secrets).await
     }
 
     async fn post(
@@ -232,6 +246,7 @@ impl Transport {
         uri: Uri,
         content_type: &'static str,
         body: &[u8],
+        secrets: &[&str],
     ) -> Result<Answer, Error> {
         let body = Bytes::from_owner(Zeroizing::new(body.to_vec()));
         let request = Request::builder()
@@ -241,7 +256,7 @@ impl Transport {
             .header(ACCEPT, "application/json")
             .body(Full::new(body))
             .map_err(unbuildable)?;
-        self.send(request).await
+        Ok(keep_secrets(self.send(request).await?, secrets))
     }
 
     /// Sends a request with only an `Authorization` header (ending an IBSSO session).
@@ -258,27 +273,57 @@ impl Transport {
             .header(ACCEPT, "application/json")
             .body(Full::new(Bytes::new()))
             .map_err(unbuildable)?;
-        self.send(request).await
+        let token = authorization.to_str().ok().and_then(|v| v.split_once(' '));
+        let secrets: Vec<&str> = token.map(|(_, token)| token).into_iter().collect();
+        Ok(keep_secrets(self.send(request).await?, &secrets))
     }
+}
+
+/// The form fields of the token requests made here that carry secrets (RFC 6749's
+/// `client_secret` and `code` (which carries the token in an Exchange refresh), RFC 7636's
+/// `code_verifier`).
+const SECRET_FIELDS: [&str; 3] = ["client_secret", "code", "code_verifier"];
+
+/// The secrets a token request carried, kept with its error answer: a gateway that echoes the
+/// request it refused would otherwise put them in the error [`check_status`] builds, and from
+/// there in logs.
+#[derive(Clone)]
+struct SentSecrets(Vec<Zeroizing<String>>);
+
+fn keep_secrets(mut answer: Answer, secrets: &[&str]) -> Answer {
+    if !answer.status().is_success() && !secrets.is_empty() {
+        let kept = secrets.iter().map(|s| Zeroizing::new((*s).to_owned()));
+        answer.extensions_mut().insert(SentSecrets(kept.collect()));
+    }
+    answer
 }
 
 /// Reads `body` whole, refusing it as soon as it is known to exceed `limit` bytes (from its
 /// announced length, or while reading). A body error (a truncated answer, a dropped
 /// connection) is a transport error.
 ///
+/// An error answer's body is `cut` at the limit instead: its status and `Retry-After` tell the
+/// caller what to do (a gateway's `503` with a large page is still a transient `503`), and
+/// only the first bytes of its page are ever shown.
+///
 /// Written with `frame()` rather than `http_body_util::Limited`: `Limited` requires
 /// `B::Error: Into<BoxError>`, which for a `BoxError` body makes rustc's `Send` check of the
 /// callers' futures fail ("implementation of `From` is not general enough").
-async fn read_capped(mut body: AnyBody, limit: usize) -> Result<Bytes, Error> {
+async fn read_capped(mut body: AnyBody, limit: usize, cut: bool) -> Result<Bytes, Error> {
     let too_large = || Error::new(ErrorKind::ResponseTooLarge { limit });
-    if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+    if !cut && body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
         return Err(too_large());
     }
     let mut read = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(transport)?;
         if let Ok(data) = frame.into_data() {
-            if data.len() > limit.saturating_sub(read.len()) {
+            let room = limit.saturating_sub(read.len());
+            if data.len() > room {
+                if cut {
+                    read.extend_from_slice(&data[..room]);
+                    break;
+                }
                 return Err(too_large());
             }
             read.extend_from_slice(&data);
@@ -332,13 +377,17 @@ fn unbuildable(err: http::Error) -> Error {
 /// Turns an error status into its typed [`Error`]: `401`, and a `400` whose OAuth error code
 /// refuses the client or its grant (RFC 6749, section 5.2), are
 /// [`InvalidCredentials`](ErrorKind::InvalidCredentials); anything else not `2xx` is
-/// [`TokenEndpoint`](ErrorKind::TokenEndpoint). `Retry-After` is kept.
+/// [`TokenEndpoint`](ErrorKind::TokenEndpoint). `Retry-After` is kept. Whatever the request
+/// carried as a secret is taken out of the server's words.
 pub(crate) fn check_status(answer: &Answer) -> Result<(), Error> {
     let status = answer.status();
     if status.is_success() {
         return Ok(());
     }
-    let api = ApiError::from_body(status, answer.body());
+    let mut api = ApiError::from_body(status, answer.body());
+    if let Some(SentSecrets(secrets)) = answer.extensions().get() {
+        api.redact(secrets);
+    }
     let refused_client = status == StatusCode::BAD_REQUEST
         && matches!(
             oauth_error(answer.body()).as_deref(),
@@ -397,16 +446,20 @@ pub(crate) fn seconds(value: &serde_json::Value) -> Option<f64> {
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// `Retry-After` as delay-seconds (the form Infobip uses) or as an HTTP date (RFC 9110,
-/// section 10.2.3); a date already past means now. Anything else is ignored.
+/// section 10.2.3); a date already past means now, and more seconds than a `u64` holds the
+/// longest wait. Anything else is ignored.
 fn retry_after(answer: &Answer) -> Option<Duration> {
     let value = answer.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
     let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-    let delay = match value.parse::<u64>() {
-        Ok(seconds) if digits => Duration::from_secs(seconds),
-        _ => httpdate::parse_http_date(value)
+    let delay = if digits {
+        value
+            .parse::<u64>()
+            .map_or(MAX_RETRY_AFTER, Duration::from_secs)
+    } else {
+        httpdate::parse_http_date(value)
             .ok()?
             .duration_since(SystemTime::now())
-            .unwrap_or_default(),
+            .unwrap_or_default()
     };
     Some(delay.min(MAX_RETRY_AFTER))
 }
@@ -421,6 +474,9 @@ impl fmt::Debug for Transport {
 }
 
 #[cfg(test)]
+mod endpoint_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -431,7 +487,7 @@ mod tests {
     fn _futures_are_send(transport: &Transport, uri: Uri, value: &str) {
         let fields = [("name", value)];
         _is_send(&transport.post_form(uri.clone(), &fields));
-        _is_send(&transport.post_json(uri, &serde_json::Value::Null));
+        _is_send(&transport.post_json(uri, &serde_json::Value::Null, &[value]));
     }
 
     fn answering(body: &'static [u8]) -> Transport {
@@ -472,6 +528,11 @@ mod tests {
         );
         assert_eq!(
             retry_after(&with_retry_after("86400")),
+            Some(MAX_RETRY_AFTER)
+        );
+        // More seconds than a u64 holds is still a long wait, not no wait at all.
+        assert_eq!(
+            retry_after(&with_retry_after("99999999999999999999")),
             Some(MAX_RETRY_AFTER)
         );
         for ignored in ["soon", "-5", "+5", "1.5", ""] {

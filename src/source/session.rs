@@ -171,8 +171,8 @@ impl TokenSource for Session {
     ///
     /// A transient failure to end the previous session (`5xx`, `429`, a timeout, a broken
     /// connection) fails the renewal, to be retried after a backoff while the old session keeps
-    /// serving if it is still valid. A definitive answer (`2xx`, `401` for an ended session, or
-    /// another `4xx`) lets the new session be created.
+    /// serving if it is still valid. Any other answer (`2xx`, `401` for an ended session,
+    /// another `4xx`, or a redirect, which is never followed) lets the new session be created.
     async fn fetch(&self, previous: Option<&Credential>) -> Result<Credential, Error> {
         if let Some(previous) = previous {
             match self.end(previous).await {
@@ -187,7 +187,7 @@ impl TokenSource for Session {
         };
         let answer = self
             .transport
-            .post_json(self.endpoint.clone(), &body)
+            .post_json(self.endpoint.clone(), &body, &[&self.password])
             .await?;
         let created: Created = transport::json(&answer)?;
         let token = Zeroizing::new(created.token);
