@@ -512,13 +512,7 @@ impl CredentialCache {
         if slot.id != id || slot.credential.is_none() {
             return false;
         }
-        state.watcher = None;
-        self.shared.slot.store(Arc::new(Slot {
-            id,
-            credential: None,
-            deadlines: Deadlines::default(),
-        }));
-        self.shared.bump();
+        forget(&self.shared, &mut state);
         event!(
             info,
             source = self.shared.source.name(),
@@ -562,13 +556,7 @@ impl CredentialCache {
                 match state.current_flight() {
                     Some(flight) => flight,
                     None => {
-                        let slot = self.shared.slot.load_full();
-                        self.shared.slot.store(Arc::new(Slot {
-                            id: slot.id,
-                            ..Slot::default()
-                        }));
-                        self.shared.bump();
-                        state.watcher = None;
+                        forget(&self.shared, &mut state);
                         break state.previous.take();
                     }
                 }
@@ -760,11 +748,28 @@ fn finish(
         }
         Err(error) => {
             if current {
+                // The fetch ended its `previous`, the credential published (fetches publish one
+                // at a time, under the lock): nothing may send it, or end it, again.
+                if error.is_previous_ended() {
+                    state.previous = None;
+                    forget(shared, &mut state);
+                }
                 back_off(shared, &mut state, &error, now);
             }
             Err(error)
         }
     }
+}
+
+/// Empties the slot, keeping its id (a late `401` still names it), and ends its watcher.
+fn forget(shared: &Shared, state: &mut State) {
+    state.watcher = None;
+    let id = shared.slot.load().id;
+    shared.slot.store(Arc::new(Slot {
+        id,
+        ..Slot::default()
+    }));
+    shared.bump();
 }
 
 /// Records a failed renewal: until its backoff ends, a lookup that finds no valid credential
@@ -1007,7 +1012,10 @@ impl Future for CredentialWait {
             }
         }
         Poll::Ready(match (result, self.fallback.take()) {
-            (Err(_), Some(fallback)) if fallback.expires.is_none_or(|at| Instant::now() < at) => {
+            (Err(error), Some(fallback))
+                if !error.is_previous_ended()
+                    && fallback.expires.is_none_or(|at| Instant::now() < at) =>
+            {
                 Ok((fallback.credential, fallback.id))
             }
             (result, _) => result,

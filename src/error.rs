@@ -41,6 +41,7 @@ pub struct Error {
     kind: ErrorKind,
     source: Option<Arc<dyn StdError + Send + Sync>>,
     retry_after: Option<Duration>,
+    previous_ended: bool,
 }
 
 /// What went wrong, for callers to `match` on.
@@ -126,6 +127,7 @@ impl Error {
             kind,
             source: None,
             retry_after: None,
+            previous_ended: false,
         }
     }
 
@@ -156,6 +158,34 @@ impl Error {
     pub fn with_retry_after(mut self, delay: Duration) -> Self {
         self.retry_after = Some(delay);
         self
+    }
+
+    /// Marks the failure of a [`TokenSource::fetch`](crate::source::TokenSource::fetch) that had
+    /// already ended the `previous` credential it was given (an IBSSO session deleted, then the
+    /// new one refused): the cache stops sending that credential at once, instead of serving it
+    /// for the rest of its lifetime while the renewal backs off.
+    ///
+    /// ```
+    /// # use infobip_auth::{Error, ErrorKind};
+    /// let err = Error::new(ErrorKind::Timeout).with_previous_ended();
+    /// assert!(err.is_previous_ended());
+    /// ```
+    #[must_use]
+    pub fn with_previous_ended(mut self) -> Self {
+        self.previous_ended = true;
+        self
+    }
+
+    /// Whether the fetch that failed had already ended the previous credential (see
+    /// [`with_previous_ended`](Self::with_previous_ended)).
+    ///
+    /// ```
+    /// # use infobip_auth::{Error, ErrorKind};
+    /// assert!(!Error::new(ErrorKind::Transport).is_previous_ended());
+    /// ```
+    #[must_use]
+    pub fn is_previous_ended(&self) -> bool {
+        self.previous_ended
     }
 
     /// What went wrong.
@@ -272,6 +302,9 @@ impl fmt::Debug for Error {
         }
         if let Some(delay) = self.retry_after {
             out.field("retry_after", &delay);
+        }
+        if self.previous_ended {
+            out.field("previous_ended", &true);
         }
         out.finish()
     }

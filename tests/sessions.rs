@@ -114,6 +114,46 @@ async fn the_old_session_is_ended_before_the_new_one_is_created() -> Result<(), 
     Ok(())
 }
 
+/// A renewal whose old session was ended but whose new one was refused leaves no session to
+/// send: requests get the renewal's error, instead of going out with the ended session and
+/// coming back `401`; once the backoff ends, a new session is made without ending one again.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_ended_the_session_but_failed_sends_nothing_with_it() -> Result<(), BoxError>
+{
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    server.inject(Fault::Status {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        retry_after: None,
+    });
+    assert!(
+        layer.refresh().await.is_err(),
+        "the new session was refused"
+    );
+    let refused = send(&mut service, reports(&server)).await;
+    let kind = refused
+        .as_ref()
+        .err()
+        .and_then(|e| infobip_auth::Error::find(&**e))
+        .map(infobip_auth::Error::kind);
+    assert!(
+        matches!(kind, Some(infobip_auth::ErrorKind::TokenEndpoint(_))),
+        "sent with the ended session: {refused:?}"
+    );
+    assert_eq!(server.counters().unauthorized, 0);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2)],
+        "the server's order"
+    );
+    assert_eq!((counters.session_deletes, counters.unauthorized), (1, 0));
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_revoked_session_is_renewed_once_and_the_request_replayed() -> Result<(), BoxError> {
     let server = server(60 * MINUTE).await?;

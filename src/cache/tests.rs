@@ -181,6 +181,44 @@ async fn a_failed_refresh_ahead_is_tried_again_once_its_backoff_ends() {
     assert_eq!(hot(&cache, &local).as_deref(), Some("Bearer token-3"));
 }
 
+/// A renewal that ended the credential it replaces (an IBSSO session deleted, then the new
+/// one refused) leaves nothing to serve: neither the hot path, nor the slow path, nor a waiter
+/// falls back on the ended credential, and the next fetch is not told to end it again.
+#[tokio::test(start_paused = true)]
+async fn a_failed_renewal_that_ended_the_credential_stops_serving_it() {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    let mut local = Local::default();
+    assert_eq!(token(&cache.get().await), "token-1");
+    drop(cache.lookup(Some(&mut local)));
+    assert_eq!(hot(&cache, &local).as_deref(), Some("Bearer token-1"));
+    // In the waiting window, so the waiter has the old credential to fall back on.
+    tokio::time::advance(Duration::from_secs(59 * 60 + 30)).await;
+    source.fail_next([transient().with_previous_ended()]);
+    let failed = cache.get().await;
+    assert!(
+        failed.is_err(),
+        "fell back on the ended credential: {}",
+        token(&failed)
+    );
+    assert_eq!(
+        hot(&cache, &local),
+        None,
+        "the hot path serves the ended credential"
+    );
+    assert!(
+        matches!(cache.lookup(None), Lookup::Failed(_)),
+        "the slow path serves the ended credential"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(token(&cache.get().await), "token-3");
+    assert_eq!(
+        source.previous_tokens(),
+        [None, Some("token-1".to_owned()), None],
+        "the ended credential is ended again"
+    );
+}
+
 #[test]
 fn a_fetch_whose_runtime_ended_before_it_ran_is_not_waited_on() -> Result<(), Error> {
     let source = TestSource::expiring(HOUR);

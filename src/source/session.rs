@@ -148,6 +148,26 @@ impl Session {
         }
         check_status(&answer)
     }
+
+    /// Creates a session: `POST /auth/1/session`.
+    async fn create(&self) -> Result<Credential, Error> {
+        let body = CreateSession {
+            username: &self.username,
+            password: &self.password,
+            unsafe_session: self.unsafe_session,
+        };
+        let answer = self
+            .transport
+            .post_json(self.endpoint.clone(), &body, &[&self.password])
+            .await?;
+        let created: Created = transport::json(&answer)?;
+        let token = Zeroizing::new(created.token);
+        let session = token_credential("IBSSO", &token)?.idle_timeout(self.idle_timeout);
+        Ok(match self.max_lifetime {
+            Some(lifetime) => transport::expires_after_sent(session, &answer, lifetime),
+            None => session,
+        })
+    }
 }
 
 /// The body of `POST /auth/1/session`, borrowing the password so no copy outlives the request.
@@ -173,28 +193,23 @@ impl TokenSource for Session {
     /// connection) fails the renewal, to be retried after a backoff while the old session keeps
     /// serving if it is still valid. Any other answer (`2xx`, `401` for an ended session,
     /// another `4xx`, or a redirect, which is never followed) lets the new session be created.
+    /// If that fails after the previous session was ended, the error says so
+    /// ([`Error::is_previous_ended`]): the cache stops sending the ended session.
     async fn fetch(&self, previous: Option<&Credential>) -> Result<Credential, Error> {
+        let mut ended = false;
         if let Some(previous) = previous {
             match self.end(previous).await {
                 Err(err) if err.is_transient() => return Err(err),
-                Ok(()) | Err(_) => {}
+                Ok(()) => ended = true,
+                Err(_) => {}
             }
         }
-        let body = CreateSession {
-            username: &self.username,
-            password: &self.password,
-            unsafe_session: self.unsafe_session,
-        };
-        let answer = self
-            .transport
-            .post_json(self.endpoint.clone(), &body, &[&self.password])
-            .await?;
-        let created: Created = transport::json(&answer)?;
-        let token = Zeroizing::new(created.token);
-        let session = token_credential("IBSSO", &token)?.idle_timeout(self.idle_timeout);
-        Ok(match self.max_lifetime {
-            Some(lifetime) => transport::expires_after_sent(session, &answer, lifetime),
-            None => session,
+        self.create().await.map_err(|err| {
+            if ended {
+                err.with_previous_ended()
+            } else {
+                err
+            }
         })
     }
 
