@@ -39,7 +39,8 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 #[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
-    source: Option<Arc<dyn StdError + Send + Sync>>,
+    /// A thin pointer (to a box), which keeps `Error` small enough to return.
+    source: Option<Arc<crate::BoxError>>,
     retry_after: Option<Duration>,
     previous_ended: bool,
 }
@@ -142,7 +143,7 @@ impl Error {
     /// ```
     #[must_use]
     pub fn with_source(mut self, source: impl Into<crate::BoxError>) -> Self {
-        self.source = Some(Arc::from(source.into()));
+        self.source = Some(Arc::new(source.into()));
         self
     }
 
@@ -354,7 +355,7 @@ impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.source
             .as_deref()
-            .map(|source| source as &(dyn StdError + 'static))
+            .map(|source| &**source as &(dyn StdError + 'static))
     }
 }
 
