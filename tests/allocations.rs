@@ -214,34 +214,17 @@ fn a_cached_renewing_credential_allocates_nothing_for_a_body_it_cannot_replay() 
     assert_eq!(allocations_per_request(layer, || request(Streaming)), 0.0);
 }
 
-/// What the default replay policy costs per request with a `Full<Bytes>` body and up to two
-/// header values: the box that holds the copy of the request kept for one replay after a `401`
-/// (its headers in place) with a clone of the inner service (boxed so that requests without a
-/// copy carry a small future). More header values are copied to one list: one more.
-const REPLAY_ALLOCATIONS: f64 = 1.0;
+/// What the default replay policy costs per request with a `Full<Bytes>` body: the copy of the
+/// request kept for one replay after a `401` — one list of its headers — and the box that
+/// holds it with a clone of the inner service (boxed so that requests without a copy carry a
+/// small future).
+const REPLAY_ALLOCATIONS: f64 = 2.0;
 
 #[test]
-fn the_default_replay_of_a_full_body_costs_one_allocation() {
+fn the_default_replay_of_a_full_body_costs_two_allocations() {
     let per_request = allocations_per_request(InfobipAuthLayer::new(HourToken), json);
     println!("default replay policy, Full<Bytes> body: {per_request} allocations per request");
     assert_eq!(per_request, REPLAY_ALLOCATIONS);
-}
-
-#[test]
-fn more_than_two_header_values_cost_one_list_on_replay() {
-    let with_three = || {
-        let mut request = json();
-        let headers = request.headers_mut();
-        headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.append(http::header::ACCEPT, HeaderValue::from_static("text/plain"));
-        request
-    };
-    let per_request = allocations_per_request(InfobipAuthLayer::new(HourToken), with_three);
-    println!("default replay policy, three header values: {per_request} allocations per request");
-    assert_eq!(per_request, REPLAY_ALLOCATIONS + 1.0);
 }
 
 /// A header value parsed from a string at run time (as `Request::builder().header(name, "…")`
