@@ -130,7 +130,11 @@ enum Step<S, B> {
     /// The layer failed before sending.
     Failed(Box<Error>),
     /// Waiting for a credential before the first send, with a service clone not yet ready.
-    Waiting(Box<Waiting<S, B>>),
+    Waiting {
+        lookup: Box<Lookup>,
+        service: S,
+        request: Box<Request<B>>,
+    },
     /// Waiting for a new credential after a `401`.
     Refreshing(Box<Lookup>),
     /// Driving a service clone to readiness for the first send after a wait, or the replay.
@@ -138,13 +142,6 @@ enum Step<S, B> {
         service: S,
         request: Box<Request<B>>,
     },
-}
-
-/// What the first send waits with.
-struct Waiting<S, B> {
-    lookup: Lookup,
-    service: S,
-    request: Request<B>,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -186,11 +183,11 @@ where
         on_401: On401,
         replay: Option<Replay<S, B>>,
     ) -> Self {
-        let step = Step::Waiting(Box::new(Waiting {
-            lookup,
+        let step = Step::Waiting {
+            lookup: Box::new(lookup),
             service,
-            request,
-        }));
+            request: Box::new(request),
+        };
         Self::rare(on_401, step, replay)
     }
 }
@@ -299,22 +296,19 @@ where
                     return Poll::Ready(Err((*error).into()));
                 }
             }
-            Step::Waiting(waiting) => {
-                let (credential, id) = ready!(Pin::new(&mut waiting.lookup).poll(cx))?;
-                if let Step::Waiting(waiting) = std::mem::replace(&mut rare.step, Step::Idle) {
-                    let Waiting {
-                        service,
-                        mut request,
-                        ..
-                    } = *waiting;
+            Step::Waiting { lookup, .. } => {
+                let (credential, id) = ready!(Pin::new(&mut **lookup).poll(cx))?;
+                if let Step::Waiting {
+                    service,
+                    mut request,
+                    ..
+                } = std::mem::replace(&mut rare.step, Step::Idle)
+                {
                     *on_401 = on_401.for_credential(id);
                     request
                         .headers_mut()
                         .insert(AUTHORIZATION, credential.header().clone());
-                    rare.step = Step::Readying {
-                        service,
-                        request: Box::new(request),
-                    };
+                    rare.step = Step::Readying { service, request };
                 }
             }
             Step::Refreshing(lookup) => {
