@@ -492,6 +492,16 @@ impl CredentialCache {
                     None => Lookup::Failed(failure.error.clone()),
                 };
             }
+            // A fixed credential is published here and now: no task, no runtime needed.
+            if let Some(credential) = self.shared.source.fixed() {
+                state.flight_no += 1;
+                let flight_no = state.flight_no;
+                drop(state);
+                return match finish(&self.shared, flight_no, Ok(credential)) {
+                    Ok((credential, id)) => Lookup::Ready(credential, id),
+                    Err(err) => Lookup::Failed(err),
+                };
+            }
             return match self.start_fetch(&mut state) {
                 Ok(flight) => Lookup::Wait(CredentialWait::new(self, flight, fallback)),
                 Err(err) => Lookup::Failed(err),

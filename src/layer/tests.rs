@@ -284,6 +284,32 @@ async fn a_fixed_key_401_is_final() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// An API key or Basic credentials need no fetch, so no tokio runtime: a client driven by
+/// another executor (here, one poll by hand) gets the header.
+#[test]
+fn fixed_credentials_need_no_runtime() -> Result<(), BoxError> {
+    let echo = service_fn(|req: Request<Full<Bytes>>| async move {
+        Ok::<_, Infallible>(Response::new(authorization(&req)))
+    });
+    for layer in [
+        InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e")?,
+        InfobipAuthLayer::basic("Aladdin", "openSesame")?,
+    ] {
+        let mut service = layer.layer(echo);
+        let mut future = Box::pin(service.call(post("{}")));
+        let Poll::Ready(response) = poll_once(&mut future) else {
+            return Err("pending without a runtime".into());
+        };
+        let seen = response?.into_body();
+        assert!(
+            seen.starts_with("App ") || seen.starts_with("Basic "),
+            "{seen}"
+        );
+        assert!(tokio::runtime::Handle::try_current().is_err());
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_callers_own_authorization_is_left_alone() -> Result<(), BoxError> {
     let (source, layer) = renewing();

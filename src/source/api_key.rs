@@ -66,6 +66,10 @@ impl TokenSource for ApiKey {
         false
     }
 
+    fn fixed(&self) -> Option<Credential> {
+        Some(self.credential.clone())
+    }
+
     fn name(&self) -> &'static str {
         "api_key"
     }

@@ -93,6 +93,10 @@ impl TokenSource for Basic {
         false
     }
 
+    fn fixed(&self) -> Option<Credential> {
+        Some(self.credential.clone())
+    }
+
     fn name(&self) -> &'static str {
         "basic"
     }

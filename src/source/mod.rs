@@ -177,6 +177,20 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
         true
     }
 
+    /// The credential, if this source holds one fixed (an API key, Basic credentials): the
+    /// cache takes it as it is, with no fetch, so no tokio runtime is needed. `None`, the
+    /// default, has the cache call [`fetch`](TokenSource::fetch) in a task of its own.
+    ///
+    /// ```
+    /// use infobip_auth::source::{ApiKey, TokenSource};
+    /// let key = ApiKey::new("003026bbc133714df1834b8638bb496e")?;
+    /// assert!(key.fixed().is_some_and(|c| c.header() == "App 003026bbc133714df1834b8638bb496e"));
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    fn fixed(&self) -> Option<Credential> {
+        None
+    }
+
     /// The Infobip base URL the credentials are made for. The layer sends them there only;
     /// `None` means any HTTPS host under `infobip.com`.
     ///
@@ -231,6 +245,7 @@ trait DynTokenSource: fmt::Debug + Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Credential, Error>>;
     fn revoke<'a>(&'a self, credential: &'a Credential) -> BoxFuture<'a, Result<(), Error>>;
     fn renews(&self) -> bool;
+    fn fixed(&self) -> Option<Credential>;
     fn base_url(&self) -> Option<&BaseUrl>;
     fn name(&self) -> &'static str;
 }
@@ -249,6 +264,10 @@ impl<T: TokenSource> DynTokenSource for T {
 
     fn renews(&self) -> bool {
         TokenSource::renews(self)
+    }
+
+    fn fixed(&self) -> Option<Credential> {
+        TokenSource::fixed(self)
     }
 
     fn base_url(&self) -> Option<&BaseUrl> {
@@ -318,6 +337,18 @@ impl SharedTokenSource {
     #[must_use]
     pub fn renews(&self) -> bool {
         self.0.renews()
+    }
+
+    /// See [`TokenSource::fixed`].
+    ///
+    /// ```
+    /// # use infobip_auth::source::{Basic, SharedTokenSource};
+    /// assert!(SharedTokenSource::from(Basic::new("user", "pw")?).fixed().is_some());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn fixed(&self) -> Option<Credential> {
+        self.0.fixed()
     }
 
     /// See [`TokenSource::base_url`].
