@@ -12,7 +12,8 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// `200 {"access_token","expires_in","token_type":"Bearer"}`.
 pub(super) fn token(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<Reply, Refusal> {
     reply::require_content_type(headers, FORM)?;
-    let fields = Fields::parse(body, &["client_id", "client_secret", "grant_type"])?;
+    // Infobip's `TokenRequest` also lists `code` (for another grant): accepted and ignored.
+    let fields = Fields::parse(body, &["client_id", "client_secret", "grant_type", "code"])?;
     let client_id = fields.required("client_id")?;
     let client_secret = fields.required("client_secret")?;
     let grant_type = fields.required("grant_type")?;

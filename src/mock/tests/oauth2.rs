@@ -118,3 +118,16 @@ async fn access_tokens_expire_after_their_lifetime() -> TestResult {
     http.send_sms(Some(&auth)).await?.assert_unauthorized();
     Ok(())
 }
+
+/// Infobip's `TokenRequest` schema lists `code` beside the three client-credentials fields
+/// (it matters only for `authorization_code`), so a form carrying it is not malformed.
+#[tokio::test]
+async fn accepts_the_code_field_the_schema_lists() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let mut form = demo_form("client_credentials").to_vec();
+    form.push(("code", ""));
+    let answer = http.post_form(TOKEN, &form).await?;
+    assert_eq!(answer.status, StatusCode::OK);
+    Ok(())
+}
