@@ -27,8 +27,9 @@ use crate::BoxError;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// Answer `status` with an Infobip-shaped error body (`messageId` is the status's reason
-    /// in capitals, e.g. `TOO_MANY_REQUESTS`) and, if given, `Retry-After` in whole seconds.
+    /// Answer `status` with an Infobip-shaped error body (the `messageId` and `text` of
+    /// Infobip's examples, e.g. `GENERAL_ERROR` for `500`; otherwise the status's reason in
+    /// capitals) and, if given, `Retry-After` in whole seconds.
     Status {
         /// The status to answer.
         status: StatusCode,
@@ -62,9 +63,8 @@ impl Fault {
                 status,
                 retry_after,
             } => {
-                let reason = status.canonical_reason().unwrap_or("Error");
-                let message_id = reason.to_ascii_uppercase().replace([' ', '-'], "_");
-                let mut reply = reply::error(status, &message_id, reason);
+                let (message_id, text) = documented_error(status);
+                let mut reply = reply::error(status, &message_id, &text);
                 if let Some(delay) = retry_after {
                     let seconds = whole_seconds(delay);
                     reply
@@ -91,6 +91,31 @@ impl Fault {
 /// `200` with a `Content-Length` of a whole token answer, of which only the first half is
 /// sent before the body fails and hyper closes the connection. The body yields once between
 /// the two so that hyper flushes the head and the first half.
+/// The `messageId` and `text` Infobip documents for `status` (its OpenAPI examples), or the
+/// status's reason in capitals for the statuses it documents none for.
+fn documented_error(status: StatusCode) -> (String, String) {
+    let documented = match status {
+        StatusCode::BAD_REQUEST => Some(("BAD_REQUEST", "Bad request")),
+        StatusCode::UNAUTHORIZED => Some(("UNAUTHORIZED", "Unauthorized")),
+        StatusCode::FORBIDDEN => Some(("FORBIDDEN", "Forbidden")),
+        StatusCode::NOT_FOUND => Some(("NOT_FOUND", "Not found")),
+        StatusCode::TOO_MANY_REQUESTS => Some(("TOO_MANY_REQUESTS", "Too many requests")),
+        StatusCode::INTERNAL_SERVER_ERROR => Some((
+            "GENERAL_ERROR",
+            "Something went wrong. Please contact support.",
+        )),
+        _ => None,
+    };
+    if let Some((message_id, text)) = documented {
+        return (message_id.to_owned(), text.to_owned());
+    }
+    let reason = status.canonical_reason().unwrap_or("Error");
+    (
+        reason.to_ascii_uppercase().replace([' ', '-'], "_"),
+        reason.to_owned(),
+    )
+}
+
 fn truncated() -> Reply {
     const WHOLE: &[u8] = br#"{"token":"00000000-0000-4000-8000-000000000000"}"#;
     let half = Bytes::from_static(&WHOLE[..WHOLE.len() / 2]);

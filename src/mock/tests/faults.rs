@@ -30,7 +30,7 @@ async fn status_faults_are_used_in_order_then_answers_are_normal() -> TestResult
     first.assert_refused(
         StatusCode::TOO_MANY_REQUESTS,
         "TOO_MANY_REQUESTS",
-        "Too Many Requests",
+        "Too many requests",
     );
     assert_eq!(
         first.headers.get("retry-after").map(|v| v.as_bytes()),
@@ -168,5 +168,35 @@ async fn latency_makes_concurrent_token_requests_overlap() -> TestResult {
     http.session_token().await?;
     http.session_token().await?;
     assert_eq!(server.counters().max_token_requests_in_flight, 3);
+    Ok(())
+}
+
+/// A `500` or `429` fault reads like Infobip's documented bodies (`GENERAL_ERROR`, "Too many
+/// requests"), not like the HTTP reason phrase.
+#[tokio::test]
+async fn status_faults_carry_infobips_documented_message_ids() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    for status in [
+        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
+        server.inject(Fault::Status {
+            status,
+            retry_after: None,
+        });
+    }
+    let failed = http.login(DEMO_USERNAME, DEMO_PASSWORD).await?;
+    failed.assert_refused(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "GENERAL_ERROR",
+        "Something went wrong. Please contact support.",
+    );
+    let busy = http.login(DEMO_USERNAME, DEMO_PASSWORD).await?;
+    busy.assert_refused(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOO_MANY_REQUESTS",
+        "Too many requests",
+    );
     Ok(())
 }
