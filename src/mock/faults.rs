@@ -88,9 +88,6 @@ impl Fault {
     }
 }
 
-/// `200` with a `Content-Length` of a whole token answer, of which only the first half is
-/// sent before the body fails and hyper closes the connection. The body yields once between
-/// the two so that hyper flushes the head and the first half.
 /// The `messageId` and `text` Infobip documents for `status` (its OpenAPI examples), or the
 /// status's reason in capitals for the statuses it documents none for.
 fn documented_error(status: StatusCode) -> (String, String) {
@@ -116,6 +113,9 @@ fn documented_error(status: StatusCode) -> (String, String) {
     )
 }
 
+/// `200` with a `Content-Length` of a whole token answer, of which only the first half is
+/// sent before the body fails and hyper closes the connection. The body yields once between
+/// the two so that hyper flushes the head and the first half.
 fn truncated() -> Reply {
     const WHOLE: &[u8] = br#"{"token":"00000000-0000-4000-8000-000000000000"}"#;
     let half = Bytes::from_static(&WHOLE[..WHOLE.len() / 2]);
