@@ -261,9 +261,21 @@ impl AuthCode {
                 );
                 // Remember it: later fetches fail at once instead of asking again.
                 let dead = current.clone().expires_at(Instant::now());
-                let mut newest = lock(&self.0.current);
-                if newest.expose_token() == current.expose_token() {
-                    *newest = dead;
+                let replaced = {
+                    let mut newest = lock(&self.0.current);
+                    let replaced = newest.expose_token() == current.expose_token();
+                    if replaced {
+                        *newest = dead.clone();
+                    }
+                    replaced
+                };
+                // The store learns it too, so a restart's `resume` asks for a new
+                // authorization instead of serving the refused token.
+                let store = lock(&self.0.store).clone();
+                if let (true, Some(store), Some(token)) =
+                    (replaced, store, StoredToken::from_credential(&dead))
+                {
+                    store.save(&token).await;
                 }
                 return Err(reauthorization_required(err));
             }

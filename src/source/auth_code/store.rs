@@ -21,7 +21,8 @@ use crate::{Account, Credential, Error, ErrorKind};
 ///
 /// An [`AuthCode`](super::AuthCode) source saves every token it gets (the first one and each
 /// refresh), and [`AuthCodeFlow::resume`](super::AuthCodeFlow::resume) loads it after a
-/// restart. Exchange tokens live one minute, so a store only helps a restart that is quicker
+/// restart. A refused refresh saves the token as expired, so `resume` then asks for a new
+/// authorization. Exchange tokens live one minute, so a store only helps a restart that is quicker
 /// than that (or a process that shares the connection with another one). Use one store per
 /// connected account.
 ///

@@ -844,6 +844,26 @@ async fn the_store_keeps_each_token_and_resume_picks_it_up() -> TestResult {
     Ok(())
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_reaches_the_store_so_resume_requires_reauthorization() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let store = MemoryStore::new();
+    let source = connect(&flow, &fake).await?.with_store(store.clone()).await;
+    fake.state().tokens.clear(); // revoked behind our back
+    assert!(source.fetch(Some(&source.credential())).await.is_err());
+    // "Restart": the stored token is the refused one, so resuming asks for a new authorization.
+    let err = flow.resume(store).await.err();
+    assert!(
+        matches!(
+            err.as_ref().map(Error::kind),
+            Some(ErrorKind::ReauthorizationRequired)
+        ),
+        "{err:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn resuming_an_expired_token_requires_reauthorization() -> TestResult {
     let fake = FakeExchange::default();
