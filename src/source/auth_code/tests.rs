@@ -733,13 +733,7 @@ async fn a_refused_refresh_requires_reauthorization_once() -> TestResult {
     fake.state().tokens.clear(); // revoked behind our back
     let current = source.credential();
     let err = source.fetch(Some(&current)).await.err();
-    assert!(
-        matches!(
-            err.as_ref().map(Error::kind),
-            Some(ErrorKind::ReauthorizationRequired)
-        ),
-        "{err:?}"
-    );
+    assert_reauthorization_required(err.as_ref());
     let cause = err
         .as_ref()
         .and_then(std::error::Error::source)
@@ -854,13 +848,7 @@ async fn a_refused_refresh_reaches_the_store_so_resume_requires_reauthorization(
     assert!(source.fetch(Some(&source.credential())).await.is_err());
     // "Restart": the stored token is the refused one, so resuming asks for a new authorization.
     let err = flow.resume(store).await.err();
-    assert!(
-        matches!(
-            err.as_ref().map(Error::kind),
-            Some(ErrorKind::ReauthorizationRequired)
-        ),
-        "{err:?}"
-    );
+    assert_reauthorization_required(err.as_ref());
     Ok(())
 }
 
@@ -874,13 +862,7 @@ async fn resuming_an_expired_token_requires_reauthorization() -> TestResult {
         .save(&StoredToken::new("IBSSO", "old", past, Account::default()))
         .await;
     let err = flow.resume(store).await.err();
-    assert!(
-        matches!(
-            err.as_ref().map(Error::kind),
-            Some(ErrorKind::ReauthorizationRequired)
-        ),
-        "{err:?}"
-    );
+    assert_reauthorization_required(err.as_ref());
     Ok(())
 }
 
@@ -1070,4 +1052,16 @@ async fn a_slow_token_endpoint_does_not_lose_the_connection() -> TestResult {
         tokio::time::advance(Duration::from_secs(5)).await;
     }
     Ok(())
+}
+
+/// The error, if any, asks the user to authorize the app again.
+#[track_caller]
+fn assert_reauthorization_required(err: Option<&Error>) {
+    assert!(
+        matches!(
+            err.map(Error::kind),
+            Some(ErrorKind::ReauthorizationRequired)
+        ),
+        "{err:?}"
+    );
 }
