@@ -62,10 +62,6 @@ impl TokenSource for ApiKey {
         Ok(self.credential.clone())
     }
 
-    fn renews(&self) -> bool {
-        false
-    }
-
     fn fixed(&self) -> Option<Credential> {
         Some(self.credential.clone())
     }

@@ -89,10 +89,6 @@ impl TokenSource for Basic {
         Ok(self.credential.clone())
     }
 
-    fn renews(&self) -> bool {
-        false
-    }
-
     fn fixed(&self) -> Option<Credential> {
         Some(self.credential.clone())
     }

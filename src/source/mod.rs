@@ -163,8 +163,9 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
         std::future::ready(Ok(()))
     }
 
-    /// Whether a new [`fetch`](TokenSource::fetch) can yield a different credential. `false`
-    /// for fixed keys and passwords: a `401` is then final and is not retried.
+    /// Whether a new [`fetch`](TokenSource::fetch) can yield a different credential: by
+    /// default, unless the source is [`fixed`](TokenSource::fixed) (keys and passwords). A
+    /// `401` to a credential that does not renew is final and is not retried.
     ///
     /// ```
     /// use infobip_auth::source::{ApiKey, Basic, TokenSource};
@@ -174,7 +175,7 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     /// # Ok::<(), infobip_auth::ConfigError>(())
     /// ```
     fn renews(&self) -> bool {
-        true
+        self.fixed().is_none()
     }
 
     /// The credential, if this source holds one fixed (an API key, Basic credentials): the
