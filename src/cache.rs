@@ -646,14 +646,14 @@ impl CredentialCache {
             let result = std::panic::AssertUnwindSafe(fetch)
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Transport).with_source(Panicked)));
+                .unwrap_or_else(|_| Err(ended(Ended::Panicked)));
             guard.done = true;
             #[cfg(feature = "tracing")]
             trace_outcome(guard.shared.source.name(), started, &result);
             finish(&guard.shared, guard.flight_no, result)
         });
         let handle = task.abort_handle();
-        let flight = async move { task.await.unwrap_or_else(|_| Err(cancelled())) }
+        let flight = async move { task.await.unwrap_or_else(|_| Err(ended(Ended::Cancelled))) }
             .boxed()
             .shared();
         state.flight = Some((flight.clone(), handle));
@@ -937,41 +937,39 @@ impl Drop for FetchGuard {
     }
 }
 
-/// The error of a fetch that ended without a result.
-fn cancelled() -> Error {
-    Error::new(ErrorKind::Transport).with_source(Cancelled)
+/// The error of a fetch that ended without a credential or an error of its source's.
+fn ended(how: Ended) -> Error {
+    Error::new(ErrorKind::Transport).with_source(how)
 }
 
-/// Whether `result` is that of a fetch that ended without one.
+/// Whether `result` is that of a fetch cut off half-way.
 fn is_cancelled<T>(result: &Result<T, Error>) -> bool {
     result.as_ref().err().is_some_and(|error| {
-        std::error::Error::source(error).is_some_and(|source| source.is::<Cancelled>())
+        std::error::Error::source(error)
+            .and_then(|source| source.downcast_ref::<Ended>())
+            .is_some_and(|how| *how == Ended::Cancelled)
     })
 }
 
-/// The source of a fetch that ended without a result: its task was dropped half-way.
-#[derive(Debug)]
-struct Cancelled;
+/// How a fetch ended without a result of its source's.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Its task was dropped half-way: its runtime shut down.
+    Cancelled,
+    /// The token source panicked.
+    Panicked,
+}
 
-impl fmt::Display for Cancelled {
+impl fmt::Display for Ended {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the token request ended without a result (its runtime shut down)")
+        f.write_str(match self {
+            Self::Cancelled => "the token request ended without a result (its runtime shut down)",
+            Self::Panicked => "the token source panicked",
+        })
     }
 }
 
-impl std::error::Error for Cancelled {}
-
-/// The source of a fetch whose token source panicked.
-#[derive(Debug)]
-struct Panicked;
-
-impl fmt::Display for Panicked {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the token source panicked")
-    }
-}
-
-impl std::error::Error for Panicked {}
+impl std::error::Error for Ended {}
 
 /// Waits for a fetch in flight. If it fails while the previous credential is still valid, the
 /// previous credential is served instead. If it ends without a result (its runtime shut down:
