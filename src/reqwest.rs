@@ -102,6 +102,20 @@ pub fn find_error(error: &reqwest_middleware::Error) -> Option<&Error> {
     }
 }
 
+impl InfobipAuthMiddleware {
+    /// Whether `url`'s origin may receive the credential. Only the scheme and authority are
+    /// checked, so a URL whose path or query is too long for `http::Uri` (64 KiB) is judged by
+    /// its origin like any other; an origin `http` cannot parse gets no credential.
+    fn allows(&self, url: &reqwest::Url) -> bool {
+        let origin = Uri::builder()
+            .scheme(url.scheme())
+            .authority(url.authority())
+            .path_and_query("/")
+            .build();
+        origin.is_ok_and(|origin| self.layer.hosts.allows(&origin))
+    }
+}
+
 #[async_trait::async_trait]
 impl Middleware for InfobipAuthMiddleware {
     async fn handle(
@@ -113,9 +127,7 @@ impl Middleware for InfobipAuthMiddleware {
         if request.headers().contains_key(AUTHORIZATION) {
             return next.run(request, extensions).await;
         }
-        // A URL `http` cannot parse gets no credential.
-        let uri = request.url().as_str().parse::<Uri>();
-        if !uri.is_ok_and(|uri| self.layer.hosts.allows(&uri)) {
+        if !self.allows(request.url()) {
             let origin = request.url().origin().ascii_serialization();
             return Err(reqwest_middleware::Error::middleware(Error::new(
                 ErrorKind::HostNotAllowed { origin },

@@ -166,3 +166,37 @@ async fn the_layers_replay_policy_holds_for_reqwest_too() -> Result<(), BoxError
     assert_eq!(server.counters().resource_requests("Bearer"), 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_url_too_long_for_http_uri_is_judged_by_its_origin() -> Result<(), BoxError> {
+    let server = MockServer::start().await?;
+    let auth = InfobipAuthLayer::api_key(mock::DEMO_API_KEY)?.allow_origin(server.base_url())?;
+    let client = reqwest_client(&auth);
+    // Past `http::Uri`'s 64 KiB: reqwest refuses to send it, and says so itself.
+    let query = "a".repeat(70 * 1024);
+    let error = client
+        .get(server.url(&format!("/sms/1/inbox/reports?q={query}")))
+        .send()
+        .await
+        .err()
+        .ok_or("reqwest sends no URL `http` cannot hold")?;
+    assert!(
+        matches!(&error, reqwest_middleware::Error::Reqwest(e) if e.is_builder()),
+        "reqwest's own error, not a refused host: {:?}",
+        infobip_auth::reqwest::find_error(&error).map(Error::kind)
+    );
+
+    let other = format!("http://127.0.0.2:9/x?q={query}");
+    let error = client
+        .get(other)
+        .send()
+        .await
+        .err()
+        .ok_or("another host must be refused, however long its URL")?;
+    let ours = infobip_auth::reqwest::find_error(&error).ok_or("untyped error")?;
+    assert!(
+        matches!(ours.kind(), ErrorKind::HostNotAllowed { .. }),
+        "{ours}"
+    );
+    Ok(())
+}
