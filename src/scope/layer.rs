@@ -212,8 +212,9 @@ impl ScopeCheckLayer {
     /// (default 5 s). When it passes, the response is classified from what had come (a
     /// partial error body is kept as [`ApiError::raw`](crate::ApiError::raw)) and handed back
     /// with its status and headers; what had been read comes first in its body, and the rest,
-    /// should it still come, follows. The timer is Tokio's: outside a Tokio runtime, the read
-    /// waits for the body with no bound of its own.
+    /// should it still come, follows. The timer is Tokio's, so a runtime with its time driver
+    /// (`enable_all`, `#[tokio::main]`) is needed; outside a Tokio runtime, the read waits for
+    /// the body with no bound of its own.
     ///
     /// ```
     /// use infobip_auth::scope::ScopeCheckLayer;

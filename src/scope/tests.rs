@@ -748,15 +748,16 @@ async fn empty_frames_of_a_403_are_not_buffered_without_bound() -> Result<(), Bo
     Ok(())
 }
 
-/// The frames of a body fed through a channel: it waits while the sender is silent.
-type Fed = http_body_util::StreamBody<
-    tokio_stream::wrappers::ReceiverStream<Result<Frame<Bytes>, Infallible>>,
->;
+/// One frame of a body fed through a channel.
+type FedFrame = Result<Frame<Bytes>, Infallible>;
+
+/// A body fed through a channel: it waits while the sender is silent.
+type Fed = http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<FedFrame>>;
 
 /// A service answering one `403` whose body is fed by the returned sender.
 fn stalling_403() -> (
     impl Service<Request<Full<Bytes>>, Response = Response<Fed>, Error = &'static str>,
-    tokio::sync::mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
+    tokio::sync::mpsc::Sender<FedFrame>,
 ) {
     let (send, receive) = tokio::sync::mpsc::channel(4);
     let mut body = Some(Fed::new(receive.into()));
