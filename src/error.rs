@@ -384,7 +384,8 @@ pub struct ApiError {
 }
 
 /// Shows the unreadable body's length, not its bytes: a gateway that echoes the request it
-/// refused would echo a token request's secrets. [`ApiError::raw`] gives them on purpose.
+/// refused may echo more than a token request's own secrets, which are taken out. [`ApiError::raw`]
+/// gives the bytes on purpose.
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("ApiError");
@@ -507,6 +508,8 @@ impl ApiError {
     }
 
     /// The first bytes of a body in none of the known shapes (lossy UTF-8), kept for diagnosis.
+    /// For a token endpoint's answer, the request's secrets are taken out before the body is
+    /// cut, and no start of one is left at its end.
     ///
     /// ```
     /// # use http::StatusCode;

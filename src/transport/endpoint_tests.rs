@@ -75,6 +75,14 @@ enum Echo {
     Text,
 }
 
+const ECHOES: [Echo; 5] = [
+    Echo::Legacy,
+    Echo::Description,
+    Echo::OAuth,
+    Echo::Unknown,
+    Echo::Text,
+];
+
 /// One answer, written at once, then the connection is closed.
 fn raw(text: impl Into<Vec<u8>>) -> Act {
     Act::Write {
@@ -349,6 +357,17 @@ async fn make(
     })
 }
 
+/// `err`'s `Display` and `Debug`, and those of its sources.
+fn shown(err: &Error) -> String {
+    let mut shown = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        shown.push_str(&format!(" {cause} {cause:?}"));
+        source = cause.source();
+    }
+    shown
+}
+
 /// The error of `call` under `act`, checked for secrets in its `Display` and `Debug` (source
 /// chain included) and in what tracing recorded meanwhile.
 async fn failure(call: Call, act: &Act) -> Result<Error, crate::BoxError> {
@@ -360,12 +379,7 @@ async fn failure(call: Call, act: &Act) -> Result<Error, crate::BoxError> {
         Ok(credential) => return Err(format!("{call:?} under {act:?}: {credential:?}").into()),
         Err(err) => err,
     };
-    let mut shown = format!("{err} {err:?}");
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        shown.push_str(&format!(" {cause} {cause:?}"));
-        source = cause.source();
-    }
+    let mut shown = shown(&err);
     #[cfg(feature = "tracing")]
     {
         let traced = capture.text();
@@ -937,13 +951,7 @@ async fn an_expires_in_out_of_range_gives_a_bounded_lifetime() -> TestResult {
 /// secrets, nor does tracing.
 #[tokio::test(start_paused = true)]
 async fn an_error_that_echoes_the_request_shows_none_of_its_secrets() -> TestResult {
-    for shape in [
-        Echo::Legacy,
-        Echo::Description,
-        Echo::OAuth,
-        Echo::Unknown,
-        Echo::Text,
-    ] {
+    for shape in ECHOES {
         for status in [
             "400 Bad Request",
             "401 Unauthorized",
@@ -1097,12 +1105,7 @@ async fn refused_with(
 /// Checks that no four characters in a row of `secret` show anywhere in `err`: its `Display`,
 /// `Debug`, source chain, and its server's words (`code`, `text`, `raw`).
 fn assert_no_part_shown(err: &Error, secret: &str) {
-    let mut shown = format!("{err} {err:?}");
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        shown.push_str(&format!(" {cause} {cause:?}"));
-        source = cause.source();
-    }
+    let mut shown = shown(err);
     if let ErrorKind::InvalidCredentials(api) | ErrorKind::TokenEndpoint(api) = err.kind() {
         for said in [api.code(), api.text(), api.raw()].into_iter().flatten() {
             shown.push(' ');
@@ -1123,13 +1126,7 @@ fn assert_no_part_shown(err: &Error, secret: &str) {
 #[tokio::test(start_paused = true)]
 async fn an_echoed_secret_is_redacted_in_every_escaping() -> TestResult {
     for (call, secret) in QUOTED_SECRETS {
-        for shape in [
-            Echo::Legacy,
-            Echo::Description,
-            Echo::OAuth,
-            Echo::Unknown,
-            Echo::Text,
-        ] {
+        for shape in ECHOES {
             for status in ["400 Bad Request", "401 Unauthorized"] {
                 let err = refused_with(call, secret, Act::Echo(status, shape), 64 * 1024).await?;
                 assert_no_part_shown(&err, secret);
