@@ -12,6 +12,9 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 
 use crate::scope::Scopes;
+use echoes::Echoes;
+
+mod echoes;
 
 /// A boxed error, as Tower middleware returns.
 ///
@@ -381,7 +384,8 @@ pub struct ApiError {
 }
 
 /// Shows the unreadable body's length, not its bytes: a gateway that echoes the request it
-/// refused would echo a token request's secrets. [`ApiError::raw`] gives them on purpose.
+/// refused may echo more than a token request's own secrets, which are taken out. [`ApiError::raw`]
+/// gives the bytes on purpose.
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("ApiError");
@@ -410,6 +414,17 @@ impl ApiError {
     /// ```
     #[must_use]
     pub fn from_body(status: StatusCode, body: &[u8]) -> Self {
+        Self::from_body_redacting(status, body, &[""; 0])
+    }
+
+    /// Reads an error body with `secrets` taken out of what the server said, in any form a
+    /// server may quote them in: a gateway may echo the token request it refused.
+    pub(crate) fn from_body_redacting(
+        status: StatusCode,
+        body: &[u8],
+        secrets: &[impl AsRef<str>],
+    ) -> Self {
+        let echoes = Echoes::of(secrets);
         let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let pick = |keys: &[&str]| -> Option<String> {
             let json = json.as_ref()?;
@@ -435,32 +450,21 @@ impl ApiError {
             "/error_description",
         ]);
         let raw = (code.is_none() && text.is_none() && !body.is_empty()).then(|| {
-            let kept = &body[..body.len().min(RAW_KEPT)];
-            String::from_utf8_lossy(kept).into_owned()
+            // Redacted before it is cut, so a secret across the cut goes whole.
+            let window = &body[..body.len().min(RAW_KEPT + echoes.longest())];
+            let mut raw = String::from_utf8_lossy(window).into_owned();
+            echoes.redact(&mut raw);
+            echoes.cut(&raw, RAW_KEPT)
         });
+        let (mut code, mut text) = (code, text);
+        for said in [&mut code, &mut text].into_iter().flatten() {
+            echoes.redact(said);
+        }
         Self {
             status,
             code,
             text,
             raw,
-        }
-    }
-
-    /// Takes `secrets` (as sent, and form-encoded) out of what the server said: a gateway may
-    /// echo the token request it refused.
-    pub(crate) fn redact(&mut self, secrets: &[impl AsRef<str>]) {
-        let fields = [&mut self.code, &mut self.text, &mut self.raw];
-        for said in fields.into_iter().flatten() {
-            for secret in secrets {
-                let secret = secret.as_ref();
-                let encoded = serde_urlencoded::to_string([("", secret)]).unwrap_or_default();
-                let encoded = encoded.strip_prefix('=').unwrap_or_default();
-                for form in [secret, encoded] {
-                    if !form.is_empty() && said.contains(form) {
-                        *said = said.replace(form, crate::credential::REDACTED);
-                    }
-                }
-            }
         }
     }
 
@@ -504,6 +508,8 @@ impl ApiError {
     }
 
     /// The first bytes of a body in none of the known shapes (lossy UTF-8), kept for diagnosis.
+    /// For a token endpoint's answer, the request's secrets are taken out before the body is
+    /// cut, and no start of one is left at its end.
     ///
     /// ```
     /// # use http::StatusCode;

@@ -384,10 +384,11 @@ pub(crate) fn check_status(answer: &Answer) -> Result<(), Error> {
     if status.is_success() {
         return Ok(());
     }
-    let mut api = ApiError::from_body(status, answer.body());
-    if let Some(SentSecrets(secrets)) = answer.extensions().get() {
-        api.redact(secrets);
-    }
+    let secrets = answer
+        .extensions()
+        .get()
+        .map(|SentSecrets(secrets)| &secrets[..]);
+    let api = ApiError::from_body_redacting(status, answer.body(), secrets.unwrap_or_default());
     let refused_client = status == StatusCode::BAD_REQUEST
         && matches!(
             oauth_error(answer.body()).as_deref(),

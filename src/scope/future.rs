@@ -3,8 +3,8 @@
 //! ```text
 //! Refused ──▶ Err (pre-flight; nothing was sent)
 //! Sent ──any status but 401/403──▶ the response, body untouched
-//!   └──401/403──▶ Reading (up to the read limit) ──▶ the response + Error in its extensions
-//!                                                  (or Err for a 403 with reject_forbidden)
+//!   └──401/403──▶ Reading (up to the read limit, ──▶ the response + Error in its extensions
+//!                  or the read timeout)             (or Err for a 403 with reject_forbidden)
 //! ```
 
 use std::collections::VecDeque;
@@ -98,6 +98,8 @@ struct Reading<B: Body> {
     read: usize,
     error: Option<B::Error>,
     ended: bool,
+    /// When to stop waiting for more of the body: set the first time it makes us wait.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<F, B: Body> ResponseFuture<F, B> {
@@ -154,6 +156,7 @@ where
                             read: 0,
                             error: None,
                             ended,
+                            deadline: None,
                         }),
                     }
                 }
@@ -174,13 +177,17 @@ where
 }
 
 impl<B: Body> Reading<B> {
-    /// Reads frames until the limit is reached, the body ends, or it fails.
+    /// Reads frames until the limit is reached, the body ends, it fails, or the read timeout
+    /// passes.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         while !self.ended
             && self.read < self.sent.config.read_limit
             && self.frames.len() < MAX_FRAMES
         {
-            match ready!(self.body.as_mut().poll_frame(cx)) {
+            let Poll::Ready(frame) = self.body.as_mut().poll_frame(cx) else {
+                return self.poll_deadline(cx);
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
                         self.read = self.read.saturating_add(data.remaining());
@@ -197,6 +204,19 @@ impl<B: Body> Reading<B> {
             }
         }
         Poll::Ready(())
+    }
+
+    /// Ready once the read timeout has passed, counted from the first time the body made us
+    /// wait. Outside a Tokio runtime there is no timer to ask, and the read waits as before.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.deadline.is_none() && tokio::runtime::Handle::try_current().is_ok() {
+            let timeout = self.sent.config.read_timeout;
+            self.deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
+        match &mut self.deadline {
+            Some(deadline) => deadline.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
     }
 
     /// Classifies what was read, and hands the response back (or the error, for a `403` when

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
@@ -20,6 +21,11 @@ use crate::{BoxError, Credential};
 /// How much of a `401` or `403` body is read to classify it, unless told otherwise: Infobip's
 /// error bodies are a few hundred bytes; an answer far larger is no error body of theirs.
 const DEFAULT_READ_LIMIT: usize = 64 * 1024;
+
+/// How long the rest of a `401` or `403` body is waited for, unless told otherwise: an error
+/// body of a few hundred bytes comes at once, and a server that stalls after the head must not
+/// hold the caller's response for longer than the caller's own timeout would.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Layer that applies [`ScopeCheck`], which explains `401` and `403` answers by the scopes
 /// involved and refuses, before sending, requests Infobip is certain to refuse.
@@ -56,6 +62,7 @@ pub(super) struct Config {
     preflight: bool,
     pub(super) reject_forbidden: bool,
     pub(super) read_limit: usize,
+    pub(super) read_timeout: Duration,
 }
 
 impl Config {
@@ -112,6 +119,7 @@ impl ScopeCheckLayer {
                 preflight: true,
                 reject_forbidden: false,
                 read_limit: DEFAULT_READ_LIMIT,
+                read_timeout: DEFAULT_READ_TIMEOUT,
             },
         }
     }
@@ -197,6 +205,24 @@ impl ScopeCheckLayer {
     /// ```
     pub fn read_limit(mut self, bytes: usize) -> Self {
         self.config.read_limit = bytes;
+        self
+    }
+
+    /// How long the body of a `401` or `403` is waited for, once it makes the check wait
+    /// (default 5 s). When it passes, the response is classified from what had come (a
+    /// partial error body is kept as [`ApiError::raw`](crate::ApiError::raw)) and handed back
+    /// with its status and headers; what had been read comes first in its body, and the rest,
+    /// should it still come, follows. The timer is Tokio's, so a runtime with its time driver
+    /// (`enable_all`, `#[tokio::main]`) is needed; outside a Tokio runtime, the read waits for
+    /// the body with no bound of its own.
+    ///
+    /// ```
+    /// use infobip_auth::scope::ScopeCheckLayer;
+    /// let layer = ScopeCheckLayer::new().read_timeout(std::time::Duration::from_secs(2));
+    /// # let _ = layer;
+    /// ```
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.read_timeout = timeout;
         self
     }
 }

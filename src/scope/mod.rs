@@ -91,7 +91,8 @@
 //! `Err(Error)`, the same value, for callers who prefer `?`; a `401` stays a response.
 //!
 //! To classify, the layer reads the start of a `401` or `403` body, at most 64 KiB or 1,024
-//! frames ([`read_limit`](ScopeCheckLayer::read_limit)), and never reads the body of any
+//! frames ([`read_limit`](ScopeCheckLayer::read_limit)), waiting for it at most 5 s
+//! ([`read_timeout`](ScopeCheckLayer::read_timeout)), and never reads the body of any
 //! other status. The bytes read are handed out again, then the rest of the body streams from the
 //! server: the caller receives exactly what was sent, trailers and body errors included, and
 //! an answer larger than the limit is classified from its start (a body in no known shape

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -744,5 +745,70 @@ async fn empty_frames_of_a_403_are_not_buffered_without_bound() -> Result<(), Bo
         "{held} empty frames buffered before the response was returned"
     );
     assert!(forbidden_in(&response).is_ok());
+    Ok(())
+}
+
+/// One frame of a body fed through a channel.
+type FedFrame = Result<Frame<Bytes>, Infallible>;
+
+/// A body fed through a channel: it waits while the sender is silent.
+type Fed = http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<FedFrame>>;
+
+/// A service answering one `403` whose body is fed by the returned sender.
+fn stalling_403() -> (
+    impl Service<Request<Full<Bytes>>, Response = Response<Fed>, Error = &'static str>,
+    tokio::sync::mpsc::Sender<FedFrame>,
+) {
+    let (send, receive) = tokio::sync::mpsc::channel(4);
+    let mut body = Some(Fed::new(receive.into()));
+    let service = service_fn(move |_: Request<Full<Bytes>>| {
+        let response = body.take().ok_or("called twice").map(|body| {
+            let mut response = Response::new(body);
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            response
+        });
+        std::future::ready(response)
+    });
+    (service, send)
+}
+
+/// A server that sends the head of a `403` and the start of its body, then stalls: after the
+/// read timeout (5 s by default, or as configured), the response comes back classified from
+/// what came, with its status and headers, and the rest of the body, when it comes at last,
+/// still reaches the caller after the start. On the paused clock: no real waiting.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_403_body_is_classified_after_the_read_timeout() -> Result<(), BoxError> {
+    const START: &[u8] = br#"{"requestError":{"serviceException":"#;
+    const REST: &[u8] = br#"{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    for (layer, timeout) in [
+        (ScopeCheckLayer::new(), Duration::from_secs(5)),
+        (
+            ScopeCheckLayer::new().read_timeout(Duration::from_millis(300)),
+            Duration::from_millis(300),
+        ),
+    ] {
+        let (service, send) = stalling_403();
+        send.send(Ok(Frame::data(Bytes::from_static(START))))
+            .await?;
+        let started = tokio::time::Instant::now();
+        // Bounded here too, so that a check without a timeout of its own fails, not hangs.
+        let called = layer.layer(service).oneshot(send_sms(Some("App key")));
+        let response = tokio::time::timeout(Duration::from_secs(60), called).await??;
+        assert_eq!(started.elapsed(), timeout);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let forbidden = forbidden_in(&response)?;
+        assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?));
+        let raw = forbidden.api.as_ref().and_then(ApiError::raw);
+        assert_eq!(
+            raw.map(str::as_bytes),
+            Some(START),
+            "classified from what came"
+        );
+
+        send.send(Ok(Frame::data(Bytes::from_static(REST)))).await?;
+        drop(send);
+        let body = bytes_of(response).await?;
+        assert_eq!(body, [START, REST].concat());
+    }
     Ok(())
 }

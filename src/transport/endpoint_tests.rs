@@ -75,6 +75,14 @@ enum Echo {
     Text,
 }
 
+const ECHOES: [Echo; 5] = [
+    Echo::Legacy,
+    Echo::Description,
+    Echo::OAuth,
+    Echo::Unknown,
+    Echo::Text,
+];
+
 /// One answer, written at once, then the connection is closed.
 fn raw(text: impl Into<Vec<u8>>) -> Act {
     Act::Write {
@@ -349,6 +357,17 @@ async fn make(
     })
 }
 
+/// `err`'s `Display` and `Debug`, and those of its sources.
+fn shown(err: &Error) -> String {
+    let mut shown = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        shown.push_str(&format!(" {cause} {cause:?}"));
+        source = cause.source();
+    }
+    shown
+}
+
 /// The error of `call` under `act`, checked for secrets in its `Display` and `Debug` (source
 /// chain included) and in what tracing recorded meanwhile.
 async fn failure(call: Call, act: &Act) -> Result<Error, crate::BoxError> {
@@ -360,12 +379,7 @@ async fn failure(call: Call, act: &Act) -> Result<Error, crate::BoxError> {
         Ok(credential) => return Err(format!("{call:?} under {act:?}: {credential:?}").into()),
         Err(err) => err,
     };
-    let mut shown = format!("{err} {err:?}");
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        shown.push_str(&format!(" {cause} {cause:?}"));
-        source = cause.source();
-    }
+    let mut shown = shown(&err);
     #[cfg(feature = "tracing")]
     {
         let traced = capture.text();
@@ -937,13 +951,7 @@ async fn an_expires_in_out_of_range_gives_a_bounded_lifetime() -> TestResult {
 /// secrets, nor does tracing.
 #[tokio::test(start_paused = true)]
 async fn an_error_that_echoes_the_request_shows_none_of_its_secrets() -> TestResult {
-    for shape in [
-        Echo::Legacy,
-        Echo::Description,
-        Echo::OAuth,
-        Echo::Unknown,
-        Echo::Text,
-    ] {
+    for shape in ECHOES {
         for status in [
             "400 Bad Request",
             "401 Unauthorized",
@@ -1058,5 +1066,117 @@ async fn a_transport_following_redirects_sends_no_secret_elsewhere() -> TestResu
         !seen.to_ascii_lowercase().contains("authorization"),
         "{seen}"
     );
+    Ok(())
+}
+
+/// A session password (sent in JSON) and a client secret (sent in a form) holding what JSON
+/// and forms escape: quotes, a backslash, a space, `/`, `+`, `&`, `=` and non-ASCII.
+const QUOTED_SECRETS: [(Call, &str); 2] = [
+    (Call::CreateSession, r#"Pw "hunt\er" /ünï"#),
+    (Call::ClientCredentials, r#"Cs "s3cr\et" +&=/é"#),
+];
+
+/// The error of `call` (a session creation or a client-credentials request) carrying `secret`,
+/// under `act`, with a transport that reads at most `limit` bytes of an answer.
+async fn refused_with(
+    call: Call,
+    secret: &str,
+    act: Act,
+    limit: usize,
+) -> Result<Error, crate::BoxError> {
+    let server = Server::start().await?;
+    let transport = transport().max_response_bytes(limit);
+    server.next(act.clone());
+    let outcome = match call {
+        Call::CreateSession => {
+            let source = Session::builder(&server.base(), "username", secret);
+            source.transport(transport).build()?.fetch(None).await
+        }
+        _ => {
+            let source = ClientCredentials::builder(&server.base(), "client-id", secret);
+            source.transport(transport).build()?.fetch(None).await
+        }
+    };
+    outcome
+        .err()
+        .ok_or_else(|| format!("{call:?} under {act:?} succeeded").into())
+}
+
+/// Checks that no four characters in a row of `secret` show anywhere in `err`: its `Display`,
+/// `Debug`, source chain, and its server's words (`code`, `text`, `raw`).
+fn assert_no_part_shown(err: &Error, secret: &str) {
+    let mut shown = shown(err);
+    if let ErrorKind::InvalidCredentials(api) | ErrorKind::TokenEndpoint(api) = err.kind() {
+        for said in [api.code(), api.text(), api.raw()].into_iter().flatten() {
+            shown.push(' ');
+            shown.push_str(said);
+        }
+    }
+    let chars: Vec<char> = secret.chars().collect();
+    for part in chars.windows(4).map(String::from_iter) {
+        assert!(
+            !shown.contains(&part),
+            "{part:?} of {secret:?} shows: {shown}"
+        );
+    }
+}
+
+/// A secret holding quotes or a backslash, quoted by a server in a JSON error (escaped once, or
+/// twice for a JSON request quoted in JSON), in a form or in plain text: none of it shows.
+#[tokio::test(start_paused = true)]
+async fn an_echoed_secret_is_redacted_in_every_escaping() -> TestResult {
+    for (call, secret) in QUOTED_SECRETS {
+        for shape in ECHOES {
+            for status in ["400 Bad Request", "401 Unauthorized"] {
+                let err = refused_with(call, secret, Act::Echo(status, shape), 64 * 1024).await?;
+                assert_no_part_shown(&err, secret);
+            }
+        }
+        let form = serde_urlencoded::to_string([("", secret)])?;
+        let percent = form.replace('+', "%20");
+        let json = serde_json::to_string(secret)?;
+        for quoted in [
+            &form[1..],
+            &percent[1..],
+            &json,
+            &serde_json::to_string(&json)?,
+        ] {
+            let body = format!("refused: {quoted}");
+            let err =
+                refused_with(call, secret, answer("400 Bad Request", "", &body), 1024).await?;
+            assert_no_part_shown(&err, secret);
+            let raw = match err.kind() {
+                ErrorKind::TokenEndpoint(api) => api.raw(),
+                _ => None,
+            };
+            assert!(
+                raw.is_some_and(|raw| raw.starts_with("refused: ")),
+                "{err:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// An unreadable error body kept only in part (its first 512 bytes, or what a small size
+/// limit let through) that a secret crosses the end of: no start of the secret is kept.
+#[tokio::test(start_paused = true)]
+async fn a_secret_across_the_end_of_a_kept_error_body_leaves_no_start() -> TestResult {
+    for (call, secret) in QUOTED_SECRETS {
+        let json = serde_json::to_string(secret)?;
+        let form = serde_urlencoded::to_string([("", secret)])?;
+        for quoted in [secret, &json, &form[1..]] {
+            for before in 500..512 {
+                let body = format!("{}{quoted} and more", "x".repeat(before));
+                let err =
+                    refused_with(call, secret, answer("400 Bad Request", "", &body), 4096).await?;
+                assert_no_part_shown(&err, secret);
+            }
+            // The transport keeps the first 300 bytes: the secret starts 10 bytes before that.
+            let body = format!("{}{quoted} and more", "x".repeat(290));
+            let err = refused_with(call, secret, answer("400 Bad Request", "", &body), 300).await?;
+            assert_no_part_shown(&err, secret);
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,194 @@
+//! [`Echoes`]: the secrets a request carried, in every form a server may quote them in, so that
+//! they can be taken out of its error answer.
+
+use std::cmp::Ordering;
+
+use zeroize::Zeroizing;
+
+use crate::credential::REDACTED;
+
+/// Every form in which a server may quote a secret it was sent: as sent; form-encoded (space as
+/// `+`) and percent-encoded (space as `%20`); JSON-escaped, with or without `/` escaped and
+/// non-ASCII escaped as `\u` (serde, JavaScript, Python and PHP defaults); and JSON-escaped
+/// twice (a JSON request quoted in a JSON error). Longest first, so no shorter form breaks up a
+/// longer one before it is replaced; zeroized on drop.
+pub(super) struct Echoes(Vec<Zeroizing<String>>);
+
+impl Echoes {
+    /// The forms of `secrets` (empty ones skipped).
+    pub(super) fn of(secrets: &[impl AsRef<str>]) -> Self {
+        let mut forms = Vec::new();
+        for secret in secrets.iter().map(AsRef::as_ref) {
+            if secret.is_empty() {
+                continue;
+            }
+            let form = form_encoded(secret);
+            let percent = Zeroizing::new(form.replace('+', "%20"));
+            let json = json_escaped(secret, false, false);
+            let twice = json_escaped(&json, false, false);
+            forms.extend([
+                Zeroizing::new(secret.to_owned()),
+                form,
+                percent,
+                json_escaped(secret, true, false),
+                json_escaped(secret, false, true),
+                json_escaped(secret, true, true),
+                json,
+                twice,
+            ]);
+        }
+        forms.sort_by(|a: &Zeroizing<String>, b| match b.len().cmp(&a.len()) {
+            Ordering::Equal => a.as_str().cmp(b.as_str()),
+            longer_first => longer_first,
+        });
+        forms.dedup();
+        Self(forms)
+    }
+
+    /// The length of the longest form, in bytes (0 without secrets).
+    pub(super) fn longest(&self) -> usize {
+        self.0.first().map_or(0, |form| form.len())
+    }
+
+    /// Replaces every whole form in `text` with the redaction marker.
+    pub(super) fn redact(&self, text: &mut String) {
+        for form in &self.0 {
+            if text.contains(form.as_str()) {
+                *text = text.replace(form.as_str(), REDACTED);
+            }
+        }
+    }
+
+    /// The first `max` bytes of `text` (already [`redact`](Self::redact)ed), cut at a character
+    /// boundary, without whatever start of a form is left at its end: a secret the cut went
+    /// through, or that the text already ended in (a body cut at the transport's size limit).
+    pub(super) fn cut(&self, text: &str, max: usize) -> String {
+        let mut end = text.len().min(max);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut kept = &text[..end];
+        // Each strip shortens `kept`, so this ends; a strip may uncover the start of another form.
+        while let Some(start) = self.0.iter().find_map(|form| partial_at_end(kept, form)) {
+            kept = &kept[..start];
+        }
+        kept.to_owned()
+    }
+}
+
+/// Where `text` ends in a proper, non-empty start of `form`, if it does (the longest such start).
+fn partial_at_end(text: &str, form: &str) -> Option<usize> {
+    (1..form.len())
+        .rev()
+        .filter(|&len| form.is_char_boundary(len))
+        .find(|&len| text.ends_with(&form[..len]))
+        .map(|len| text.len() - len)
+}
+
+/// `secret` as a form value (`application/x-www-form-urlencoded`, space as `+`).
+fn form_encoded(secret: &str) -> Zeroizing<String> {
+    let encoded = Zeroizing::new(serde_urlencoded::to_string([("", secret)]).unwrap_or_default());
+    Zeroizing::new(encoded.strip_prefix('=').unwrap_or_default().to_owned())
+}
+
+/// `text` as the inside of a JSON string: `"`, `\` and control characters escaped as serde does;
+/// `/` as `\/` when `slash`; every non-ASCII character as `\u` escapes (UTF-16) when `ascii`.
+fn json_escaped(text: &str, slash: bool, ascii: bool) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(text.len() * 2));
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '/' if slash => out.push_str("\\/"),
+            c if c < ' ' || (ascii && !c.is_ascii()) => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = r#"pa"ss\w/rd é+&="#;
+
+    /// No four characters in a row of `secret` show in `text`.
+    fn assert_no_part(text: &str, secret: &str) {
+        let chars: Vec<char> = secret.chars().collect();
+        for window in chars.windows(4) {
+            let part: String = window.iter().collect();
+            assert!(!text.contains(&part), "{part:?} shows in {text:?}");
+        }
+    }
+
+    #[test]
+    fn json_escapes_match_what_serde_writes() -> Result<(), serde_json::Error> {
+        let serde = serde_json::to_string(SECRET)?;
+        assert_eq!(
+            format!("\"{}\"", *json_escaped(SECRET, false, false)),
+            serde
+        );
+        let control = "a\u{1}b\u{8}\u{c}\n\r\t";
+        assert_eq!(
+            format!("\"{}\"", *json_escaped(control, false, false)),
+            serde_json::to_string(control)?
+        );
+        // Other encoders' escapes still decode to the secret.
+        for (slash, ascii) in [(true, false), (false, true), (true, true)] {
+            let escaped = json_escaped(SECRET, slash, ascii);
+            assert_ne!(*escaped, serde[1..serde.len() - 1]);
+            let decoded: String = serde_json::from_str(&format!("\"{}\"", *escaped))?;
+            assert_eq!(decoded, SECRET);
+        }
+        assert_eq!(*json_escaped("😀", false, true), "\\ud83d\\ude00");
+        Ok(())
+    }
+
+    #[test]
+    fn every_quoted_form_is_redacted() -> Result<(), serde_json::Error> {
+        let echoes = Echoes::of(&[SECRET]);
+        let json = serde_json::to_string(SECRET)?;
+        let quoted = [
+            SECRET.to_owned(),
+            serde_urlencoded::to_string([("p", SECRET)]).unwrap_or_default(),
+            "pa%22ss%5Cw%2Frd%20%C3%A9%2B%26%3D".to_owned(),
+            json.clone(),
+            serde_json::to_string(&json)?,
+            r#""pa\"ss\\w\/rd \u00e9+&=""#.to_owned(),
+        ];
+        for quote in quoted {
+            let mut text = format!("before {quote} after");
+            echoes.redact(&mut text);
+            assert_no_part(&text, SECRET);
+            assert!(
+                text.starts_with("before ") && text.contains(REDACTED) && text.ends_with(" after"),
+                "{quote}: {text}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_cut_leaves_no_start_of_a_secret() {
+        let echoes = Echoes::of(&["s3cret-value", "other-secret"]);
+        assert_eq!(echoes.cut("abc s3cret-val", 100), "abc ");
+        assert_eq!(echoes.cut("abc s3cret-value", 10), "abc ");
+        // Stripping one start may uncover another.
+        assert_eq!(echoes.cut("abc s3cother-sec", 100), "abc ");
+        assert_eq!(echoes.cut("xyz", 100), "xyz");
+        assert_eq!(echoes.cut("é", 1), "");
+        assert_eq!(Echoes::of(&[""; 1]).cut("abc", 2), "ab");
+        assert_eq!(Echoes::of(&[""; 0]).longest(), 0);
+    }
+}
