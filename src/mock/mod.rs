@@ -116,6 +116,7 @@ mod operations;
 mod reply;
 mod server;
 mod state;
+mod throttle;
 #[cfg(test)]
 mod tests;
 
