@@ -622,6 +622,28 @@ mod tests {
     }
 
     #[test]
+    fn session_events_keep_the_most_recent_and_count_the_dropped() -> io::Result<()> {
+        let state = State::new(MockConfig::demo())?;
+        let sessions = u64::try_from(SESSION_EVENTS_KEPT / 2 + 1).unwrap_or(u64::MAX);
+        for _ in 0..sessions {
+            let token = state.create_session(crate::mock::DEMO_USERNAME);
+            assert!(state.destroy_session(&token));
+        }
+        let counters = state.counters();
+        assert_eq!(counters.session_events.len(), SESSION_EVENTS_KEPT);
+        assert_eq!(counters.session_events_dropped, 2);
+        assert_eq!(
+            counters.session_events.first(),
+            Some(&SessionEvent::Created { session: 2 })
+        );
+        assert_eq!(
+            counters.session_events.last(),
+            Some(&SessionEvent::Destroyed { session: sessions })
+        );
+        Ok(())
+    }
+
+    #[test]
     fn the_log_of_received_requests_keeps_the_most_recent() -> io::Result<()> {
         let state = State::new(MockConfig::demo())?;
         for n in 0..=RECEIVED_KEPT {
