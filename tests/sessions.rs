@@ -248,9 +248,10 @@ async fn retry_after_from_the_session_endpoint_is_honoured() -> Result<(), BoxEr
 /// of asking again at once, and gets its session once the second has passed.
 #[tokio::test(start_paused = true)]
 async fn a_throttled_session_endpoint_is_backed_off_from_and_recovers() -> Result<(), BoxError> {
-    let config = MockConfig::new()
-        .user(USER, PASSWORD, SCOPES)
-        .user("bob", "bobs-password", SCOPES);
+    let config =
+        MockConfig::new()
+            .user(USER, PASSWORD, SCOPES)
+            .user("bob", "bobs-password", SCOPES);
     let server = MockServer::start_with(config).await?;
     let other = client();
     let login = r#"{"username":"bob","password":"bobs-password"}"#;

@@ -128,9 +128,9 @@ mod operations;
 mod reply;
 mod server;
 mod state;
-mod throttle;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 pub use config::{ExchangeApp, MockConfig};
 pub use counters::{Counters, ReceivedRequest, SessionEvent};
