@@ -243,6 +243,67 @@ async fn retry_after_from_the_session_endpoint_is_honoured() -> Result<(), BoxEr
     Ok(())
 }
 
+/// Sessions created faster than Infobip allows (10 a second) are refused `429` with no
+/// `Retry-After`: the layer reports it as a transient token-endpoint error, backs off instead
+/// of asking again at once, and gets its session once the second has passed.
+#[tokio::test(start_paused = true)]
+async fn a_throttled_session_endpoint_is_backed_off_from_and_recovers() -> Result<(), BoxError> {
+    let config =
+        MockConfig::new()
+            .user(USER, PASSWORD, SCOPES)
+            .user("bob", "bobs-password", SCOPES);
+    let server = MockServer::start_with(config).await?;
+    let other = client();
+    let login = r#"{"username":"bob","password":"bobs-password"}"#;
+    for _ in 0..10 {
+        let request = http::Request::post(server.url("/auth/1/session"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::from(login))?;
+        assert_eq!(other.request(request).await?.status(), StatusCode::OK);
+    }
+
+    let (_, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    let (attempts, outcomes) = requests_over_time(
+        &mut service,
+        &server,
+        |s| s.counters().session_creates - 10,
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    )
+    .await;
+    let refused = outcomes.iter().take_while(|outcome| outcome.is_err());
+    for outcome in refused.clone() {
+        let err = support::ours(outcome.as_ref().err().ok_or("no error")?)?;
+        assert!(err.is_transient(), "{err:?}");
+        assert!(
+            matches!(err.kind(), infobip_auth::ErrorKind::TokenEndpoint(api) if api.status() == 429),
+            "{err:?}"
+        );
+        assert_eq!(err.retry_after(), None);
+    }
+    assert!(refused.count() >= 1, "the first session was throttled");
+    assert!(
+        outcomes
+            .iter()
+            .skip_while(|outcome| outcome.is_err())
+            .all(|outcome| matches!(outcome, Ok(StatusCode::OK))),
+        "recovered, and stayed so"
+    );
+    assert!(matches!(outcomes.last(), Some(Ok(StatusCode::OK))));
+    // A second of throttling costs two or three attempts (backoff 1 s, then 2 s, each at
+    // least half), not one per request.
+    assert!((2..=3).contains(&attempts.len()), "{attempts:?}");
+    assert_backoff(&attempts, Duration::from_secs(1));
+    let counters = server.counters();
+    assert_eq!(
+        counters.throttled,
+        u64::try_from(attempts.len())? - 1,
+        "every attempt but the last was refused"
+    );
+    assert_eq!(counters.session_events, [created(1), created(2)]);
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_wrong_password_is_reported_and_never_retried_in_a_loop() -> Result<(), BoxError> {
     let server = server(60 * MINUTE).await?;

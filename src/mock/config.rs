@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::Method;
 
+use super::throttle::Rate;
 use super::{
     DEMO_API_KEY, DEMO_APP_CLIENT_ID, DEMO_APP_CLIENT_SECRET, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET,
     DEMO_PASSWORD, DEMO_REDIRECT_URI, DEMO_SCOPES, DEMO_USERNAME,
@@ -43,6 +44,7 @@ pub struct MockConfig {
     pub(crate) expires_in_as_string: bool,
     pub(crate) exchange_token_lifetime: Duration,
     pub(crate) code_lifetime: Duration,
+    pub(crate) throttle: Option<Rate>,
     pub(crate) operations: Vec<OperationConfig>,
     pub(crate) all_operations: bool,
 }
@@ -82,7 +84,8 @@ pub(crate) struct OperationConfig {
 
 impl MockConfig {
     /// A configuration that knows no user, key, client or app, with Infobip's default
-    /// lifetimes and the default table of protected operations (see the
+    /// lifetimes, its documented request rate for the session and OAuth endpoints (see
+    /// [`MockConfig::throttle`]) and the default table of protected operations (see the
     /// [module docs](super#protected-operations)).
     ///
     /// ```
@@ -101,6 +104,7 @@ impl MockConfig {
             expires_in_as_string: false,
             exchange_token_lifetime: Duration::from_secs(60),
             code_lifetime: Duration::from_secs(60),
+            throttle: Some(Rate::DOCUMENTED),
             operations: Vec::new(),
             all_operations: false,
         }
@@ -302,6 +306,39 @@ impl MockConfig {
         self
     }
 
+    /// Limits `POST /auth/1/session`, `DELETE /auth/1/session` and `POST /auth/1/oauth2/token`
+    /// each to `requests` in any span of `per`, as Infobip throttles them (10 per second, the
+    /// default). The limit is per endpoint, whoever calls, and counts only the requests it
+    /// lets through; a request over it is answered `429` with Infobip's body
+    /// `{"requestError":{"serviceException":{"messageId":"TOO_MANY_REQUESTS","text":"Too many requests"}}}`
+    /// and no `Retry-After` (Infobip documents none), before any fault or latency, and is
+    /// counted in [`Counters::throttled`](super::Counters::throttled).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use infobip_auth::mock::MockConfig;
+    /// // One session, token or logout per second: easy to exceed in a test.
+    /// let config = MockConfig::demo().throttle(1, Duration::from_secs(1));
+    /// # let _ = config;
+    /// ```
+    pub fn throttle(mut self, requests: u32, per: Duration) -> Self {
+        self.throttle = Some(Rate { requests, per });
+        self
+    }
+
+    /// Answers the session and OAuth endpoints however fast requests come (see
+    /// [`MockConfig::throttle`]).
+    ///
+    /// ```
+    /// use infobip_auth::mock::MockConfig;
+    /// let config = MockConfig::demo().unthrottled();
+    /// # let _ = config;
+    /// ```
+    pub fn unthrottled(mut self) -> Self {
+        self.throttle = None;
+        self
+    }
+
     /// Adds (or replaces) a protected operation: `path_template` as the OpenAPI specification
     /// writes it (`/sms/1/reports/{id}`), the scopes that grant it (any one suffices; none
     /// means any valid credential) and the accepted schemes, named as the specification does
@@ -374,6 +411,7 @@ impl fmt::Debug for MockConfig {
             .field("expires_in_as_string", &self.expires_in_as_string)
             .field("exchange_token_lifetime", &self.exchange_token_lifetime)
             .field("code_lifetime", &self.code_lifetime)
+            .field("throttle", &self.throttle)
             .field("operations", &self.operations)
             .field("all_operations", &self.all_operations)
             .finish()

@@ -36,8 +36,14 @@ pub struct Counters {
     pub unauthorized: u64,
     /// Resource requests answered `403`.
     pub forbidden: u64,
-    /// Sessions created and destroyed, in order.
+    /// Requests to the session and OAuth endpoints answered `429` because they came faster
+    /// than [`MockConfig::throttle`](super::MockConfig::throttle) allows (also counted above).
+    pub throttled: u64,
+    /// Sessions created and destroyed, in order: the most recent 10,000, so a server that
+    /// runs for days does not grow without end.
     pub session_events: Vec<SessionEvent>,
+    /// The older session events no longer in [`session_events`](Self::session_events).
+    pub session_events_dropped: u64,
 }
 
 impl Counters {

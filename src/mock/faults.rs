@@ -63,8 +63,7 @@ impl Fault {
                 status,
                 retry_after,
             } => {
-                let (message_id, text) = documented_error(status);
-                let mut reply = reply::error(status, &message_id, &text);
+                let mut reply = reply::documented_error(status);
                 if let Some(delay) = retry_after {
                     let seconds = whole_seconds(delay);
                     reply
@@ -86,31 +85,6 @@ impl Fault {
             }
         }
     }
-}
-
-/// The `messageId` and `text` Infobip documents for `status` (its OpenAPI examples), or the
-/// status's reason in capitals for the statuses it documents none for.
-fn documented_error(status: StatusCode) -> (String, String) {
-    let documented = match status {
-        StatusCode::BAD_REQUEST => Some(("BAD_REQUEST", "Bad request")),
-        StatusCode::UNAUTHORIZED => Some(("UNAUTHORIZED", "Unauthorized")),
-        StatusCode::FORBIDDEN => Some(("FORBIDDEN", "Forbidden")),
-        StatusCode::NOT_FOUND => Some(("NOT_FOUND", "Not found")),
-        StatusCode::TOO_MANY_REQUESTS => Some(("TOO_MANY_REQUESTS", "Too many requests")),
-        StatusCode::INTERNAL_SERVER_ERROR => Some((
-            "GENERAL_ERROR",
-            "Something went wrong. Please contact support.",
-        )),
-        _ => None,
-    };
-    if let Some((message_id, text)) = documented {
-        return (message_id.to_owned(), text.to_owned());
-    }
-    let reason = status.canonical_reason().unwrap_or("Error");
-    (
-        reason.to_ascii_uppercase().replace([' ', '-'], "_"),
-        reason.to_owned(),
-    )
 }
 
 /// `200` with a `Content-Length` of a whole token answer, of which only the first half is

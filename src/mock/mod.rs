@@ -71,11 +71,17 @@
 //! Error answers carry Infobip's body `{"requestError":{"serviceException":{"messageId","text"}}}`;
 //! `400` texts say what was wrong.
 //!
+//! `POST` and `DELETE /auth/1/session` and `POST /auth/1/oauth2/token` are throttled as Infobip
+//! documents them: each answers at most 10 requests in any second, and the next gets `429` with
+//! `messageId` `TOO_MANY_REQUESTS` and text `Too many requests`, and no `Retry-After` (Infobip
+//! documents none). [`MockConfig::throttle`] changes the rate, [`MockConfig::unthrottled`]
+//! lifts it.
+//!
 //! | endpoint | accepts | answers |
 //! |---|---|---|
-//! | `POST /auth/1/session` | `application/json` `{"username","password"}` (+ optional `"unsafe": bool`) | `200 {"token"}`; a user's live session is returned again (and extended) until it is destroyed or expires; `401` `UNAUTHORIZED` for wrong credentials; `400` for another content type, a missing or unexpected field |
-//! | `DELETE /auth/1/session` | `Authorization: IBSSO <token>` | `200` with no body; `401` for an unknown or expired token |
-//! | `POST /auth/1/oauth2/token` | form `client_id`, `client_secret`, `grant_type=client_credentials` | `200 {"access_token","expires_in","token_type":"Bearer"}` (`expires_in` a number, or a string with [`MockConfig::expires_in_as_string`]); `401` for a wrong client; `400` for another content type, grant type, a missing or unexpected field |
+//! | `POST /auth/1/session` | `application/json` `{"username","password"}` (+ optional `"unsafe": bool`) | `200 {"token"}`; a user's live session is returned again (and extended) until it is destroyed or expires; `401` `UNAUTHORIZED` for wrong credentials; `400` for another content type, a missing or unexpected field; `429` over the rate |
+//! | `DELETE /auth/1/session` | `Authorization: IBSSO <token>` | `200` with no body; `401` for an unknown or expired token; `429` over the rate |
+//! | `POST /auth/1/oauth2/token` | form `client_id`, `client_secret`, `grant_type=client_credentials` | `200 {"access_token","expires_in","token_type":"Bearer"}` (`expires_in` a number, or a string with [`MockConfig::expires_in_as_string`]); `401` for a wrong client; `400` for another content type, grant type, a missing or unexpected field; `429` over the rate |
 //! | `GET /exchange/1/oauth/authorize` | query `response_type=code`, `client_id`, `state`, `redirect_uri`, `scope`, optional `code_challenge` (+ `code_challenge_method=S256`) | `302`, `Location: <redirect_uri>?code=<16 hex>&state=<state>`, approved for the app's user; `400` for an unknown client or another redirect URI |
 //! | `POST /exchange/1/oauth/token` | form `grant_type=authorization_code`, `client_id`, `code`, `redirect_uri` and `client_secret` or (PKCE) `code_verifier`; or `grant_type=refresh_token`, `code=<token>` | `200 {"token","tokenType":"IBSSO","accountKey","userKey","username","email","locale","roles","groups"}`; codes are single use and live one minute, tokens live one minute; `400` for a reused, expired or unknown code, a wrong verifier, another `redirect_uri` or `client_id`; `401` for a wrong secret or refreshing an expired token |
 //!
@@ -87,6 +93,11 @@
 //! `UNAUTHORIZED` and text `Invalid login details`; it must hold one of the operation's scopes,
 //! else `403` with `messageId` `FORBIDDEN` and text `Forbidden`. Every authenticated use of a
 //! session extends it. Unknown paths get `404`.
+//!
+//! Which status Infobip gives a valid credential of a scheme the operation does not accept (an
+//! API key on `/settings/2/api-keys`) is not documented: this server answers `401`, as for a
+//! missing credential, which is its own choice. A client should not rely on it being `401`
+//! rather than `403`.
 //!
 //! | operation | scopes (any one) | schemes | answer |
 //! |---|---|---|---|
@@ -106,7 +117,8 @@
 //! [`MockServer::revoke_token`], [`MockServer::revoke_all_tokens`] and
 //! [`MockServer::expire_all`] invalidate credentials behind the client's back.
 //! [`MockServer::counters`] and [`MockServer::received`] report what the server saw, without
-//! a secret.
+//! a secret, keeping the most recent entries of their logs so a server that runs for days does
+//! not grow without end.
 
 mod config;
 mod counters;
@@ -118,6 +130,7 @@ mod server;
 mod state;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 pub use config::{ExchangeApp, MockConfig};
 pub use counters::{Counters, ReceivedRequest, SessionEvent};

@@ -73,6 +73,33 @@ pub(crate) fn error(status: StatusCode, message_id: &str, text: &str) -> Reply {
     )
 }
 
+/// Infobip's error body for `status`, with the `messageId` and `text` of its OpenAPI examples
+/// (e.g. `TOO_MANY_REQUESTS`, "Too many requests" for `429`), or the status's reason in
+/// capitals for the statuses it documents none for.
+pub(crate) fn documented_error(status: StatusCode) -> Reply {
+    let documented = match status {
+        StatusCode::BAD_REQUEST => Some(("BAD_REQUEST", "Bad request")),
+        StatusCode::UNAUTHORIZED => Some(("UNAUTHORIZED", "Unauthorized")),
+        StatusCode::FORBIDDEN => Some(("FORBIDDEN", "Forbidden")),
+        StatusCode::NOT_FOUND => Some(("NOT_FOUND", "Not found")),
+        StatusCode::TOO_MANY_REQUESTS => Some(("TOO_MANY_REQUESTS", "Too many requests")),
+        StatusCode::INTERNAL_SERVER_ERROR => Some((
+            "GENERAL_ERROR",
+            "Something went wrong. Please contact support.",
+        )),
+        _ => None,
+    };
+    if let Some((message_id, text)) = documented {
+        return error(status, message_id, text);
+    }
+    let reason = status.canonical_reason().unwrap_or("Error");
+    error(
+        status,
+        &reason.to_ascii_uppercase().replace([' ', '-'], "_"),
+        reason,
+    )
+}
+
 /// A refused request: the status and the Infobip error body saying why.
 #[derive(Debug)]
 pub(crate) struct Refusal {

@@ -16,6 +16,7 @@ use super::config::{ExchangeApp, MockConfig};
 use super::counters::{Counters, ReceivedRequest, SessionEvent};
 use super::faults::Fault;
 use super::operations::{Operations, Scheme};
+use super::throttle::{Throttle, Throttled};
 
 /// Scope names a credential holds.
 pub(crate) type ScopeSet = Arc<BTreeSet<String>>;
@@ -112,6 +113,9 @@ pub(crate) fn insert_live<T>(
 /// How many answered resource requests [`Live::received`] keeps: the most recent ones.
 pub(crate) const RECEIVED_KEPT: usize = 100_000;
 
+/// How many session events [`Live::session_events`] keeps: the most recent ones.
+pub(crate) const SESSION_EVENTS_KEPT: usize = 10_000;
+
 /// What changes while the server runs.
 #[derive(Default)]
 pub(crate) struct Live {
@@ -124,8 +128,32 @@ pub(crate) struct Live {
     faults: VecDeque<Fault>,
     latency: Duration,
     in_flight: u64,
+    throttle: Throttle,
+    /// Everything but the session events, which are kept apart, bounded.
     pub(crate) counters: Counters,
+    session_events: VecDeque<SessionEvent>,
     received: VecDeque<ReceivedRequest>,
+}
+
+impl Live {
+    /// Records a session event, forgetting (and counting) the oldest beyond
+    /// [`SESSION_EVENTS_KEPT`].
+    fn session_event(&mut self, event: SessionEvent) {
+        if self.session_events.len() == SESSION_EVENTS_KEPT {
+            self.session_events.pop_front();
+            self.counters.session_events_dropped += 1;
+        }
+        self.session_events.push_back(event);
+    }
+
+    /// Whether a request to `endpoint` is within the configured rate; counts it if not.
+    pub(crate) fn admit(&mut self, endpoint: Throttled) -> bool {
+        let admitted = self.throttle.admit(endpoint, Instant::now());
+        if !admitted {
+            self.counters.throttled += 1;
+        }
+        admitted
+    }
 }
 
 /// Which token endpoint a request went to.
@@ -215,6 +243,7 @@ impl State {
                     (k.key, key)
                 })
                 .collect(),
+            throttle: Throttle::new(config.throttle),
             ..Live::default()
         };
         Ok(Self {
@@ -273,9 +302,7 @@ impl State {
                 expires_at: deadline(now, idle),
             },
         );
-        live.counters
-            .session_events
-            .push(SessionEvent::Created { session: number });
+        live.session_event(SessionEvent::Created { session: number });
         token
     }
 
@@ -285,7 +312,7 @@ impl State {
         let mut live = self.live();
         match live.sessions.remove(token) {
             Some(session) if session.expires_at > now => {
-                live.counters.session_events.push(SessionEvent::Destroyed {
+                live.session_event(SessionEvent::Destroyed {
                     session: session.number,
                 });
                 true
@@ -362,18 +389,31 @@ impl State {
         }
     }
 
-    /// Counts a token-endpoint request and takes the fault and latency it gets. The returned
+    /// Counts a token-endpoint request and takes the fault and latency it gets; `None` when the
+    /// request is over the configured rate, to be refused at once with neither. The returned
     /// guard counts the request as in flight until it is dropped.
     pub(crate) fn token_request(
         self: &Arc<Self>,
         endpoint: TokenEndpoint,
-    ) -> (InFlight, Option<Fault>, Duration) {
+    ) -> Option<(InFlight, Option<Fault>, Duration)> {
         let mut live = self.live();
         let counters = &mut live.counters;
-        match endpoint {
-            TokenEndpoint::Session => counters.session_creates += 1,
-            TokenEndpoint::OAuth => counters.oauth_token_requests += 1,
-            TokenEndpoint::Exchange => counters.exchange_token_requests += 1,
+        let throttled = match endpoint {
+            TokenEndpoint::Session => {
+                counters.session_creates += 1;
+                Some(Throttled::CreateSession)
+            }
+            TokenEndpoint::OAuth => {
+                counters.oauth_token_requests += 1;
+                Some(Throttled::OAuthToken)
+            }
+            TokenEndpoint::Exchange => {
+                counters.exchange_token_requests += 1;
+                None
+            }
+        };
+        if throttled.is_some_and(|endpoint| !live.admit(endpoint)) {
+            return None;
         }
         live.in_flight += 1;
         live.counters.max_token_requests_in_flight = live
@@ -381,7 +421,7 @@ impl State {
             .max_token_requests_in_flight
             .max(live.in_flight);
         let fault = live.faults.pop_front();
-        (InFlight(Arc::clone(self)), fault, live.latency)
+        Some((InFlight(Arc::clone(self)), fault, live.latency))
     }
 
     /// Records an answered resource request.
@@ -415,7 +455,11 @@ impl State {
     }
 
     pub(crate) fn counters(&self) -> Counters {
-        self.live().counters.clone()
+        let live = self.live();
+        Counters {
+            session_events: live.session_events.iter().copied().collect(),
+            ..live.counters.clone()
+        }
     }
 
     pub(crate) fn received(&self) -> Vec<ReceivedRequest> {
@@ -575,6 +619,28 @@ mod tests {
             ["last", "live", "new"],
             "only what can still be used is kept"
         );
+    }
+
+    #[test]
+    fn session_events_keep_the_most_recent_and_count_the_dropped() -> io::Result<()> {
+        let state = State::new(MockConfig::demo())?;
+        let sessions = u64::try_from(SESSION_EVENTS_KEPT / 2 + 1).unwrap_or(u64::MAX);
+        for _ in 0..sessions {
+            let token = state.create_session(crate::mock::DEMO_USERNAME);
+            assert!(state.destroy_session(&token));
+        }
+        let counters = state.counters();
+        assert_eq!(counters.session_events.len(), SESSION_EVENTS_KEPT);
+        assert_eq!(counters.session_events_dropped, 2);
+        assert_eq!(
+            counters.session_events.first(),
+            Some(&SessionEvent::Created { session: 2 })
+        );
+        assert_eq!(
+            counters.session_events.last(),
+            Some(&SessionEvent::Destroyed { session: sessions })
+        );
+        Ok(())
     }
 
     #[test]

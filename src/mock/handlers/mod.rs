@@ -9,7 +9,7 @@ mod session;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, Method, Request, StatusCode};
 
 use super::reply::{self, DropConnection, Refusal, Reply};
 use super::state::{State, TokenEndpoint};
@@ -42,8 +42,8 @@ where
     }
 }
 
-/// Counts the request, waits the configured latency, applies the next fault if any, and
-/// otherwise answers normally.
+/// Counts the request, refuses it at once if it is over the configured rate, waits the
+/// configured latency, applies the next fault if any, and otherwise answers normally.
 async fn token_endpoint<B>(
     state: &Arc<State>,
     endpoint: TokenEndpoint,
@@ -53,7 +53,9 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let (_in_flight, fault, latency) = state.token_request(endpoint);
+    let Some((_in_flight, fault, latency)) = state.token_request(endpoint) else {
+        return Ok(reply::documented_error(StatusCode::TOO_MANY_REQUESTS));
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

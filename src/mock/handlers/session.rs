@@ -6,6 +6,7 @@ use serde::Deserialize;
 use crate::mock::operations::Scheme;
 use crate::mock::reply::{self, Refusal, Reply};
 use crate::mock::state::State;
+use crate::mock::throttle::Throttled;
 
 /// The request body; `unsafe` (a session not bound to the caller's IP) is accepted and ignored.
 #[derive(Deserialize)]
@@ -42,9 +43,17 @@ pub(super) fn create(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<
     ))
 }
 
-/// `DELETE /auth/1/session` with `Authorization: IBSSO <token>` → `200` with no body.
+/// `DELETE /auth/1/session` with `Authorization: IBSSO <token>` → `200` with no body; `429`
+/// before anything else when over the configured rate.
 pub(super) fn destroy(state: &State, headers: &HeaderMap) -> Reply {
-    state.live().counters.session_deletes += 1;
+    let admitted = {
+        let mut live = state.live();
+        live.counters.session_deletes += 1;
+        live.admit(Throttled::DestroySession)
+    };
+    if !admitted {
+        return reply::documented_error(StatusCode::TOO_MANY_REQUESTS);
+    }
     match Scheme::from_headers(headers) {
         Some((Scheme::Ibsso, token)) if state.destroy_session(token) => {
             reply::empty(StatusCode::OK)

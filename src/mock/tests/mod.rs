@@ -6,6 +6,7 @@ mod oauth2;
 mod resources;
 mod server;
 mod session;
+mod throttle;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION};
