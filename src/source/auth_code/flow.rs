@@ -295,7 +295,8 @@ impl AuthCodeFlow {
     /// lifetime. The source keeps saving to `store`.
     ///
     /// # Errors
-    /// [`ErrorKind::ReauthorizationRequired`] when the store holds no token or an expired one.
+    /// [`ErrorKind::ReauthorizationRequired`] when the store holds no token or an expired one;
+    /// [`ErrorKind::Store`] when the store fails to load (its error is the source).
     ///
     /// ```
     /// # use infobip_auth::{Account, ErrorKind, source::{AuthCodeFlow, MemoryStore, StoredToken, TokenStore, Transport}};
@@ -312,7 +313,7 @@ impl AuthCodeFlow {
     /// assert!(matches!(err.kind(), ErrorKind::ReauthorizationRequired)); // nothing saved yet
     ///
     /// let expires = SystemTime::now() + Duration::from_secs(50);
-    /// store.save(&StoredToken::new("IBSSO", "3d7908aa", expires, Account::default())).await;
+    /// store.save(&StoredToken::new("IBSSO", "3d7908aa", expires, Account::default())).await?;
     /// let source = flow.resume(store).await?;
     /// assert_eq!(source.credential().header(), "IBSSO 3d7908aa");
     /// # Ok(()) }
@@ -321,7 +322,7 @@ impl AuthCodeFlow {
         let store = SharedStore::new(store);
         let stored = store
             .load()
-            .await
+            .await?
             .ok_or_else(|| Error::new(ErrorKind::ReauthorizationRequired))?;
         let credential = stored.to_credential()?;
         Ok(AuthCode::new(self.clone(), credential, Some(store)))

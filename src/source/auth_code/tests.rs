@@ -816,7 +816,8 @@ async fn the_store_keeps_each_token_and_resume_picks_it_up() -> TestResult {
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
     let store = MemoryStore::new();
-    let source = connect(&flow, &fake).await?.with_store(store.clone()).await;
+    let source = connect(&flow, &fake).await?;
+    source.save_to(store.clone()).await?;
     let saved = store.get().ok_or("nothing saved")?;
     assert_eq!(saved.expose_token(), source.credential().expose_token());
     assert_eq!(saved.account(), &source.account());
@@ -843,7 +844,8 @@ async fn a_refused_refresh_reaches_the_store_so_resume_requires_reauthorization(
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
     let store = MemoryStore::new();
-    let source = connect(&flow, &fake).await?.with_store(store.clone()).await;
+    let source = connect(&flow, &fake).await?;
+    source.save_to(store.clone()).await?;
     fake.state().tokens.clear(); // revoked behind our back
     assert!(source.fetch(Some(&source.credential())).await.is_err());
     // "Restart": the stored token is the refused one, so resuming asks for a new authorization.
@@ -860,9 +862,128 @@ async fn resuming_an_expired_token_requires_reauthorization() -> TestResult {
     let past = std::time::SystemTime::now() - Duration::from_secs(1);
     store
         .save(&StoredToken::new("IBSSO", "old", past, Account::default()))
-        .await;
+        .await?;
     let err = flow.resume(store).await.err();
     assert_reauthorization_required(err.as_ref());
+    Ok(())
+}
+
+/// A [`MemoryStore`] that fails to save or load while `failing` is set, as a database that is
+/// down would.
+#[derive(Clone, Debug, Default)]
+struct FlakyStore {
+    saved: MemoryStore,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyStore {
+    fn failing() -> Self {
+        let store = Self::default();
+        store.fail(true);
+        store
+    }
+
+    fn fail(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn check(&self) -> Result<(), BoxError> {
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("the database is down".into());
+        }
+        Ok(())
+    }
+}
+
+impl TokenStore for FlakyStore {
+    async fn save(&self, token: &StoredToken) -> Result<(), BoxError> {
+        self.check()?;
+        self.saved.save(token).await
+    }
+
+    async fn load(&self) -> Result<Option<StoredToken>, BoxError> {
+        self.check()?;
+        self.saved.load().await
+    }
+}
+
+/// The error is the store's failure, with the store's own error as its source.
+#[track_caller]
+fn assert_store_failed(err: Option<&Error>) {
+    use std::error::Error as _;
+    assert!(matches!(err.map(Error::kind), Some(ErrorKind::Store)), "{err:?}");
+    let cause = err.and_then(|e| e.source()).map(ToString::to_string);
+    assert_eq!(cause.as_deref(), Some("the database is down"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_save_that_fails_is_returned_and_the_token_kept() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let store = FlakyStore::failing();
+    let err = source.save_to(store.clone()).await.err();
+    assert_store_failed(err.as_ref());
+    assert_store_failed(source.store_error().as_ref());
+    // The grant is not lost: the token still authenticates requests.
+    let layer = InfobipAuthLayer::new(source.clone());
+    assert_eq!(send(&layer).await?, source.credential().header().to_str()?);
+    // Retried by hand once the store is back; the store also stayed attached.
+    store.fail(false);
+    source.save_to(store.clone()).await?;
+    assert!(source.store_error().is_none());
+    assert_eq!(
+        store.saved.get().map(|t| t.expose_token().to_owned()),
+        Some(source.credential().expose_token().to_owned())
+    );
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_whose_save_fails_serves_the_new_token_and_says_so() -> TestResult {
+    #[cfg(feature = "tracing")]
+    let capture = crate::test_helpers::CaptureTracing::start();
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let store = FlakyStore::default();
+    source.save_to(store.clone()).await?;
+    let first = source.credential();
+
+    store.fail(true);
+    let fresh = source.fetch(Some(&first)).await?;
+    assert_ne!(fresh.expose_token(), first.expose_token());
+    assert_eq!(source.credential().expose_token(), fresh.expose_token());
+    assert_store_failed(source.store_error().as_ref());
+    assert_eq!(
+        store.saved.get().map(|t| t.expose_token().to_owned()),
+        Some(first.expose_token().to_owned()),
+        "the store still holds the old token"
+    );
+    #[cfg(feature = "tracing")]
+    {
+        let text = capture.text();
+        assert!(text.contains("saving the Exchange token failed"), "{text}");
+        assert!(!text.contains(fresh.expose_token()), "{text}");
+    }
+
+    // The next refresh saves again: the store catches up and the error clears.
+    store.fail(false);
+    let newer = source.fetch(Some(&fresh)).await?;
+    assert!(source.store_error().is_none());
+    assert_eq!(
+        store.saved.get().map(|t| t.expose_token().to_owned()),
+        Some(newer.expose_token().to_owned())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_load_is_not_a_missing_token() -> TestResult {
+    let flow = confidential(&FakeExchange::default())?;
+    let err = flow.resume(FlakyStore::failing()).await.err();
+    assert_store_failed(err.as_ref());
     Ok(())
 }
 
@@ -881,7 +1002,7 @@ async fn the_token_goes_to_infobip_hosts_or_to_the_base_it_came_from() -> TestRe
         let store = MemoryStore::new();
         store
             .save(&StoredToken::from_credential(&source.credential()).ok_or("no expiry")?)
-            .await;
+            .await?;
         local.resume(store).await?
     };
     assert_eq!(
@@ -902,7 +1023,8 @@ async fn no_secret_reaches_debug_or_errors() -> TestResult {
     let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
     let grant_debug = format!("{grant:?}");
     let store = MemoryStore::new();
-    let source = flow.exchange(grant).await?.with_store(store.clone()).await;
+    let source = flow.exchange(grant).await?;
+    source.save_to(store.clone()).await?;
     let token = source.credential().expose_token().to_owned();
     let refused = confidential
         .callback(&pending, &format!("?code={code}&state=other"))
