@@ -50,7 +50,7 @@
 //!
 //! // GET /callback?code=…&state=…: Infobip sent the user back.
 //! let callback = format!("/callback?code=822762fa24e04975&state={}", pending.state());
-//! let grant = flow.callback(&pending, &callback)?;
+//! let grant = flow.callback(pending, &callback)?; // single use: `pending` is consumed
 //! let source = flow.exchange(grant).await?;
 //! assert_eq!(source.account().account_key, "8F0792F86035A9F4290821F1EE6BC06A");
 //!
@@ -76,7 +76,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-pub use callback::{AuthorizationGrant, PendingAuthorization};
+pub use callback::{AuthorizationGrant, DEFAULT_PENDING_LIFETIME, PendingAuthorization};
 pub use flow::{AuthCodeFlow, Builder};
 pub use store::{MemoryStore, StoredToken, TokenStore};
 

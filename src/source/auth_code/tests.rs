@@ -198,7 +198,7 @@ async fn connect(flow: &AuthCodeFlow, fake: &FakeExchange) -> Result<AuthCode, E
     let challenge = pending.expose_verifier().map(pkce::challenge);
     let code = fake.issue_code(challenge);
     let callback = format!("{REDIRECT}?code={code}&state={}", pending.state());
-    let grant = flow.callback(&pending, &callback)?;
+    let grant = flow.callback(pending, &callback)?;
     flow.exchange(grant).await
 }
 
@@ -293,7 +293,7 @@ fn a_callers_state_is_sent_and_checked() -> TestResult {
         Some("WeHH_yy2irpl8UY")
     );
     assert!(
-        flow.callback(&pending, "?code=822762fa24e04975&state=WeHH_yy2irpl8UY")
+        flow.callback(pending, "?code=822762fa24e04975&state=WeHH_yy2irpl8UY")
             .is_ok()
     );
     for bad in ["", "a\nb"] {
@@ -325,6 +325,16 @@ fn the_builder_refuses_what_cannot_work() {
             "client id",
         ),
         (builder(&fake).pkce().redirect_uri(""), "redirect URI"),
+        (
+            builder(&fake).pkce().pending_lifetime(Duration::ZERO),
+            "pending lifetime",
+        ),
+        (
+            builder(&fake)
+                .pkce()
+                .pending_lifetime(Duration::from_secs(24 * 3600 + 1)),
+            "pending lifetime",
+        ),
         (builder(&fake).pkce().redirect_uri("/callback"), "absolute"),
         (
             builder(&fake)
@@ -440,7 +450,8 @@ async fn pkce_exchanges_with_the_verifier_and_no_secret() -> TestResult {
     let (_, pending) = flow.authorize_url()?;
     let verifier = pending.expose_verifier().ok_or("no verifier")?.to_owned();
     let code = fake.issue_code(Some(pkce::challenge(&verifier)));
-    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    let callback = format!("?code={code}&state={}", pending.state());
+    let grant = flow.callback(pending, &callback)?;
     flow.exchange(grant).await?;
     let form = fake.last_form();
     assert_eq!(
@@ -453,7 +464,8 @@ async fn pkce_exchanges_with_the_verifier_and_no_secret() -> TestResult {
     let (_, pending) = flow.authorize_url()?;
     let other = pkce::verifier(pkce::VERIFIER_LEN)?;
     let code = fake.issue_code(Some(pkce::challenge(&other)));
-    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    let callback = format!("?code={code}&state={}", pending.state());
+    let grant = flow.callback(pending, &callback)?;
     let err = flow.exchange(grant).await.err();
     assert!(
         matches!(
@@ -470,7 +482,7 @@ fn a_public_flow_needs_the_verifier_in_the_pending_authorization() -> TestResult
     let fake = FakeExchange::default();
     let pending = PendingAuthorization::new("xyz", None)?;
     let err = public(&fake)?
-        .callback(&pending, "?code=822762fa24e04975&state=xyz")
+        .callback(pending, "?code=822762fa24e04975&state=xyz")
         .err();
     assert!(
         matches!(
@@ -487,8 +499,10 @@ async fn a_wrong_state_is_refused_before_any_request() -> TestResult {
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
     let (_, pending) = flow.authorize_url()?;
+    let state = pending.state().to_owned();
+    drop(pending);
     let code = fake.issue_code(None);
-    let mut forged = pending.state().to_owned();
+    let mut forged = state.clone();
     forged.replace_range(..1, if forged.starts_with('A') { "B" } else { "A" });
     for callback in [
         format!("{REDIRECT}?code={code}&state={forged}"),
@@ -496,7 +510,9 @@ async fn a_wrong_state_is_refused_before_any_request() -> TestResult {
         format!("{REDIRECT}?error=access_denied&state={forged}"),
         format!("{REDIRECT}?error=access_denied"),
     ] {
-        let err = flow.callback(&pending, &callback).err();
+        // A callback uses its authorization up, so each forgery gets a copy of it.
+        let pending = PendingAuthorization::new(&state, None)?;
+        let err = flow.callback(pending, &callback).err();
         assert!(
             matches!(
                 err.as_ref().map(Error::kind),
@@ -510,16 +526,45 @@ async fn a_wrong_state_is_refused_before_any_request() -> TestResult {
 }
 
 #[tokio::test]
+async fn an_expired_authorization_is_refused_before_any_request() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = builder(&fake)
+        .client_secret(SECRET)
+        .pending_lifetime(Duration::from_secs(120))
+        .build()?;
+    let (_, pending) = flow.authorize_url()?;
+    let left = pending
+        .expires_at()
+        .duration_since(std::time::SystemTime::now())?;
+    assert!(left > Duration::from_secs(119) && left <= Duration::from_secs(120), "{left:?}");
+
+    // The user came back after the authorization's time was up.
+    let late = pending.with_expiry(std::time::SystemTime::now() - Duration::from_secs(1));
+    let callback = format!("?code={}&state={}", fake.issue_code(None), late.state());
+    let err = flow.callback(late, &callback).err();
+    assert!(
+        matches!(
+            err.as_ref().map(Error::kind),
+            Some(ErrorKind::AuthorizationExpired)
+        ),
+        "{err:?}"
+    );
+    assert_eq!(fake.requests(), 0);
+    Ok(())
+}
+
+#[tokio::test]
 async fn reused_codes_and_wrong_secrets_are_typed_errors() -> TestResult {
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
     let (_, pending) = flow.authorize_url()?;
-    let callback = format!("?code={}&state={}", fake.issue_code(None), pending.state());
-    flow.exchange(flow.callback(&pending, &callback)?).await?;
-    let reused = flow
-        .exchange(flow.callback(&pending, &callback)?)
-        .await
-        .err();
+    let state = pending.state().to_owned();
+    let callback = format!("?code={}&state={state}", fake.issue_code(None));
+    flow.exchange(flow.callback(pending, &callback)?).await?;
+    // The type system stops a second callback with `pending`; an app that kept a copy (its
+    // serialized form) can still try, and the server refuses the used code.
+    let copy = PendingAuthorization::new(&state, None)?;
+    let reused = flow.exchange(flow.callback(copy, &callback)?).await.err();
     assert!(
         matches!(reused.as_ref().map(Error::kind), Some(ErrorKind::TokenEndpoint(api))
             if api.status() == StatusCode::BAD_REQUEST && api.text().is_some_and(|t| t.contains("used"))),
@@ -527,9 +572,10 @@ async fn reused_codes_and_wrong_secrets_are_typed_errors() -> TestResult {
     );
 
     let wrong = builder(&fake).client_secret("not-the-secret").build()?;
-    let callback = format!("?code={}&state={}", fake.issue_code(None), pending.state());
+    let callback = format!("?code={}&state={state}", fake.issue_code(None));
+    let copy = PendingAuthorization::new(&state, None)?;
     let err = wrong
-        .exchange(wrong.callback(&pending, &callback)?)
+        .exchange(wrong.callback(copy, &callback)?)
         .await
         .err();
     assert!(
@@ -553,7 +599,7 @@ async fn an_expired_code_is_a_typed_error() -> TestResult {
     let flow = confidential(&fake)?;
     let (_, pending) = flow.authorize_url()?;
     let callback = format!("?code={}&state={}", fake.issue_code(None), pending.state());
-    let grant = flow.callback(&pending, &callback)?;
+    let grant = flow.callback(pending, &callback)?;
     tokio::time::advance(MINUTE).await;
     let err = flow.exchange(grant).await.err();
     assert!(
@@ -590,7 +636,7 @@ async fn reads_token_type_and_expires_in_in_either_spelling() -> TestResult {
     for (body, header, seconds) in cases {
         fake.state().canned.push((StatusCode::OK, body.to_owned()));
         let pending = PendingAuthorization::new("xyz", None)?;
-        let grant = flow.callback(&pending, "?code=822762fa24e04975&state=xyz")?;
+        let grant = flow.callback(pending, "?code=822762fa24e04975&state=xyz")?;
         let credential = flow.exchange(grant).await?.credential();
         assert_eq!(credential.header(), header);
         assert_eq!(
@@ -616,7 +662,7 @@ async fn malformed_answers_are_typed_and_quote_no_token() -> TestResult {
     ] {
         fake.state().canned.push((StatusCode::OK, body.to_owned()));
         let pending = PendingAuthorization::new("xyz", None)?;
-        let grant = flow.callback(&pending, "?code=822762fa24e04975&state=xyz")?;
+        let grant = flow.callback(pending, "?code=822762fa24e04975&state=xyz")?;
         let err = flow.exchange(grant).await.err();
         assert!(
             matches!(
@@ -1019,19 +1065,25 @@ async fn no_secret_reaches_debug_or_errors() -> TestResult {
     let confidential = confidential(&fake)?;
     let (url, pending) = flow.authorize_url()?;
     let verifier = pending.expose_verifier().ok_or("no verifier")?.to_owned();
+    let state = pending.state().to_owned();
+    let pending_debug = format!("{pending:?}");
     let code = fake.issue_code(Some(pkce::challenge(&verifier)));
-    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    let callback = format!("?code={code}&state={state}");
+    let grant = flow.callback(pending, &callback)?;
     let grant_debug = format!("{grant:?}");
     let store = MemoryStore::new();
     let source = flow.exchange(grant).await?;
     source.save_to(store.clone()).await?;
     let token = source.credential().expose_token().to_owned();
     let refused = confidential
-        .callback(&pending, &format!("?code={code}&state=other"))
+        .callback(
+            PendingAuthorization::new(&state, Some(&verifier))?,
+            &format!("?code={code}&state=other"),
+        )
         .err()
         .map(|e| format!("{e} {e:?}"));
     let shown = format!(
-        "{flow:?} {confidential:?} {pending:?} {grant_debug} {source:?} {store:?} {:?} {refused:?} {}",
+        "{flow:?} {confidential:?} {pending_debug} {grant_debug} {source:?} {store:?} {:?} {refused:?} {}",
         store.get(),
         url.query()
             .map(|q| q.contains(&verifier))
@@ -1042,7 +1094,7 @@ async fn no_secret_reaches_debug_or_errors() -> TestResult {
         verifier.as_str(),
         code.as_str(),
         token.as_str(),
-        pending.state(),
+        state.as_str(),
     ] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
@@ -1062,7 +1114,7 @@ fn futures_and_handles_are_send_and_sync() {
     let fake = FakeExchange::default();
     if let Ok(flow) = confidential(&fake) {
         if let Ok(pending) = PendingAuthorization::new("xyz", None)
-            && let Ok(grant) = flow.callback(&pending, "?code=822762fa24e04975&state=xyz")
+            && let Ok(grant) = flow.callback(pending, "?code=822762fa24e04975&state=xyz")
         {
             is_send(&flow.exchange(grant));
         }
@@ -1079,8 +1131,10 @@ async fn no_secret_reaches_tracing() -> TestResult {
     let (_, pending) = flow.authorize_url()?;
     let verifier = pending.expose_verifier().ok_or("no verifier")?.to_owned();
     let code = fake.issue_code(Some(pkce::challenge(&verifier)));
-    let _ = flow.callback(&pending, &format!("?code={code}&state=forged"));
-    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    let state = pending.state().to_owned();
+    let forged = PendingAuthorization::new(&state, Some(&verifier))?;
+    let _ = flow.callback(forged, &format!("?code={code}&state=forged"));
+    let grant = flow.callback(pending, &format!("?code={code}&state={state}"))?;
     let source = flow.exchange(grant).await?;
     let mut tokens = vec![source.credential().expose_token().to_owned()];
     let layer = InfobipAuthLayer::new(source.clone());
@@ -1095,7 +1149,7 @@ async fn no_secret_reaches_tracing() -> TestResult {
     assert!(text.contains("exchanged"), "events were captured: {text}");
     assert!(text.contains("refused"), "{text}");
     assert!(text.contains("source=\"auth_code\""), "{text}");
-    for secret in [SECRET, &verifier, &code, pending.state()]
+    for secret in [SECRET, &verifier, &code, &state]
         .into_iter()
         .chain(tokens.iter().map(String::as_str))
     {
