@@ -36,7 +36,10 @@ fn the_app_forgets_expired_authorizations_and_keeps_a_bounded_number() -> Result
     assert!(!pending.contains_key("lapsed") && pending.contains_key("live"));
 
     for n in 1..exchange_app::MAX_PENDING {
-        exchange_app::remember(&mut pending, PendingAuthorization::new(&format!("s{n}"), None)?)?;
+        exchange_app::remember(
+            &mut pending,
+            PendingAuthorization::new(&format!("s{n}"), None)?,
+        )?;
     }
     let one_too_many = PendingAuthorization::new("one-too-many", None)?;
     assert!(exchange_app::remember(&mut pending, one_too_many).is_err());

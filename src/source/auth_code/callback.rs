@@ -560,7 +560,10 @@ mod tests {
             "?code=deadbeefdeadbeefff&state=xyz",
             "?code=deadbeefdeadbeef&state=no",
         ] {
-            let err = pending()?.check(callback).err().map(|e| format!("{e} {e:?}"));
+            let err = pending()?
+                .check(callback)
+                .err()
+                .map(|e| format!("{e} {e:?}"));
             let err = err.unwrap_or_default();
             assert!(!err.is_empty() && !err.contains("deadbeef"), "{err}");
         }
@@ -620,7 +623,9 @@ mod tests {
             Some(&ErrorKind::AuthorizationExpired)
         );
         // A forged callback learns nothing about the authorization: its state is checked first.
-        let forged = pending()?.with_expiry(past).check(&format!("?code={CODE}&state=abc"));
+        let forged = pending()?
+            .with_expiry(past)
+            .check(&format!("?code={CODE}&state=abc"));
         assert!(reason(forged).contains("state does not match"));
         // A fresh one lives ten minutes.
         let left = pending()?

@@ -536,7 +536,10 @@ async fn an_expired_authorization_is_refused_before_any_request() -> TestResult 
     let left = pending
         .expires_at()
         .duration_since(std::time::SystemTime::now())?;
-    assert!(left > Duration::from_secs(119) && left <= Duration::from_secs(120), "{left:?}");
+    assert!(
+        left > Duration::from_secs(119) && left <= Duration::from_secs(120),
+        "{left:?}"
+    );
 
     // The user came back after the authorization's time was up.
     let late = pending.with_expiry(std::time::SystemTime::now() - Duration::from_secs(1));
@@ -574,10 +577,7 @@ async fn reused_codes_and_wrong_secrets_are_typed_errors() -> TestResult {
     let wrong = builder(&fake).client_secret("not-the-secret").build()?;
     let callback = format!("?code={}&state={state}", fake.issue_code(None));
     let copy = PendingAuthorization::new(&state, None)?;
-    let err = wrong
-        .exchange(wrong.callback(copy, &callback)?)
-        .await
-        .err();
+    let err = wrong.exchange(wrong.callback(copy, &callback)?).await.err();
     assert!(
         matches!(
             err.as_ref().map(Error::kind),
@@ -958,7 +958,10 @@ impl TokenStore for FlakyStore {
 #[track_caller]
 fn assert_store_failed(err: Option<&Error>) {
     use std::error::Error as _;
-    assert!(matches!(err.map(Error::kind), Some(ErrorKind::Store)), "{err:?}");
+    assert!(
+        matches!(err.map(Error::kind), Some(ErrorKind::Store)),
+        "{err:?}"
+    );
     let cause = err.and_then(|e| e.source()).map(ToString::to_string);
     assert_eq!(cause.as_deref(), Some("the database is down"));
 }
