@@ -2,7 +2,7 @@
 //! at Infobip, and [`AuthorizationGrant`], what a checked callback yields.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::de::Deserializer;
 use serde::ser::{SerializeStruct as _, Serializer};
@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
+use super::store::{from_unix_seconds, unix_seconds};
 use crate::credential::REDACTED;
 use crate::source::pkce;
 use crate::{ConfigError, Error, ErrorKind};
@@ -335,16 +336,10 @@ impl fmt::Debug for PendingAuthorization {
 
 impl Serialize for PendingAuthorization {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Rounded down: a pending authorization read back never lives longer than it did.
-        let expires_at = self
-            .expires_at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
         let mut out = serializer.serialize_struct("PendingAuthorization", 3)?;
         out.serialize_field("state", self.state.as_str())?;
         out.serialize_field("verifier", &self.expose_verifier())?;
-        out.serialize_field("expiresAt", &expires_at)?;
+        out.serialize_field("expiresAt", &unix_seconds(self.expires_at))?;
         out.end()
     }
 }
@@ -366,14 +361,9 @@ impl<'de> Deserialize<'de> for PendingAuthorization {
             Zeroizing::new(wire.state),
             wire.verifier.map(Zeroizing::new),
         );
-        let expires_at = UNIX_EPOCH
-            .checked_add(Duration::from_secs(wire.expires_at))
-            .ok_or_else(|| {
-                serde::de::Error::custom("expiresAt is beyond any representable time")
-            })?;
         Ok(Self::new(&state, verifier.as_deref().map(String::as_str))
             .map_err(serde::de::Error::custom)?
-            .with_expiry(expires_at))
+            .with_expiry(from_unix_seconds(wire.expires_at)?))
     }
 }
 

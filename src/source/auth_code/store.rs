@@ -331,16 +331,10 @@ impl fmt::Debug for StoredToken {
 
 impl Serialize for StoredToken {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Rounded down: a resumed token is never thought to live longer than it does.
-        let expires_at = self
-            .expires_at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
         let mut out = serializer.serialize_struct("StoredToken", 4)?;
         out.serialize_field("tokenType", &self.token_type)?;
         out.serialize_field("token", self.token.as_str())?;
-        out.serialize_field("expiresAt", &expires_at)?;
+        out.serialize_field("expiresAt", &unix_seconds(self.expires_at))?;
         out.serialize_field("account", &self.account)?;
         out.end()
     }
@@ -358,18 +352,26 @@ impl<'de> Deserialize<'de> for StoredToken {
             account: Account,
         }
         let wire = Wire::deserialize(deserializer)?;
-        let expires_at = UNIX_EPOCH
-            .checked_add(Duration::from_secs(wire.expires_at))
-            .ok_or_else(|| {
-                serde::de::Error::custom("expiresAt is beyond any representable time")
-            })?;
         Ok(Self {
             token_type: wire.token_type,
             token: Zeroizing::new(wire.token),
-            expires_at,
+            expires_at: from_unix_seconds(wire.expires_at)?,
             account: wire.account,
         })
     }
+}
+
+/// An expiry as it is serialized, in seconds since the Unix epoch: rounded down, so what is
+/// read back is never thought to live longer than it does.
+pub(super) fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// A serialized expiry read back.
+pub(super) fn from_unix_seconds<E: serde::de::Error>(seconds: u64) -> Result<SystemTime, E> {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .ok_or_else(|| E::custom("expiresAt is beyond any representable time"))
 }
 
 #[cfg(test)]
