@@ -2,7 +2,8 @@
 //! `cargo run --example exchange_app`.
 //!
 //! - `GET /connect` sends the user to Infobip's authorization page
-//!   (`/exchange/1/oauth/authorize`), keeping the `state` to check the callback against;
+//!   (`/exchange/1/oauth/authorize`), keeping the `state` to check the callback against for
+//!   ten minutes (expired ones are forgotten, and at most `MAX_PENDING` are kept);
 //! - `GET /callback?code=…&state=…` checks the callback, exchanges the code for a token (and
 //!   the account's details), then sends an SMS on the account's behalf through
 //!   `InfobipAuthLayer`, which refreshes the one-minute token for as long as the connection
@@ -57,6 +58,27 @@ type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes
 const EXAMPLE_CLIENT_ID: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const EXAMPLE_CLIENT_SECRET: &str = "c2VjcmV0LW9mLXRoZS1leGFtcGxlLWFwcC0yNTYtYml0cz0=";
 
+/// Authorizations under way, by `state`.
+pub type Pending = HashMap<String, PendingAuthorization>;
+
+/// The most authorizations kept under way at once, so a flood of `/connect` requests cannot
+/// grow the map without bound.
+pub const MAX_PENDING: usize = 10_000;
+
+/// Keeps `pending` until its callback, after forgetting the expired ones (their callbacks
+/// would be refused anyway).
+///
+/// # Errors
+/// When `MAX_PENDING` authorizations are still under way.
+pub fn remember(map: &mut Pending, pending: PendingAuthorization) -> Result<(), &'static str> {
+    map.retain(|_, kept| !kept.is_expired());
+    if map.len() >= MAX_PENDING {
+        return Err("too many authorizations under way: try again in a few minutes");
+    }
+    map.insert(pending.state().to_owned(), pending);
+    Ok(())
+}
+
 /// What the handlers share.
 struct App {
     flow: AuthCodeFlow,
@@ -64,7 +86,7 @@ struct App {
     api_base_url: String,
     sms_to: String,
     /// Authorizations under way, by `state`. A real app keeps them in the user's session.
-    pending: Mutex<HashMap<String, PendingAuthorization>>,
+    pending: Mutex<Pending>,
     /// Connected accounts, by account key: each layer keeps its account's token alive.
     connected: Mutex<HashMap<String, InfobipAuthLayer>>,
     /// Tells `main` what each callback page said.
@@ -179,7 +201,7 @@ fn app(
         client,
         api_base_url: api_base_url.trim_end_matches('/').to_owned(),
         sms_to: sms_to.to_owned(),
-        pending: Mutex::new(HashMap::new()),
+        pending: Mutex::new(Pending::new()),
         connected: Mutex::new(HashMap::new()),
         rounds,
     };
@@ -201,13 +223,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// `GET /connect`: to Infobip's authorization page, with a fresh `state`.
 async fn connect(State(app): State<Arc<App>>) -> Response {
-    match app.flow.authorize_url() {
-        Ok((url, pending)) => {
-            lock(&app.pending).insert(pending.state().to_owned(), pending);
-            (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
-        }
-        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    let (url, pending) = match app.flow.authorize_url() {
+        Ok(made) => made,
+        Err(err) => return (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    };
+    if let Err(full) = remember(&mut lock(&app.pending), pending) {
+        return (StatusCode::SERVICE_UNAVAILABLE, full).into_response();
     }
+    (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
 }
 
 /// `GET /callback?code=…&state=…`: connect the account, then send an SMS on its behalf.
@@ -222,9 +245,10 @@ async fn callback(
     let Some(pending) = pending else {
         return (StatusCode::BAD_REQUEST, "unknown or missing state").into_response();
     };
-    let page = match connect_and_send(&app, &pending, &uri.to_string()).await {
+    let page = match connect_and_send(&app, pending, &uri.to_string()).await {
         Ok(page) => page,
-        // Typed errors: a cancelled authorization, a forged callback, a refused code.
+        // Typed errors: a cancelled or expired authorization, a forged callback, a refused
+        // code.
         Err(err) => format!("could not connect the account: {err}"),
     };
     let _ = app.rounds.send(page.clone());
@@ -233,10 +257,11 @@ async fn callback(
 
 async fn connect_and_send(
     app: &App,
-    pending: &PendingAuthorization,
+    pending: PendingAuthorization,
     callback: &str,
 ) -> Result<String, BoxError> {
-    let grant = app.flow.callback(pending, callback)?; // checked before any network call
+    // Checked before any network call; `pending` is used up, so it yields one grant at most.
+    let grant = app.flow.callback(pending, callback)?;
     let source = app.flow.exchange(grant).await?;
     let account = source.account();
     // Keep-alive refreshes the one-minute token while the account sends nothing.

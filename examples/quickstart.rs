@@ -155,7 +155,7 @@ async fn exchange(
         .get(http::header::LOCATION)
         .and_then(|location| location.to_str().ok())
         .ok_or("the authorize endpoint did not redirect")?;
-    let grant = flow.callback(&pending, callback)?;
+    let grant = flow.callback(pending, callback)?;
     let source = flow.exchange(grant).await?;
     let account = source.account();
     writeln!(

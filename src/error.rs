@@ -103,6 +103,13 @@ pub enum ErrorKind {
         /// The `error_description` parameter, if any.
         description: Option<String>,
     },
+    /// The authorization request the callback answers is older than the flow allows
+    /// ([`Builder::pending_lifetime`](crate::source::auth_code::Builder::pending_lifetime)):
+    /// send the user through the flow again.
+    AuthorizationExpired,
+    /// A [`TokenStore`](crate::source::TokenStore) failed to save or load a token; the store's
+    /// own error is the [source](std::error::Error::source).
+    Store,
     /// The authorization callback is not the one this flow expects.
     InvalidCallback {
         /// What did not match.
@@ -343,6 +350,10 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            ErrorKind::AuthorizationExpired => f.write_str(
+                "the authorization request has expired: send the user through the flow again",
+            ),
+            ErrorKind::Store => f.write_str("the token store failed"),
             ErrorKind::InvalidCallback { reason } => {
                 write!(f, "invalid authorization callback: {reason}")
             }

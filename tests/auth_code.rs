@@ -174,7 +174,7 @@ async fn receive(
         return (AxumStatus::BAD_REQUEST, "no authorization pending".into());
     };
     let result = async {
-        let grant = flow.callback(&pending, &uri.to_string())?;
+        let grant = flow.callback(pending, &uri.to_string())?;
         flow.exchange(grant).await
     }
     .await;
@@ -241,8 +241,11 @@ async fn a_reused_code_is_refused() -> TestResult {
     let harness = Harness::start(|config| config).await?;
     let flow = harness.flow(false)?;
     let (callback, pending) = harness.callback_url(&flow).await?;
-    flow.exchange(flow.callback(&pending, &callback)?).await?;
-    let again = flow.exchange(flow.callback(&pending, &callback)?).await;
+    // An app that kept a copy of the pending authorization (its serialized form) can send
+    // the code twice; the type system stops that with one `PendingAuthorization`.
+    let copy = PendingAuthorization::new(pending.state(), None)?;
+    flow.exchange(flow.callback(pending, &callback)?).await?;
+    let again = flow.exchange(flow.callback(copy, &callback)?).await;
     assert!(
         refused_for(&again, "already been used"),
         "{:?}",
@@ -256,7 +259,7 @@ async fn an_expired_code_is_refused() -> TestResult {
     let harness = Harness::start(|config| config.code_lifetime(Duration::ZERO)).await?;
     let flow = harness.flow(false)?;
     let (callback, pending) = harness.callback_url(&flow).await?;
-    let result = flow.exchange(flow.callback(&pending, &callback)?).await;
+    let result = flow.exchange(flow.callback(pending, &callback)?).await;
     assert!(refused_for(&result, "expired"), "{:?}", kind(&result));
     Ok(())
 }
@@ -268,7 +271,7 @@ async fn a_wrong_verifier_is_refused() -> TestResult {
     let (callback, pending) = harness.callback_url(&flow).await?;
     let (_, other) = flow.authorize_url()?;
     let swapped = PendingAuthorization::new(pending.state(), other.expose_verifier())?;
-    let result = flow.exchange(flow.callback(&swapped, &callback)?).await;
+    let result = flow.exchange(flow.callback(swapped, &callback)?).await;
     assert!(refused_for(&result, "code_verifier"), "{:?}", kind(&result));
     Ok(())
 }
@@ -280,7 +283,7 @@ async fn a_mismatched_redirect_uri_is_refused() -> TestResult {
     let (callback, pending) = harness.callback_url(&flow).await?;
     let elsewhere = harness.flow_to(false, "https://elsewhere.example/callback", SECRET)?;
     let result = elsewhere
-        .exchange(elsewhere.callback(&pending, &callback)?)
+        .exchange(elsewhere.callback(pending, &callback)?)
         .await;
     assert!(refused_for(&result, "redirect_uri"), "{:?}", kind(&result));
     Ok(())
@@ -292,7 +295,7 @@ async fn a_wrong_client_secret_is_invalid_credentials() -> TestResult {
     let flow = harness.flow(false)?;
     let (callback, pending) = harness.callback_url(&flow).await?;
     let wrong = harness.flow_to(false, &harness.redirect_uri, "bm90LXRoZS1zZWNyZXQ=")?;
-    let result = wrong.exchange(wrong.callback(&pending, &callback)?).await;
+    let result = wrong.exchange(wrong.callback(pending, &callback)?).await;
     assert!(
         matches!(kind(&result), Some(ErrorKind::InvalidCredentials(_))),
         "{:?}",
@@ -309,7 +312,8 @@ async fn a_wrong_state_is_refused_before_any_request() -> TestResult {
     let flow = harness.flow(false)?;
     let (callback, _) = harness.callback_url(&flow).await?;
     let (_, another) = flow.authorize_url()?;
-    let err = flow.callback(&another, &callback).err();
+    let (_, yet_another) = flow.authorize_url()?;
+    let err = flow.callback(another, &callback).err();
     assert!(
         matches!(
             err.as_ref().map(Error::kind),
@@ -319,7 +323,7 @@ async fn a_wrong_state_is_refused_before_any_request() -> TestResult {
     );
     // Through the app's endpoint too: a callback meant for another flow is refused there.
     *lock(&harness.callback.flow) = Some(flow.clone());
-    *lock(&harness.callback.pending) = Some(another);
+    *lock(&harness.callback.pending) = Some(yet_another);
     let forged = harness
         .client
         .request(Request::get(callback).body(Full::default())?)

@@ -288,7 +288,7 @@ pub const DEMO_APP_CLIENT_ID: &str = "5e3b2c1d0f9e8d7c6b5a49382716f0e1";
 /// let callback = page.headers().get(LOCATION).ok_or("no redirect")?.to_str()?;
 ///
 /// // The secret authenticates the app when it trades the code for the demo user's token.
-/// let source = flow.exchange(flow.callback(&pending, callback)?).await?;
+/// let source = flow.exchange(flow.callback(pending, callback)?).await?;
 /// assert_eq!(source.account().username, DEMO_USERNAME);
 /// # Ok(()) }
 /// ```

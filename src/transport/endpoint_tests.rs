@@ -309,7 +309,7 @@ fn flow(server: &Server, pkce: bool) -> Result<AuthCodeFlow, crate::BoxError> {
 async fn exchange(server: &Server, pkce: bool) -> Result<Result<AuthCode, Error>, crate::BoxError> {
     let flow = flow(server, pkce)?;
     let pending = PendingAuthorization::new("xyz", pkce.then_some(VERIFIER))?;
-    let grant = flow.callback(&pending, &format!("?code={CODE}&state=xyz"))?;
+    let grant = flow.callback(pending, &format!("?code={CODE}&state=xyz"))?;
     Ok(flow.exchange(grant).await)
 }
 

@@ -144,6 +144,10 @@ fn exchange_code(state: &State, fields: &Fields) -> Result<Reply, Refusal> {
             "redirect_uri does not match the authorization request",
         ));
     }
+    // Infobip's guide lists `client_secret` as required for the exchange of a code obtained
+    // without a challenge, and lists `client_id`, `code_verifier`, `code`, `redirect_uri` and
+    // `grant_type` (no secret) for the PKCE flow, which is for apps that cannot keep a secret.
+    // So a secret is required exactly when the code has no challenge; one sent anyway is checked.
     match (&issued.challenge, verifier) {
         (Some(challenge), Some(verifier)) => {
             if s256(verifier) != *challenge {

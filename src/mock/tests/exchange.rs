@@ -208,6 +208,38 @@ async fn pkce_s256_checks_the_verifier() -> TestResult {
 }
 
 #[tokio::test]
+async fn the_client_secret_is_required_exactly_without_pkce() -> TestResult {
+    // Infobip's guide: `client_secret` is required to exchange a plain code; the PKCE flow's
+    // exchange, for apps that cannot keep a secret, sends `code_verifier` instead.
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let pkce = [("code_challenge", CHALLENGE)];
+    let without_secret = |code: &str| {
+        let mut form = with_secret(code);
+        form.retain(|(k, _)| *k != "client_secret");
+        form
+    };
+
+    let plain = code(&http, &[]).await?;
+    exchange(&http, &without_secret(&plain))
+        .await?
+        .assert_refused(StatusCode::BAD_REQUEST, "BAD_REQUEST", "client_secret");
+
+    let public = code(&http, &pkce).await?;
+    let mut form = without_secret(&public);
+    form.push(("code_verifier", VERIFIER.to_owned()));
+    assert_eq!(exchange(&http, &form).await?.status, StatusCode::OK);
+
+    // A PKCE app that also holds the secret may send it; a wrong one is refused.
+    let both = code(&http, &pkce).await?;
+    let mut form = with_secret(&both);
+    form.push(("code_verifier", VERIFIER.to_owned()));
+    replace(&mut form, "client_secret", "wrong");
+    exchange(&http, &form).await?.assert_unauthorized();
+    Ok(())
+}
+
+#[tokio::test]
 async fn authorize_refuses_what_does_not_match() -> TestResult {
     let server = MockServer::start().await?;
     let http = Http::new(&server);

@@ -2,6 +2,7 @@
 //! at Infobip, and [`AuthorizationGrant`], what a checked callback yields.
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use serde::de::Deserializer;
 use serde::ser::{SerializeStruct as _, Serializer};
@@ -9,37 +10,79 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
+use super::store::{from_unix_seconds, unix_seconds};
 use crate::credential::REDACTED;
 use crate::source::pkce;
 use crate::{ConfigError, Error, ErrorKind};
 
-/// What an app keeps between sending the user to Infobip and the callback: the `state` it sent
-/// and, for a public client, the PKCE verifier whose challenge it sent.
+/// What an app keeps between sending the user to Infobip and the callback: the `state` it sent,
+/// for a public client the PKCE verifier whose challenge it sent, and when it expires.
+///
+/// Single use: [`AuthCodeFlow::callback`](super::AuthCodeFlow::callback) takes it by value,
+/// whatever the outcome, so one authorization cannot be exchanged twice; a failed callback
+/// means sending the user through the flow again. It expires
+/// [`DEFAULT_PENDING_LIFETIME`] after it was made unless the flow says otherwise
+/// ([`Builder::pending_lifetime`](super::Builder::pending_lifetime)); a callback for an
+/// expired one is [`ErrorKind::AuthorizationExpired`]. [`is_expired`](Self::is_expired) tells
+/// an app which ones to forget.
 ///
 /// Keep it where only this user's callback finds it (a server-side session, an encrypted
-/// cookie): it serializes with `serde`, verifier included. `Debug` prints neither value.
+/// cookie): it serializes with `serde`, verifier and expiry included. A serialized copy is a
+/// second copy: delete it when the callback arrives. `Debug` prints neither the state nor the
+/// verifier.
 ///
 /// ```
 /// use infobip_auth::source::PendingAuthorization;
 /// let pending = PendingAuthorization::new("xyz", None)?;
 /// assert_eq!(pending.state(), "xyz");
+/// assert!(!pending.is_expired());
 /// let json = serde_json::to_string(&pending)?;
 /// let back: PendingAuthorization = serde_json::from_str(&json)?;
 /// assert_eq!(back.state(), "xyz");
 /// assert!(!format!("{pending:?}").contains("xyz"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
+///
+/// It cannot be copied, nor used for a second callback:
+///
+/// ```compile_fail,E0599
+/// # use infobip_auth::source::PendingAuthorization;
+/// let pending = PendingAuthorization::new("xyz", None)?;
+/// let copy = pending.clone(); // no `Clone`
+/// # Ok::<(), infobip_auth::ConfigError>(())
+/// ```
+///
+/// ```compile_fail,E0382
+/// # use infobip_auth::source::{AuthCodeFlow, PendingAuthorization};
+/// # fn twice(flow: &AuthCodeFlow, pending: PendingAuthorization) {
+/// let first = flow.callback(pending, "?code=822762fa24e04975&state=xyz");
+/// let second = flow.callback(pending, "?code=822762fa24e04975&state=xyz"); // moved
+/// # }
+/// ```
 pub struct PendingAuthorization {
     state: Zeroizing<String>,
     verifier: Option<Zeroizing<String>>,
+    expires_at: SystemTime,
 }
+
+/// How long a [`PendingAuthorization`] waits for its callback by default: ten minutes, for the
+/// user to log in to Infobip and review the scopes. The code Infobip then sends back expires one
+/// minute after it is created and can be exchanged once (Infobip's Exchange OAuth guide, "Set up
+/// your redirect uri"), which is why the callback exchanges it at once.
+///
+/// ```
+/// use infobip_auth::source::auth_code::DEFAULT_PENDING_LIFETIME;
+/// assert_eq!(DEFAULT_PENDING_LIFETIME.as_secs(), 600);
+/// ```
+pub const DEFAULT_PENDING_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
 /// The longest `state` accepted, in bytes; Infobip's own are a few dozen characters.
 const MAX_STATE_LEN: usize = 512;
 
 impl PendingAuthorization {
-    /// Rebuilds a pending authorization from its parts, for apps that keep them separately.
+    /// Rebuilds a pending authorization from its parts, for apps that keep them separately;
+    /// it expires [`DEFAULT_PENDING_LIFETIME`] from now (set the kept expiry with
+    /// [`with_expiry`](Self::with_expiry)).
     /// [`AuthCodeFlow::authorize_url`](super::AuthCodeFlow::authorize_url) makes new ones.
     ///
     /// # Errors
@@ -65,17 +108,74 @@ impl PendingAuthorization {
                 reason: "it must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)",
             });
         }
-        Ok(Self {
-            state: Zeroizing::new(state.to_owned()),
-            verifier: verifier.map(|v| Zeroizing::new(v.to_owned())),
-        })
+        Ok(Self::from_parts(
+            Zeroizing::new(state.to_owned()),
+            verifier.map(|v| Zeroizing::new(v.to_owned())),
+            DEFAULT_PENDING_LIFETIME,
+        ))
     }
 
+    /// A pending authorization that expires `lifetime` from now (never later than the clock can
+    /// say: a lifetime past it is cut to the latest time it can).
     pub(crate) fn from_parts(
         state: Zeroizing<String>,
         verifier: Option<Zeroizing<String>>,
+        lifetime: Duration,
     ) -> Self {
-        Self { state, verifier }
+        let now = SystemTime::now();
+        let expires_at = now
+            .checked_add(lifetime)
+            .or_else(|| now.checked_add(DEFAULT_PENDING_LIFETIME))
+            .unwrap_or(now);
+        Self {
+            state,
+            verifier,
+            expires_at,
+        }
+    }
+
+    /// The same authorization, expiring at `at`: for one rebuilt from parts kept elsewhere.
+    ///
+    /// ```
+    /// use infobip_auth::source::PendingAuthorization;
+    /// use std::time::{Duration, SystemTime};
+    /// let made = SystemTime::now() - Duration::from_secs(3600);
+    /// let pending = PendingAuthorization::new("xyz", None)?.with_expiry(made + Duration::from_secs(600));
+    /// assert!(pending.is_expired());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_expiry(mut self, at: SystemTime) -> Self {
+        self.expires_at = at;
+        self
+    }
+
+    /// When the authorization stops accepting its callback.
+    ///
+    /// ```
+    /// # use infobip_auth::source::PendingAuthorization;
+    /// let pending = PendingAuthorization::new("xyz", None)?;
+    /// assert!(pending.expires_at() > std::time::SystemTime::now());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+
+    /// Whether the authorization has expired: its callback would be refused, so an app may
+    /// forget it.
+    ///
+    /// ```
+    /// # use infobip_auth::source::PendingAuthorization;
+    /// let pending = PendingAuthorization::new("xyz", None)?;
+    /// assert!(!pending.is_expired());
+    /// assert!(pending.with_expiry(std::time::SystemTime::UNIX_EPOCH).is_expired());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn is_expired(&self) -> bool {
+        self.expires_at <= SystemTime::now()
     }
 
     /// The `state` sent with the authorization request (and expected back in the callback).
@@ -103,8 +203,9 @@ impl PendingAuthorization {
     }
 
     /// Checks a callback against this authorization, before any network call: the `state` in
-    /// constant time, `error=…` from Infobip, and the code's form (16 hexadecimal characters).
-    pub(crate) fn check(&self, callback: &str) -> Result<AuthorizationGrant, Error> {
+    /// constant time, the expiry, `error=…` from Infobip, and the code's form (16 hexadecimal
+    /// characters). Uses the authorization up, whatever the outcome.
+    pub(crate) fn check(self, callback: &str) -> Result<AuthorizationGrant, Error> {
         let params = CallbackParams::parse(callback)?;
         // First the state, for an error as for a code: a callback that cannot show it answers
         // this authorization request is nobody's answer (RFC 6749, sections 4.1.2 and 10.12).
@@ -115,6 +216,10 @@ impl PendingAuthorization {
             return Err(invalid(
                 "the state does not match the authorization request",
             ));
+        }
+        // Only once the state matched: this is the user's own callback, come too late.
+        if self.is_expired() {
+            return Err(Error::new(ErrorKind::AuthorizationExpired));
         }
         if let Some(error) = params.error {
             return Err(Error::new(ErrorKind::AuthorizationDenied {
@@ -130,7 +235,7 @@ impl PendingAuthorization {
         }
         Ok(AuthorizationGrant {
             code,
-            verifier: self.verifier.clone(),
+            verifier: self.verifier,
         })
     }
 }
@@ -224,15 +329,17 @@ impl fmt::Debug for PendingAuthorization {
         f.debug_struct("PendingAuthorization")
             .field("state", &REDACTED)
             .field("verifier", &self.verifier.as_ref().map(|_| REDACTED))
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }
 
 impl Serialize for PendingAuthorization {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("PendingAuthorization", 2)?;
+        let mut out = serializer.serialize_struct("PendingAuthorization", 3)?;
         out.serialize_field("state", self.state.as_str())?;
         out.serialize_field("verifier", &self.expose_verifier())?;
+        out.serialize_field("expiresAt", &unix_seconds(self.expires_at))?;
         out.end()
     }
 }
@@ -240,17 +347,23 @@ impl Serialize for PendingAuthorization {
 impl<'de> Deserialize<'de> for PendingAuthorization {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
         struct Wire {
             state: String,
             #[serde(default)]
             verifier: Option<String>,
+            /// Seconds since the Unix epoch; required, or a kept authorization would never
+            /// expire.
+            expires_at: u64,
         }
         let wire = Wire::deserialize(deserializer)?;
         let (state, verifier) = (
             Zeroizing::new(wire.state),
             wire.verifier.map(Zeroizing::new),
         );
-        Self::new(&state, verifier.as_deref().map(String::as_str)).map_err(serde::de::Error::custom)
+        Ok(Self::new(&state, verifier.as_deref().map(String::as_str))
+            .map_err(serde::de::Error::custom)?
+            .with_expiry(from_unix_seconds(wire.expires_at)?))
     }
 }
 
@@ -267,7 +380,7 @@ impl<'de> Deserialize<'de> for PendingAuthorization {
 /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
 /// #     .transport(transport).build()?;
 /// let pending = PendingAuthorization::new("xyz", None)?;
-/// let grant = flow.callback(&pending, "https://www.my-app.com/?code=822762fa24e04975&state=xyz")?;
+/// let grant = flow.callback(pending, "https://www.my-app.com/?code=822762fa24e04975&state=xyz")?;
 /// // Safe to log: the code is a secret until it is exchanged.
 /// assert!(!format!("{grant:?}").contains("822762fa24e04975"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -289,7 +402,7 @@ impl AuthorizationGrant {
     /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
     /// #     .transport(transport).build()?;
     /// let pending = PendingAuthorization::new("xyz", None)?;
-    /// let grant = flow.callback(&pending, "https://www.my-app.com/?code=822762fa24e04975&state=xyz")?;
+    /// let grant = flow.callback(pending, "https://www.my-app.com/?code=822762fa24e04975&state=xyz")?;
     /// assert_eq!(grant.expose_code(), "822762fa24e04975");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -331,7 +444,6 @@ mod tests {
 
     #[test]
     fn reads_a_url_a_path_or_a_bare_query() -> Result<(), Error> {
-        let pending = pending()?;
         for callback in [
             format!("https://www.my-app.com/?code={CODE}&state=xyz"),
             format!("/callback?state=xyz&code={CODE}#fragment"),
@@ -341,7 +453,7 @@ mod tests {
                 CODE.to_uppercase()
             ),
         ] {
-            let grant = pending.check(&callback)?;
+            let grant = pending()?.check(&callback)?;
             assert!(grant.expose_code().eq_ignore_ascii_case(CODE), "{callback}");
         }
         Ok(())
@@ -349,7 +461,6 @@ mod tests {
 
     #[test]
     fn refuses_mismatches_with_typed_reasons() -> Result<(), ConfigError> {
-        let pending = pending()?;
         let cases = [
             (format!("?code={CODE}&state=xy"), "state does not match"),
             (format!("?code={CODE}&state=xyzz"), "state does not match"),
@@ -383,7 +494,7 @@ mod tests {
             ),
         ];
         for (callback, expected) in cases {
-            let got = reason(pending.check(&callback));
+            let got = reason(pending()?.check(&callback));
             assert!(got.contains(expected), "{callback:.60}: {got}");
         }
         Ok(())
@@ -391,8 +502,7 @@ mod tests {
 
     #[test]
     fn an_error_from_infobip_is_authorization_denied() -> Result<(), ConfigError> {
-        let pending = pending()?;
-        let err = pending
+        let err = pending()?
             .check("?error=access_denied&error_description=The+user+cancelled&state=xyz")
             .err()
             .map(|e| e.kind().clone());
@@ -405,7 +515,7 @@ mod tests {
         );
         // One without this flow's state may be forged: it is no answer to report.
         for unproven in ["?error=access_denied", "?error=access_denied&state=other"] {
-            let err = pending.check(unproven).err();
+            let err = pending()?.check(unproven).err();
             assert!(
                 matches!(
                     err.as_ref().map(Error::kind),
@@ -436,12 +546,14 @@ mod tests {
 
     #[test]
     fn errors_never_quote_the_code() -> Result<(), ConfigError> {
-        let pending = pending()?;
         for callback in [
             "?code=deadbeefdeadbeefff&state=xyz",
             "?code=deadbeefdeadbeef&state=no",
         ] {
-            let err = pending.check(callback).err().map(|e| format!("{e} {e:?}"));
+            let err = pending()?
+                .check(callback)
+                .err()
+                .map(|e| format!("{e} {e:?}"));
             let err = err.unwrap_or_default();
             assert!(!err.is_empty() && !err.contains("deadbeef"), "{err}");
         }
@@ -452,8 +564,9 @@ mod tests {
     fn debug_redacts_state_verifier_and_code() -> Result<(), Error> {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let pending = PendingAuthorization::new("s3cret-state", Some(verifier))?;
+        let pending_debug = format!("{pending:?}");
         let grant = pending.check(&format!("?code={CODE}&state=s3cret-state"))?;
-        let debug = format!("{pending:?} {grant:?}");
+        let debug = format!("{pending_debug} {grant:?}");
         for secret in ["s3cret-state", verifier, CODE] {
             assert!(!debug.contains(secret), "{debug}");
         }
@@ -471,10 +584,48 @@ mod tests {
             (back.state(), back.expose_verifier()),
             ("xyz", Some(verifier))
         );
-        let bad =
-            serde_json::from_str::<PendingAuthorization>(r#"{"state":"xyz","verifier":"short"}"#);
+        // The expiry travels too, rounded down to the second.
+        let lost = pending.expires_at().duration_since(back.expires_at())?;
+        assert!(lost < Duration::from_secs(1), "{lost:?}");
+        let bad = serde_json::from_str::<PendingAuthorization>(
+            r#"{"state":"xyz","verifier":"short","expiresAt":4102444800}"#,
+        );
         assert!(bad.is_err());
-        assert!(serde_json::from_str::<PendingAuthorization>(r#"{"state":""}"#).is_err());
+        assert!(
+            serde_json::from_str::<PendingAuthorization>(r#"{"state":"","expiresAt":4102444800}"#)
+                .is_err()
+        );
+        // Without an expiry, a kept authorization would never expire.
+        assert!(serde_json::from_str::<PendingAuthorization>(r#"{"state":"xyz"}"#).is_err());
+        let old: PendingAuthorization =
+            serde_json::from_str(r#"{"state":"xyz","expiresAt":1700000000}"#)?;
+        assert!(old.is_expired());
+        Ok(())
+    }
+
+    #[test]
+    fn an_expired_authorization_refuses_its_callback() -> Result<(), ConfigError> {
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let late = pending()?.with_expiry(past);
+        let err = late.check(&format!("?code={CODE}&state=xyz")).err();
+        assert_eq!(
+            err.as_ref().map(Error::kind),
+            Some(&ErrorKind::AuthorizationExpired)
+        );
+        // A forged callback learns nothing about the authorization: its state is checked first.
+        let forged = pending()?
+            .with_expiry(past)
+            .check(&format!("?code={CODE}&state=abc"));
+        assert!(reason(forged).contains("state does not match"));
+        // A fresh one lives ten minutes.
+        let left = pending()?
+            .expires_at()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        assert!(
+            left > Duration::from_secs(599) && left <= DEFAULT_PENDING_LIFETIME,
+            "{left:?}"
+        );
         Ok(())
     }
 }

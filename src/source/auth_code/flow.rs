@@ -3,12 +3,15 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Uri;
 use http::uri::Scheme;
 use zeroize::Zeroizing;
 
-use super::callback::{AuthorizationGrant, PendingAuthorization, checked_state};
+use super::callback::{
+    AuthorizationGrant, DEFAULT_PENDING_LIFETIME, PendingAuthorization, checked_state,
+};
 use super::store::{SharedStore, TokenStore};
 use super::{AuthCode, TOKEN_PATH, parse_token};
 use crate::credential::REDACTED;
@@ -60,6 +63,7 @@ struct Inner {
     pkce: bool,
     redirect_uri: String,
     scope: String,
+    pending_lifetime: Duration,
     transport: Transport,
 }
 
@@ -90,11 +94,14 @@ impl AuthCodeFlow {
             pkce: false,
             redirect_uri: None,
             scopes: Vec::new(),
+            pending_lifetime: DEFAULT_PENDING_LIFETIME,
             transport: None,
         }
     }
 
-    /// The URL to send the user to, and what to keep until the callback.
+    /// The URL to send the user to, and what to keep until the callback: a
+    /// [`PendingAuthorization`] that expires after the flow's
+    /// [`pending_lifetime`](Builder::pending_lifetime) (ten minutes by default).
     ///
     /// The URL is `GET /exchange/1/oauth/authorize` with `response_type=code`, `client_id`,
     /// `state`, `redirect_uri`, `scope` and, with PKCE, `code_challenge` and
@@ -184,17 +191,23 @@ impl AuthCodeFlow {
                 reason: "the parameters do not make a URL",
             })
         })?;
-        Ok((url, PendingAuthorization::from_parts(state, verifier)))
+        let pending = PendingAuthorization::from_parts(state, verifier, inner.pending_lifetime);
+        Ok((url, pending))
     }
 
     /// Checks the callback Infobip redirected the user to (`redirect_uri?code=…&state=…`),
     /// before any network call. `callback` is the whole URL, its path and query, or the query
     /// alone.
     ///
+    /// `pending` is used up whatever the outcome, so one authorization yields at most one
+    /// grant: after an error, send the user through [`authorize_url`](Self::authorize_url)
+    /// again.
+    ///
     /// # Errors
     /// - [`ErrorKind::InvalidCallback`] when the `state` differs from `pending`'s (compared in
     ///   constant time) or is missing, the code is missing or not 16 hexadecimal characters, a
     ///   parameter appears twice, or `pending` lacks the PKCE verifier this flow needs;
+    /// - [`ErrorKind::AuthorizationExpired`] when the state matches but `pending` has expired;
     /// - [`ErrorKind::AuthorizationDenied`] when Infobip reports `error=…` (the user cancelled)
     ///   with this flow's `state`.
     ///
@@ -207,14 +220,17 @@ impl AuthCodeFlow {
     /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
     /// #     .transport(transport).build()?;
     /// let pending = PendingAuthorization::new("xyz", None)?;
-    /// assert!(flow.callback(&pending, "/?code=822762fa24e04975&state=xyz").is_ok());
-    /// let forged = flow.callback(&pending, "/?code=822762fa24e04975&state=abc").unwrap_err();
+    /// assert!(flow.callback(pending, "/?code=822762fa24e04975&state=xyz").is_ok());
+    /// // `pending` has moved: a second exchange of the same authorization does not compile.
+    ///
+    /// let pending = PendingAuthorization::new("xyz", None)?;
+    /// let forged = flow.callback(pending, "/?code=822762fa24e04975&state=abc").unwrap_err();
     /// assert!(matches!(forged.kind(), ErrorKind::InvalidCallback { .. }));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn callback(
         &self,
-        pending: &PendingAuthorization,
+        pending: PendingAuthorization,
         callback: &str,
     ) -> Result<AuthorizationGrant, Error> {
         let checked = pending.check(callback).and_then(|grant| {
@@ -262,7 +278,7 @@ impl AuthCodeFlow {
     ///     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
     ///     .transport(Transport::new(http_client)).build()?;
     /// let pending = PendingAuthorization::new("xyz", None)?;
-    /// let grant = flow.callback(&pending, "/?code=822762fa24e04975&state=xyz")?;
+    /// let grant = flow.callback(pending, "/?code=822762fa24e04975&state=xyz")?;
     /// let source = flow.exchange(grant).await?;
     /// assert_eq!(source.account().username, "developeruser");
     /// # Ok(()) }
@@ -295,7 +311,8 @@ impl AuthCodeFlow {
     /// lifetime. The source keeps saving to `store`.
     ///
     /// # Errors
-    /// [`ErrorKind::ReauthorizationRequired`] when the store holds no token or an expired one.
+    /// [`ErrorKind::ReauthorizationRequired`] when the store holds no token or an expired one;
+    /// [`ErrorKind::Store`] when the store fails to load (its error is the source).
     ///
     /// ```
     /// # use infobip_auth::{Account, ErrorKind, source::{AuthCodeFlow, MemoryStore, StoredToken, TokenStore, Transport}};
@@ -312,7 +329,7 @@ impl AuthCodeFlow {
     /// assert!(matches!(err.kind(), ErrorKind::ReauthorizationRequired)); // nothing saved yet
     ///
     /// let expires = SystemTime::now() + Duration::from_secs(50);
-    /// store.save(&StoredToken::new("IBSSO", "3d7908aa", expires, Account::default())).await;
+    /// store.save(&StoredToken::new("IBSSO", "3d7908aa", expires, Account::default())).await?;
     /// let source = flow.resume(store).await?;
     /// assert_eq!(source.credential().header(), "IBSSO 3d7908aa");
     /// # Ok(()) }
@@ -321,7 +338,7 @@ impl AuthCodeFlow {
         let store = SharedStore::new(store);
         let stored = store
             .load()
-            .await
+            .await?
             .ok_or_else(|| Error::new(ErrorKind::ReauthorizationRequired))?;
         let credential = stored.to_credential()?;
         Ok(AuthCode::new(self.clone(), credential, Some(store)))
@@ -413,6 +430,7 @@ impl fmt::Debug for AuthCodeFlow {
             .field("pkce", &inner.pkce)
             .field("redirect_uri", &redacted(&inner.redirect_uri))
             .field("scope", &inner.scope)
+            .field("pending_lifetime", &inner.pending_lifetime)
             .field("transport", &inner.transport)
             .finish()
     }
@@ -438,8 +456,12 @@ pub struct Builder {
     pkce: bool,
     redirect_uri: Option<String>,
     scopes: Vec<String>,
+    pending_lifetime: Duration,
     transport: Option<Transport>,
 }
+
+/// The longest a [`PendingAuthorization`] may wait for its callback.
+const MAX_PENDING_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 impl Builder {
     /// The app's client secret, for a server-side (confidential) app: sent with the code
@@ -500,6 +522,31 @@ impl Builder {
         self
     }
 
+    /// How long an authorization made by [`AuthCodeFlow::authorize_url`] waits for its
+    /// callback: the time the user may take to log in to Infobip and approve. Ten minutes by
+    /// default ([`DEFAULT_PENDING_LIFETIME`]); at most 24 hours. A later callback is
+    /// [`ErrorKind::AuthorizationExpired`].
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # use std::time::{Duration, SystemTime};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    ///     .pending_lifetime(Duration::from_secs(120))
+    ///     .transport(transport)
+    ///     .build()?;
+    /// let (_, pending) = flow.authorize_url()?;
+    /// assert!(pending.expires_at() <= SystemTime::now() + Duration::from_secs(120));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pending_lifetime(mut self, lifetime: Duration) -> Self {
+        self.pending_lifetime = lifetime;
+        self
+    }
+
     /// The HTTP client that reaches the token endpoint.
     ///
     /// ```
@@ -525,8 +572,8 @@ impl Builder {
     /// - [`ConfigError::Empty`] for a missing client id, redirect URI, scope or an empty
     ///   secret; [`ConfigError::InvalidHeaderValue`] for a client id with spaces or control
     ///   characters;
-    /// - [`ConfigError::Invalid`] when neither a client secret nor PKCE is set, or no
-    ///   transport is.
+    /// - [`ConfigError::Invalid`] when neither a client secret nor PKCE is set, no
+    ///   transport is, or the pending lifetime is zero or longer than 24 hours.
     ///
     /// ```
     /// # use infobip_auth::{ConfigError, source::AuthCodeFlow};
@@ -573,6 +620,12 @@ impl Builder {
             return Err(ConfigError::Empty { what: "scope" });
         }
         let scope = scopes.join(" ");
+        if self.pending_lifetime.is_zero() || self.pending_lifetime > MAX_PENDING_LIFETIME {
+            return Err(ConfigError::Invalid {
+                what: "pending lifetime",
+                reason: "it must be more than zero and at most 24 hours",
+            });
+        }
         let transport = crate::source::required(self.transport)?;
         Ok(AuthCodeFlow(Arc::new(Inner {
             base,
@@ -581,6 +634,7 @@ impl Builder {
             pkce: self.pkce,
             redirect_uri,
             scope,
+            pending_lifetime: self.pending_lifetime,
             transport,
         })))
     }
@@ -625,6 +679,7 @@ impl fmt::Debug for Builder {
             .field("pkce", &self.pkce)
             .field("redirect_uri", &self.redirect_uri.as_deref().map(redacted))
             .field("scopes", &self.scopes)
+            .field("pending_lifetime", &self.pending_lifetime)
             .field("transport", &self.transport)
             .finish()
     }

@@ -17,7 +17,9 @@
 //!    requests fail with [`ErrorKind::ReauthorizationRequired`].
 //!
 //! A [`TokenStore`] (for example a database row per account) keeps the current token, so
-//! [`AuthCodeFlow::resume`] picks the connection up after a restart within its lifetime.
+//! [`AuthCodeFlow::resume`] picks the connection up after a restart within its lifetime. A
+//! store that fails is reported, never hidden: [`AuthCode::save_to`] returns the error, and
+//! [`AuthCode::store_error`] tells whether the last save (after a refresh) failed.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -48,7 +50,7 @@
 //!
 //! // GET /callback?code=…&state=…: Infobip sent the user back.
 //! let callback = format!("/callback?code=822762fa24e04975&state={}", pending.state());
-//! let grant = flow.callback(&pending, &callback)?;
+//! let grant = flow.callback(pending, &callback)?; // single use: `pending` is consumed
 //! let source = flow.exchange(grant).await?;
 //! assert_eq!(source.account().account_key, "8F0792F86035A9F4290821F1EE6BC06A");
 //!
@@ -74,7 +76,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-pub use callback::{AuthorizationGrant, PendingAuthorization};
+pub use callback::{AuthorizationGrant, DEFAULT_PENDING_LIFETIME, PendingAuthorization};
 pub use flow::{AuthCodeFlow, Builder};
 pub use store::{MemoryStore, StoredToken, TokenStore};
 
@@ -118,7 +120,7 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
 /// #     .transport(transport).build()?;
 /// # let store = MemoryStore::new();
-/// # store.save(&StoredToken::new("IBSSO", "3d7908aa", SystemTime::now() + Duration::from_secs(50), Account::default())).await;
+/// # store.save(&StoredToken::new("IBSSO", "3d7908aa", SystemTime::now() + Duration::from_secs(50), Account::default())).await?;
 /// let source = flow.resume(store).await?;
 /// assert_eq!(source.fetch(None).await?.header(), "IBSSO 3d7908aa");
 ///
@@ -138,6 +140,8 @@ struct Inner {
     /// One refresh at a time, even across layers sharing this source.
     refreshing: tokio::sync::Mutex<()>,
     store: Mutex<Option<SharedStore>>,
+    /// Why the last save failed; `None` once a save succeeds.
+    store_error: Mutex<Option<Error>>,
     /// `None` when the flow's base URL is an Infobip host: the token then goes to any of them.
     base_url: Option<BaseUrl>,
 }
@@ -151,12 +155,20 @@ impl AuthCode {
             current: Mutex::new(credential),
             refreshing: tokio::sync::Mutex::new(()),
             store: Mutex::new(store),
+            store_error: Mutex::new(None),
             base_url,
         }))
     }
 
     /// Saves the current token to `store` now, and every new one after it, so that
-    /// [`AuthCodeFlow::resume`] can pick the connection up after a restart.
+    /// [`AuthCodeFlow::resume`] can pick the connection up after a restart. Replaces the store
+    /// the source had.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Store`] when `store` fails to save, with its error as the source. The
+    /// source is unharmed: it serves the token from memory, keeps `store`, and saves again at
+    /// the next refresh (about every 45 seconds while in use); call `save_to` again to retry
+    /// at once. [`store_error`](Self::store_error) holds the failure until a save succeeds.
     ///
     /// ```
     /// # use infobip_auth::source::{AuthCodeFlow, MemoryStore, StoredToken, TokenStore, Transport};
@@ -170,22 +182,62 @@ impl AuthCode {
     /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
     /// #     .transport(transport).build()?;
     /// # let old = MemoryStore::new();
-    /// # old.save(&StoredToken::new("IBSSO", "tok", SystemTime::now() + Duration::from_secs(50), Account::default())).await;
+    /// # old.save(&StoredToken::new("IBSSO", "tok", SystemTime::now() + Duration::from_secs(50), Account::default())).await?;
     /// # let source = flow.resume(old).await?;
     /// let store = MemoryStore::new();
-    /// let source = source.with_store(store.clone()).await;
+    /// source.save_to(store.clone()).await?;
     /// assert_eq!(store.get().map(|t| t.expose_token().to_owned()).as_deref(), Some("tok"));
-    /// # let _ = source;
+    /// # Ok(()) }
+    /// ```
+    pub async fn save_to(&self, store: impl TokenStore) -> Result<(), Error> {
+        *lock(&self.0.store) = Some(SharedStore::new(store));
+        self.save(&self.credential()).await
+    }
+
+    /// Why the last save to the store failed, if it did: `None` when there is no store, no
+    /// save yet, or the last save succeeded. A refresh whose save fails still serves its new
+    /// token from memory; this is how a program learns that the store is behind (and, with the
+    /// `tracing` feature, from a `warn` event).
+    ///
+    /// ```
+    /// # use infobip_auth::source::{AuthCodeFlow, MemoryStore, StoredToken, TokenStore, Transport};
+    /// # use infobip_auth::Account;
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// # let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
+    /// #     .transport(transport).build()?;
+    /// # let store = MemoryStore::new();
+    /// # store.save(&StoredToken::new("IBSSO", "tok", SystemTime::now() + Duration::from_secs(50), Account::default())).await?;
+    /// let source = flow.resume(store).await?;
+    /// assert!(source.store_error().is_none());
     /// # Ok(()) }
     /// ```
     #[must_use]
-    pub async fn with_store(self, store: impl TokenStore) -> Self {
-        let store = SharedStore::new(store);
-        if let Some(token) = StoredToken::from_credential(&self.credential()) {
-            store.save(&token).await;
+    pub fn store_error(&self) -> Option<Error> {
+        lock(&self.0.store_error).clone()
+    }
+
+    /// Saves `credential` to the store, if there is one, and records the outcome for
+    /// [`store_error`](Self::store_error).
+    async fn save(&self, credential: &Credential) -> Result<(), Error> {
+        let store = lock(&self.0.store).clone();
+        let (Some(store), Some(token)) = (store, StoredToken::from_credential(credential)) else {
+            return Ok(());
+        };
+        let saved = store.save(&token).await;
+        if let Err(err) = &saved {
+            event!(
+                warn,
+                error = %err,
+                "saving the Exchange token failed: it is served from memory, and saved again at the next refresh"
+            );
         }
-        *lock(&self.0.store) = Some(store);
-        self
+        *lock(&self.0.store_error) = saved.as_ref().err().cloned();
+        saved
     }
 
     /// The account and user that approved the app, as the last token answer reported them.
@@ -203,7 +255,7 @@ impl AuthCode {
     /// #     .transport(transport).build()?;
     /// # let store = MemoryStore::new();
     /// # let account: Account = serde_json::from_str(r#"{"username":"developeruser"}"#)?;
-    /// # store.save(&StoredToken::new("IBSSO", "tok", SystemTime::now() + Duration::from_secs(50), account)).await;
+    /// # store.save(&StoredToken::new("IBSSO", "tok", SystemTime::now() + Duration::from_secs(50), account)).await?;
     /// let source = flow.resume(store).await?;
     /// assert_eq!(source.account().username, "developeruser");
     /// # Ok(()) }
@@ -227,7 +279,7 @@ impl AuthCode {
     /// #     .client_secret("secret").redirect_uri("https://www.my-app.com").scope("api_read")
     /// #     .transport(transport).build()?;
     /// # let store = MemoryStore::new();
-    /// # store.save(&StoredToken::new("IBSSO", "tok", SystemTime::now() + Duration::from_secs(50), Account::default())).await;
+    /// # store.save(&StoredToken::new("IBSSO", "tok", SystemTime::now() + Duration::from_secs(50), Account::default())).await?;
     /// let source = flow.resume(store).await?;
     /// assert_eq!(source.credential().scheme(), "IBSSO");
     /// # Ok(()) }
@@ -270,12 +322,10 @@ impl AuthCode {
                     replaced
                 };
                 // The store learns it too, so a restart's `resume` asks for a new
-                // authorization instead of serving the refused token.
-                let store = lock(&self.0.store).clone();
-                if let (true, Some(store), Some(token)) =
-                    (replaced, store, StoredToken::from_credential(&dead))
-                {
-                    store.save(&token).await;
+                // authorization instead of serving the refused token. A failed save is
+                // recorded for `store_error`; the refusal is what this fetch reports.
+                if replaced {
+                    let _recorded = self.save(&dead).await;
                 }
                 return Err(reauthorization_required(err));
             }
@@ -283,10 +333,9 @@ impl AuthCode {
         }
         let fresh = parse_token(&answer, current.account())?;
         *lock(&self.0.current) = fresh.clone();
-        let store = lock(&self.0.store).clone();
-        if let (Some(store), Some(token)) = (store, StoredToken::from_credential(&fresh)) {
-            store.save(&token).await;
-        }
+        // A failed save does not fail the refresh: the new token is served from memory, and
+        // the failure is kept for `store_error`.
+        let _recorded = self.save(&fresh).await;
         Ok(fresh)
     }
 }
@@ -342,6 +391,7 @@ impl fmt::Debug for AuthCode {
             .field("flow", &self.0.flow)
             .field("credential", &*lock(&self.0.current))
             .field("store", &*lock(&self.0.store))
+            .field("store_error", &*lock(&self.0.store_error))
             .finish()
     }
 }

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::credential::REDACTED;
 use crate::transport::token_credential;
-use crate::{Account, Credential, Error, ErrorKind};
+use crate::{Account, BoxError, Credential, Error, ErrorKind};
 
 /// Keeps the current Exchange token of one connected account.
 ///
@@ -26,10 +26,18 @@ use crate::{Account, Credential, Error, ErrorKind};
 /// than that (or a process that shares the connection with another one). Use one store per
 /// connected account.
 ///
-/// A store that fails to save should report it its own way (a log line): the source keeps
-/// serving the token from memory either way.
+/// A store that cannot save or load returns its error; the source reports it as
+/// [`ErrorKind::Store`] with that error as the source:
+/// - [`AuthCode::save_to`](super::AuthCode::save_to) (the first token) returns it, and keeps
+///   the store: the source still works from memory, and each refresh saves again;
+/// - a failed save after a refresh does not fail the refresh: the new token is served from
+///   memory, [`AuthCode::store_error`](super::AuthCode::store_error) holds the error until a
+///   save succeeds, and (with the `tracing` feature) a `warn` event reports it;
+/// - [`AuthCodeFlow::resume`](super::AuthCodeFlow::resume) returns it, instead of asking for
+///   a new authorization as it does when the store holds no usable token.
 ///
 /// ```
+/// use infobip_auth::BoxError;
 /// use infobip_auth::source::{StoredToken, TokenStore};
 /// use std::sync::Mutex;
 ///
@@ -38,65 +46,74 @@ use crate::{Account, Credential, Error, ErrorKind};
 /// struct JsonRow(Mutex<Option<String>>);
 ///
 /// impl TokenStore for JsonRow {
-///     async fn save(&self, token: &StoredToken) {
-///         let json = serde_json::to_string(token).ok();
-///         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = json;
+///     async fn save(&self, token: &StoredToken) -> Result<(), BoxError> {
+///         let json = serde_json::to_string(token)?;
+///         *self.0.lock().map_err(|_| "poisoned")? = Some(json);
+///         Ok(())
 ///     }
-///     async fn load(&self) -> Option<StoredToken> {
-///         let row = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
-///         serde_json::from_str(&row).ok()
+///     async fn load(&self) -> Result<Option<StoredToken>, BoxError> {
+///         let row = self.0.lock().map_err(|_| "poisoned")?.clone();
+///         Ok(row.as_deref().map(serde_json::from_str).transpose()?)
 ///     }
 /// }
 /// ```
 pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// Persists `token`, replacing the previous one.
     ///
-    /// ```
-    /// use infobip_auth::Account;
-    /// use infobip_auth::source::{MemoryStore, StoredToken, TokenStore};
-    /// use std::time::{Duration, SystemTime};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let store = MemoryStore::new();
-    /// let expires = SystemTime::now() + Duration::from_secs(60);
-    /// store.save(&StoredToken::new("IBSSO", "first", expires, Account::default())).await;
-    /// // Each refresh saves again: a store keeps only the newest token.
-    /// store.save(&StoredToken::new("IBSSO", "second", expires, Account::default())).await;
-    /// assert_eq!(store.get().map(|t| t.expose_token().to_owned()).as_deref(), Some("second"));
-    /// # }
-    /// ```
-    fn save(&self, token: &StoredToken) -> impl Future<Output = ()> + Send;
-
-    /// The token saved last, if any.
+    /// # Errors
+    /// Whatever kept the store from saving (a database error): the source reports it as
+    /// [`ErrorKind::Store`] and keeps serving the token from memory.
     ///
     /// ```
     /// use infobip_auth::Account;
     /// use infobip_auth::source::{MemoryStore, StoredToken, TokenStore};
     /// use std::time::{Duration, SystemTime};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
     /// let store = MemoryStore::new();
-    /// assert!(store.load().await.is_none()); // nothing to resume: the user must authorize
     /// let expires = SystemTime::now() + Duration::from_secs(60);
-    /// store.save(&StoredToken::new("IBSSO", "3d7908aa", expires, Account::default())).await;
-    /// assert_eq!(store.load().await.map(|t| t.expose_token().to_owned()).as_deref(), Some("3d7908aa"));
-    /// # }
+    /// store.save(&StoredToken::new("IBSSO", "first", expires, Account::default())).await?;
+    /// // Each refresh saves again: a store keeps only the newest token.
+    /// store.save(&StoredToken::new("IBSSO", "second", expires, Account::default())).await?;
+    /// assert_eq!(store.get().map(|t| t.expose_token().to_owned()).as_deref(), Some("second"));
+    /// # Ok(()) }
     /// ```
-    fn load(&self) -> impl Future<Output = Option<StoredToken>> + Send;
+    fn save(&self, token: &StoredToken) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// The token saved last, if any.
+    ///
+    /// # Errors
+    /// Whatever kept the store from reading: [`AuthCodeFlow::resume`](super::AuthCodeFlow::resume)
+    /// reports it as [`ErrorKind::Store`]. A store that holds nothing returns `Ok(None)`.
+    ///
+    /// ```
+    /// use infobip_auth::Account;
+    /// use infobip_auth::source::{MemoryStore, StoredToken, TokenStore};
+    /// use std::time::{Duration, SystemTime};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let store = MemoryStore::new();
+    /// assert!(store.load().await?.is_none()); // nothing to resume: the user must authorize
+    /// let expires = SystemTime::now() + Duration::from_secs(60);
+    /// store.save(&StoredToken::new("IBSSO", "3d7908aa", expires, Account::default())).await?;
+    /// assert_eq!(store.load().await?.map(|t| t.expose_token().to_owned()).as_deref(), Some("3d7908aa"));
+    /// # Ok(()) }
+    /// ```
+    fn load(&self) -> impl Future<Output = Result<Option<StoredToken>, BoxError>> + Send;
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The object-safe twin of [`TokenStore`].
 trait DynTokenStore: fmt::Debug + Send + Sync + 'static {
-    fn save<'a>(&'a self, token: &'a StoredToken) -> BoxFuture<'a, ()>;
-    fn load(&self) -> BoxFuture<'_, Option<StoredToken>>;
+    fn save<'a>(&'a self, token: &'a StoredToken) -> BoxFuture<'a, Result<(), BoxError>>;
+    fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>, BoxError>>;
 }
 
 impl<T: TokenStore> DynTokenStore for T {
-    fn save<'a>(&'a self, token: &'a StoredToken) -> BoxFuture<'a, ()> {
+    fn save<'a>(&'a self, token: &'a StoredToken) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(TokenStore::save(self, token))
     }
 
-    fn load(&self) -> BoxFuture<'_, Option<StoredToken>> {
+    fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>, BoxError>> {
         Box::pin(TokenStore::load(self))
     }
 }
@@ -110,13 +127,20 @@ impl SharedStore {
         Self(Arc::new(store))
     }
 
-    pub(crate) async fn save(&self, token: &StoredToken) {
-        self.0.save(token).await;
+    /// Saves `token`; the store's failure becomes [`ErrorKind::Store`].
+    pub(crate) async fn save(&self, token: &StoredToken) -> Result<(), Error> {
+        self.0.save(token).await.map_err(store_failed)
     }
 
-    pub(crate) async fn load(&self) -> Option<StoredToken> {
-        self.0.load().await
+    /// Loads the saved token; the store's failure becomes [`ErrorKind::Store`].
+    pub(crate) async fn load(&self) -> Result<Option<StoredToken>, Error> {
+        self.0.load().await.map_err(store_failed)
     }
+}
+
+/// A store's own error as the crate's: what the store says is kept as the source, unread.
+fn store_failed(cause: BoxError) -> Error {
+    Error::new(ErrorKind::Store).with_source(cause)
 }
 
 /// A [`TokenStore`] in this process's memory: the default, and a handle for tests. Clones
@@ -160,12 +184,13 @@ impl MemoryStore {
 }
 
 impl TokenStore for MemoryStore {
-    async fn save(&self, token: &StoredToken) {
+    async fn save(&self, token: &StoredToken) -> Result<(), BoxError> {
         *self.slot() = Some(token.clone());
+        Ok(())
     }
 
-    async fn load(&self) -> Option<StoredToken> {
-        self.get()
+    async fn load(&self) -> Result<Option<StoredToken>, BoxError> {
+        Ok(self.get())
     }
 }
 
@@ -306,16 +331,10 @@ impl fmt::Debug for StoredToken {
 
 impl Serialize for StoredToken {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Rounded down: a resumed token is never thought to live longer than it does.
-        let expires_at = self
-            .expires_at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
         let mut out = serializer.serialize_struct("StoredToken", 4)?;
         out.serialize_field("tokenType", &self.token_type)?;
         out.serialize_field("token", self.token.as_str())?;
-        out.serialize_field("expiresAt", &expires_at)?;
+        out.serialize_field("expiresAt", &unix_seconds(self.expires_at))?;
         out.serialize_field("account", &self.account)?;
         out.end()
     }
@@ -333,18 +352,26 @@ impl<'de> Deserialize<'de> for StoredToken {
             account: Account,
         }
         let wire = Wire::deserialize(deserializer)?;
-        let expires_at = UNIX_EPOCH
-            .checked_add(Duration::from_secs(wire.expires_at))
-            .ok_or_else(|| {
-                serde::de::Error::custom("expiresAt is beyond any representable time")
-            })?;
         Ok(Self {
             token_type: wire.token_type,
             token: Zeroizing::new(wire.token),
-            expires_at,
+            expires_at: from_unix_seconds(wire.expires_at)?,
             account: wire.account,
         })
     }
+}
+
+/// An expiry as it is serialized, in seconds since the Unix epoch: rounded down, so what is
+/// read back is never thought to live longer than it does.
+pub(super) fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// A serialized expiry read back.
+pub(super) fn from_unix_seconds<E: serde::de::Error>(seconds: u64) -> Result<SystemTime, E> {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .ok_or_else(|| E::custom("expiresAt is beyond any representable time"))
 }
 
 #[cfg(test)]
@@ -407,17 +434,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn memory_store_clones_share_the_slot() {
+    async fn memory_store_clones_share_the_slot() -> Result<(), BoxError> {
         let store = MemoryStore::new();
         let handle = store.clone();
         let token = StoredToken::new("IBSSO", "tok", SystemTime::now(), account());
-        TokenStore::save(&store, &token).await;
+        TokenStore::save(&store, &token).await?;
         assert_eq!(
             handle.get().map(|t| t.expose_token().to_owned()).as_deref(),
             Some("tok")
         );
-        assert!(TokenStore::load(&handle).await.is_some());
+        assert!(TokenStore::load(&handle).await?.is_some());
         assert!(!format!("{store:?}").contains("tok\""), "{store:?}");
+        Ok(())
     }
 
     #[test]

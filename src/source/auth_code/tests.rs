@@ -198,7 +198,7 @@ async fn connect(flow: &AuthCodeFlow, fake: &FakeExchange) -> Result<AuthCode, E
     let challenge = pending.expose_verifier().map(pkce::challenge);
     let code = fake.issue_code(challenge);
     let callback = format!("{REDIRECT}?code={code}&state={}", pending.state());
-    let grant = flow.callback(&pending, &callback)?;
+    let grant = flow.callback(pending, &callback)?;
     flow.exchange(grant).await
 }
 
@@ -293,7 +293,7 @@ fn a_callers_state_is_sent_and_checked() -> TestResult {
         Some("WeHH_yy2irpl8UY")
     );
     assert!(
-        flow.callback(&pending, "?code=822762fa24e04975&state=WeHH_yy2irpl8UY")
+        flow.callback(pending, "?code=822762fa24e04975&state=WeHH_yy2irpl8UY")
             .is_ok()
     );
     for bad in ["", "a\nb"] {
@@ -325,6 +325,16 @@ fn the_builder_refuses_what_cannot_work() {
             "client id",
         ),
         (builder(&fake).pkce().redirect_uri(""), "redirect URI"),
+        (
+            builder(&fake).pkce().pending_lifetime(Duration::ZERO),
+            "pending lifetime",
+        ),
+        (
+            builder(&fake)
+                .pkce()
+                .pending_lifetime(Duration::from_secs(24 * 3600 + 1)),
+            "pending lifetime",
+        ),
         (builder(&fake).pkce().redirect_uri("/callback"), "absolute"),
         (
             builder(&fake)
@@ -440,7 +450,8 @@ async fn pkce_exchanges_with_the_verifier_and_no_secret() -> TestResult {
     let (_, pending) = flow.authorize_url()?;
     let verifier = pending.expose_verifier().ok_or("no verifier")?.to_owned();
     let code = fake.issue_code(Some(pkce::challenge(&verifier)));
-    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    let callback = format!("?code={code}&state={}", pending.state());
+    let grant = flow.callback(pending, &callback)?;
     flow.exchange(grant).await?;
     let form = fake.last_form();
     assert_eq!(
@@ -453,7 +464,8 @@ async fn pkce_exchanges_with_the_verifier_and_no_secret() -> TestResult {
     let (_, pending) = flow.authorize_url()?;
     let other = pkce::verifier(pkce::VERIFIER_LEN)?;
     let code = fake.issue_code(Some(pkce::challenge(&other)));
-    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    let callback = format!("?code={code}&state={}", pending.state());
+    let grant = flow.callback(pending, &callback)?;
     let err = flow.exchange(grant).await.err();
     assert!(
         matches!(
@@ -470,7 +482,7 @@ fn a_public_flow_needs_the_verifier_in_the_pending_authorization() -> TestResult
     let fake = FakeExchange::default();
     let pending = PendingAuthorization::new("xyz", None)?;
     let err = public(&fake)?
-        .callback(&pending, "?code=822762fa24e04975&state=xyz")
+        .callback(pending, "?code=822762fa24e04975&state=xyz")
         .err();
     assert!(
         matches!(
@@ -487,8 +499,10 @@ async fn a_wrong_state_is_refused_before_any_request() -> TestResult {
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
     let (_, pending) = flow.authorize_url()?;
+    let state = pending.state().to_owned();
+    drop(pending);
     let code = fake.issue_code(None);
-    let mut forged = pending.state().to_owned();
+    let mut forged = state.clone();
     forged.replace_range(..1, if forged.starts_with('A') { "B" } else { "A" });
     for callback in [
         format!("{REDIRECT}?code={code}&state={forged}"),
@@ -496,7 +510,9 @@ async fn a_wrong_state_is_refused_before_any_request() -> TestResult {
         format!("{REDIRECT}?error=access_denied&state={forged}"),
         format!("{REDIRECT}?error=access_denied"),
     ] {
-        let err = flow.callback(&pending, &callback).err();
+        // A callback uses its authorization up, so each forgery gets a copy of it.
+        let pending = PendingAuthorization::new(&state, None)?;
+        let err = flow.callback(pending, &callback).err();
         assert!(
             matches!(
                 err.as_ref().map(Error::kind),
@@ -510,16 +526,48 @@ async fn a_wrong_state_is_refused_before_any_request() -> TestResult {
 }
 
 #[tokio::test]
+async fn an_expired_authorization_is_refused_before_any_request() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = builder(&fake)
+        .client_secret(SECRET)
+        .pending_lifetime(Duration::from_secs(120))
+        .build()?;
+    let (_, pending) = flow.authorize_url()?;
+    let left = pending
+        .expires_at()
+        .duration_since(std::time::SystemTime::now())?;
+    assert!(
+        left > Duration::from_secs(119) && left <= Duration::from_secs(120),
+        "{left:?}"
+    );
+
+    // The user came back after the authorization's time was up.
+    let late = pending.with_expiry(std::time::SystemTime::now() - Duration::from_secs(1));
+    let callback = format!("?code={}&state={}", fake.issue_code(None), late.state());
+    let err = flow.callback(late, &callback).err();
+    assert!(
+        matches!(
+            err.as_ref().map(Error::kind),
+            Some(ErrorKind::AuthorizationExpired)
+        ),
+        "{err:?}"
+    );
+    assert_eq!(fake.requests(), 0);
+    Ok(())
+}
+
+#[tokio::test]
 async fn reused_codes_and_wrong_secrets_are_typed_errors() -> TestResult {
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
     let (_, pending) = flow.authorize_url()?;
-    let callback = format!("?code={}&state={}", fake.issue_code(None), pending.state());
-    flow.exchange(flow.callback(&pending, &callback)?).await?;
-    let reused = flow
-        .exchange(flow.callback(&pending, &callback)?)
-        .await
-        .err();
+    let state = pending.state().to_owned();
+    let callback = format!("?code={}&state={state}", fake.issue_code(None));
+    flow.exchange(flow.callback(pending, &callback)?).await?;
+    // The type system stops a second callback with `pending`; an app that kept a copy (its
+    // serialized form) can still try, and the server refuses the used code.
+    let copy = PendingAuthorization::new(&state, None)?;
+    let reused = flow.exchange(flow.callback(copy, &callback)?).await.err();
     assert!(
         matches!(reused.as_ref().map(Error::kind), Some(ErrorKind::TokenEndpoint(api))
             if api.status() == StatusCode::BAD_REQUEST && api.text().is_some_and(|t| t.contains("used"))),
@@ -527,11 +575,9 @@ async fn reused_codes_and_wrong_secrets_are_typed_errors() -> TestResult {
     );
 
     let wrong = builder(&fake).client_secret("not-the-secret").build()?;
-    let callback = format!("?code={}&state={}", fake.issue_code(None), pending.state());
-    let err = wrong
-        .exchange(wrong.callback(&pending, &callback)?)
-        .await
-        .err();
+    let callback = format!("?code={}&state={state}", fake.issue_code(None));
+    let copy = PendingAuthorization::new(&state, None)?;
+    let err = wrong.exchange(wrong.callback(copy, &callback)?).await.err();
     assert!(
         matches!(
             err.as_ref().map(Error::kind),
@@ -553,7 +599,7 @@ async fn an_expired_code_is_a_typed_error() -> TestResult {
     let flow = confidential(&fake)?;
     let (_, pending) = flow.authorize_url()?;
     let callback = format!("?code={}&state={}", fake.issue_code(None), pending.state());
-    let grant = flow.callback(&pending, &callback)?;
+    let grant = flow.callback(pending, &callback)?;
     tokio::time::advance(MINUTE).await;
     let err = flow.exchange(grant).await.err();
     assert!(
@@ -590,7 +636,7 @@ async fn reads_token_type_and_expires_in_in_either_spelling() -> TestResult {
     for (body, header, seconds) in cases {
         fake.state().canned.push((StatusCode::OK, body.to_owned()));
         let pending = PendingAuthorization::new("xyz", None)?;
-        let grant = flow.callback(&pending, "?code=822762fa24e04975&state=xyz")?;
+        let grant = flow.callback(pending, "?code=822762fa24e04975&state=xyz")?;
         let credential = flow.exchange(grant).await?.credential();
         assert_eq!(credential.header(), header);
         assert_eq!(
@@ -616,7 +662,7 @@ async fn malformed_answers_are_typed_and_quote_no_token() -> TestResult {
     ] {
         fake.state().canned.push((StatusCode::OK, body.to_owned()));
         let pending = PendingAuthorization::new("xyz", None)?;
-        let grant = flow.callback(&pending, "?code=822762fa24e04975&state=xyz")?;
+        let grant = flow.callback(pending, "?code=822762fa24e04975&state=xyz")?;
         let err = flow.exchange(grant).await.err();
         assert!(
             matches!(
@@ -816,7 +862,8 @@ async fn the_store_keeps_each_token_and_resume_picks_it_up() -> TestResult {
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
     let store = MemoryStore::new();
-    let source = connect(&flow, &fake).await?.with_store(store.clone()).await;
+    let source = connect(&flow, &fake).await?;
+    source.save_to(store.clone()).await?;
     let saved = store.get().ok_or("nothing saved")?;
     assert_eq!(saved.expose_token(), source.credential().expose_token());
     assert_eq!(saved.account(), &source.account());
@@ -843,7 +890,8 @@ async fn a_refused_refresh_reaches_the_store_so_resume_requires_reauthorization(
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
     let store = MemoryStore::new();
-    let source = connect(&flow, &fake).await?.with_store(store.clone()).await;
+    let source = connect(&flow, &fake).await?;
+    source.save_to(store.clone()).await?;
     fake.state().tokens.clear(); // revoked behind our back
     assert!(source.fetch(Some(&source.credential())).await.is_err());
     // "Restart": the stored token is the refused one, so resuming asks for a new authorization.
@@ -860,9 +908,131 @@ async fn resuming_an_expired_token_requires_reauthorization() -> TestResult {
     let past = std::time::SystemTime::now() - Duration::from_secs(1);
     store
         .save(&StoredToken::new("IBSSO", "old", past, Account::default()))
-        .await;
+        .await?;
     let err = flow.resume(store).await.err();
     assert_reauthorization_required(err.as_ref());
+    Ok(())
+}
+
+/// A [`MemoryStore`] that fails to save or load while `failing` is set, as a database that is
+/// down would.
+#[derive(Clone, Debug, Default)]
+struct FlakyStore {
+    saved: MemoryStore,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyStore {
+    fn failing() -> Self {
+        let store = Self::default();
+        store.fail(true);
+        store
+    }
+
+    fn fail(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn check(&self) -> Result<(), BoxError> {
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("the database is down".into());
+        }
+        Ok(())
+    }
+}
+
+impl TokenStore for FlakyStore {
+    async fn save(&self, token: &StoredToken) -> Result<(), BoxError> {
+        self.check()?;
+        self.saved.save(token).await
+    }
+
+    async fn load(&self) -> Result<Option<StoredToken>, BoxError> {
+        self.check()?;
+        self.saved.load().await
+    }
+}
+
+/// The error is the store's failure, with the store's own error as its source.
+#[track_caller]
+fn assert_store_failed(err: Option<&Error>) {
+    use std::error::Error as _;
+    assert!(
+        matches!(err.map(Error::kind), Some(ErrorKind::Store)),
+        "{err:?}"
+    );
+    let cause = err.and_then(|e| e.source()).map(ToString::to_string);
+    assert_eq!(cause.as_deref(), Some("the database is down"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_save_that_fails_is_returned_and_the_token_kept() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let store = FlakyStore::failing();
+    let err = source.save_to(store.clone()).await.err();
+    assert_store_failed(err.as_ref());
+    assert_store_failed(source.store_error().as_ref());
+    // The grant is not lost: the token still authenticates requests.
+    let layer = InfobipAuthLayer::new(source.clone());
+    assert_eq!(send(&layer).await?, source.credential().header().to_str()?);
+    // Retried by hand once the store is back; the store also stayed attached.
+    store.fail(false);
+    source.save_to(store.clone()).await?;
+    assert!(source.store_error().is_none());
+    assert_eq!(
+        store.saved.get().map(|t| t.expose_token().to_owned()),
+        Some(source.credential().expose_token().to_owned())
+    );
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_whose_save_fails_serves_the_new_token_and_says_so() -> TestResult {
+    #[cfg(feature = "tracing")]
+    let capture = crate::test_helpers::CaptureTracing::start();
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let store = FlakyStore::default();
+    source.save_to(store.clone()).await?;
+    let first = source.credential();
+
+    store.fail(true);
+    let fresh = source.fetch(Some(&first)).await?;
+    assert_ne!(fresh.expose_token(), first.expose_token());
+    assert_eq!(source.credential().expose_token(), fresh.expose_token());
+    assert_store_failed(source.store_error().as_ref());
+    assert_eq!(
+        store.saved.get().map(|t| t.expose_token().to_owned()),
+        Some(first.expose_token().to_owned()),
+        "the store still holds the old token"
+    );
+    #[cfg(feature = "tracing")]
+    {
+        let text = capture.text();
+        assert!(text.contains("saving the Exchange token failed"), "{text}");
+        assert!(!text.contains(fresh.expose_token()), "{text}");
+    }
+
+    // The next refresh saves again: the store catches up and the error clears.
+    store.fail(false);
+    let newer = source.fetch(Some(&fresh)).await?;
+    assert!(source.store_error().is_none());
+    assert_eq!(
+        store.saved.get().map(|t| t.expose_token().to_owned()),
+        Some(newer.expose_token().to_owned())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_load_is_not_a_missing_token() -> TestResult {
+    let flow = confidential(&FakeExchange::default())?;
+    let err = flow.resume(FlakyStore::failing()).await.err();
+    assert_store_failed(err.as_ref());
     Ok(())
 }
 
@@ -881,7 +1051,7 @@ async fn the_token_goes_to_infobip_hosts_or_to_the_base_it_came_from() -> TestRe
         let store = MemoryStore::new();
         store
             .save(&StoredToken::from_credential(&source.credential()).ok_or("no expiry")?)
-            .await;
+            .await?;
         local.resume(store).await?
     };
     assert_eq!(
@@ -898,18 +1068,25 @@ async fn no_secret_reaches_debug_or_errors() -> TestResult {
     let confidential = confidential(&fake)?;
     let (url, pending) = flow.authorize_url()?;
     let verifier = pending.expose_verifier().ok_or("no verifier")?.to_owned();
+    let state = pending.state().to_owned();
+    let pending_debug = format!("{pending:?}");
     let code = fake.issue_code(Some(pkce::challenge(&verifier)));
-    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    let callback = format!("?code={code}&state={state}");
+    let grant = flow.callback(pending, &callback)?;
     let grant_debug = format!("{grant:?}");
     let store = MemoryStore::new();
-    let source = flow.exchange(grant).await?.with_store(store.clone()).await;
+    let source = flow.exchange(grant).await?;
+    source.save_to(store.clone()).await?;
     let token = source.credential().expose_token().to_owned();
     let refused = confidential
-        .callback(&pending, &format!("?code={code}&state=other"))
+        .callback(
+            PendingAuthorization::new(&state, Some(&verifier))?,
+            &format!("?code={code}&state=other"),
+        )
         .err()
         .map(|e| format!("{e} {e:?}"));
     let shown = format!(
-        "{flow:?} {confidential:?} {pending:?} {grant_debug} {source:?} {store:?} {:?} {refused:?} {}",
+        "{flow:?} {confidential:?} {pending_debug} {grant_debug} {source:?} {store:?} {:?} {refused:?} {}",
         store.get(),
         url.query()
             .map(|q| q.contains(&verifier))
@@ -920,7 +1097,7 @@ async fn no_secret_reaches_debug_or_errors() -> TestResult {
         verifier.as_str(),
         code.as_str(),
         token.as_str(),
-        pending.state(),
+        state.as_str(),
     ] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
@@ -940,7 +1117,7 @@ fn futures_and_handles_are_send_and_sync() {
     let fake = FakeExchange::default();
     if let Ok(flow) = confidential(&fake) {
         if let Ok(pending) = PendingAuthorization::new("xyz", None)
-            && let Ok(grant) = flow.callback(&pending, "?code=822762fa24e04975&state=xyz")
+            && let Ok(grant) = flow.callback(pending, "?code=822762fa24e04975&state=xyz")
         {
             is_send(&flow.exchange(grant));
         }
@@ -957,8 +1134,10 @@ async fn no_secret_reaches_tracing() -> TestResult {
     let (_, pending) = flow.authorize_url()?;
     let verifier = pending.expose_verifier().ok_or("no verifier")?.to_owned();
     let code = fake.issue_code(Some(pkce::challenge(&verifier)));
-    let _ = flow.callback(&pending, &format!("?code={code}&state=forged"));
-    let grant = flow.callback(&pending, &format!("?code={code}&state={}", pending.state()))?;
+    let state = pending.state().to_owned();
+    let forged = PendingAuthorization::new(&state, Some(&verifier))?;
+    let _ = flow.callback(forged, &format!("?code={code}&state=forged"));
+    let grant = flow.callback(pending, &format!("?code={code}&state={state}"))?;
     let source = flow.exchange(grant).await?;
     let mut tokens = vec![source.credential().expose_token().to_owned()];
     let layer = InfobipAuthLayer::new(source.clone());
@@ -973,7 +1152,7 @@ async fn no_secret_reaches_tracing() -> TestResult {
     assert!(text.contains("exchanged"), "events were captured: {text}");
     assert!(text.contains("refused"), "{text}");
     assert!(text.contains("source=\"auth_code\""), "{text}");
-    for secret in [SECRET, &verifier, &code, pending.state()]
+    for secret in [SECRET, &verifier, &code, &state]
         .into_iter()
         .chain(tokens.iter().map(String::as_str))
     {
