@@ -413,6 +413,19 @@ impl fmt::Debug for ApiError {
 /// How much of an unreadable error body is kept, in bytes.
 const RAW_KEPT: usize = 512;
 
+/// `bytes` without the start of a character they end in: lossy decoding would turn it into
+/// `U+FFFD`, behind which the start of a secret cut there would no longer end the text.
+fn whole_chars(bytes: &[u8]) -> &[u8] {
+    // A character is at most four bytes, so a cut one starts within the last three.
+    let lead = (1..=bytes.len().min(3))
+        .map(|back| bytes.len() - back)
+        .find(|&at| bytes.get(at).is_some_and(|&b| b & 0xC0 != 0x80));
+    match lead.map(|at| (at, std::str::from_utf8(&bytes[at..]))) {
+        Some((at, Err(err))) if err.error_len().is_none() => &bytes[..at],
+        _ => bytes,
+    }
+}
+
 impl ApiError {
     /// Reads an error body. A body in none of the known shapes keeps its first bytes as
     /// [`ApiError::raw`]; nothing here fails.
@@ -463,7 +476,7 @@ impl ApiError {
         let raw = (code.is_none() && text.is_none() && !body.is_empty()).then(|| {
             // Redacted before it is cut, so a secret across the cut goes whole.
             let window = &body[..body.len().min(RAW_KEPT + echoes.longest())];
-            let mut raw = String::from_utf8_lossy(window).into_owned();
+            let mut raw = String::from_utf8_lossy(whole_chars(window)).into_owned();
             echoes.redact(&mut raw);
             echoes.cut(&raw, RAW_KEPT)
         });
@@ -779,6 +792,23 @@ mod tests {
         assert_eq!(err.raw().map(str::len), Some(RAW_KEPT));
         assert!(!format!("{err:?}").contains("<html>"), "{err:?}");
         assert_eq!(ApiError::from_body(StatusCode::FORBIDDEN, b"").raw(), None);
+    }
+
+    #[test]
+    fn a_secret_cut_inside_a_character_leaves_no_start() {
+        // Five echoes shrink to markers, so the window's cut, inside an `é` of the sixth, falls
+        // within what is kept.
+        let secret = "é".repeat(100);
+        let body = format!("x{}", secret.repeat(6));
+        let err =
+            ApiError::from_body_redacting(StatusCode::BAD_GATEWAY, body.as_bytes(), &[&secret]);
+        let raw = err.raw().unwrap_or_default();
+        assert!(raw.starts_with("x[redacted]"), "{raw}");
+        assert!(!raw.contains("éé"), "{raw}");
+        assert_eq!(whole_chars("aé".as_bytes()), "aé".as_bytes());
+        assert_eq!(whole_chars(&"a😀".as_bytes()[..4]), b"a");
+        assert_eq!(whole_chars(b"a\xff"), b"a\xff");
+        assert_eq!(whole_chars(b""), b"");
     }
 
     #[test]
