@@ -162,7 +162,7 @@ impl AuthCode {
 
     /// Saves the current token to `store` now, and every new one after it, so that
     /// [`AuthCodeFlow::resume`] can pick the connection up after a restart. Replaces the store
-    /// the source had.
+    /// the source had; waits for a refresh under way, so the store never ends behind it.
     ///
     /// # Errors
     /// [`ErrorKind::Store`] when `store` fails to save, with its error as the source. The
@@ -190,6 +190,8 @@ impl AuthCode {
     /// # Ok(()) }
     /// ```
     pub async fn save_to(&self, store: impl TokenStore) -> Result<(), Error> {
+        // Not while a refresh saves: the token read here would land after its newer one.
+        let _one_at_a_time = self.0.refreshing.lock().await;
         *lock(&self.0.store) = Some(SharedStore::new(store));
         self.save(&self.credential()).await
     }

@@ -1028,6 +1028,59 @@ async fn a_refresh_whose_save_fails_serves_the_new_token_and_says_so() -> TestRe
     Ok(())
 }
 
+/// A [`MemoryStore`] whose first save waits, once it has begun, until the test releases it.
+#[derive(Clone, Debug, Default)]
+struct GatedStore {
+    saved: MemoryStore,
+    held: Arc<std::sync::atomic::AtomicBool>,
+    entered: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl TokenStore for GatedStore {
+    async fn save(&self, token: &StoredToken) -> Result<(), BoxError> {
+        if !self.held.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+        self.saved.save(token).await
+    }
+
+    async fn load(&self) -> Result<Option<StoredToken>, BoxError> {
+        self.saved.load().await
+    }
+}
+
+/// A refresh while `save_to` is still saving the token it started with: the store ends with
+/// the newest token, not the one the slow first save carried.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_during_save_to_leaves_the_newest_token_stored() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let first = source.credential();
+    let store = GatedStore::default();
+    let saving = tokio::spawn({
+        let (source, store) = (source.clone(), store.clone());
+        async move { source.save_to(store).await }
+    });
+    store.entered.notified().await;
+    let refreshing = tokio::spawn({
+        let source = source.clone();
+        async move { source.fetch(Some(&first)).await }
+    });
+    // On the paused clock, this returns once every other task waits.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    store.release.notify_one();
+    saving.await??;
+    let fresh = refreshing.await??;
+    assert_eq!(
+        store.saved.get().map(|t| t.expose_token().to_owned()),
+        Some(fresh.expose_token().to_owned())
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_store_that_cannot_load_is_not_a_missing_token() -> TestResult {
     let flow = confidential(&FakeExchange::default())?;
