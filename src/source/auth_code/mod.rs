@@ -231,14 +231,17 @@ impl AuthCode {
             return Ok(());
         };
         let saved = store.save(&token).await;
-        if let Err(err) = &saved {
-            event!(
-                warn,
-                error = %err,
-                "saving the Exchange token failed: it is served from memory, and saved again at the next refresh"
-            );
-        }
-        *lock(&self.0.store_error) = saved.as_ref().err().cloned();
+        *lock(&self.0.store_error) = match &saved {
+            Ok(()) => None,
+            Err(err) => {
+                event!(
+                    warn,
+                    error = %err,
+                    "saving the Exchange token failed: it is served from memory, and saved again at the next refresh"
+                );
+                Some(err.clone())
+            }
+        };
         saved
     }
 
