@@ -1,20 +1,35 @@
 //! The layer over a real `tonic::transport::Channel` (whose body type is not `Clone`), talking
 //! to a real gRPC health server on loopback.
 
+mod support;
+
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use infobip_auth::mock::{self, MockServer};
+use infobip_auth::source::ClientCredentials;
 use infobip_auth::{BoxError, InfobipAuthLayer};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Server};
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceBuilder;
 
-/// Starts a gRPC health server that refuses calls without `authorization: App secret-key` and
-/// records every `authorization` value it saw (the test's own key, not a real secret).
-async fn health_server(seen: Arc<Mutex<Vec<String>>>) -> Result<String, BoxError> {
+/// Every `authorization` value the server saw, in order (the tests' own tokens).
+type Seen = Arc<Mutex<Vec<String>>>;
+
+fn all_seen(seen: &Seen) -> Vec<String> {
+    seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Starts a gRPC health server whose interceptor refuses, with `UNAUTHENTICATED`, calls whose
+/// `authorization` metadata `accept` does not take, and records every value it saw.
+async fn health_server(
+    accept: impl Fn(&str) -> bool + Clone + Send + Sync + 'static,
+    seen: Seen,
+) -> Result<String, BoxError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -31,7 +46,7 @@ async fn health_server(seen: Arc<Mutex<Vec<String>>>) -> Result<String, BoxError
         seen.lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(value.clone());
-        if value == "App secret-key" {
+        if accept(&value) {
             Ok(request)
         } else {
             Err(Status::unauthenticated("missing credential"))
@@ -46,11 +61,40 @@ async fn health_server(seen: Arc<Mutex<Vec<String>>>) -> Result<String, BoxError
     Ok(format!("http://{address}"))
 }
 
+/// A health server that takes any token the embedded server's OAuth endpoint issued, except
+/// those in `revoked`; the layer over the embedded server's OAuth client.
+async fn oauth_health_server(
+    revoked: Arc<Mutex<HashSet<String>>>,
+    seen: Seen,
+) -> Result<(MockServer, String, InfobipAuthLayer), BoxError> {
+    let server = MockServer::start().await?;
+    let accept = move |value: &str| {
+        value.starts_with("Bearer ")
+            && !revoked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(value)
+    };
+    let url = health_server(accept, seen).await?;
+    let source = ClientCredentials::builder(
+        server.base_url(),
+        mock::DEMO_CLIENT_ID,
+        mock::DEMO_CLIENT_SECRET,
+    )
+    .transport(support::transport(&support::client()))
+    .build()?;
+    Ok((server, url, InfobipAuthLayer::new(source)))
+}
+
+const CHECK: HealthCheckRequest = HealthCheckRequest {
+    service: String::new(),
+};
+
 #[tokio::test]
 async fn a_tonic_channel_carries_the_credential_in_authorization_metadata() -> Result<(), BoxError>
 {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let url = health_server(seen.clone()).await?;
+    let seen = Seen::default();
+    let url = health_server(|value| value == "App secret-key", seen.clone()).await?;
     let channel = Channel::from_shared(url)?.connect().await?;
     // tonic hands the channel path-only URIs; the channel itself is bound to the server.
     let authenticated = ServiceBuilder::new()
@@ -58,14 +102,78 @@ async fn a_tonic_channel_carries_the_credential_in_authorization_metadata() -> R
         .service(channel);
     let mut client = HealthClient::new(authenticated);
     for _ in 0..3 {
-        let reply = client
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await?;
+        let reply = client.check(CHECK).await?;
         assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
     }
-    let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    assert_eq!(seen, ["App secret-key"; 3]);
+    assert_eq!(all_seen(&seen), ["App secret-key"; 3]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_grpc_unauthenticated_renews_the_credential_for_the_next_call() -> Result<(), BoxError> {
+    let revoked = Arc::new(Mutex::new(HashSet::new()));
+    let seen_by_server = Seen::default();
+    let (server, url, auth) = oauth_health_server(revoked.clone(), seen_by_server.clone()).await?;
+    let channel = Channel::from_shared(url)?.connect().await?;
+    let channel = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.grpc_renewal())
+        .service(channel);
+    let mut client = HealthClient::new(channel);
+    let reply = client.check(CHECK).await?;
+    assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
+
+    // The server stops taking the first token: that call is refused, and handed back.
+    let first = all_seen(&seen_by_server)[0].clone();
+    revoked
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(first.clone());
+    let status = client
+        .check(CHECK)
+        .await
+        .err()
+        .ok_or("a revoked token was taken")?;
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    // The next call carries a new token, fetched once.
+    let reply = client.check(CHECK).await?;
+    assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
+    let seen = all_seen(&seen_by_server);
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[1], first);
+    assert_ne!(seen[2], first);
+    assert_eq!(server.counters().oauth_token_requests, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_the_grpc_renewal_layer_an_unauthenticated_call_renews_nothing()
+-> Result<(), BoxError> {
+    let revoked = Arc::new(Mutex::new(HashSet::new()));
+    let seen_by_server = Seen::default();
+    let (server, url, auth) = oauth_health_server(revoked.clone(), seen_by_server.clone()).await?;
+    let channel = Channel::from_shared(url)?.connect().await?;
+    let mut client = HealthClient::new(ServiceBuilder::new().layer(auth).service(channel));
+    client.check(CHECK).await?;
+    let first = all_seen(&seen_by_server)[0].clone();
+    revoked
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(first.clone());
+    // HTTP 200 with `grpc-status: 16` is no `401` to the auth layer: the token stays.
+    for _ in 0..2 {
+        let status = client
+            .check(CHECK)
+            .await
+            .err()
+            .ok_or("a revoked token was taken")?;
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    assert_eq!(
+        all_seen(&seen_by_server),
+        [first.clone(), first.clone(), first]
+    );
+    assert_eq!(server.counters().oauth_token_requests, 1);
     Ok(())
 }
