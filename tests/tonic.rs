@@ -6,8 +6,7 @@ mod support;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use infobip_auth::mock::{self, MockServer};
-use infobip_auth::source::ClientCredentials;
+use infobip_auth::mock::MockServer;
 use infobip_auth::{BoxError, InfobipAuthLayer};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Server};
@@ -61,29 +60,53 @@ async fn health_server(
     Ok(format!("http://{address}"))
 }
 
-/// A health server that takes any token the embedded server's OAuth endpoint issued, except
-/// those in `revoked`; the layer over the embedded server's OAuth client.
-async fn oauth_health_server(
+/// A health server that takes any token the embedded server's OAuth endpoint issued until it
+/// is revoked, and the layer over that OAuth client.
+struct OAuthHealth {
+    server: MockServer,
+    url: String,
+    auth: InfobipAuthLayer,
     revoked: Arc<Mutex<HashSet<String>>>,
     seen: Seen,
-) -> Result<(MockServer, String, InfobipAuthLayer), BoxError> {
-    let server = MockServer::start().await?;
-    let accept = move |value: &str| {
-        value.starts_with("Bearer ")
-            && !revoked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(value)
-    };
-    let url = health_server(accept, seen).await?;
-    let source = ClientCredentials::builder(
-        server.base_url(),
-        mock::DEMO_CLIENT_ID,
-        mock::DEMO_CLIENT_SECRET,
-    )
-    .transport(support::transport(&support::client()))
-    .build()?;
-    Ok((server, url, InfobipAuthLayer::new(source)))
+}
+
+impl OAuthHealth {
+    async fn start() -> Result<Self, BoxError> {
+        let server = MockServer::start().await?;
+        let revoked = Arc::new(Mutex::new(HashSet::<String>::new()));
+        let taken = revoked.clone();
+        let accept = move |value: &str| {
+            let revoked = taken.lock().unwrap_or_else(|p| p.into_inner());
+            value.starts_with("Bearer ") && !revoked.contains(value)
+        };
+        let seen = Seen::default();
+        let url = health_server(accept, seen.clone()).await?;
+        let auth = support::oauth(&server)?;
+        Ok(Self {
+            server,
+            url,
+            auth,
+            revoked,
+            seen,
+        })
+    }
+
+    /// The server stops taking the first token it saw; answers that token.
+    fn revoke_first(&self) -> String {
+        let first = all_seen(&self.seen)[0].clone();
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(first.clone());
+        first
+    }
+}
+
+/// The call was refused for its credential.
+fn assert_unauthenticated<T>(outcome: Result<T, Status>) -> Result<(), BoxError> {
+    let status = outcome.err().ok_or("a revoked token was taken")?;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    Ok(())
 }
 
 const CHECK: HealthCheckRequest = HealthCheckRequest {
@@ -111,69 +134,46 @@ async fn a_tonic_channel_carries_the_credential_in_authorization_metadata() -> R
 
 #[tokio::test]
 async fn a_grpc_unauthenticated_renews_the_credential_for_the_next_call() -> Result<(), BoxError> {
-    let revoked = Arc::new(Mutex::new(HashSet::new()));
-    let seen_by_server = Seen::default();
-    let (server, url, auth) = oauth_health_server(revoked.clone(), seen_by_server.clone()).await?;
-    let channel = Channel::from_shared(url)?.connect().await?;
+    let grpc = OAuthHealth::start().await?;
+    let channel = Channel::from_shared(grpc.url.clone())?.connect().await?;
     let channel = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.grpc_renewal())
+        .layer(grpc.auth.clone())
+        .layer(grpc.auth.grpc_renewal())
         .service(channel);
     let mut client = HealthClient::new(channel);
     let reply = client.check(CHECK).await?;
     assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
 
     // The server stops taking the first token: that call is refused, and handed back.
-    let first = all_seen(&seen_by_server)[0].clone();
-    revoked
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(first.clone());
-    let status = client
-        .check(CHECK)
-        .await
-        .err()
-        .ok_or("a revoked token was taken")?;
-    assert_eq!(status.code(), Code::Unauthenticated);
+    let first = grpc.revoke_first();
+    assert_unauthenticated(client.check(CHECK).await)?;
 
     // The next call carries a new token, fetched once.
     let reply = client.check(CHECK).await?;
     assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
-    let seen = all_seen(&seen_by_server);
+    let seen = all_seen(&grpc.seen);
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[1], first);
     assert_ne!(seen[2], first);
-    assert_eq!(server.counters().oauth_token_requests, 2);
+    assert_eq!(grpc.server.counters().oauth_token_requests, 2);
     Ok(())
 }
 
 #[tokio::test]
 async fn without_the_grpc_renewal_layer_an_unauthenticated_call_renews_nothing()
 -> Result<(), BoxError> {
-    let revoked = Arc::new(Mutex::new(HashSet::new()));
-    let seen_by_server = Seen::default();
-    let (server, url, auth) = oauth_health_server(revoked.clone(), seen_by_server.clone()).await?;
-    let channel = Channel::from_shared(url)?.connect().await?;
-    let mut client = HealthClient::new(ServiceBuilder::new().layer(auth).service(channel));
+    let grpc = OAuthHealth::start().await?;
+    let channel = Channel::from_shared(grpc.url.clone())?.connect().await?;
+    let channel = ServiceBuilder::new()
+        .layer(grpc.auth.clone())
+        .service(channel);
+    let mut client = HealthClient::new(channel);
     client.check(CHECK).await?;
-    let first = all_seen(&seen_by_server)[0].clone();
-    revoked
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(first.clone());
+    let first = grpc.revoke_first();
     // HTTP 200 with `grpc-status: 16` is no `401` to the auth layer: the token stays.
-    for _ in 0..2 {
-        let status = client
-            .check(CHECK)
-            .await
-            .err()
-            .ok_or("a revoked token was taken")?;
-        assert_eq!(status.code(), Code::Unauthenticated);
-    }
-    assert_eq!(
-        all_seen(&seen_by_server),
-        [first.clone(), first.clone(), first]
-    );
-    assert_eq!(server.counters().oauth_token_requests, 1);
+    assert_unauthenticated(client.check(CHECK).await)?;
+    assert_unauthenticated(client.check(CHECK).await)?;
+    assert_eq!(all_seen(&grpc.seen), [first.clone(), first.clone(), first]);
+    assert_eq!(grpc.server.counters().oauth_token_requests, 1);
     Ok(())
 }

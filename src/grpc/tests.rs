@@ -5,10 +5,10 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::Frame;
 use http_body_util::{BodyExt as _, StreamBody};
-use tower::{Service, ServiceBuilder, ServiceExt as _, service_fn};
+use tower::{Layer as _, Service, ServiceExt as _, service_fn};
 
 use crate::test_helpers::TestSource;
-use crate::{BoxError, InfobipAuthLayer};
+use crate::{BoxError, GrpcRenewal, InfobipAuth, InfobipAuthLayer};
 
 const CALL: &str = "/grpc.health.v1.Health/Check";
 
@@ -37,6 +37,11 @@ fn answering(
     service_fn(move |_: Request<String>| async move { Ok(trailers_only(status)) })
 }
 
+/// The auth layer over the renewal over `channel`, as users stack them.
+fn stacked<S>(auth: &InfobipAuthLayer, channel: S) -> InfobipAuth<GrpcRenewal<S>> {
+    auth.layer(auth.grpc_renewal().layer(channel))
+}
+
 async fn token(layer: &InfobipAuthLayer) -> Result<String, BoxError> {
     Ok(layer.credential().await?.expose_token().to_owned())
 }
@@ -44,10 +49,7 @@ async fn token(layer: &InfobipAuthLayer) -> Result<String, BoxError> {
 #[tokio::test]
 async fn unauthenticated_in_the_headers_renews_the_credential_sent() -> Result<(), BoxError> {
     let (source, auth) = renewing();
-    let service = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.grpc_renewal())
-        .service(answering("16"));
+    let service = stacked(&auth, answering("16"));
     let response = service.oneshot(call()).await?;
     // Handed back as it came: the caller sees the refusal and retries.
     assert_eq!(response.headers()["grpc-status"], "16");
@@ -60,10 +62,7 @@ async fn unauthenticated_in_the_headers_renews_the_credential_sent() -> Result<(
 async fn other_grpc_statuses_keep_the_credential() -> Result<(), BoxError> {
     let (source, auth) = renewing();
     for status in ["0", "7", "14", "160", "1"] {
-        let service = ServiceBuilder::new()
-            .layer(auth.clone())
-            .layer(auth.grpc_renewal())
-            .service(answering(status));
+        let service = stacked(&auth, answering(status));
         service.oneshot(call()).await?;
     }
     assert_eq!(token(&auth).await?, "token-1");
@@ -74,10 +73,7 @@ async fn other_grpc_statuses_keep_the_credential() -> Result<(), BoxError> {
 #[tokio::test]
 async fn a_late_unauthenticated_keeps_the_newer_credential() -> Result<(), BoxError> {
     let (source, auth) = renewing();
-    let mut service = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.grpc_renewal())
-        .service(answering("16"));
+    let mut service = stacked(&auth, answering("16"));
     assert_eq!(token(&auth).await?, "token-1");
     // Sent with token-1; the server's answer comes after token-2 replaced it.
     let late = service.ready().await?.call(call());
@@ -92,10 +88,7 @@ async fn a_late_unauthenticated_keeps_the_newer_credential() -> Result<(), BoxEr
 async fn a_callers_own_authorization_is_left_alone() -> Result<(), BoxError> {
     let (source, auth) = renewing();
     assert_eq!(token(&auth).await?, "token-1");
-    let service = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.grpc_renewal())
-        .service(answering("16"));
+    let service = stacked(&auth, answering("16"));
     let mut own = call();
     own.headers_mut().insert(
         http::header::AUTHORIZATION,
@@ -130,10 +123,7 @@ fn ending_with(
 #[tokio::test]
 async fn unauthenticated_in_the_trailers_renews_once_the_body_is_read() -> Result<(), BoxError> {
     let (source, auth) = renewing();
-    let service = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.grpc_renewal())
-        .service(ending_with("16"));
+    let service = stacked(&auth, ending_with("16"));
     let response = service.clone().oneshot(call()).await?;
     assert_eq!(source.fetches(), 1, "renewed before the trailers came");
     let read = response.into_body().collect().await?;
@@ -145,10 +135,7 @@ async fn unauthenticated_in_the_trailers_renews_once_the_body_is_read() -> Resul
     assert_eq!(source.fetches(), 2);
 
     // A call that ends well changes nothing.
-    let service = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.grpc_renewal())
-        .service(ending_with("0"));
+    let service = stacked(&auth, ending_with("0"));
     service.oneshot(call()).await?.into_body().collect().await?;
     assert_eq!(token(&auth).await?, "token-2");
     Ok(())
