@@ -517,17 +517,49 @@ impl CredentialCache {
     /// Forgets credential `id` after the server refused it. A later credential is kept: a late
     /// `401` for an old credential changes nothing. Returns whether `id` was forgotten.
     pub(crate) fn invalidate(&self, id: u64) -> bool {
+        let forgotten = self.forget_refused(id);
+        if forgotten {
+            event!(
+                info,
+                source = self.shared.source.name(),
+                "credential refused (401): invalidated"
+            );
+        }
+        forgotten
+    }
+
+    /// Forgets the current credential if it is the one a request carried (`sent`, its
+    /// `Authorization`) and a gRPC server refused that request (`UNAUTHENTICATED`, which comes
+    /// with HTTP 200), and starts its renewal, so the next request gets the new one. A newer
+    /// credential, or a header the caller set, is left alone. Returns whether it was forgotten.
+    pub(crate) fn renew_if_sent(&self, sent: &HeaderValue) -> bool {
+        let id = {
+            let slot = self.shared.slot.load();
+            match &slot.credential {
+                Some(current) if current.was_sent_as(sent) => slot.id,
+                _ => return false,
+            }
+        };
+        if !self.forget_refused(id) {
+            return false;
+        }
+        event!(
+            info,
+            source = self.shared.source.name(),
+            "credential refused (gRPC UNAUTHENTICATED): invalidated"
+        );
+        drop(self.lookup(None));
+        true
+    }
+
+    /// Forgets credential `id`, if it is still the current one, after the server refused it.
+    fn forget_refused(&self, id: u64) -> bool {
         let mut state = self.lock();
         let slot = self.shared.slot.load();
         if slot.id != id || slot.credential.is_none() {
             return false;
         }
         forget(&self.shared, &mut state);
-        event!(
-            info,
-            source = self.shared.source.name(),
-            "credential refused (401): invalidated"
-        );
         true
     }
 

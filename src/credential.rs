@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
@@ -176,6 +177,12 @@ impl Credential {
     #[must_use]
     pub fn header(&self) -> &HeaderValue {
         &self.0.header
+    }
+
+    /// Whether a request carried this credential: its `Authorization` was `sent`. Compared in
+    /// constant time, as a secret should be.
+    pub(crate) fn was_sent_as(&self, sent: &HeaderValue) -> bool {
+        bool::from(self.0.header.as_bytes().ct_eq(sent.as_bytes()))
     }
 
     /// The authorization scheme: `App`, `Basic`, `IBSSO`, `Bearer`.

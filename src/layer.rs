@@ -11,6 +11,7 @@ use tower_service::Service;
 use crate::cache::{CredentialCache, Local, Lookup};
 use crate::error::ConfigError;
 use crate::future::{On401, Replay, ResponseFuture};
+use crate::grpc::GrpcRenewalLayer;
 use crate::origin::{AllowedHosts, LastAllowed, origin_of};
 use crate::scope::ScopeCheckLayer;
 use crate::source::{ApiKey, Basic, SharedTokenSource};
@@ -180,6 +181,43 @@ impl InfobipAuthLayer {
     /// ```
     pub fn scope_check(&self) -> ScopeCheckLayer {
         ScopeCheckLayer::with_cache(self.cache.clone())
+    }
+
+    /// A [`GrpcRenewalLayer`] that renews this layer's credential when a gRPC server refuses
+    /// it: `grpc-status: 16` (`UNAUTHENTICATED`), which comes with HTTP 200 and so is not a
+    /// `401` to this layer. Put it inside this layer (after it in a `ServiceBuilder`), so it
+    /// sees the `Authorization` header; the refused call is handed back, and the next one
+    /// carries the new credential. Make it once this layer is configured, as
+    /// [`scope_check`](Self::scope_check).
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use infobip_auth::InfobipAuthLayer;
+    /// use infobip_auth::mock::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, MockServer};
+    /// use infobip_auth::source::{ClientCredentials, Transport};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let server = MockServer::start().await?;
+    /// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// let source = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    ///     .transport(Transport::new(client))
+    ///     .build()?;
+    /// let auth = InfobipAuthLayer::new(source);
+    /// // Stands in for a tonic `Channel` to a server that refuses every token.
+    /// let channel = service_fn(|_: Request<String>| async {
+    ///     Response::builder().header("grpc-status", "16").body(String::new())
+    /// });
+    /// let service = ServiceBuilder::new().layer(auth.clone()).layer(auth.grpc_renewal()).service(channel);
+    ///
+    /// let request = Request::post("/grpc.health.v1.Health/Check").body(String::new())?;
+    /// service.oneshot(request).await?;
+    /// auth.credential().await?; // the renewal started by the refusal
+    /// assert_eq!(server.counters().oauth_token_requests, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn grpc_renewal(&self) -> GrpcRenewalLayer {
+        GrpcRenewalLayer::with_cache(self.cache.clone())
     }
 
     /// The credential requests are sent with now, fetching one if none is held.

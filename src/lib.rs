@@ -23,6 +23,9 @@
 //! * **`403`.** [`ScopeCheckLayer`] names the scopes the endpoint needs (from a catalogue of all
 //!   943 Infobip operations) and the ones the credential holds, and refuses before sending what
 //!   is certain to be refused.
+//! * **gRPC.** A gRPC server refuses with HTTP 200 and `grpc-status: 16` (`UNAUTHENTICATED`), not
+//!   a `401`: [`GrpcRenewalLayer`], from [`InfobipAuthLayer::grpc_renewal`] and put inside the
+//!   auth layer, renews the refused credential so the caller's retry carries the new one.
 //! * **Where credentials go.** Only to the source's base URL, origins added with
 //!   [`InfobipAuthLayer::allow_origin`], or HTTPS hosts under `infobip.com`; plain HTTP only to
 //!   loopback. A request that already has an `Authorization` header is sent as it is.
@@ -77,7 +80,7 @@
 //! |---|---|
 //! | `mock` | [`mock`]: an Infobip-compatible server on loopback, with fault injection and counters |
 //! | `reqwest` | [`reqwest`]: a `reqwest-middleware` adapter over the same sources and cache |
-//! | `tracing` | events for token fetches, refresh ahead, invalidation after a `401` and backoff |
+//! | `tracing` | events for token fetches, refresh ahead, invalidation after a `401` or a gRPC `UNAUTHENTICATED`, and backoff |
 //! | `tower-http` | `scope::ScopeClassifier`, a tower-http classifier that names the scopes behind a `403` |
 //!
 //! # Errors
@@ -119,6 +122,7 @@ mod cache;
 mod credential;
 mod error;
 pub mod future;
+pub mod grpc;
 mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
@@ -140,6 +144,7 @@ mod test_helpers;
 pub use cache::RefreshPolicy;
 pub use credential::{Account, Credential, Named};
 pub use error::{ApiError, BoxError, ConfigError, Error, ErrorKind, Forbidden};
+pub use grpc::{GrpcRenewal, GrpcRenewalLayer};
 pub use layer::{InfobipAuth, InfobipAuthLayer};
 pub use origin::BaseUrl;
 pub use replay::ReplayPolicy;

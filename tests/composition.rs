@@ -17,7 +17,9 @@ use infobip_auth::future::ResponseFuture;
 use infobip_auth::mock::{self, MockServer};
 use infobip_auth::scope::ScopeCheck;
 use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
-use infobip_auth::{BoxError, Credential, Error, ErrorKind, InfobipAuth, InfobipAuthLayer};
+use infobip_auth::{
+    BoxError, Credential, Error, ErrorKind, GrpcRenewal, InfobipAuth, InfobipAuthLayer,
+};
 use tower::buffer::Buffer;
 use tower::limit::ConcurrencyLimit;
 use tower::util::{BoxCloneService, BoxCloneSyncService};
@@ -107,6 +109,9 @@ where
 fn send<T: Send>() {}
 fn send_sync_static<T: Send + Sync + 'static>() {}
 fn send_static<T: Send + 'static>() {}
+fn clone_send_static<T: Clone + Send + 'static>() {}
+/// What a tonic client (`HealthClient::new`) takes.
+fn grpc_service<T: tonic::client::GrpcService<tonic::body::Body>>() {}
 
 type Boxed = BoxCloneService<Request<Full<Bytes>>, Response<Incoming>, BoxError>;
 
@@ -121,6 +126,11 @@ fn layered_services_and_their_futures_are_send_and_static_where_the_inner_ones_a
     // A tonic channel and its body, which is not `Clone`.
     send_sync_static::<InfobipAuth<tonic::transport::Channel>>();
     send_static::<ResponseFuture<tonic::transport::Channel, tonic::body::Body>>();
+    // With the renewal after a gRPC `UNAUTHENTICATED` inside.
+    send_sync_static::<InfobipAuth<GrpcRenewal<tonic::transport::Channel>>>();
+    send_static::<ResponseFuture<GrpcRenewal<tonic::transport::Channel>, tonic::body::Body>>();
+    clone_send_static::<InfobipAuth<GrpcRenewal<tonic::transport::Channel>>>();
+    grpc_service::<InfobipAuth<GrpcRenewal<tonic::transport::Channel>>>();
     // A boxed client is `!Sync`: the layer over it is still Send, and so is its future.
     send::<InfobipAuth<Boxed>>();
     send_static::<ResponseFuture<Boxed, Full<Bytes>>>();

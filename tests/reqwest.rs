@@ -6,7 +6,6 @@ mod support;
 use std::sync::Arc;
 
 use infobip_auth::mock::{self, MockConfig, MockServer};
-use infobip_auth::source::ClientCredentials;
 use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuthLayer};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 
@@ -16,17 +15,6 @@ fn reqwest_client(auth: &InfobipAuthLayer) -> ClientWithMiddleware {
     ClientBuilder::new(reqwest::Client::new())
         .with(auth.reqwest_middleware())
         .build()
-}
-
-fn oauth(server: &MockServer) -> Result<InfobipAuthLayer, BoxError> {
-    let source = ClientCredentials::builder(
-        server.base_url(),
-        mock::DEMO_CLIENT_ID,
-        mock::DEMO_CLIENT_SECRET,
-    )
-    .transport(support::transport(&support::client()))
-    .build()?;
-    Ok(InfobipAuthLayer::new(source))
 }
 
 #[tokio::test]
@@ -60,7 +48,7 @@ async fn sends_the_api_key_and_refuses_other_hosts() -> Result<(), BoxError> {
 #[tokio::test]
 async fn a_hundred_cold_requests_fetch_one_token() -> Result<(), BoxError> {
     let server = MockServer::start().await?;
-    let client = Arc::new(reqwest_client(&oauth(&server)?));
+    let client = Arc::new(reqwest_client(&support::oauth(&server)?));
     let requests: Vec<_> = (0..100)
         .map(|_| {
             let client = client.clone();
@@ -78,7 +66,7 @@ async fn a_hundred_cold_requests_fetch_one_token() -> Result<(), BoxError> {
 #[tokio::test]
 async fn a_revoked_token_is_renewed_and_the_request_replayed() -> Result<(), BoxError> {
     let server = MockServer::start().await?;
-    let auth = oauth(&server)?;
+    let auth = support::oauth(&server)?;
     let client = reqwest_client(&auth);
     assert_eq!(
         client
@@ -107,7 +95,7 @@ async fn a_revoked_token_is_renewed_and_the_request_replayed() -> Result<(), Box
 #[tokio::test]
 async fn a_tower_layer_and_a_reqwest_client_share_one_token() -> Result<(), BoxError> {
     let server = MockServer::start().await?;
-    let auth = oauth(&server)?;
+    let auth = support::oauth(&server)?;
     let mut tower_client = tower::ServiceBuilder::new()
         .layer(auth.clone())
         .service(support::client());
@@ -151,7 +139,7 @@ async fn a_revoked_api_key_comes_back_as_a_typed_401() -> Result<(), BoxError> {
 #[tokio::test]
 async fn the_layers_replay_policy_holds_for_reqwest_too() -> Result<(), BoxError> {
     let server = MockServer::start().await?;
-    let auth = oauth(&server)?.replay(infobip_auth::ReplayPolicy::never());
+    let auth = support::oauth(&server)?.replay(infobip_auth::ReplayPolicy::never());
     let client = reqwest_client(&auth);
     let sms = || client.post(server.url("/sms/2/text/advanced")).body(SMS);
     assert_eq!(sms().send().await?.status(), 200);

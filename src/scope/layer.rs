@@ -8,7 +8,6 @@ use std::time::Duration;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
-use subtle::ConstantTimeEq as _;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -81,9 +80,7 @@ impl Config {
             (Some(cache), Some(sent)) => cache.with_current(|current| {
                 // Scopes first: most credentials report none, and then nothing is compared.
                 let held = current.and_then(|c| Some((c, c.scopes()?)));
-                let same = |(c, _): &(&Credential, _)| {
-                    bool::from(c.header().as_bytes().ct_eq(sent.as_bytes()))
-                };
+                let same = |(c, _): &(&Credential, _)| c.was_sent_as(sent);
                 f(held.filter(same).map(|(_, scopes)| scopes))
             }),
             _ => f(None),

@@ -11,9 +11,9 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use infobip_auth::mock::{Fault, MockServer};
-use infobip_auth::source::Transport;
-use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuth};
+use infobip_auth::mock::{self, Fault, MockServer};
+use infobip_auth::source::{ClientCredentials, Transport};
+use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuth, InfobipAuthLayer};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt as _};
 
@@ -30,6 +30,19 @@ pub fn client() -> HttpClient {
 /// The same client as a token-endpoint transport.
 pub fn transport(client: &HttpClient) -> Transport {
     Transport::new(client.clone())
+}
+
+/// The layer over the embedded server's demo OAuth client, its token requests sent through a
+/// client of its own.
+pub fn oauth(server: &MockServer) -> Result<InfobipAuthLayer, BoxError> {
+    let source = ClientCredentials::builder(
+        server.base_url(),
+        mock::DEMO_CLIENT_ID,
+        mock::DEMO_CLIENT_SECRET,
+    )
+    .transport(transport(&client()))
+    .build()?;
+    Ok(InfobipAuthLayer::new(source))
 }
 
 /// `GET /sms/1/inbox/reports` on `server`: a protected read.
