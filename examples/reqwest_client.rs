@@ -16,12 +16,9 @@ const SMS: &str = r#"{"messages":[{"destinations":[{"to":"41793026727"}],"text":
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let server = MockServer::start().await?;
-    // Token requests go through any tower HTTP client; here hyper-util's.
-    let token_client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
+    // Token requests go through reqwest too (redirects off): no other HTTP client needed.
     let source = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
-        .transport(Transport::new(token_client))
+        .transport(Transport::reqwest(reqwest::Client::builder())?)
         .build()?;
     let auth = InfobipAuthLayer::new(source);
     let client = ClientBuilder::new(reqwest::Client::new())

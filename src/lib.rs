@@ -79,7 +79,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `mock` | [`mock`]: an Infobip-compatible server on loopback, with fault injection and counters |
-//! | `reqwest` | [`reqwest`]: a `reqwest-middleware` adapter over the same sources and cache |
+//! | `reqwest` | [`reqwest`]: a `reqwest-middleware` adapter over the same sources and cache; [`Transport::reqwest`](source::Transport::reqwest) for token requests |
 //! | `tracing` | events for token fetches, refresh ahead, invalidation after a `401` or a gRPC `UNAUTHENTICATED`, and backoff |
 //! | `tower-http` | `scope::ScopeClassifier`, a tower-http classifier that names the scopes behind a `403` |
 //!

@@ -474,6 +474,9 @@ impl fmt::Debug for Transport {
     }
 }
 
+#[cfg(feature = "reqwest")]
+mod reqwest;
+
 #[cfg(test)]
 mod endpoint_tests;
 

@@ -1180,3 +1180,45 @@ async fn a_secret_across_the_end_of_a_kept_error_body_leaves_no_start() -> TestR
     }
     Ok(())
 }
+
+/// The reqwest transport against the same server: a token is read, and a redirect to another
+/// host is not followed, whatever the client's builder said.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn the_reqwest_transport_reads_tokens_and_never_follows_a_redirect() -> TestResult {
+    let server = Server::start().await?;
+    let elsewhere = Server::start().await?;
+    let transport = || {
+        let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(10));
+        Transport::reqwest(builder)
+    };
+    let source = ClientCredentials::builder(&server.base(), "client-id", CLIENT_SECRET)
+        .transport(transport()?)
+        .build()?;
+    assert_eq!(source.fetch(None).await?.expose_token(), ACCESS_TOKEN);
+    let session = Session::builder(&server.base(), "username", PASSWORD)
+        .transport(transport()?)
+        .build()?;
+    assert_eq!(session.fetch(None).await?.expose_token(), SESSION_TOKEN);
+
+    let location = format!("location: {}/auth/1/oauth2/token\r\n", elsewhere.base());
+    for status in [
+        "302 Found",
+        "307 Temporary Redirect",
+        "308 Permanent Redirect",
+    ] {
+        server.next(answer(status, &location, ""));
+        let err = source
+            .fetch(None)
+            .await
+            .err()
+            .ok_or("a redirect is no token")?;
+        assert!(
+            matches!(err.kind(), ErrorKind::TokenEndpoint(api) if api.status().as_str() == &status[..3]),
+            "{status}: {err:?}"
+        );
+        assert!(!shown(&err).contains(CLIENT_SECRET), "{err:?}");
+    }
+    assert_eq!(elsewhere.connections(), 0, "{:?}", elsewhere.seen());
+    Ok(())
+}
