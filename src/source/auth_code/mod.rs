@@ -443,10 +443,14 @@ pub(crate) fn parse_token(
     Ok(crate::transport::expires_after_sent(credential, answer, lifetime).with_account(account))
 }
 
-/// `expires_in` as a number or a numeric string of seconds; `None` for anything else or zero.
+/// `expires_in` as a number or a numeric string of seconds, at most the documented minute;
+/// `None` for anything else or zero. A longer lifetime is not believed: the refresh sends the
+/// token itself, so a token refreshed after it died is lost for good (the user must authorize
+/// the app again), while one refreshed early costs one request. A server counting in
+/// milliseconds, or a proxy adding its own `expires_in`, would otherwise end the connection.
 fn seconds(value: &serde_json::Value) -> Option<Duration> {
     let seconds = crate::transport::seconds(value)?;
-    (seconds >= 1.0).then(|| Duration::from_secs_f64(seconds.min(366.0 * 24.0 * 3600.0)))
+    (seconds >= 1.0).then(|| Duration::from_secs_f64(seconds.min(DEFAULT_LIFETIME.as_secs_f64())))
 }
 
 #[cfg(test)]

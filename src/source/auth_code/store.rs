@@ -264,8 +264,10 @@ impl StoredToken {
             .ok()
             .filter(|left| !left.is_zero())
             .ok_or_else(|| Error::new(ErrorKind::ReauthorizationRequired))?;
+        // Never more than the documented minute, as for a token answer (see `seconds`): a
+        // store written with a longer belief, or by a clock set back, would let it die unrefreshed.
         Ok(token_credential(&self.token_type, &self.token)?
-            .expires_in(left)
+            .expires_in(left.min(super::DEFAULT_LIFETIME))
             .with_account(self.account.clone()))
     }
 

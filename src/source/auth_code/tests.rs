@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::MutexGuard;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
@@ -620,7 +621,12 @@ async fn reads_token_type_and_expires_in_in_either_spelling() -> TestResult {
         (
             r#"{"token":"t2","token_type":"IBSSO","expires_in":120}"#,
             "IBSSO t2",
-            120,
+            60, // never more than the documented minute
+        ),
+        (
+            r#"{"token":"t5","token_type":"IBSSO","expires_in":60000}"#,
+            "IBSSO t5",
+            60, // milliseconds, or a proxy's guess
         ),
         (
             r#"{"token":"t3","tokenType":"IBSSO","expires_in":"30"}"#,
@@ -882,6 +888,28 @@ async fn the_store_keeps_each_token_and_resume_picks_it_up() -> TestResult {
         store.get().map(|t| t.expose_token().to_owned()),
         Some(again.expose_token().to_owned())
     );
+    Ok(())
+}
+
+/// A stored token said to live a year (written by a build that believed a long `expires_in`,
+/// or under a clock set back) is resumed with at most the documented minute, so it is refreshed
+/// while it can be.
+#[tokio::test]
+async fn a_stored_token_is_never_believed_to_outlive_the_documented_minute() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let store = MemoryStore::new();
+    let year = Duration::from_secs(366 * 24 * 3600);
+    let token = StoredToken::new(
+        "IBSSO",
+        "3d7908aa",
+        SystemTime::now() + year,
+        Account::default(),
+    );
+    store.save(&token).await?;
+    let resumed = flow.resume(store).await?;
+    let lifetime = resumed.credential().lifetime().ok_or("no lifetime")?;
+    assert!(lifetime <= Duration::from_secs(60), "{lifetime:?}");
     Ok(())
 }
 
