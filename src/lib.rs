@@ -79,9 +79,9 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `mock` | [`mock`]: an Infobip-compatible server on loopback, with fault injection and counters |
-//! | `reqwest` | [`reqwest`]: a `reqwest-middleware` adapter over the same sources and cache; [`Transport::reqwest`](source::Transport::reqwest) for token requests |
+//! | `reqwest` | [`reqwest`]: a `reqwest-middleware` 0.5 adapter over the same sources and cache; [`Transport::reqwest`](source::Transport::reqwest) for token requests (reqwest 0.13) |
 //! | `tracing` | events for token fetches, refresh ahead, invalidation after a `401` or a gRPC `UNAUTHENTICATED`, and backoff |
-//! | `tower-http` | `scope::ScopeClassifier`, a tower-http classifier that names the scopes behind a `403` |
+//! | `tower-http` | `scope::ScopeClassifier`, a tower-http 0.7 classifier that names the scopes behind a `403` |
 //!
 //! # Errors
 //!
