@@ -113,6 +113,8 @@ impl RefreshPolicy {
 
     /// The delay after the first failed fetch, doubled per further failure up to `max`
     /// (defaults: 1 s and 60 s). Each delay is jittered between half and all of itself.
+    /// Until it ends, a request gets the credential if it is still valid, else the failure at
+    /// once; [`InfobipAuthLayer::refresh`](crate::InfobipAuthLayer::refresh) does not wait.
     ///
     /// ```
     /// # use infobip_auth::RefreshPolicy;

@@ -1,8 +1,8 @@
 //! The crate's errors: [`Error`] at request time, [`ConfigError`] at construction.
 //!
 //! Our own failures reach callers as `Err(BoxError)` wrapping an [`Error`]; find it with
-//! `downcast_ref::<infobip_auth::Error>()` and `match` on [`Error::kind`]. A `401` or `403`
-//! the server sent is passed through as the response, with the same [`Error`] in its extensions.
+//! [`Error::find`] and `match` on [`Error::kind`]. A `401` the server sent (and a `403`, under
+//! the scope check) is passed through as the response, with the [`Error`] in its extensions.
 
 use std::error::Error as StdError;
 use std::fmt;

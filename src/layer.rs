@@ -81,7 +81,9 @@ impl InfobipAuthLayer {
         }
     }
 
-    /// A layer that sends an API key: `Authorization: App <key>`.
+    /// A layer that sends an API key: `Authorization: App <key>`. A key is sent only to HTTPS
+    /// hosts under `infobip.com`; add any other origin (the `mock` server, a gateway) with
+    /// [`allow_origin`](Self::allow_origin).
     ///
     /// # Errors
     /// See [`ApiKey::new`].
@@ -94,7 +96,8 @@ impl InfobipAuthLayer {
         Ok(Self::new(ApiKey::new(key)?))
     }
 
-    /// A layer that sends Basic credentials: `Authorization: Basic <base64(username:password)>`.
+    /// A layer that sends Basic credentials: `Authorization: Basic <base64(username:password)>`,
+    /// to the same hosts as [`api_key`](Self::api_key).
     ///
     /// # Errors
     /// See [`Basic::new`].
@@ -236,7 +239,8 @@ impl InfobipAuthLayer {
         Ok(self.cache.get().await?.0)
     }
 
-    /// Fetches a new credential now, even if the current one is still fresh.
+    /// Fetches a new credential now, even if the current one is still fresh, and without
+    /// waiting for the backoff after a failed renewal: call it once the cause is fixed.
     ///
     /// # Errors
     /// The typed [`Error`] of the failed token request.

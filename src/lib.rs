@@ -79,27 +79,48 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `mock` | [`mock`]: an Infobip-compatible server on loopback, with fault injection and counters |
-//! | `reqwest` | [`reqwest`]: a `reqwest-middleware` adapter over the same sources and cache; [`Transport::reqwest`](source::Transport::reqwest) for token requests |
+//! | `reqwest` | [`reqwest`]: a `reqwest-middleware` 0.5 adapter over the same sources and cache; [`Transport::reqwest`](source::Transport::reqwest) for token requests (reqwest 0.13) |
 //! | `tracing` | events for token fetches, refresh ahead, invalidation after a `401` or a gRPC `UNAUTHENTICATED`, and backoff |
-//! | `tower-http` | `scope::ScopeClassifier`, a tower-http classifier that names the scopes behind a `403` |
+//! | `tower-http` | `scope::ScopeClassifier`, a tower-http 0.7 classifier that names the scopes behind a `403` |
 //!
 //! # Errors
 //!
 //! The services' error type is [`BoxError`]. The inner client's errors pass through; the
-//! crate's own are an [`Error`], found with [`Error::find`] and matched on [`Error::kind`]:
+//! crate's own (a token request that failed, a host not allowed, a pre-flight refusal) are an
+//! [`Error`], found with [`Error::find`] and matched on [`Error::kind`]. A `401` that the API
+//! itself answered is not an `Err` but the response, with the [`Error`] in its extensions; so
+//! is a `403` under [`ScopeCheckLayer`].
 //!
 //! ```
-//! use infobip_auth::{BoxError, Error, ErrorKind};
-//! fn explain(error: &BoxError) -> String {
-//!     match Error::find(&**error).map(Error::kind) {
-//!         Some(ErrorKind::InvalidCredentials(api)) => format!("check the credentials: {api}"),
-//!         Some(ErrorKind::Forbidden(forbidden)) => format!("grant a scope: {forbidden}"),
-//!         Some(ErrorKind::ReauthorizationRequired) => "ask the user to connect again".into(),
-//!         Some(other) if Error::find(&**error).is_some_and(Error::is_transient) => format!("retry later: {other:?}"),
+//! use http::{Request, Response, StatusCode};
+//! use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuthLayer};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! fn explain(error: &Error) -> String {
+//!     match error.kind() {
+//!         ErrorKind::InvalidCredentials(api) => format!("check the credentials: {api}"),
+//!         ErrorKind::Forbidden(forbidden) => format!("grant a scope: {forbidden}"),
+//!         ErrorKind::ReauthorizationRequired => "ask the user to connect again".into(),
+//!         _ if error.is_transient() => format!("retry later: {error}"),
 //!         _ => error.to_string(),
 //!     }
 //! }
-//! # let _ = explain;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), BoxError> {
+//! // Stands in for Infobip refusing a revoked key.
+//! let client = service_fn(|_: Request<String>| async {
+//!     Response::builder().status(StatusCode::UNAUTHORIZED).body(String::new())
+//! });
+//! let service = ServiceBuilder::new().layer(InfobipAuthLayer::api_key("revoked-key")?).service(client);
+//! let request = Request::get("https://xyz12.api.infobip.com/sms/1/inbox/reports").body(String::new())?;
+//! let explained = match service.oneshot(request).await {
+//!     // The API answered: a refusal carries its explanation.
+//!     Ok(response) => response.extensions().get::<Error>().map(explain),
+//!     // The crate's own failure, or (no `Error` in it) the HTTP client's.
+//!     Err(error) => Some(Error::find(&*error).map_or_else(|| error.to_string(), explain)),
+//! };
+//! assert_eq!(explained.as_deref(), Some("check the credentials: 401 Unauthorized"));
+//! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

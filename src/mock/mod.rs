@@ -9,7 +9,10 @@
 //! # Using it in your tests
 //!
 //! Start it inside your tokio runtime, point your client at [`MockServer::base_url`], and
-//! assert on the answers and on [`MockServer::counters`]:
+//! assert on the answers and on [`MockServer::counters`]. Sources built with that base URL
+//! send their credentials there; an API key or Basic credentials are sent only to
+//! `infobip.com` unless the layer allows the server's origin:
+//! `InfobipAuthLayer::api_key(DEMO_API_KEY)?.allow_origin(server.base_url())?`.
 //!
 //! ```
 //! use bytes::Bytes;

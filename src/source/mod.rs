@@ -12,10 +12,12 @@
 //! service from `http::Request<Full<Bytes>>` to a response (a hyper-util client, a test fake).
 //!
 //! Sources are held type-erased as a [`SharedTokenSource`], so the layer has no source type
-//! parameter. Implement [`TokenSource`] for your own credential store:
+//! parameter. Implement [`TokenSource`] for your own credential store; its credentials go only
+//! to HTTPS hosts under `infobip.com`, unless it names its [`base_url`](TokenSource::base_url)
+//! or the layer [allows](crate::InfobipAuthLayer::allow_origin) another origin:
 //!
 //! ```
-//! use infobip_auth::{Credential, Error, source::TokenSource};
+//! use infobip_auth::{Credential, Error, ErrorKind, source::TokenSource};
 //! use std::time::Duration;
 //!
 //! /// Reads a token that another process keeps fresh.
@@ -24,10 +26,13 @@
 //!
 //! impl TokenSource for FromVault {
 //!     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
-//!         let token = "token-from-vault"; // read it from your store here
-//!         Ok(Credential::new("Bearer", token)?.expires_in(Duration::from_secs(300)))
+//!         // A store that cannot be reached: retried after a backoff, like a token endpoint.
+//!         let token = read_vault()
+//!             .map_err(|cause| Error::new(ErrorKind::Transport).with_source(cause))?;
+//!         Ok(Credential::new("Bearer", &token)?.expires_in(Duration::from_secs(300)))
 //!     }
 //! }
+//! # fn read_vault() -> std::io::Result<String> { Ok("token-from-vault".into()) }
 //!
 //! let layer = infobip_auth::InfobipAuthLayer::new(FromVault);
 //! # let _ = layer;
@@ -119,6 +124,9 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     /// # Errors
     /// The typed [`Error`] of the failed token request. The cache tries again after a backoff
     /// (at least the server's `Retry-After`), and meanwhile serves a credential still valid.
+    /// A store of your own that cannot be reached fits
+    /// [`ErrorKind::Transport`](crate::ErrorKind::Transport), with the cause as
+    /// [`with_source`](Error::with_source).
     ///
     /// ```
     /// use infobip_auth::source::{ApiKey, TokenSource};
