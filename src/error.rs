@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 
-use crate::scope::Scopes;
+use crate::scope::{AuthScheme, Scopes};
 use echoes::Echoes;
 
 mod echoes;
@@ -73,10 +73,10 @@ pub enum ErrorKind {
     Forbidden(Box<Forbidden>),
     /// Refused before sending: the endpoint does not accept this authentication scheme.
     SchemeNotAccepted {
-        /// The scheme of the credential, e.g. `App`.
-        scheme: String,
-        /// The schemes the endpoint accepts, as the OpenAPI specification names them.
-        accepted: Vec<String>,
+        /// The scheme of the credential, e.g. [`AuthScheme::ApiKey`] (`App`).
+        scheme: AuthScheme,
+        /// The schemes the endpoint accepts.
+        accepted: Vec<AuthScheme>,
     },
     /// A token endpoint answered with an error status.
     TokenEndpoint(ApiError),
@@ -107,8 +107,10 @@ pub enum ErrorKind {
     /// ([`Builder::pending_lifetime`](crate::source::auth_code::Builder::pending_lifetime)):
     /// send the user through the flow again.
     AuthorizationExpired,
-    /// A [`TokenStore`](crate::source::TokenStore) failed to save or load a token; the store's
-    /// own error is the [source](std::error::Error::source).
+    /// A credential store failed: a [`TokenStore`](crate::source::TokenStore) saving or loading
+    /// an Exchange token, or the store a [`TokenSource`](crate::source::TokenSource) of your own
+    /// reads. The store's own error is the [source](std::error::Error::source); transient, as a
+    /// store is usually back after a while.
     Store,
     /// The authorization callback is not the one this flow expects.
     InvalidCallback {
@@ -242,7 +244,7 @@ impl Error {
     }
 
     /// Whether trying again later may succeed without changing anything: transport failures,
-    /// timeouts, `408`, `429` and `5xx` answers.
+    /// timeouts, a failed credential store, `408`, `429` and `5xx` answers.
     ///
     /// ```
     /// # use infobip_auth::{ApiError, Error, ErrorKind};
@@ -251,11 +253,12 @@ impl Error {
     /// assert!(Error::new(ErrorKind::TokenEndpoint(busy)).is_transient());
     /// let refused = ApiError::from_body(StatusCode::UNAUTHORIZED, b"");
     /// assert!(!Error::new(ErrorKind::InvalidCredentials(refused)).is_transient());
+    /// assert!(Error::new(ErrorKind::Store).is_transient()); // a store is usually back soon
     /// ```
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match &self.kind {
-            ErrorKind::Transport | ErrorKind::Timeout => true,
+            ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::Store => true,
             ErrorKind::TokenEndpoint(api) => {
                 let status = api.status();
                 status.is_server_error()
@@ -326,11 +329,16 @@ impl fmt::Display for Error {
         match &self.kind {
             ErrorKind::InvalidCredentials(api) => write!(f, "invalid credentials ({api})"),
             ErrorKind::Forbidden(forbidden) => fmt::Display::fmt(forbidden, f),
-            ErrorKind::SchemeNotAccepted { scheme, accepted } => write!(
-                f,
-                "the endpoint does not accept `{scheme}` credentials (it accepts {})",
-                accepted.join(", ")
-            ),
+            ErrorKind::SchemeNotAccepted { scheme, accepted } => {
+                // The words users see in `Authorization`, not the OpenAPI scheme names.
+                let accepted: Vec<&str> = accepted.iter().map(|s| s.header_scheme()).collect();
+                write!(
+                    f,
+                    "the endpoint does not accept `{}` credentials (it accepts {})",
+                    scheme.header_scheme(),
+                    accepted.join(", ")
+                )
+            }
             ErrorKind::TokenEndpoint(api) => write!(f, "token request failed ({api})"),
             ErrorKind::Transport => f.write_str("token request failed: transport error"),
             ErrorKind::Timeout => f.write_str("token request timed out"),
@@ -353,7 +361,7 @@ impl fmt::Display for Error {
             ErrorKind::AuthorizationExpired => f.write_str(
                 "the authorization request has expired: send the user through the flow again",
             ),
-            ErrorKind::Store => f.write_str("the token store failed"),
+            ErrorKind::Store => f.write_str("the credential store failed"),
             ErrorKind::InvalidCallback { reason } => {
                 write!(f, "invalid authorization callback: {reason}")
             }

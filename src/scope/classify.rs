@@ -77,7 +77,8 @@ pub fn classify(
 /// let err = preflight(&Method::POST, "/settings/2/api-keys", Some(AuthScheme::ApiKey), None, &catalog)
 ///     .err().ok_or("not refused")?;
 /// let ErrorKind::SchemeNotAccepted { accepted, .. } = err.kind() else { return Err("wrong kind".into()) };
-/// assert_eq!(accepted, &["IBSSOTokenHeader", "Basic", "OAuth2"]);
+/// assert_eq!(accepted, &[AuthScheme::Ibsso, AuthScheme::Basic, AuthScheme::OAuth2]);
+/// assert!(err.to_string().ends_with("(it accepts IBSSO, Basic, Bearer)"));
 /// assert!(preflight(&Method::POST, "/sms/2/text/advanced", Some(AuthScheme::ApiKey), None, &catalog).is_ok());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -93,12 +94,8 @@ pub fn preflight(
     };
     if let Some(scheme) = scheme.filter(|&scheme| !op.accepts(scheme)) {
         return Err(Error::new(ErrorKind::SchemeNotAccepted {
-            scheme: scheme.header_scheme().to_owned(),
-            accepted: op
-                .accepted
-                .iter()
-                .map(|accepted| accepted.openapi_name().to_owned())
-                .collect(),
+            scheme,
+            accepted: op.accepted.to_vec(),
         }));
     }
     if held.is_some_and(|held| !op.granted_by(held)) {
@@ -276,10 +273,13 @@ mod tests {
         let Some(ErrorKind::SchemeNotAccepted { scheme, accepted }) = kind else {
             panic!("not refused: {err:?}");
         };
-        assert_eq!(scheme, "App");
-        assert_eq!(accepted, &["IBSSOTokenHeader", "Basic", "OAuth2"]);
+        assert_eq!(*scheme, AuthScheme::ApiKey);
+        assert_eq!(
+            accepted,
+            &[AuthScheme::Ibsso, AuthScheme::Basic, AuthScheme::OAuth2]
+        );
         let text = err.map(|e| e.to_string()).unwrap_or_default();
-        for name in ["`App`", "IBSSOTokenHeader", "Basic", "OAuth2"] {
+        for name in ["`App`", "IBSSO", "Basic", "Bearer"] {
             assert!(text.contains(name), "{text}");
         }
     }
@@ -296,7 +296,7 @@ mod tests {
         );
         assert!(matches!(
             err.as_ref().map_err(Error::kind),
-            Err(ErrorKind::SchemeNotAccepted { accepted, .. }) if accepted == &["IBSSOTokenHeader"]
+            Err(ErrorKind::SchemeNotAccepted { accepted, .. }) if accepted == &[AuthScheme::Ibsso]
         ));
         Ok(())
     }

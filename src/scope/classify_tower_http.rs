@@ -412,8 +412,8 @@ mod tests {
         let ours: BoxError = Error::new(ErrorKind::Timeout).into();
         assert!(ScopeFailureClass::from_error(&ours).is_retryable());
         let refused: BoxError = Error::new(ErrorKind::SchemeNotAccepted {
-            scheme: "App".into(),
-            accepted: vec!["Basic".into()],
+            scheme: crate::AuthScheme::ApiKey,
+            accepted: vec![crate::AuthScheme::Basic],
         })
         .into();
         assert!(!ScopeFailureClass::from_error(&refused).is_retryable());

@@ -226,10 +226,13 @@ async fn an_app_key_to_api_key_management_is_refused_locally() -> Result<(), Box
         let ErrorKind::SchemeNotAccepted { scheme, accepted } = error.kind() else {
             return Err(format!("wrong kind: {error:?}").into());
         };
-        assert_eq!(scheme, "App");
-        assert_eq!(accepted, &["IBSSOTokenHeader", "Basic", "OAuth2"]);
+        assert_eq!(*scheme, AuthScheme::ApiKey);
+        assert_eq!(
+            accepted,
+            &[AuthScheme::Ibsso, AuthScheme::Basic, AuthScheme::OAuth2]
+        );
         let text = error.to_string();
-        for name in ["IBSSOTokenHeader", "Basic", "OAuth2"] {
+        for name in ["IBSSO", "Basic", "Bearer"] {
             assert!(text.contains(name), "{text}");
         }
     }

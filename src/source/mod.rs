@@ -28,7 +28,7 @@
 //!     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
 //!         // A store that cannot be reached: retried after a backoff, like a token endpoint.
 //!         let token = read_vault()
-//!             .map_err(|cause| Error::new(ErrorKind::Transport).with_source(cause))?;
+//!             .map_err(|cause| Error::new(ErrorKind::Store).with_source(cause))?;
 //!         Ok(Credential::new("Bearer", &token)?.expires_in(Duration::from_secs(300)))
 //!     }
 //! }
@@ -125,7 +125,7 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     /// The typed [`Error`] of the failed token request. The cache tries again after a backoff
     /// (at least the server's `Retry-After`), and meanwhile serves a credential still valid.
     /// A store of your own that cannot be reached fits
-    /// [`ErrorKind::Transport`](crate::ErrorKind::Transport), with the cause as
+    /// [`ErrorKind::Store`](crate::ErrorKind::Store), with the cause as
     /// [`with_source`](Error::with_source).
     ///
     /// ```
