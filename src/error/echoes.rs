@@ -50,13 +50,36 @@ impl Echoes {
         self.0.first().map_or(0, |form| form.len())
     }
 
-    /// Replaces every whole form in `text` with the redaction marker.
+    /// Replaces every whole form in `text` with the redaction marker. Every place a form
+    /// shows is found first, overlapping ones too, and each run they cover is replaced once:
+    /// replacing one form at a time could break up an echo that overlaps another (a secret
+    /// that ends the way another begins) and leave most of it.
     pub(super) fn redact(&self, text: &mut String) {
+        let mut spans = Vec::new();
         for form in &self.0 {
-            if text.contains(form.as_str()) {
-                *text = text.replace(form.as_str(), REDACTED);
+            let mut from = 0;
+            while let Some(at) = text.get(from..).and_then(|rest| rest.find(form.as_str())) {
+                let start = from + at;
+                spans.push((start, start + form.len()));
+                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
             }
         }
+        if spans.is_empty() {
+            return;
+        }
+        spans.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        // The end of the text replaced so far.
+        let mut covered = 0;
+        for (start, end) in spans {
+            if start >= covered {
+                out.push_str(&text[covered..start]);
+                out.push_str(REDACTED);
+            }
+            covered = covered.max(end);
+        }
+        out.push_str(&text[covered..]);
+        *text = out;
     }
 
     /// The first `max` bytes of `text` (already [`redact`](Self::redact)ed), cut at a character
@@ -178,6 +201,19 @@ mod tests {
             );
         }
         Ok(())
+    }
+
+    #[test]
+    fn an_echo_overlapping_another_goes_whole() {
+        // The second secret, echoed whole, right after the start of the first: replacing the
+        // first (equal length, first in order) alone left `abcdef`.
+        let echoes = Echoes::of(&["0123456789", "6789abcdef"]);
+        let mut text = "id 0123456789abcdef.".to_owned();
+        echoes.redact(&mut text);
+        assert_eq!(text, "id [redacted].");
+        let mut text = "0123456789 6789abcdef".to_owned();
+        echoes.redact(&mut text);
+        assert_eq!(text, "[redacted] [redacted]");
     }
 
     #[test]
