@@ -476,7 +476,10 @@ impl ApiError {
         let raw = (code.is_none() && text.is_none() && !body.is_empty()).then(|| {
             // Redacted before it is cut, so a secret across the cut goes whole.
             let window = &body[..body.len().min(RAW_KEPT + echoes.longest())];
-            let mut raw = String::from_utf8_lossy(whole_chars(window)).into_owned();
+            let raw = String::from_utf8_lossy(whole_chars(window));
+            // The start of a secret it ends in goes first: a shorter secret inside that start,
+            // once replaced, would hide it from the cut below.
+            let mut raw = echoes.before_start_at_end(&raw).to_owned();
             echoes.redact(&mut raw);
             echoes.cut(&raw, RAW_KEPT)
         });
@@ -810,6 +813,14 @@ mod tests {
         assert_eq!(whole_chars(&"a😀".as_bytes()[..4]), b"a");
         assert_eq!(whole_chars(b"a\xff"), b"a\xff");
         assert_eq!(whole_chars(b""), b"");
+    }
+
+    #[test]
+    fn a_cut_secret_holding_a_shorter_one_leaves_no_start() {
+        // The body ends inside the password's echo, which begins with the username.
+        let secrets = ["john", "john1234secret"];
+        let err = ApiError::from_body_redacting(StatusCode::BAD_GATEWAY, b"x john1234se", &secrets);
+        assert_eq!(err.raw(), Some("x "));
     }
 
     #[test]

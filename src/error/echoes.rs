@@ -97,6 +97,13 @@ impl Echoes {
         }
         kept.to_owned()
     }
+
+    /// `text` without the longest start of a form it ends in (once: a whole echo of a
+    /// repetitive secret also ends in a start of it).
+    pub(super) fn before_start_at_end<'a>(&self, text: &'a str) -> &'a str {
+        let start = self.0.iter().filter_map(|form| partial_at_end(text, form)).min();
+        &text[..start.unwrap_or(text.len())]
+    }
 }
 
 /// Where `text` ends in a proper, non-empty start of `form`, if it does (the longest such start).
