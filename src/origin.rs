@@ -583,7 +583,11 @@ mod tests {
     /// literals and hosts that end like Infobip's.
     fn any_uri() -> impl Strategy<Value = String> {
         let scheme = prop_oneof![
-            Just("https://"), Just("http://"), Just("HTTPS://"), Just("ftp://"), Just(""),
+            Just("https://"),
+            Just("http://"),
+            Just("HTTPS://"),
+            Just("ftp://"),
+            Just(""),
         ];
         let user = prop_oneof![Just(""), Just("user@"), Just("u:p@"), Just("@")];
         let host = prop_oneof![

@@ -101,7 +101,11 @@ impl Echoes {
     /// `text` without the longest start of a form it ends in (once: a whole echo of a
     /// repetitive secret also ends in a start of it).
     pub(super) fn before_start_at_end<'a>(&self, text: &'a str) -> &'a str {
-        let start = self.0.iter().filter_map(|form| partial_at_end(text, form)).min();
+        let start = self
+            .0
+            .iter()
+            .filter_map(|form| partial_at_end(text, form))
+            .min();
         &text[..start.unwrap_or(text.len())]
     }
 }
@@ -253,7 +257,7 @@ mod tests {
             for form in &echoes.0 {
                 prop_assert_eq!(partial_at_end(&kept, form), None, "{:?}", kept);
             }
-            let mut redacted = text.clone();
+            let mut redacted = text;
             echoes.redact(&mut redacted);
             for secret in secrets.iter().filter(|s| !s.is_empty()) {
                 prop_assert!(

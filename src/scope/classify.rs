@@ -125,8 +125,8 @@ fn forbidden(method: &Method, path: &str, catalog: &Catalog, held: Option<&Scope
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use crate::error::ConfigError;
+    use proptest::prelude::*;
 
     const SEED_403: &[u8] =
         br#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;

@@ -655,13 +655,20 @@ mod tests {
         prop_oneof![
             ".{0,60}",
             (
-                prop_oneof![Just(""), Just("https://www.my-app.com/callback?"), Just("/cb?"), Just("?")],
+                prop_oneof![
+                    Just(""),
+                    Just("https://www.my-app.com/callback?"),
+                    Just("/cb?"),
+                    Just("?")
+                ],
                 proptest::collection::vec(pair, 0..5),
                 proptest::option::of(".{0,10}"),
             )
                 .prop_map(|(start, pairs, fragment)| {
-                    let query: Vec<String> =
-                        pairs.iter().map(|(name, value)| format!("{name}={value}")).collect();
+                    let query: Vec<String> = pairs
+                        .iter()
+                        .map(|(name, value)| format!("{name}={value}"))
+                        .collect();
                     let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
                     format!("{start}{}{fragment}", query.join("&"))
                 }),
