@@ -392,6 +392,7 @@ pub struct Named {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn refuses_tokens_a_header_cannot_carry() {
@@ -436,5 +437,32 @@ mod tests {
             credential.header().as_bytes().as_ptr()
         );
         Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_scheme_and_token_make_a_credential_or_a_typed_error(
+            scheme in prop_oneof![Just("Bearer".to_owned()), ".{0,8}".prop_map(String::from)],
+            token in prop_oneof![".{0,40}", "[!-~]{8,40}", "[!-~]{4,10}[\r\n\0 \u{7f}é][!-~]{4,10}"],
+        ) {
+            let visible = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+            match Credential::new(&scheme, &token) {
+                Ok(credential) => {
+                    prop_assert!(visible(&scheme) && visible(&token));
+                    let expected = format!("{scheme} {token}");
+                    prop_assert_eq!(credential.header(), expected.as_str());
+                    let shown = format!("{credential:?}");
+                    prop_assert!(token.len() < 8 || !shown.contains(&token), "{}", shown);
+                }
+                Err(err) => {
+                    prop_assert!(matches!(err, ConfigError::InvalidHeaderValue { .. }), "{:?}", err);
+                    prop_assert!(!visible(&scheme) || !visible(&token));
+                    let shown = format!("{err} {err:?}");
+                    prop_assert!(token.len() < 8 || !shown.contains(&token), "{}", shown);
+                }
+            }
+        }
     }
 }

@@ -484,7 +484,10 @@ impl ApiError {
         let raw = (code.is_none() && text.is_none() && !body.is_empty()).then(|| {
             // Redacted before it is cut, so a secret across the cut goes whole.
             let window = &body[..body.len().min(RAW_KEPT + echoes.longest())];
-            let mut raw = String::from_utf8_lossy(whole_chars(window)).into_owned();
+            let raw = String::from_utf8_lossy(whole_chars(window));
+            // The start of a secret it ends in goes first: a shorter secret inside that start,
+            // once replaced, would hide it from the cut below.
+            let mut raw = echoes.before_start_at_end(&raw).to_owned();
             echoes.redact(&mut raw);
             echoes.cut(&raw, RAW_KEPT)
         });
@@ -759,6 +762,7 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn reads_the_three_infobip_shapes_and_oauth() {
@@ -820,6 +824,14 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_secret_holding_a_shorter_one_leaves_no_start() {
+        // The body ends inside the password's echo, which begins with the username.
+        let secrets = ["john", "john1234secret"];
+        let err = ApiError::from_body_redacting(StatusCode::BAD_GATEWAY, b"x john1234se", &secrets);
+        assert_eq!(err.raw(), Some("x "));
+    }
+
+    #[test]
     fn messages_show_a_servers_text_on_one_short_line() {
         let forged = format!("bad\r\nINFO forged line\u{1b}[31m{}", "x".repeat(10_000));
         let body = serde_json::json!({ "errorCode": "E400\nX", "description": forged });
@@ -832,6 +844,144 @@ mod tests {
         assert!(!shown.chars().any(char::is_control), "{shown}");
         assert!(shown.chars().count() < 2 * SHOWN_CHARS, "{}", shown.len());
         assert_eq!(err.text(), Some(forged.as_str()), "kept whole");
+    }
+
+    /// A piece of an error body: the server's own words, or a secret the request carried,
+    /// quoted in one of the forms a server may use.
+    #[derive(Clone, Debug)]
+    enum Piece {
+        Words(String),
+        Echo { secret: usize, form: u8 },
+    }
+
+    /// Words made of characters that appear in no secret's four-character run (see below).
+    fn piece() -> impl Strategy<Value = Piece> {
+        prop_oneof![
+            "[<>{}:,. =]{0,40}".prop_map(Piece::Words),
+            (0usize..4, 0u8..5).prop_map(|(secret, form)| Piece::Echo { secret, form }),
+        ]
+    }
+
+    fn secret() -> impl Strategy<Value = String> {
+        prop_oneof![".{0,12}", "[a-z0-9+/%&=\\\"é😀 ]{0,24}", "x{300,700}"]
+    }
+
+    fn quoted(secret: &str, form: u8) -> String {
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let json = json[1..json.len() - 1].to_owned();
+        let form_encoded = serde_urlencoded::to_string([("", secret)]).unwrap_or_default();
+        let form_encoded = form_encoded.trim_start_matches('=').to_owned();
+        match form {
+            0 => secret.to_owned(),
+            1 => form_encoded,
+            2 => form_encoded.replace('+', "%20"),
+            3 => json,
+            _ => {
+                let twice = serde_json::to_string(&json).unwrap_or_default();
+                twice[1..twice.len() - 1].to_owned()
+            }
+        }
+    }
+
+    /// Runs of four characters of `secret`.
+    fn runs(secret: &str) -> Vec<String> {
+        let chars: Vec<char> = secret.chars().collect();
+        chars.windows(4).map(|w| w.iter().collect()).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_body_reads_without_panic_into_a_bounded_error(
+            status in 400u16..600,
+            body in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..2_000),
+                ".{0,600}".prop_map(String::into_bytes),
+                "\\{\"(error|code|errorCode|description|message|text)\":.{0,40}\\}"
+                    .prop_map(String::into_bytes),
+            ],
+        ) {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            let err = ApiError::from_body(status, &body);
+            prop_assert!(err.raw().is_none_or(|raw| raw.len() <= RAW_KEPT));
+            let shown = err.to_string();
+            prop_assert!(!shown.chars().any(char::is_control), "{}", shown);
+            let _ = format!("{err:?}");
+        }
+
+        #[test]
+        fn no_run_of_a_secret_survives_in_what_the_error_keeps(
+            secrets in proptest::collection::vec(secret(), 1..4),
+            prefix_of_first in proptest::option::of(0usize..24),
+            pieces in proptest::collection::vec(piece(), 0..12),
+            cut_last in proptest::option::of(0usize..64),
+            as_json in 0u8..3,
+        ) {
+            let mut secrets = secrets;
+            if let Some(len) = prefix_of_first {
+                let prefix: String = secrets[0].chars().take(len).collect();
+                secrets.push(prefix);
+            }
+            // The server's own words hold no run of a secret: any run found came from an echo.
+            let checked: Vec<&String> = secrets.iter().filter(|s| s.chars().count() >= 4).collect();
+            for secret in &checked {
+                for run in runs(secret) {
+                    prop_assume!(!run.chars().all(|c| "<>{}:,. =".contains(c)));
+                }
+            }
+            let mut text = String::new();
+            for piece in &pieces {
+                match piece {
+                    Piece::Words(words) => text.push_str(words),
+                    // Inside a JSON body, an echo quoted twice would be three times over.
+                    Piece::Echo { secret, form } => {
+                        let form = if as_json == 0 { *form } else { (*form).min(3) };
+                        text.push_str(&quoted(&secrets[secret % secrets.len()], form));
+                    }
+                }
+            }
+            // A body cut at the transport's limit may end inside an echo (a JSON body cut there
+            // is no longer JSON: its text is what is kept).
+            if let (Some(len), Some(Piece::Echo { secret, form }), 0) =
+                (cut_last, pieces.last(), as_json)
+            {
+                let echo = quoted(&secrets[secret % secrets.len()], *form);
+                let mut keep = text.len() - echo.len() + len.min(echo.len());
+                while !text.is_char_boundary(keep) {
+                    keep -= 1;
+                }
+                text.truncate(keep);
+            }
+            let body = match as_json {
+                0 => text.clone(),
+                1 => serde_json::json!({ "error": text, "error_description": text }).to_string(),
+                _ => serde_json::json!({ "requestError": { "serviceException": {
+                    "messageId": text, "text": text } } }).to_string(),
+            };
+            let mut body = body.into_bytes();
+            if let (Some(len), 1..) = (cut_last, as_json) {
+                body.truncate(len * 4);
+            }
+            let err = ApiError::from_body_redacting(StatusCode::BAD_GATEWAY, &body, &secrets);
+            prop_assert!(err.raw().is_none_or(|raw| raw.len() <= RAW_KEPT));
+            let shown = [
+                err.raw().unwrap_or_default().to_owned(),
+                err.code().unwrap_or_default().to_owned(),
+                err.text().unwrap_or_default().to_owned(),
+                err.to_string(),
+                format!("{err:?}"),
+            ];
+            for said in &shown {
+                for part in said.split(crate::credential::REDACTED) {
+                    for secret in &checked {
+                        for run in runs(secret) {
+                            prop_assert!(!part.contains(&run), "{:?} shows in {:?}", run, said);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

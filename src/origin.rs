@@ -333,6 +333,7 @@ impl fmt::Debug for LastAllowed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn uri(s: &str) -> Uri {
         s.parse().unwrap_or_default()
@@ -575,6 +576,89 @@ mod tests {
         }
         for good in ["http://localhost:1", "http://[::1]:2", "http://127.0.0.2"] {
             assert!(BaseUrl::new(good).is_ok(), "{good}");
+        }
+    }
+
+    /// A URI as a request may carry it: odd schemes, cases, ports, user information, IP
+    /// literals and hosts that end like Infobip's.
+    fn any_uri() -> impl Strategy<Value = String> {
+        let scheme = prop_oneof![
+            Just("https://"),
+            Just("http://"),
+            Just("HTTPS://"),
+            Just("ftp://"),
+            Just(""),
+        ];
+        let user = prop_oneof![Just(""), Just("user@"), Just("u:p@"), Just("@")];
+        let host = prop_oneof![
+            Just("xyz12.api.infobip.com".to_owned()),
+            Just("XYZ12.API.INFOBIP.COM".to_owned()),
+            Just("infobip.com".to_owned()),
+            Just("127.0.0.1".to_owned()),
+            Just("[::1]".to_owned()),
+            Just("localhost".to_owned()),
+            "[a-zA-Z0-9.-]{0,40}",
+            "[a-z]{0,10}\\.?infobip\\.com\\.?[a-z]{0,5}",
+        ];
+        let port = prop_oneof![
+            Just(String::new()),
+            Just(":".to_owned()),
+            Just(":443".to_owned()),
+            Just(":8080".to_owned()),
+            ":[+0-9a-z]{0,7}",
+        ];
+        let path = prop_oneof![Just("/"), Just("/sms/2/text/advanced?x=1"), Just("")];
+        prop_oneof![
+            (scheme, user, host, port, path)
+                .prop_map(|(s, u, h, p, path)| format!("{s}{u}{h}{p}{path}")),
+            ".{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn remembering_the_last_origin_agrees_with_the_full_check(
+            uris in proptest::collection::vec(any_uri(), 1..12),
+        ) {
+            let uris: Vec<Uri> = uris.iter().filter_map(|u| u.parse().ok()).collect();
+            let listed = AllowedHosts::Infobip
+                .with(BaseUrl::new("http://127.0.0.1:8080").map_err(|e| TestCaseError::fail(e.to_string()))?)
+                .with(BaseUrl::new("https://xyz12.api.infobip.com").map_err(|e| TestCaseError::fail(e.to_string()))?);
+            for hosts in [AllowedHosts::Infobip, listed] {
+                let mut last = LastAllowed::default();
+                for uri in uris.iter().chain(uris.iter().rev()) {
+                    prop_assert_eq!(hosts.allows_repeat(uri, &mut last), hosts.allows(uri), "{}", uri);
+                }
+            }
+        }
+
+        #[test]
+        fn any_base_url_is_taken_or_refused_without_user_information_or_query(
+            url in prop_oneof![
+                any_uri(),
+                any_uri().prop_map(|u| format!("{u}?password=hunter2secret")),
+                any_uri().prop_map(|u| u.replacen("://", "://admin:hunter2secret@", 1)),
+            ],
+            path in ".{0,20}",
+        ) {
+            match BaseUrl::new(&url) {
+                Ok(base) => {
+                    let shown = format!("{base} {base:?}");
+                    prop_assert!(!shown.contains("hunter2secret"), "{}", shown);
+                    let endpoint = base.endpoint(&path);
+                    prop_assert!(base.same_origin(&endpoint), "{} from {}", endpoint, base);
+                }
+                Err(err) => {
+                    prop_assert!(matches!(
+                        err,
+                        ConfigError::InvalidUrl { .. } | ConfigError::InsecureUrl { .. }
+                    ), "{:?}", err);
+                    let shown = format!("{err} {err:?}");
+                    prop_assert!(!shown.contains("hunter2secret"), "{}", shown);
+                }
+            }
         }
     }
 }

@@ -483,6 +483,7 @@ mod endpoint_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn _is_send<T: Send>(_: &T) {}
 
@@ -577,5 +578,110 @@ mod tests {
             Err(ErrorKind::ResponseTooLarge { limit: 10 })
         ));
         Ok(())
+    }
+
+    /// A JSON value of any shape, with numbers at the edges of what JSON and `f64` hold.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+            "[-+ ]?[0-9]{0,400}(\\.[0-9]{0,3})?(e[-+]?[0-9]{1,4})?"
+                .prop_map(serde_json::Value::from),
+            prop_oneof![
+                Just("inf"),
+                Just("NaN"),
+                Just("-0"),
+                Just("1e400"),
+                Just(" 5 ")
+            ]
+            .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            proptest::collection::vec(inner, 0..4).prop_map(serde_json::Value::from)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn retry_after_never_panics_and_stays_bounded(value in prop_oneof![
+            "[0-9]{0,30}",
+            "[ -~]{0,40}",
+            "(Mon|Sun|Xyz), [0-9]{1,2} (Jan|Feb|Oct) [0-9]{1,5} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+        ]) {
+            let Ok(header) = http::HeaderValue::from_str(&value) else {
+                return Ok(());
+            };
+            let answer = Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header(RETRY_AFTER, header)
+                .body(Bytes::new())
+                .unwrap_or_default();
+            prop_assert!(retry_after(&answer).is_none_or(|delay| delay <= MAX_RETRY_AFTER));
+        }
+
+        #[test]
+        fn seconds_are_finite_or_none(value in json_value()) {
+            prop_assert!(seconds(&value).is_none_or(f64::is_finite));
+        }
+
+        #[test]
+        fn a_token_from_an_answer_is_a_credential_or_a_malformed_answer(
+            scheme in prop_oneof![Just("Bearer".to_owned()), ".{0,8}".prop_map(String::from)],
+            token in prop_oneof![".{0,40}", "[!-~]{8,40}", "[!-~]{4,10}[\r\n\0 ][!-~]{4,10}"],
+        ) {
+            match token_credential(&scheme, &token) {
+                Ok(credential) => {
+                    prop_assert_eq!(credential.expose_token(), token.as_str());
+                    let shown = format!("{credential:?}");
+                    prop_assert!(token.len() < 8 || !shown.contains(&token), "{}", shown);
+                }
+                Err(err) => {
+                    prop_assert!(
+                        matches!(err.kind(), ErrorKind::MalformedResponse { .. }),
+                        "{:?}",
+                        err
+                    );
+                    let shown = format!("{err} {err:?}");
+                    prop_assert!(token.len() < 8 || !shown.contains(&token), "{}", shown);
+                }
+            }
+        }
+
+        #[test]
+        fn any_answer_is_read_or_refused_without_quoting_it(
+            status in prop_oneof![Just(200u16), 100u16..600],
+            body in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                json_value().prop_map(|v| v.to_string().into_bytes()),
+                "\\{\"access_token\":\"[!-~]{8,20}\",\"expires_in\":.{0,8}\\}"
+                    .prop_map(String::into_bytes),
+            ],
+        ) {
+            #[derive(Deserialize)]
+            #[allow(dead_code)]
+            struct Granted {
+                access_token: String,
+                expires_in: Option<serde_json::Value>,
+            }
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let answer = Response::builder()
+                .status(status)
+                .body(Bytes::from(body))
+                .unwrap_or_default();
+            if let Err(err) = json::<Granted>(&answer)
+                && let ErrorKind::MalformedResponse { reason } = err.kind()
+            {
+                prop_assert!(status.is_success());
+                prop_assert!(reason.starts_with("not JSON")
+                    || reason.starts_with("truncated JSON")
+                    || reason.starts_with("JSON of an unexpected shape"), "{}", reason);
+            }
+        }
     }
 }

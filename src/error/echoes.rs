@@ -50,13 +50,36 @@ impl Echoes {
         self.0.first().map_or(0, |form| form.len())
     }
 
-    /// Replaces every whole form in `text` with the redaction marker.
+    /// Replaces every whole form in `text` with the redaction marker. Every place a form
+    /// shows is found first, overlapping ones too, and each run they cover is replaced once:
+    /// replacing one form at a time could break up an echo that overlaps another (a secret
+    /// that ends the way another begins) and leave most of it.
     pub(super) fn redact(&self, text: &mut String) {
+        let mut spans = Vec::new();
         for form in &self.0 {
-            if text.contains(form.as_str()) {
-                *text = text.replace(form.as_str(), REDACTED);
+            let mut from = 0;
+            while let Some(at) = text.get(from..).and_then(|rest| rest.find(form.as_str())) {
+                let start = from + at;
+                spans.push((start, start + form.len()));
+                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
             }
         }
+        if spans.is_empty() {
+            return;
+        }
+        spans.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        // The end of the text replaced so far.
+        let mut covered = 0;
+        for (start, end) in spans {
+            if start >= covered {
+                out.push_str(&text[covered..start]);
+                out.push_str(REDACTED);
+            }
+            covered = covered.max(end);
+        }
+        out.push_str(&text[covered..]);
+        *text = out;
     }
 
     /// The first `max` bytes of `text` (already [`redact`](Self::redact)ed), cut at a character
@@ -73,6 +96,17 @@ impl Echoes {
             kept = &kept[..start];
         }
         kept.to_owned()
+    }
+
+    /// `text` without the longest start of a form it ends in (once: a whole echo of a
+    /// repetitive secret also ends in a start of it).
+    pub(super) fn before_start_at_end<'a>(&self, text: &'a str) -> &'a str {
+        let start = self
+            .0
+            .iter()
+            .filter_map(|form| partial_at_end(text, form))
+            .min();
+        &text[..start.unwrap_or(text.len())]
     }
 }
 
@@ -120,6 +154,7 @@ fn json_escaped(text: &str, slash: bool, ascii: bool) -> Zeroizing<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const SECRET: &str = r#"pa"ss\w/rd é+&="#;
 
@@ -180,6 +215,19 @@ mod tests {
     }
 
     #[test]
+    fn an_echo_overlapping_another_goes_whole() {
+        // The second secret, echoed whole, right after the start of the first: replacing the
+        // first (equal length, first in order) alone left `abcdef`.
+        let echoes = Echoes::of(&["0123456789", "6789abcdef"]);
+        let mut text = "id 0123456789abcdef.".to_owned();
+        echoes.redact(&mut text);
+        assert_eq!(text, "id [redacted].");
+        let mut text = "0123456789 6789abcdef".to_owned();
+        echoes.redact(&mut text);
+        assert_eq!(text, "[redacted] [redacted]");
+    }
+
+    #[test]
     fn a_cut_leaves_no_start_of_a_secret() {
         let echoes = Echoes::of(&["s3cret-value", "other-secret"]);
         assert_eq!(echoes.cut("abc s3cret-val", 100), "abc ");
@@ -190,5 +238,35 @@ mod tests {
         assert_eq!(echoes.cut("é", 1), "");
         assert_eq!(Echoes::of(&[""; 1]).cut("abc", 2), "ab");
         assert_eq!(Echoes::of(&[""; 0]).longest(), 0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn a_cut_is_a_short_prefix_that_ends_in_no_start_of_a_form(
+            secrets in proptest::collection::vec(".{0,8}", 0..4),
+            text in ".{0,40}",
+            max in 0usize..200,
+        ) {
+            let echoes = Echoes::of(&secrets);
+            // The text may end in the start of a secret, as a body cut at a size limit does.
+            let text = format!("{text}{}", secrets.concat());
+            let kept = echoes.cut(&text, max);
+            prop_assert!(kept.len() <= max && text.starts_with(&kept));
+            for form in &echoes.0 {
+                prop_assert_eq!(partial_at_end(&kept, form), None, "{:?}", kept);
+            }
+            let mut redacted = text;
+            echoes.redact(&mut redacted);
+            for secret in secrets.iter().filter(|s| !s.is_empty()) {
+                prop_assert!(
+                    !redacted.split(REDACTED).any(|part| part.contains(secret.as_str())),
+                    "{:?} in {:?}",
+                    secret,
+                    redacted
+                );
+            }
+        }
     }
 }

@@ -367,6 +367,7 @@ fn template_error(err: &InsertError) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// The rows of the embedded table, read independently of [`Catalog::from_tsv`].
     fn rows() -> Vec<[&'static str; 6]> {
@@ -584,5 +585,75 @@ mod tests {
             format!("{:?}", Catalog::infobip()),
             "Catalog { operations: 943, .. }"
         );
+    }
+
+    /// A path template: Infobip's own shapes, with braces and catch-alls anywhere.
+    fn template() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![
+            "[a-z0-9]{1,6}",
+            "\\{[a-zA-Z]{0,4}\\}",
+            "[a-z]{0,3}\\{[a-z]{1,3}\\}[a-z.]{0,3}",
+            "\\{\\*[a-z]{0,3}\\}",
+            "[{}*:/a-z]{0,6}",
+            ".{0,4}",
+        ];
+        prop_oneof![
+            proptest::collection::vec(segment, 0..5).prop_map(|s| format!("/{}", s.join("/"))),
+            ".{0,20}",
+        ]
+    }
+
+    fn method() -> impl Strategy<Value = Method> {
+        prop_oneof![
+            Just(Method::GET),
+            Just(Method::POST),
+            Just(Method::DELETE),
+            "[A-Z]{1,8}".prop_map(|m| Method::from_bytes(m.as_bytes()).unwrap_or_default()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn any_templates_are_added_or_refused_and_any_path_looked_up(
+            operations in proptest::collection::vec((method(), template()), 1..6),
+            paths in proptest::collection::vec((method(), template()), 1..6),
+            start_from_infobip in any::<bool>(),
+        ) {
+            let mut catalog = if start_from_infobip { Catalog::infobip() } else { Catalog::empty() };
+            for (method, template) in operations {
+                match catalog.clone().with_operation(method, &template, Scopes::new(), &[]) {
+                    Ok(more) => catalog = more,
+                    Err(err) => prop_assert!(matches!(err, ConfigError::Invalid { .. }), "{:?}", err),
+                }
+            }
+            for (method, path) in paths {
+                let _ = catalog.lookup(&method, &path);
+            }
+        }
+
+        #[test]
+        fn any_table_text_is_read_or_refused(
+            rows in proptest::collection::vec(
+                (method(), template(), "[a-z:,]{0,12}", "[A-Za-z,]{0,20}", 0usize..3),
+                0..5,
+            ),
+            junk in ".{0,40}",
+        ) {
+            let mut text = String::from("header\n");
+            for (method, template, scopes, schemes, extra_tabs) in rows {
+                let tabs = "\t".repeat(extra_tabs);
+                text.push_str(&format!("spec\t{method}\t{template}\tid\t{scopes}\t{schemes}{tabs}\n"));
+            }
+            text.push_str(&junk);
+            if let Err(err) = Catalog::from_tsv(&text) {
+                prop_assert!(
+                    matches!(err, ConfigError::Invalid { .. } | ConfigError::InvalidScope { .. }),
+                    "{:?}",
+                    err
+                );
+            }
+        }
     }
 }

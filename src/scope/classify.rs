@@ -123,6 +123,7 @@ fn forbidden(method: &Method, path: &str, catalog: &Catalog, held: Option<&Scope
 mod tests {
     use super::*;
     use crate::error::ConfigError;
+    use proptest::prelude::*;
 
     const SEED_403: &[u8] =
         br#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
@@ -490,5 +491,46 @@ mod tests {
             Some(held)
         );
         Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_method_path_and_answer_classify_without_panic(
+            method in prop_oneof![
+                Just(Method::GET),
+                Just(Method::POST),
+                "[A-Z!#$%&'*+.^_`|~-]{1,10}".prop_map(|m| Method::from_bytes(m.as_bytes()).unwrap_or_default()),
+            ],
+            path in prop_oneof![
+                ".{0,40}",
+                "(/[a-z0-9]{1,6}){0,5}(\\?.{0,10})?",
+                Just("/sms/2/text/advanced".to_owned()),
+                Just("/settings/2/api-keys".to_owned()),
+            ],
+            status in prop_oneof![Just(401u16), Just(403), 100u16..600],
+            body in proptest::collection::vec(any::<u8>(), 0..100),
+            held in proptest::option::of("[a-z:, ]{0,30}"),
+        ) {
+            let catalog = Catalog::infobip();
+            let held = held.and_then(|h| h.parse::<Scopes>().ok());
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let classified = classify(&method, &path, status, &body, &catalog, held.as_ref());
+            prop_assert_eq!(
+                classified.is_some(),
+                status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
+            );
+            for scheme in [None, Some(AuthScheme::ApiKey), Some(AuthScheme::Basic)] {
+                if let Err(err) = preflight(&method, &path, scheme, held.as_ref(), &catalog) {
+                    prop_assert!(
+                        matches!(err.kind(), ErrorKind::SchemeNotAccepted { .. } | ErrorKind::Forbidden(_)),
+                        "{:?}",
+                        err
+                    );
+                    prop_assert!(catalog.lookup(&method, &path).is_some());
+                }
+            }
+        }
     }
 }

@@ -232,6 +232,7 @@ impl fmt::Debug for Scopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn parses_every_shape_infobip_uses() {
@@ -281,5 +282,29 @@ mod tests {
         assert!(!Scopes::from_str("inbound-message:read")?.grants_any(&required));
         assert!(!Scopes::new().grants_any(&required));
         Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_scope_list_parses_or_names_the_refused_scope(
+            text in prop_oneof![".{0,40}", "[a-z:, \t\n_.-]{0,40}", "[a-zA-Z0-9:,é ]{0,40}"],
+        ) {
+            match text.parse::<Scopes>() {
+                Ok(scopes) => {
+                    // What is shown reads back as the same set.
+                    prop_assert_eq!(scopes.to_string().parse::<Scopes>().ok(), Some(scopes.clone()));
+                    for scope in &scopes {
+                        prop_assert!(Scope::new(scope.as_str()).is_ok());
+                    }
+                }
+                Err(ConfigError::InvalidScope { name }) => {
+                    prop_assert!(!name.is_empty() && text.contains(&name));
+                    prop_assert!(Scope::new(&name).is_err());
+                }
+                Err(other) => prop_assert!(false, "{:?}", other),
+            }
+        }
     }
 }

@@ -83,6 +83,7 @@ impl fmt::Debug for ApiKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[tokio::test]
     async fn sends_the_seed_header() -> Result<(), Error> {
@@ -119,5 +120,23 @@ mod tests {
         let debug = format!("{:?}", ApiKey::new("super-secret-key")?);
         assert!(!debug.contains("super-secret"), "{debug}");
         Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_key_is_taken_or_refused_without_showing_it(
+            key in prop_oneof![".{0,40}", "[!-~]{8,40}", "[!-~]{4,10}[\r\n\0 é][!-~]{4,10}"],
+        ) {
+            let shown = match ApiKey::new(&key) {
+                Ok(source) => format!("{source:?}"),
+                Err(err) => {
+                    prop_assert_eq!(&err, &ConfigError::InvalidHeaderValue { what: "API key" });
+                    format!("{err} {err:?}")
+                }
+            };
+            prop_assert!(key.len() < 8 || !shown.contains(&key), "{}", shown);
+        }
     }
 }

@@ -110,6 +110,7 @@ impl fmt::Debug for Basic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     async fn header(username: &str, password: &str) -> Result<String, Error> {
         let credential = Basic::new(username, password)?.fetch(None).await?;
@@ -153,5 +154,25 @@ mod tests {
         );
         assert!(debug.contains("Aladdin"), "{debug}");
         Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_username_and_password_are_taken_or_refused_without_the_password(
+            username in prop_oneof![".{0,12}", "[a-z]{1,12}", "[a-z]{1,4}:[a-z]{0,4}"],
+            password in prop_oneof![".{0,30}", "[!-~ ]{8,30}", "[a-z]{4}[\r\n\0\u{7f}\u{85}][a-z]{4}"],
+        ) {
+            let shown = match Basic::new(&username, &password) {
+                Ok(source) => {
+                    prop_assert!(!username.is_empty() && !username.contains(':'));
+                    format!("{source:?}")
+                }
+                Err(err) => format!("{err} {err:?}"),
+            };
+            let hidden = password.len() < 8 || username.contains(password.as_str());
+            prop_assert!(hidden || !shown.contains(&password), "{}", shown);
+        }
     }
 }

@@ -428,6 +428,7 @@ impl fmt::Debug for AuthorizationGrant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const CODE: &str = "822762fa24e04975";
 
@@ -627,5 +628,129 @@ mod tests {
             "{left:?}"
         );
         Ok(())
+    }
+
+    /// A query value: anything, percent-encoded or not.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,20}",
+            "[0-9a-fA-F]{14,18}",
+            Just(CODE.to_owned()),
+            Just("xyz".to_owned()),
+            "(%[0-9a-fA-F]{0,2}|[+&=#?]){0,6}",
+        ]
+    }
+
+    fn callback() -> impl Strategy<Value = String> {
+        let pair = (
+            prop_oneof![
+                Just("code"),
+                Just("state"),
+                Just("error"),
+                Just("error_description"),
+                Just("other"),
+            ],
+            value(),
+        );
+        prop_oneof![
+            ".{0,60}",
+            (
+                prop_oneof![
+                    Just(""),
+                    Just("https://www.my-app.com/callback?"),
+                    Just("/cb?"),
+                    Just("?")
+                ],
+                proptest::collection::vec(pair, 0..5),
+                proptest::option::of(".{0,10}"),
+            )
+                .prop_map(|(start, pairs, fragment)| {
+                    let query: Vec<String> = pairs
+                        .iter()
+                        .map(|(name, value)| format!("{name}={value}"))
+                        .collect();
+                    let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+                    format!("{start}{}{fragment}", query.join("&"))
+                }),
+            "[ -~]{8000,8300}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_callback_is_a_grant_or_a_typed_refusal(callback in callback(), expired in any::<bool>()) {
+            let mut pending = PendingAuthorization::new("xyz", None)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            if expired {
+                pending = pending.with_expiry(SystemTime::UNIX_EPOCH);
+            }
+            match pending.check(&callback) {
+                Ok(grant) => {
+                    prop_assert!(grant.expose_code().len() == 16);
+                    prop_assert!(!format!("{grant:?}").contains(grant.expose_code()), "{:?}", grant);
+                    prop_assert!(!expired);
+                }
+                Err(err) => {
+                    prop_assert!(
+                        matches!(
+                            err.kind(),
+                            ErrorKind::InvalidCallback { .. }
+                                | ErrorKind::AuthorizationExpired
+                                | ErrorKind::AuthorizationDenied { .. }
+                        ),
+                        "{:?}",
+                        err
+                    );
+                    let shown = format!("{err} {err:?}");
+                    // Infobip's own words may say anything; the code is never repeated.
+                    let denied = matches!(err.kind(), ErrorKind::AuthorizationDenied { .. });
+                    prop_assert!(denied || !shown.contains(CODE), "{}", shown);
+                    prop_assert!(!shown.chars().any(|c| c.is_control()), "{}", shown);
+                }
+            }
+        }
+
+        #[test]
+        fn a_pending_authorization_is_built_or_refused_without_its_secrets(
+            state in prop_oneof![".{0,20}", "[!-~]{8,20}", "[a-z]{500,520}"],
+            verifier in proptest::option::of(prop_oneof![".{0,20}", "[A-Za-z0-9._~-]{40,130}"]),
+        ) {
+            match PendingAuthorization::new(&state, verifier.as_deref()) {
+                Ok(pending) => {
+                    prop_assert_eq!(pending.state(), state.as_str());
+                    prop_assert_eq!(pending.expose_verifier(), verifier.as_deref());
+                    let shown = format!("{pending:?}");
+                    prop_assert!(state.len() < 8 || !shown.contains(&state), "{}", shown);
+                }
+                Err(err) => {
+                    let shown = format!("{err} {err:?}");
+                    prop_assert!(state.len() < 8 || !shown.contains(&state), "{}", shown);
+                    if let Some(verifier) = &verifier {
+                        prop_assert!(verifier.len() < 8 || !shown.contains(verifier.as_str()));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn a_kept_pending_authorization_reads_back_or_is_refused(
+            state in prop_oneof![Just(serde_json::json!("xyz")), ".{0,10}".prop_map(serde_json::Value::from)],
+            expires_at in prop_oneof![
+                any::<u64>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(serde_json::Value::from),
+                "[0-9]{0,40}".prop_map(serde_json::Value::from),
+                Just(serde_json::Value::Null),
+            ],
+        ) {
+            let json = serde_json::json!({ "state": state, "expiresAt": expires_at }).to_string();
+            let read = serde_json::from_str::<PendingAuthorization>(&json);
+            if let Ok(pending) = read {
+                prop_assert!(expires_at.is_u64());
+                let _ = pending.is_expired();
+            }
+        }
     }
 }

@@ -379,6 +379,7 @@ pub(super) fn from_unix_seconds<E: serde::de::Error>(seconds: u64) -> Result<Sys
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn account() -> Account {
         Account {
@@ -461,4 +462,43 @@ mod tests {
     }
 
     fn _object_safe(_: &dyn DynTokenStore) {}
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn a_kept_token_reads_back_or_is_refused(
+            token_type in prop_oneof![Just("IBSSO".to_owned()), ".{0,8}".prop_map(String::from)],
+            token in prop_oneof!["[!-~]{8,24}", ".{0,24}"],
+            expires_at in prop_oneof![
+                any::<u64>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(serde_json::Value::from),
+                (0u64..=u64::MAX >> 30).prop_map(serde_json::Value::from),
+                "[0-9]{0,40}".prop_map(serde_json::Value::from),
+                Just(serde_json::Value::Null),
+            ],
+        ) {
+            let json = serde_json::json!({
+                "tokenType": token_type, "token": token, "expiresAt": expires_at,
+            });
+            let Ok(stored) = serde_json::from_value::<StoredToken>(json) else {
+                return Ok(());
+            };
+            prop_assert!(expires_at.is_u64());
+            let shown = format!("{stored:?}");
+            prop_assert!(token.len() < 8 || !shown.contains(&token), "{}", shown);
+            match stored.to_credential() {
+                Ok(credential) => prop_assert!(credential.expiry().is_none_or(|at| at > Instant::now())),
+                Err(err) => {
+                    prop_assert!(matches!(
+                        err.kind(),
+                        ErrorKind::ReauthorizationRequired | ErrorKind::MalformedResponse { .. }
+                    ), "{:?}", err);
+                    let shown = format!("{err} {err:?}");
+                    prop_assert!(token.len() < 8 || !shown.contains(&token), "{}", shown);
+                }
+            }
+        }
+    }
 }

@@ -1325,3 +1325,54 @@ fn assert_reauthorization_required(err: Option<&Error>) {
         "{err:?}"
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_token_answer_is_a_credential_or_a_typed_error(
+            status in prop_oneof![Just(200u16), Just(400), Just(401), Just(503)],
+            token in prop_oneof!["[!-~]{8,24}", ".{0,24}"],
+            token_type in prop_oneof![Just(None), Just(Some("IBSSO".to_owned())), ".{0,8}".prop_map(Some)],
+            expires_in in prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<f64>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<u64>().prop_map(serde_json::Value::from),
+                "[-+ ]?[0-9]{0,30}(\\.[0-9]{0,3})?(e[-+]?[0-9]{1,4})?".prop_map(serde_json::Value::from),
+            ],
+            account in prop_oneof![Just(serde_json::Value::Null), ".{0,8}".prop_map(serde_json::Value::from)],
+            garbage in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+        ) {
+            let body = match garbage {
+                Some(bytes) => bytes,
+                None => serde_json::json!({
+                    "token": token, "tokenType": token_type, "expires_in": expires_in,
+                    "username": account, "accountKey": account,
+                })
+                .to_string()
+                .into_bytes(),
+            };
+            let answer = Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
+                .body(Bytes::from(body))
+                .unwrap_or_default();
+            match parse_token(&answer, None) {
+                Ok(credential) => {
+                    prop_assert!(credential.lifetime().is_some_and(|l| l >= Duration::from_secs(1)
+                        && l <= Duration::from_secs(366 * 24 * 3600)));
+                    prop_assert!(!format!("{credential:?}").contains(credential.expose_token()), "{:?}", credential);
+                }
+                Err(err) => {
+                    let shown = format!("{err} {err:?}");
+                    prop_assert!(token.len() < 8 || !shown.contains(&token), "{}", shown);
+                }
+            }
+        }
+    }
+}

@@ -669,3 +669,25 @@ async fn secrets_never_reach_tracing() -> Result<(), BoxError> {
     }
     Ok(())
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_expires_in_gives_a_lifetime_within_the_bounds(value in prop_oneof![
+            any::<f64>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            "[-+ ]?[0-9]{0,400}(\\.[0-9]{0,3})?(e[-+]?[0-9]{1,4})?".prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ]) {
+            let lifetime = lifetime(Some(&value));
+            prop_assert!((MIN_LIFETIME..=MAX_LIFETIME).contains(&lifetime), "{:?}", lifetime);
+        }
+    }
+}
