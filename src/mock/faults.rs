@@ -26,6 +26,7 @@ use crate::BoxError;
 /// # let _ = busy;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fault {
     /// Answer `status` with an Infobip-shaped error body (the `messageId` and `text` of
     /// Infobip's examples, e.g. `GENERAL_ERROR` for `500`; otherwise the status's reason in

@@ -183,6 +183,32 @@ impl MemoryStore {
     }
 }
 
+/// A shared store: keep one handle to a store that is not `Clone` (to read it, or to give it to
+/// [`AuthCodeFlow::resume`](super::AuthCodeFlow::resume) after a restart) and give the source
+/// another.
+///
+/// ```
+/// use std::sync::Arc;
+/// use infobip_auth::Account;
+/// use infobip_auth::source::{MemoryStore, StoredToken, TokenStore};
+/// use std::time::{Duration, SystemTime};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// let store = Arc::new(MemoryStore::new());
+/// let expires = SystemTime::now() + Duration::from_secs(60);
+/// Arc::clone(&store).save(&StoredToken::new("IBSSO", "3d7908aa", expires, Account::default())).await?;
+/// assert!(store.load().await?.is_some());
+/// # Ok(()) }
+/// ```
+impl<T: TokenStore> TokenStore for std::sync::Arc<T> {
+    fn save(&self, token: &StoredToken) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::save(self, token)
+    }
+
+    fn load(&self) -> impl Future<Output = Result<Option<StoredToken>, BoxError>> + Send {
+        T::load(self)
+    }
+}
+
 impl TokenStore for MemoryStore {
     async fn save(&self, token: &StoredToken) -> Result<(), BoxError> {
         *self.slot() = Some(token.clone());
