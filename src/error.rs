@@ -484,16 +484,23 @@ impl ApiError {
         let raw = (code.is_none() && text.is_none() && !body.is_empty()).then(|| {
             // Redacted before it is cut, so a secret across the cut goes whole.
             let window = &body[..body.len().min(RAW_KEPT + echoes.longest())];
-            let raw = String::from_utf8_lossy(whole_chars(window));
-            // The start of a secret it ends in goes first: a shorter secret inside that start,
-            // once replaced, would hide it from the cut below.
-            let mut raw = echoes.before_start_at_end(&raw).to_owned();
-            echoes.redact(&mut raw);
-            echoes.cut(&raw, RAW_KEPT)
+            let mut raw = String::from_utf8_lossy(whole_chars(window)).into_owned();
+            // Cut here or by the transport's size limit: a start of a secret at the end goes too.
+            echoes.redact(&mut raw, true);
+            let mut end = raw.len().min(RAW_KEPT);
+            while !raw.is_char_boundary(end) {
+                end -= 1;
+            }
+            // Not through a marker: `[reda` would read as the server's words.
+            let redacted = crate::credential::REDACTED;
+            let marker = (end.saturating_sub(redacted.len() - 1)..end)
+                .find(|&at| raw.get(at..).is_some_and(|rest| rest.starts_with(redacted)));
+            raw.truncate(marker.unwrap_or(end));
+            raw
         });
         let (mut code, mut text) = (code, text);
         for said in [&mut code, &mut text].into_iter().flatten() {
-            echoes.redact(said);
+            echoes.redact(said, false);
         }
         Self {
             status,
@@ -828,7 +835,7 @@ mod tests {
         // The body ends inside the password's echo, which begins with the username.
         let secrets = ["john", "john1234secret"];
         let err = ApiError::from_body_redacting(StatusCode::BAD_GATEWAY, b"x john1234se", &secrets);
-        assert_eq!(err.raw(), Some("x "));
+        assert_eq!(err.raw(), Some("x [redacted]"));
     }
 
     #[test]

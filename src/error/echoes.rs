@@ -50,11 +50,12 @@ impl Echoes {
         self.0.first().map_or(0, |form| form.len())
     }
 
-    /// Replaces every whole form in `text` with the redaction marker. Every place a form
-    /// shows is found first, overlapping ones too, and each run they cover is replaced once:
-    /// replacing one form at a time could break up an echo that overlaps another (a secret
-    /// that ends the way another begins) and leave most of it.
-    pub(super) fn redact(&self, text: &mut String) {
+    /// Replaces every form in `text` with the redaction marker, and, when the text may have
+    /// been cut (`cut_end`), the longest start of a form it ends in too. Every place is found
+    /// first, overlapping ones too, and each run they cover is replaced once: replacing one
+    /// form at a time could break up an echo that overlaps another (a secret that ends the way
+    /// another begins, or a password that starts with the username) and leave most of it.
+    pub(super) fn redact(&self, text: &mut String, cut_end: bool) {
         let mut spans = Vec::new();
         for form in &self.0 {
             let mut from = 0;
@@ -63,6 +64,10 @@ impl Echoes {
                 spans.push((start, start + form.len()));
                 from = start + text[start..].chars().next().map_or(1, char::len_utf8);
             }
+        }
+        if cut_end {
+            let partial = self.0.iter().filter_map(|form| partial_at_end(text, form));
+            spans.extend(partial.min().map(|start| (start, text.len())));
         }
         if spans.is_empty() {
             return;
@@ -80,33 +85,6 @@ impl Echoes {
         }
         out.push_str(&text[covered..]);
         *text = out;
-    }
-
-    /// The first `max` bytes of `text` (already [`redact`](Self::redact)ed), cut at a character
-    /// boundary, without whatever start of a form is left at its end: a secret the cut went
-    /// through, or that the text already ended in (a body cut at the transport's size limit).
-    pub(super) fn cut(&self, text: &str, max: usize) -> String {
-        let mut end = text.len().min(max);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let mut kept = &text[..end];
-        // Each strip shortens `kept`, so this ends; a strip may uncover the start of another form.
-        while let Some(start) = self.0.iter().find_map(|form| partial_at_end(kept, form)) {
-            kept = &kept[..start];
-        }
-        kept.to_owned()
-    }
-
-    /// `text` without the longest start of a form it ends in (once: a whole echo of a
-    /// repetitive secret also ends in a start of it).
-    pub(super) fn before_start_at_end<'a>(&self, text: &'a str) -> &'a str {
-        let start = self
-            .0
-            .iter()
-            .filter_map(|form| partial_at_end(text, form))
-            .min();
-        &text[..start.unwrap_or(text.len())]
     }
 }
 
@@ -204,7 +182,7 @@ mod tests {
         ];
         for quote in quoted {
             let mut text = format!("before {quote} after");
-            echoes.redact(&mut text);
+            echoes.redact(&mut text, false);
             assert_no_part(&text, SECRET);
             assert!(
                 text.starts_with("before ") && text.contains(REDACTED) && text.ends_with(" after"),
@@ -220,50 +198,71 @@ mod tests {
         // first (equal length, first in order) alone left `abcdef`.
         let echoes = Echoes::of(&["0123456789", "6789abcdef"]);
         let mut text = "id 0123456789abcdef.".to_owned();
-        echoes.redact(&mut text);
+        echoes.redact(&mut text, false);
         assert_eq!(text, "id [redacted].");
         let mut text = "0123456789 6789abcdef".to_owned();
-        echoes.redact(&mut text);
+        echoes.redact(&mut text, false);
         assert_eq!(text, "[redacted] [redacted]");
     }
 
     #[test]
-    fn a_cut_leaves_no_start_of_a_secret() {
-        let echoes = Echoes::of(&["s3cret-value", "other-secret"]);
-        assert_eq!(echoes.cut("abc s3cret-val", 100), "abc ");
-        assert_eq!(echoes.cut("abc s3cret-value", 10), "abc ");
-        // Stripping one start may uncover another.
-        assert_eq!(echoes.cut("abc s3cother-sec", 100), "abc ");
-        assert_eq!(echoes.cut("xyz", 100), "xyz");
-        assert_eq!(echoes.cut("é", 1), "");
-        assert_eq!(Echoes::of(&[""; 1]).cut("abc", 2), "ab");
-        assert_eq!(Echoes::of(&[""; 0]).longest(), 0);
+    fn a_start_of_a_secret_at_a_cut_end_goes_with_the_echoes_it_overlaps() {
+        let redact = |secrets: &[&str], text: &str, cut_end: bool| {
+            let mut text = text.to_owned();
+            Echoes::of(secrets).redact(&mut text, cut_end);
+            text
+        };
+        assert_eq!(
+            redact(&["s3cret-value"], "abc s3cret-val", true),
+            "abc [redacted]"
+        );
+        // A password that starts with the username, cut: one run, not the username alone.
+        assert_eq!(
+            redact(&["john", "john1234secret"], "x john1234se", true),
+            "x [redacted]"
+        );
+        // A whole JSON-escaped echo whose last two characters (`\\`) also start another form
+        // (`\\u0000`, the NUL secret's JSON form escaped twice) goes whole.
+        let secrets = ["\0 ¡¡¡0\\", "\0"];
+        let echo = json_escaped(secrets[0], false, false);
+        assert_eq!(redact(&secrets, &echo, true), "[redacted]");
+        assert_eq!(redact(&["s3cret"], "nothing here", true), "nothing here");
+        assert_eq!(
+            redact(&["s3cret"], "ends in s", false),
+            "ends in s",
+            "not cut: kept"
+        );
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn a_cut_is_a_short_prefix_that_ends_in_no_start_of_a_form(
+        fn no_secret_survives_in_a_text_cut_anywhere(
             secrets in proptest::collection::vec(".{0,8}", 0..4),
             text in ".{0,40}",
-            max in 0usize..200,
+            cut in 0usize..120,
         ) {
             let echoes = Echoes::of(&secrets);
-            // The text may end in the start of a secret, as a body cut at a size limit does.
-            let text = format!("{text}{}", secrets.concat());
-            let kept = echoes.cut(&text, max);
-            prop_assert!(kept.len() <= max && text.starts_with(&kept));
-            for form in &echoes.0 {
-                prop_assert_eq!(partial_at_end(&kept, form), None, "{:?}", kept);
+            // Echoed whole, then cut anywhere, as a body at a size limit is.
+            let full = format!("{text}{}", secrets.concat());
+            let mut end = cut.min(full.len());
+            while !full.is_char_boundary(end) {
+                end -= 1;
             }
-            let mut redacted = text;
-            echoes.redact(&mut redacted);
-            for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            let mut redacted = full[..end].to_owned();
+            echoes.redact(&mut redacted, true);
+            for part in redacted.split(REDACTED) {
+                for form in &echoes.0 {
+                    prop_assert!(!part.contains(form.as_str()), "{:?} in {:?}", form, redacted);
+                }
+            }
+            for form in &echoes.0 {
+                let tail = redacted.rsplit(REDACTED).next().unwrap_or_default();
                 prop_assert!(
-                    !redacted.split(REDACTED).any(|part| part.contains(secret.as_str())),
-                    "{:?} in {:?}",
-                    secret,
+                    tail.is_empty() || partial_at_end(tail, form).is_none(),
+                    "a start of {:?} ends {:?}",
+                    form,
                     redacted
                 );
             }
