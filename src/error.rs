@@ -1,8 +1,9 @@
 //! The crate's errors: [`Error`] at request time, [`ConfigError`] at construction.
 //!
 //! Our own failures reach callers as `Err(BoxError)` wrapping an [`Error`]; find it with
-//! [`Error::find`] and `match` on [`Error::kind`]. A `401` the server sent (and a `403`, under
-//! the scope check) is passed through as the response, with the [`Error`] in its extensions.
+//! [`Error::find`] and `match` on [`Error::kind`]. A `401` the server sent to the layer's
+//! credential (and, under the scope check, any `401`, and any `403` unless it rejects them) is
+//! passed through as the response, with the [`Error`] in its extensions.
 
 use std::error::Error as StdError;
 use std::fmt;
