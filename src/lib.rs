@@ -88,8 +88,10 @@
 //! The services' error type is [`BoxError`]. The inner client's errors pass through; the
 //! crate's own (a token request that failed, a host not allowed, a pre-flight refusal) are an
 //! [`Error`], found with [`Error::find`] and matched on [`Error::kind`]. A `401` that the API
-//! itself answered is not an `Err` but the response, with the [`Error`] in its extensions; so
-//! is a `403` under [`ScopeCheckLayer`].
+//! itself answered to the layer's credential is not an `Err` but the response, with the
+//! [`Error`] in its extensions (unless renewing for its replay failed: that error is the `Err`);
+//! so is any `401` under [`ScopeCheckLayer`], and any `403` unless it is told to
+//! `reject_forbidden`.
 //!
 //! ```
 //! use http::{Request, Response, StatusCode};

@@ -58,8 +58,8 @@ pub fn classify(
 ///
 /// * [`ErrorKind::SchemeNotAccepted`] when the catalogue knows the endpoint and it does not
 ///   accept `scheme` (for instance an API key, `App`, sent to the API-key management
-///   endpoints); `accepted` lists the endpoint's schemes by their OpenAPI names, in the
-///   specification's order.
+///   endpoints); `accepted` lists the endpoint's schemes in the specification's order, and
+///   the message names them by their `Authorization` words.
 /// * [`ErrorKind::Forbidden`] (with no server answer) when the credential's scopes are known
 ///   and none of the endpoint's scopes is among them.
 ///
