@@ -248,6 +248,12 @@ struct State {
     /// The watcher of the published credential: ends when it is replaced, forgotten or the
     /// cache drops, instead of sleeping on until the credential's next deadline.
     watcher: Option<AbortOnDrop>,
+    /// The credential was forgotten because the server refused it: the next one published
+    /// answers that refusal.
+    refused: bool,
+    /// The credential published to answer a refusal (its id, and when): refused in turn soon
+    /// after ([`REFUSED_AGAIN`]), it backs off instead of renewing at once.
+    answers_refusal: Option<(u64, Instant)>,
 }
 
 /// A task aborted when this handle drops.
@@ -391,6 +397,25 @@ impl Drop for Shared {
     }
 }
 
+/// How soon a credential that answered a refusal must be refused too to count as refused for
+/// the same reason (a locked account, a session bound to another address): a server that
+/// refuses every credential does so at the next request. One that served for longer and was
+/// then refused (a session ended at a fixed age) is renewed as any other.
+const REFUSED_AGAIN: Duration = Duration::from_secs(60);
+
+/// What the server's refusal of a credential did to the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not the current credential (replaced already): nothing.
+    Stale,
+    /// Forgotten: the next lookup renews it.
+    Forgotten,
+    /// It had itself replaced a refused credential: kept, and the cache backs off before
+    /// renewing again, so a server that refuses every credential gets one token request per
+    /// backoff, whether or not requests can be replayed.
+    BackedOff,
+}
+
 impl CredentialCache {
     pub(crate) fn new(source: SharedTokenSource, policy: RefreshPolicy) -> Self {
         Self {
@@ -516,18 +541,19 @@ impl CredentialCache {
         self.lookup(None).await
     }
 
-    /// Forgets credential `id` after the server refused it. A later credential is kept: a late
-    /// `401` for an old credential changes nothing. Returns whether `id` was forgotten.
-    pub(crate) fn invalidate(&self, id: u64) -> bool {
-        let forgotten = self.forget_refused(id);
-        if forgotten {
+    /// Forgets credential `id` after the server refused it, or backs off if it had itself
+    /// replaced a refused one (see [`Refusal`]). A later credential is kept: a late `401` for an
+    /// old credential changes nothing.
+    pub(crate) fn invalidate(&self, id: u64) -> Refusal {
+        let refusal = self.forget_refused(id);
+        if refusal == Refusal::Forgotten {
             event!(
                 info,
                 source = self.shared.source.name(),
                 "credential refused (401): invalidated"
             );
         }
-        forgotten
+        refusal
     }
 
     /// Forgets the current credential if it is the one a request carried (`sent`, its
@@ -542,7 +568,7 @@ impl CredentialCache {
                 _ => return false,
             }
         };
-        if !self.forget_refused(id) {
+        if self.forget_refused(id) != Refusal::Forgotten {
             return false;
         }
         event!(
@@ -554,15 +580,24 @@ impl CredentialCache {
         true
     }
 
-    /// Forgets credential `id`, if it is still the current one, after the server refused it.
-    fn forget_refused(&self, id: u64) -> bool {
+    /// Forgets credential `id`, if it is still the current one, after the server refused it;
+    /// if it answered a refusal itself, keeps it and backs off instead.
+    fn forget_refused(&self, id: u64) -> Refusal {
         let mut state = self.lock();
         let slot = self.shared.slot.load();
         if slot.id != id || slot.credential.is_none() {
-            return false;
+            return Refusal::Stale;
+        }
+        if state
+            .answers_refusal
+            .is_some_and(|(answer, at)| answer == id && at.elapsed() < REFUSED_AGAIN)
+        {
+            refused_again(&self.shared, &mut state);
+            return Refusal::BackedOff;
         }
         forget(&self.shared, &mut state);
-        true
+        state.refused = true;
+        Refusal::Forgotten
     }
 
     /// The server refused credential `id` too, fetched to replace one it had refused: renewing
@@ -575,8 +610,7 @@ impl CredentialCache {
         if self.shared.slot.load().id != id {
             return; // already replaced
         }
-        let error = crate::future::invalid_credentials();
-        back_off(&self.shared, &mut state, &error, Instant::now());
+        refused_again(&self.shared, &mut state);
     }
 
     /// Fetches a new credential now, even if the current one is fresh.
@@ -775,6 +809,7 @@ fn finish(
             let id = shared.slot.load().id + 1;
             state.previous = Some(credential.clone());
             state.failure = None;
+            state.answers_refusal = std::mem::take(&mut state.refused).then_some((id, now));
             shared.slot.store(Arc::new(Slot {
                 id,
                 credential: Some(credential.clone()),
@@ -805,9 +840,19 @@ fn finish(
     }
 }
 
+/// A credential that answered a refusal was refused too: a failed renewal, which backs off. The
+/// credential is kept (a refusal only a moment early costs nothing more); its next refusal
+/// forgets it, and the renewal waits for the backoff.
+fn refused_again(shared: &Arc<Shared>, state: &mut State) {
+    state.answers_refusal = None;
+    let error = crate::future::invalid_credentials();
+    back_off(shared, state, &error, Instant::now());
+}
+
 /// Empties the slot, keeping its id (a late `401` still names it), and ends its watcher.
 fn forget(shared: &Shared, state: &mut State) {
     state.watcher = None;
+    state.refused = false;
     let id = shared.slot.load().id;
     shared.slot.store(Arc::new(Slot {
         id,

@@ -19,7 +19,7 @@ use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::cache::{CacheKey, Lookup};
+use crate::cache::{CacheKey, Lookup, Refusal};
 use crate::replay::Snapshot;
 use crate::{ApiError, BoxError, Error, ErrorKind};
 
@@ -266,7 +266,11 @@ fn unauthorized<S, B, ResB>(
         mark_invalid(&mut response);
         return Err(response);
     };
-    cache.invalidate(id);
+    if cache.invalidate(id) == Refusal::BackedOff {
+        // It had replaced a refused credential: no renewal, no replay, until the backoff ends.
+        mark_invalid(&mut response);
+        return Err(response);
+    }
     if let Some(rare) = rare.as_deref_mut().filter(|rare| rare.retry.is_some()) {
         rare.step = Step::Refreshing(Box::new(cache.lookup(None)));
         return Ok(());

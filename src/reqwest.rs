@@ -32,6 +32,7 @@ use http::header::AUTHORIZATION;
 use http::{Extensions, StatusCode, Uri};
 use reqwest_middleware::{Middleware, Next};
 
+use crate::cache::Refusal;
 use crate::{Error, ErrorKind, InfobipAuthLayer};
 
 /// Authenticates `reqwest` requests with an [`InfobipAuthLayer`]'s source and cache.
@@ -153,8 +154,8 @@ impl Middleware for InfobipAuthMiddleware {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        if renews {
-            cache.invalidate(id);
+        // A credential that had replaced a refused one backs off instead: no renewal, no replay.
+        if renews && cache.invalidate(id) != Refusal::BackedOff {
             if let Some(mut replay) = replay {
                 let (credential, renewed) = cache
                     .get()

@@ -276,7 +276,9 @@ async fn a_request_dropped_in_any_state_leaves_the_cache_and_the_inner_service_s
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
 
-    // Waiting for the inner service to be ready for the replay.
+    // Waiting for the inner service to be ready for the replay. (A minute on: a refusal right
+    // after the last one would back off instead of renewing.)
+    tokio::time::sleep(Duration::from_secs(61)).await;
     source.delay_ms.store(0, Ordering::SeqCst);
     let refused = tokio::spawn(service.clone().oneshot(post()));
     let (request, reply) = handle.next_request().await.ok_or("not sent")?;

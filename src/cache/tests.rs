@@ -393,11 +393,12 @@ async fn a_late_401_for_an_old_credential_keeps_the_new_one() {
     let source = TestSource::expiring(HOUR);
     let cache = cache(&source);
     let (_, old) = cache.get().await.unwrap_or_else(|_| panic!("first fetch"));
-    assert!(cache.invalidate(old));
+    assert_eq!(cache.invalidate(old), Refusal::Forgotten);
     let (new, new_id) = cache.get().await.unwrap_or_else(|_| panic!("second fetch"));
     assert_eq!(new.expose_token(), "token-2");
-    assert!(
-        !cache.invalidate(old),
+    assert_eq!(
+        cache.invalidate(old),
+        Refusal::Stale,
         "a late 401 must not discard the newer credential"
     );
     let (current, id) = cache.get().await.unwrap_or_else(|_| panic!("current"));
@@ -735,7 +736,7 @@ fn sliding_watcher_does_not_resurrect_an_invalidated_credential() -> Result<(), 
     // A 401 for the session arrives: its invalidation queues on the state lock first...
     let refused = std::thread::spawn({
         let cache = cache.clone();
-        move || cache.invalidate(id)
+        move || cache.invalidate(id) == Refusal::Forgotten
     });
     std::thread::sleep(Duration::from_millis(50));
     // ...then the watcher samples: it loads the slot (and clears `used`) before locking.
@@ -774,7 +775,11 @@ async fn watchers_end_with_their_credential_and_their_cache() {
     let cache = cache(&source);
     for _ in 0..10 {
         let (_, id) = cache.get().await.unwrap_or_else(|_| panic!("fetch"));
-        assert!(cache.invalidate(id), "a 401");
+        // Every other 401 refuses a credential that answered a refusal: it backs off first.
+        if cache.invalidate(id) == Refusal::BackedOff {
+            assert_eq!(cache.invalidate(id), Refusal::Forgotten, "a 401 again");
+            tokio::time::sleep(Duration::from_secs(120)).await;
+        }
     }
     let _ = cache.get().await;
     settle().await;

@@ -180,16 +180,19 @@ async fn a_server_that_refuses_every_credential_gets_one_renewal_per_backoff()
             Error::find(&*err).is_some_and(|e| matches!(e.kind(), ErrorKind::InvalidCredentials(_)))
         }
     };
-    for round in 1..=2u32 {
-        // The first request is refused, renewed and refused again; the renewed credential's
-        // refusal starts a backoff, in which the next request finds no credential to send.
+    // First round: the first request is refused, renewed and refused again; that refusal of
+    // the renewed credential starts a backoff. The next request, sent with it, is refused: it
+    // is forgotten, and the rest find no credential to send until the backoff ends.
+    // Each later round: the one new credential is refused, and that alone backs off.
+    for (round, fetches, calls_so_far) in [(1, 2, 3), (2, 3, 5), (3, 4, 7)] {
         for _ in 0..5 {
             let result = service.ready().await?.call(post("{}")).await;
             assert!(refused(result));
         }
-        assert_eq!(source.fetches(), 2 * round, "round {round}");
-        assert_eq!(calls.load(Ordering::SeqCst), 3 * round as usize);
-        // The backoff over (at most a second, the first time), the next request renews again.
+        assert_eq!(source.fetches(), fetches, "round {round}");
+        assert_eq!(calls.load(Ordering::SeqCst), calls_so_far, "round {round}");
+        // The backoff over (at most a second: each success resets it), the next request
+        // renews again.
         tokio::time::advance(Duration::from_secs(1)).await;
     }
     Ok(())
@@ -239,6 +242,46 @@ async fn a_body_that_cannot_be_replayed_gets_its_401_back_and_the_next_request_a
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(seen, ["Bearer token-1", "Bearer token-2"]);
     assert_eq!(source.fetches(), 2);
+    Ok(())
+}
+
+/// Bodies that cannot be replayed, to a server that refuses every credential: each refusal
+/// renewed at once would cost one token request per request. The credential that answered a
+/// refusal, refused too, backs off instead, as a refused replay does.
+#[tokio::test(start_paused = true)]
+async fn a_server_that_refuses_every_credential_gets_one_renewal_per_backoff_without_replays()
+-> Result<(), BoxError> {
+    let (source, layer) = renewing();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let inner = service_fn({
+        let calls = calls.clone();
+        move |_: Request<NoReplayBody>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(status(StatusCode::UNAUTHORIZED)) }
+        }
+    });
+    let mut service = ServiceBuilder::new().layer(layer).service(inner);
+    let mut send = async || {
+        let body = StreamBody::new(futures_util::stream::empty());
+        let request = Request::post(URL).body(body)?;
+        match service.ready().await?.call(request).await {
+            Ok(response) => Ok::<_, BoxError>(response.status() == StatusCode::UNAUTHORIZED),
+            Err(err) => Ok(Error::find(&*err)
+                .is_some_and(|e| matches!(e.kind(), ErrorKind::InvalidCredentials(_)))),
+        }
+    };
+    for _ in 0..20 {
+        assert!(send().await?, "refused");
+    }
+    // token-1 refused and renewed; token-2 refused at once: kept, backing off; refused again:
+    // forgotten; the rest find no credential until the backoff ends.
+    assert_eq!(source.fetches(), 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for _ in 0..20 {
+        assert!(send().await?, "refused");
+    }
+    assert_eq!(source.fetches(), 3, "one more per backoff");
     Ok(())
 }
 
