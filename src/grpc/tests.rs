@@ -140,3 +140,24 @@ async fn unauthenticated_in_the_trailers_renews_once_the_body_is_read() -> Resul
     assert_eq!(token(&auth).await?, "token-2");
     Ok(())
 }
+
+/// A server that refuses every credential, called in a loop: the credential that answered a
+/// refusal, refused too, backs off instead of renewing at once, so there is one token request
+/// per backoff, not one per call.
+#[tokio::test(start_paused = true)]
+async fn a_server_that_refuses_every_credential_gets_one_renewal_per_backoff()
+-> Result<(), BoxError> {
+    let (source, auth) = renewing();
+    let mut service = stacked(&auth, answering("16"));
+    for _ in 0..20 {
+        // The calls the backoff leaves without a credential fail before being sent.
+        let _ = service.ready().await?.call(call()).await;
+    }
+    assert_eq!(source.fetches(), 2);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    for _ in 0..20 {
+        let _ = service.ready().await?.call(call()).await;
+    }
+    assert_eq!(source.fetches(), 3, "one more per backoff");
+    Ok(())
+}
