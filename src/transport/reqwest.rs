@@ -18,6 +18,10 @@ impl Transport {
     /// are turned off whatever `builder` says: a token request carries a password or client
     /// secret in its body, which reqwest would send again to wherever a `307` points.
     ///
+    /// This crate enables no reqwest feature: HTTPS needs one of reqwest's TLS features in your
+    /// own `Cargo.toml` (reqwest 0.13). Leave `Authorization` out of the builder's
+    /// `default_headers`: it would go to the token endpoint too.
+    ///
     /// # Errors
     /// [`ConfigError::Invalid`] when reqwest cannot build the client (its TLS backend or proxy
     /// settings). reqwest's own message is left out: a proxy's URL may hold a password.

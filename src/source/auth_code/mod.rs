@@ -162,7 +162,8 @@ impl AuthCode {
 
     /// Saves the current token to `store` now, and every new one after it, so that
     /// [`AuthCodeFlow::resume`] can pick the connection up after a restart. Replaces the store
-    /// the source had; waits for a refresh under way, so the store never ends behind it.
+    /// the source had; waits for a refresh under way, so the store never ends behind it. (So
+    /// do not call it from a [`TokenStore::save`]: a refresh waits for its store.)
     ///
     /// # Errors
     /// [`ErrorKind::Store`] when `store` fails to save, with its error as the source. The
