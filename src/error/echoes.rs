@@ -10,8 +10,9 @@ use crate::credential::REDACTED;
 /// Every form in which a server may quote a secret it was sent: as sent; form-encoded (space as
 /// `+`) and percent-encoded (space as `%20`); JSON-escaped, with or without `/` escaped and
 /// non-ASCII escaped as `\u` (serde, JavaScript, Python and PHP defaults); and JSON-escaped
-/// twice (a JSON request quoted in a JSON error). Longest first, so no shorter form breaks up a
-/// longer one before it is replaced; zeroized on drop.
+/// twice (a JSON request quoted in a JSON error). Sorted longest first (for
+/// [`longest`](Self::longest)) without repeats (a plain secret's forms are often all alike);
+/// zeroized on drop.
 pub(super) struct Echoes(Vec<Zeroizing<String>>);
 
 impl Echoes {

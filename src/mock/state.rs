@@ -116,6 +116,13 @@ pub(crate) const RECEIVED_KEPT: usize = 100_000;
 /// How many session events [`Live::session_events`] keeps: the most recent ones.
 pub(crate) const SESSION_EVENTS_KEPT: usize = 10_000;
 
+/// Appends `item` to `log`, which keeps the most recent `kept`; whether the oldest was dropped.
+fn push_kept<T>(log: &mut VecDeque<T>, item: T, kept: usize) -> bool {
+    let dropped = log.len() >= kept && log.pop_front().is_some();
+    log.push_back(item);
+    dropped
+}
+
 /// What changes while the server runs.
 #[derive(Default)]
 pub(crate) struct Live {
@@ -139,11 +146,9 @@ impl Live {
     /// Records a session event, forgetting (and counting) the oldest beyond
     /// [`SESSION_EVENTS_KEPT`].
     fn session_event(&mut self, event: SessionEvent) {
-        if self.session_events.len() == SESSION_EVENTS_KEPT {
-            self.session_events.pop_front();
+        if push_kept(&mut self.session_events, event, SESSION_EVENTS_KEPT) {
             self.counters.session_events_dropped += 1;
         }
-        self.session_events.push_back(event);
     }
 
     /// Whether a request to `endpoint` is within the configured rate; counts it if not.
@@ -443,15 +448,13 @@ impl State {
         } else if status == StatusCode::FORBIDDEN {
             counters.forbidden += 1;
         }
-        if live.received.len() == RECEIVED_KEPT {
-            live.received.pop_front();
-        }
-        live.received.push_back(ReceivedRequest {
+        let request = ReceivedRequest {
             method,
             path: path.to_owned(),
             scheme: scheme.to_owned(),
             status,
-        });
+        };
+        push_kept(&mut live.received, request, RECEIVED_KEPT);
     }
 
     pub(crate) fn counters(&self) -> Counters {
