@@ -379,16 +379,16 @@ async fn failure(call: Call, act: &Act) -> Result<Error, crate::BoxError> {
         Ok(credential) => return Err(format!("{call:?} under {act:?}: {credential:?}").into()),
         Err(err) => err,
     };
-    let mut shown = shown(&err);
+    let shown = shown(&err);
     #[cfg(feature = "tracing")]
-    {
+    let shown = {
         let traced = capture.text();
         assert!(
             traced.contains("token endpoint"),
             "nothing traced: {traced}"
         );
-        shown.push_str(&traced);
-    }
+        shown + &traced
+    };
     for secret in SECRETS {
         assert!(
             !shown.contains(secret),
