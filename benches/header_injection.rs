@@ -7,8 +7,7 @@
 //!
 //! Groups:
 //! - `per_request`: one thread; the inner service alone, tower-http's `AddAuthorization` (and
-//!   `SetRequestHeader` with `App <key>`, and `AddAuthorization` under `map_err` to `BoxError`,
-//!   the error type of a middleware that can fail), and `InfobipAuth` with an API key and with a renewing
+//!   `SetRequestHeader` with `App <key>`), and `InfobipAuth` with an API key and with a renewing
 //!   source whose credential is cached — without replay, and with the default replay policy,
 //!   which copies a `Full<Bytes>` request before sending it.
 //! - `contention`: total throughput with 1, 2 and 4 OS threads, each with its own clone of the
@@ -210,10 +209,9 @@ fn tokio_current_thread(c: &mut Criterion, runtime: &Runtime) {
 const ROUNDS: usize = 101;
 const BATCH: u64 = 20_000;
 const THREADED_BATCH: u64 = 100_000;
-const PAIRED: [Variant; 6] = [
+const PAIRED: [Variant; 5] = [
     Variant::Bare,
     Variant::TowerHttpSetHeader,
-    Variant::TowerHttpBoxError,
     Variant::ApiKey,
     Variant::Cached,
     Variant::CachedReplay,
@@ -529,14 +527,6 @@ fn summary(paired: Option<&[(Mode, Variant, Paired)]>) {
                 "  goal cached (no replay) <= 1.05x tower-http on one thread: {:.3}x -> {}",
                 cached / tower,
                 verdict(cached / tower <= 1.05)
-            ));
-        }
-        if let (Some(cached), Some(boxed)) =
-            (single(Variant::Cached), single(Variant::TowerHttpBoxError))
-        {
-            line(format!(
-                "  cached (no replay) vs AddAuthorization under map_err to BoxError (the same error type): {:.3}x",
-                cached / boxed
             ));
         }
         if let Some(replay) = single(Variant::CachedReplay) {

@@ -26,7 +26,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use infobip_auth::source::TokenSource;
-use infobip_auth::{BoxError, Credential, Error, InfobipAuthLayer, ReplayPolicy};
+use infobip_auth::{Credential, Error, InfobipAuthLayer, ReplayPolicy};
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_http::auth::AddAuthorizationLayer;
@@ -107,9 +107,6 @@ pub enum Variant {
     TowerHttp,
     /// tower-http's `SetRequestHeaderLayer::overriding` with a static `App <key>`.
     TowerHttpSetHeader,
-    /// `AddAuthorizationLayer::bearer` under `map_err` to `BoxError`: a static header with the
-    /// error type of a middleware that can fail (tower's convention, and `InfobipAuth`'s).
-    TowerHttpBoxError,
     /// `InfobipAuthLayer::api_key`.
     ApiKey,
     /// A renewing source with a cached credential, `ReplayPolicy::never()`.
@@ -120,11 +117,10 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Bare,
         Variant::TowerHttp,
         Variant::TowerHttpSetHeader,
-        Variant::TowerHttpBoxError,
         Variant::ApiKey,
         Variant::Cached,
         Variant::CachedReplay,
@@ -135,7 +131,6 @@ impl Variant {
             Variant::Bare => "bare",
             Variant::TowerHttp => "tower_http_add_authorization",
             Variant::TowerHttpSetHeader => "tower_http_set_header_app",
-            Variant::TowerHttpBoxError => "tower_http_box_error",
             Variant::ApiKey => "infobip_api_key",
             Variant::Cached => "infobip_cached_no_replay",
             Variant::CachedReplay => "infobip_cached_default_replay",
@@ -150,10 +145,9 @@ impl Variant {
     pub fn expected(self) -> Option<String> {
         match self {
             Variant::Bare => None,
-            Variant::TowerHttp
-            | Variant::TowerHttpBoxError
-            | Variant::Cached
-            | Variant::CachedReplay => Some(format!("Bearer {TOKEN}")),
+            Variant::TowerHttp | Variant::Cached | Variant::CachedReplay => {
+                Some(format!("Bearer {TOKEN}"))
+            }
             Variant::TowerHttpSetHeader | Variant::ApiKey => Some(format!("App {KEY}")),
         }
     }
@@ -168,13 +162,6 @@ pub fn with_service<R>(variant: Variant, runtime: &Runtime, f: impl ServiceFn<R>
         Variant::TowerHttp => f.call(checked(
             variant,
             ServiceBuilder::new()
-                .layer(AddAuthorizationLayer::bearer(TOKEN).as_sensitive(true))
-                .service(echo()),
-        )),
-        Variant::TowerHttpBoxError => f.call(checked(
-            variant,
-            ServiceBuilder::new()
-                .map_err(BoxError::from)
                 .layer(AddAuthorizationLayer::bearer(TOKEN).as_sensitive(true))
                 .service(echo()),
         )),
