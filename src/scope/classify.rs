@@ -200,6 +200,7 @@ mod tests {
         let catalog = Catalog::infobip();
         let sms: Scopes = "sms:manage".parse()?;
         let none = Scopes::new();
+        let two_fa: Scopes = "2fa:manage".parse()?;
         let cases: [(Method, &str, Option<AuthScheme>, Option<&Scopes>); 8] = [
             // Holds one of the three.
             (
@@ -249,7 +250,7 @@ mod tests {
                 Method::GET,
                 "/2fa/2/applications/abc?x=1",
                 Some(AuthScheme::OAuth2),
-                Some(&"2fa:manage".parse()?),
+                Some(&two_fa),
             ),
         ];
         for (method, path, scheme, held) in cases {

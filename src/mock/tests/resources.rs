@@ -83,6 +83,7 @@ async fn missing_unknown_and_malformed_credentials_get_401() -> TestResult {
         let encoded = base64::engine::general_purpose::STANDARD.encode(DEMO_USERNAME);
         format!("Basic {encoded}")
     };
+    let wrong_password = basic(DEMO_USERNAME, "wrong");
     let cases: [Option<&str>; 10] = [
         None,
         Some(""),
@@ -93,7 +94,7 @@ async fn missing_unknown_and_malformed_credentials_get_401() -> TestResult {
         Some("IBSSO 00000000-0000-4000-8000-000000000000"),
         Some("Bearer unknown"),
         Some("Digest username=x"),
-        Some(&basic(DEMO_USERNAME, "wrong")),
+        Some(&wrong_password),
     ];
     for auth in cases {
         http.send_sms(auth).await?.assert_unauthorized();
