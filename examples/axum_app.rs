@@ -54,25 +54,31 @@ async fn notify(
     }
 }
 
+/// The app, sending through the Infobip API at `base_url`.
+pub fn app(base_url: &str) -> Result<Router, BoxError> {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let infobip = ServiceBuilder::new()
+        .layer(InfobipAuthLayer::api_key(DEMO_API_KEY)?.allow_origin(base_url)?)
+        .service(client);
+    let state = AppState {
+        infobip,
+        base_url: base_url.to_owned(),
+    };
+    Ok(Router::new()
+        .route("/notify/{phone}", post(notify))
+        .with_state(state))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let infobip_server = MockServer::start().await?;
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let infobip = ServiceBuilder::new()
-        .layer(InfobipAuthLayer::api_key(DEMO_API_KEY)?.allow_origin(infobip_server.base_url())?)
-        .service(client.clone());
-    let state = AppState {
-        infobip,
-        base_url: infobip_server.base_url().to_owned(),
-    };
-    let app = Router::new()
-        .route("/notify/{phone}", post(notify))
-        .with_state(state);
+    let app = app(infobip_server.base_url())?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let app_url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
+    let client = Client::builder(TokioExecutor::new()).build_http();
     let response = client
         .request(
             Request::post(format!("{app_url}/notify/41793026727")).body(Full::new(Bytes::new()))?,

@@ -4,7 +4,7 @@
 //! example `hyper-rustls`) and your base URL; nothing else changes.
 
 use bytes::Bytes;
-use http::Request;
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -15,20 +15,27 @@ use tower::{ServiceBuilder, ServiceExt as _};
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let server = MockServer::start().await?;
+    let (status, body) = send_sms(server.base_url()).await?;
+    println!("{status}");
+    println!("{body}");
+    Ok(())
+}
+
+/// Sends one SMS to the Infobip API at `base_url`; returns the status and the body.
+pub async fn send_sms(base_url: &str) -> Result<(StatusCode, String), BoxError> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 
     let infobip = ServiceBuilder::new()
-        .layer(InfobipAuthLayer::api_key(DEMO_API_KEY)?.allow_origin(server.base_url())?)
+        .layer(InfobipAuthLayer::api_key(DEMO_API_KEY)?.allow_origin(base_url)?)
         .service(client);
 
-    let request = Request::post(server.url("/sms/2/text/advanced"))
+    let request = Request::post(format!("{base_url}/sms/2/text/advanced"))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(
             br#"{"messages":[{"destinations":[{"to":"41793026727"}],"text":"Hello"}]}"#,
         )))?;
     let response = infobip.oneshot(request).await?;
-    println!("{}", response.status());
+    let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
-    println!("{}", String::from_utf8_lossy(&body));
-    Ok(())
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

@@ -9,6 +9,7 @@
 use infobip_auth::mock::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, MockServer};
 use infobip_auth::source::{ClientCredentials, Transport};
 use infobip_auth::{BoxError, InfobipAuthLayer};
+use reqwest::StatusCode;
 use reqwest_middleware::ClientBuilder;
 
 const SMS: &str = r#"{"messages":[{"destinations":[{"to":"41793026727"}],"text":"Hello"}]}"#;
@@ -16,6 +17,20 @@ const SMS: &str = r#"{"messages":[{"destinations":[{"to":"41793026727"}],"text":
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let server = MockServer::start().await?;
+    let (first, second) = send_across_a_revocation(&server).await?;
+    println!("first SMS → {first}");
+    let counters = server.counters();
+    println!(
+        "after revocation → {second} ({} token requests, {} × 401 at the server)",
+        counters.oauth_token_requests, counters.unauthorized
+    );
+    Ok(())
+}
+
+/// Sends an SMS, has `server` revoke every token, and sends another; returns both statuses.
+pub async fn send_across_a_revocation(
+    server: &MockServer,
+) -> Result<(StatusCode, StatusCode), BoxError> {
     // Token requests go through reqwest too (redirects off): no other HTTP client needed.
     let source = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
         .transport(Transport::reqwest(reqwest::Client::builder())?)
@@ -30,19 +45,11 @@ async fn main() -> Result<(), BoxError> {
         .body(SMS)
         .send()
         .await?;
-    println!("first SMS → {}", first.status());
     server.revoke_all_tokens();
     let second = client
         .post(server.url("/sms/2/text/advanced"))
         .body(SMS)
         .send()
         .await?;
-    let counters = server.counters();
-    println!(
-        "after revocation → {} ({} token requests, {} × 401 at the server)",
-        second.status(),
-        counters.oauth_token_requests,
-        counters.unauthorized
-    );
-    Ok(())
+    Ok((first.status(), second.status()))
 }

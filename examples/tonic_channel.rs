@@ -20,8 +20,9 @@ use infobip_auth::source::{ClientCredentials, Transport};
 use infobip_auth::{BoxError, InfobipAuthLayer};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Server};
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
 use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceBuilder;
 
@@ -29,36 +30,33 @@ use tower::ServiceBuilder;
 async fn main() -> Result<(), BoxError> {
     // Issues the OAuth tokens.
     let server = MockServer::start().await?;
-
-    // A gRPC health server that takes bearer tokens, except those it was told are revoked.
-    let revoked = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let taken = revoked.clone();
-    let require_token = move |request: Request<()>| {
-        let value = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let revoked = taken.lock().unwrap_or_else(|p| p.into_inner());
-        match value {
-            Some(token) if token.starts_with("Bearer ") && !revoked.contains(token) => Ok(request),
-            _ => Err(Status::unauthenticated("no valid credential")),
-        }
-    };
-    tokio::spawn(
-        Server::builder()
-            .layer(tonic::service::InterceptorLayer::new(require_token))
-            .add_service(health)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+    let calls = check_health_across_a_renewal(server.base_url()).await?;
+    println!("health: {:?}", calls.first);
+    println!("refused: {:?}", calls.refused);
+    println!(
+        "health after the renewal: {:?} ({} token requests)",
+        calls.after_renewal,
+        server.counters().oauth_token_requests
     );
+    Ok(())
+}
+
+/// What the three health checks got back.
+#[derive(Debug)]
+pub struct Calls {
+    pub first: ServingStatus,
+    pub refused: Code,
+    pub after_renewal: ServingStatus,
+}
+
+/// Checks a gRPC server's health with OAuth tokens from `oauth_base_url`, before and after the
+/// server stops taking the first token.
+pub async fn check_health_across_a_renewal(oauth_base_url: &str) -> Result<Calls, BoxError> {
+    let revoked = Revoked::default();
+    let url = health_server(revoked.clone()).await?;
 
     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let source = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    let source = ClientCredentials::builder(oauth_base_url, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
         .transport(Transport::new(http))
         .build()?;
     let auth = InfobipAuthLayer::new(source);
@@ -72,8 +70,7 @@ async fn main() -> Result<(), BoxError> {
     let check = || HealthCheckRequest {
         service: String::new(),
     };
-    let reply = client.check(check()).await?;
-    println!("health: {:?}", reply.into_inner().status());
+    let first = client.check(check()).await?.into_inner().status();
 
     // The server stops taking the token: the call is refused and the token renewed.
     let sent = auth.credential().await?.header().to_str()?.to_owned();
@@ -85,15 +82,46 @@ async fn main() -> Result<(), BoxError> {
         .check(check())
         .await
         .err()
-        .ok_or("a revoked token was taken")?;
-    println!("refused: {:?}", refused.code());
+        .ok_or("a revoked token was taken")?
+        .code();
 
     // The retry carries the new token.
-    let reply = client.check(check()).await?;
-    println!(
-        "health after the renewal: {:?} ({} token requests)",
-        reply.into_inner().status(),
-        server.counters().oauth_token_requests
+    let after_renewal = client.check(check()).await?.into_inner().status();
+    Ok(Calls {
+        first,
+        refused,
+        after_renewal,
+    })
+}
+
+/// The `authorization` values the health server no longer takes.
+type Revoked = Arc<Mutex<HashSet<String>>>;
+
+/// Starts a gRPC health server on loopback that takes bearer tokens, except those in
+/// `revoked`; returns its URL.
+async fn health_server(revoked: Revoked) -> Result<String, BoxError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let require_token = move |request: Request<()>| {
+        let value = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let revoked = revoked.lock().unwrap_or_else(|p| p.into_inner());
+        match value {
+            Some(token) if token.starts_with("Bearer ") && !revoked.contains(token) => Ok(request),
+            _ => Err(Status::unauthenticated("no valid credential")),
+        }
+    };
+    tokio::spawn(
+        Server::builder()
+            .layer(tonic::service::InterceptorLayer::new(require_token))
+            .add_service(health)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    Ok(())
+    Ok(url)
 }
