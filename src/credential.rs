@@ -323,8 +323,8 @@ impl fmt::Debug for Credential {
     }
 }
 
-/// The Infobip account and web-interface user an Exchange token acts for (seed: "Exchange the
-/// code for a token").
+/// The Infobip account and web-interface user an Exchange token acts for (Infobip's Exchange
+/// guide, "Exchange the code for a token").
 ///
 /// ```
 /// let json = r#"{"accountKey":"8F07","userKey":"F443","username":"developeruser",
@@ -361,8 +361,8 @@ pub struct Account {
     pub groups: Vec<Named>,
 }
 
-/// An optional field that may also arrive as `null` (seed 002 marks `roles` and `groups`
-/// optional): read as its default.
+/// An optional field that may also arrive as `null` (Infobip's Exchange guide marks `roles`
+/// and `groups` optional): read as its default.
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,

@@ -3,9 +3,9 @@
 //!
 //! # Overview
 //!
-//! Add one layer over any tower HTTP client (hyper-util, axum, tonic; reqwest through the
-//! `reqwest` feature): [`InfobipAuthLayer`] sets `Authorization` on every request from a
-//! cached credential.
+//! Add one layer over any tower HTTP client (hyper-util, tonic, the client an axum app keeps in
+//! state; reqwest through the `reqwest` feature): [`InfobipAuthLayer`] sets `Authorization` on
+//! every request from a cached credential.
 //!
 //! * **Renewal.** Credentials with a lifetime are renewed in the background once about three
 //!   quarters of it have passed, while requests keep using the current one; only in its last

@@ -66,8 +66,11 @@
 //!
 //! Configure who the server knows with [`MockConfig`] and start it with
 //! [`MockServer::start_with`]. Time is read from [`tokio::time::Instant`], so tests on a paused
-//! clock (`#[tokio::test(start_paused = true)]` and `tokio::time::advance`) can make sessions,
-//! tokens and codes expire without waiting.
+//! clock (`#[tokio::test(start_paused = true)]`) can make sessions, tokens and codes expire
+//! without waiting. Let time pass with `tokio::time::sleep`, not `tokio::time::advance`: a
+//! paused clock moves on a `sleep` only once every task waits, so a token request already sent
+//! reaches the server first, while `advance` jumps at once, and a token refreshed across the
+//! jump reaches the server already expired.
 //!
 //! # Endpoints
 //!

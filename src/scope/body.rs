@@ -28,10 +28,10 @@ pin_project! {
     /// use tower::{ServiceExt, service_fn};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
-    /// const SEED_403: &str = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    /// const INFOBIP_403: &str = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
     /// // Stands in for Infobip answering 403 with its error body.
     /// let client = service_fn(|_: Request<String>| async {
-    ///     let mut response = Response::new(SEED_403.to_owned());
+    ///     let mut response = Response::new(INFOBIP_403.to_owned());
     ///     *response.status_mut() = StatusCode::FORBIDDEN;
     ///     Ok::<_, std::convert::Infallible>(response)
     /// });
@@ -43,7 +43,7 @@ pin_project! {
     ///
     /// // The body was read to classify the 403, yet the caller still gets every byte of it.
     /// let body: ResponseBody<String> = response.into_body();
-    /// assert_eq!(body.collect().await?.to_bytes(), SEED_403);
+    /// assert_eq!(body.collect().await?.to_bytes(), INFOBIP_403);
     /// # Ok(()) }
     /// ```
     pub struct ResponseBody<B>

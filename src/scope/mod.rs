@@ -36,10 +36,10 @@
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
-//! const SEED_403: &str = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
-//! // Stands in for an HTTP client: Infobip refuses everything with the seed's 403.
+//! const INFOBIP_403: &str = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+//! // Stands in for an HTTP client: Infobip refuses everything with its documented 403 body.
 //! let http_client = service_fn(|_: Request<Full<Bytes>>| async {
-//!     let mut response = Response::new(Full::new(Bytes::from_static(SEED_403.as_bytes())));
+//!     let mut response = Response::new(Full::new(Bytes::from_static(INFOBIP_403.as_bytes())));
 //!     *response.status_mut() = StatusCode::FORBIDDEN;
 //!     Ok::<_, std::convert::Infallible>(response)
 //! });
@@ -61,7 +61,7 @@
 //!      sms:message:send (403 Forbidden FORBIDDEN: Forbidden)",
 //! );
 //! // The response is the server's, body and all.
-//! assert_eq!(response.into_body().collect().await?.to_bytes(), SEED_403);
+//! assert_eq!(response.into_body().collect().await?.to_bytes(), INFOBIP_403);
 //!
 //! // A key declared to hold `inbound-message:read` only: refused before sending.
 //! let key = ApiKey::new("003026bbc133714df1834b8638bb496e")?

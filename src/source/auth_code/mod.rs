@@ -88,10 +88,12 @@ use crate::transport::{Answer, check_status, token_credential};
 use crate::{Account, BaseUrl, Credential, Error, ErrorKind};
 use store::SharedStore;
 
-/// Where codes and tokens are exchanged and refreshed (seed 002, "Get Token endpoint").
+/// Where codes and tokens are exchanged and refreshed (Infobip's Exchange guide, "Get Token
+/// endpoint").
 pub(crate) const TOKEN_PATH: &str = "/exchange/1/oauth/token";
 
-/// How long an Exchange token lives when the answer does not say: one minute (seed 002).
+/// How long an Exchange token lives when the answer does not say: one minute (Infobip's
+/// Exchange guide).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The token of one account that approved an Exchange app, as a [`TokenSource`]: sends
@@ -403,7 +405,8 @@ impl fmt::Debug for AuthCode {
 }
 
 /// A token answer: `{token, tokenType, accountKey, userKey, username, email, locale, roles,
-/// groups}` (seed 002), or with `token_type` and `expires_in` as Infobip's demo app reads them.
+/// groups}` (Infobip's Exchange guide), or with `token_type` and `expires_in` as Infobip's demo
+/// app reads them.
 #[derive(Deserialize)]
 struct TokenAnswer {
     token: String,
