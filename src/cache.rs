@@ -861,8 +861,8 @@ fn forget(shared: &Shared, state: &mut State) {
     shared.bump();
 }
 
-/// Records a failed renewal: until its backoff ends, a lookup that finds no valid credential
-/// gets `error` instead of starting a fetch.
+/// Records a failed renewal: until its backoff ends (never sooner than the one in force), a
+/// lookup that finds no valid credential gets `error` instead of starting a fetch.
 fn back_off(shared: &Arc<Shared>, state: &mut State, error: &Error, now: Instant) {
     let count = state
         .failure
@@ -877,7 +877,9 @@ fn back_off(shared: &Arc<Shared>, state: &mut State, error: &Error, now: Instant
         ?delay,
         "backing off before the next fetch"
     );
-    let retry_at = later(now, delay);
+    // A failure never brings the next try forward: a refusal arriving while the server's
+    // `Retry-After` holds keeps it.
+    let retry_at = later(now, delay).max(state.failure.as_ref().map_or(now, |f| f.retry_at));
     let wake = tokio::runtime::Handle::try_current().ok().map(|runtime| {
         let shared = Arc::downgrade(shared);
         let wake = runtime.spawn(async move {

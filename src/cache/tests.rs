@@ -468,6 +468,26 @@ async fn retry_after_spaces_the_next_fetch() {
     assert_eq!(token(&cache.get().await), "token-2");
 }
 
+/// A `401` to a credential that answered a refusal backs off too; arriving while the server's
+/// `Retry-After` holds, it must not bring the next fetch forward.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_during_a_retry_after_does_not_shorten_it() {
+    let source = TestSource::expiring(Duration::from_secs(3));
+    let cache = cache(&source);
+    let (_, refused) = cache.get().await.unwrap_or_else(|_| panic!("first fetch"));
+    assert_eq!(cache.invalidate(refused), Refusal::Forgotten);
+    let (_, answer) = cache.get().await.unwrap_or_else(|_| panic!("second fetch"));
+    // The answer expires; its renewal fails, and the server asks for 90 s.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    source.fail_next([transient().with_retry_after(Duration::from_secs(90))]);
+    assert!(cache.get().await.is_err());
+    // The replay sent with the answer is refused now (a slow server): a failed renewal too.
+    cache.refused_after_renewal(answer);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert!(cache.get().await.is_err(), "fetched within the Retry-After");
+    assert_eq!(source.fetches(), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_refresh_keeps_serving_a_still_valid_credential() {
     let source = TestSource::expiring(MINUTE);
