@@ -869,7 +869,11 @@ fn back_off(shared: &Arc<Shared>, state: &mut State, error: &Error, now: Instant
         .as_ref()
         .map_or(0, |f| f.count)
         .saturating_add(1);
-    let delay = shared.policy.backoff_delay(count, error.retry_after());
+    // A failure never brings the next try forward: a refusal arriving while the server's
+    // `Retry-After` holds keeps it.
+    let retry_at = later(now, shared.policy.backoff_delay(count, error.retry_after()))
+        .max(state.failure.as_ref().map_or(now, |f| f.retry_at));
+    let delay = retry_at.saturating_duration_since(now);
     event!(
         warn,
         source = shared.source.name(),
@@ -877,9 +881,6 @@ fn back_off(shared: &Arc<Shared>, state: &mut State, error: &Error, now: Instant
         ?delay,
         "backing off before the next fetch"
     );
-    // A failure never brings the next try forward: a refusal arriving while the server's
-    // `Retry-After` holds keeps it.
-    let retry_at = later(now, delay).max(state.failure.as_ref().map_or(now, |f| f.retry_at));
     let wake = tokio::runtime::Handle::try_current().ok().map(|runtime| {
         let shared = Arc::downgrade(shared);
         let wake = runtime.spawn(async move {
