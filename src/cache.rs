@@ -248,8 +248,8 @@ struct State {
     /// The watcher of the published credential: ends when it is replaced, forgotten or the
     /// cache drops, instead of sleeping on until the credential's next deadline.
     watcher: Option<AbortOnDrop>,
-    /// The credential was forgotten because the server refused it: the next one published
-    /// answers that refusal.
+    /// The server refused the credential (forgotten, or kept while the cache backs off): the
+    /// next one published answers that refusal, however it is fetched.
     refused: bool,
     /// The credential published to answer a refusal (its id, and when): refused in turn soon
     /// after ([`REFUSED_AGAIN`]), it backs off instead of renewing at once.
@@ -845,6 +845,8 @@ fn finish(
 /// forgets it, and the renewal waits for the backoff.
 fn refused_again(shared: &Arc<Shared>, state: &mut State) {
     state.answers_refusal = None;
+    // Its successor, even one renewed ahead of time while idle, answers this refusal.
+    state.refused = true;
     let error = crate::future::invalid_credentials();
     back_off(shared, state, &error, Instant::now());
 }

@@ -285,6 +285,36 @@ async fn a_server_that_refuses_every_credential_gets_one_renewal_per_backoff_wit
     Ok(())
 }
 
+/// A credential kept after a refusal (it answered an earlier one) and renewed ahead of time
+/// while idle: its successor replaces a refused credential too, so its own refusal backs off
+/// instead of renewing at once — one token request per backoff on this path as on the others.
+#[tokio::test(start_paused = true)]
+async fn a_credential_renewed_ahead_after_a_kept_refusal_backs_off_when_refused()
+-> Result<(), BoxError> {
+    let source = TestSource::expiring(Duration::from_secs(60));
+    let layer = InfobipAuthLayer::new(source.clone());
+    let (calls, inner) = refusing();
+    let mut service = ServiceBuilder::new().layer(layer.clone()).service(inner);
+    // token-1 refused and renewed; the replay with token-2 refused: kept, backing off.
+    let response = service.ready().await?.call(post("{}")).await?;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!((source.fetches(), calls.load(Ordering::SeqCst)), (2, 2));
+    // Idle past the backoff and into token-2's refresh-ahead window: renewed ahead, token-3.
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    layer.credential().await?;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(source.fetches(), 3);
+    // token-3 refused: it replaced a refused credential, so the cache backs off — no token-4.
+    let response = service.ready().await?.call(post("{}")).await?;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        source.fetches(),
+        3,
+        "renewed at once instead of backing off"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_401_after_the_layer_is_gone_is_handed_back_marked() -> Result<(), BoxError> {
     let (source, layer) = renewing();
