@@ -159,8 +159,7 @@ impl MemoryStore {
     ///
     /// ```
     /// # use infobip_auth::source::MemoryStore;
-    /// let store = MemoryStore::new();
-    /// # let _ = store;
+    /// assert!(MemoryStore::new().get().is_none());
     /// ```
     #[must_use]
     pub fn new() -> Self {
