@@ -191,9 +191,9 @@ impl InfobipAuthLayer {
     /// let policy = RefreshPolicy::default().keep_alive(true);
     /// let layer = InfobipAuthLayer::new(Numbered::default()).refresh_policy(policy);
     /// assert_eq!(layer.credential().await?.header(), "Bearer token-1");
-    /// // Renewed in the background, with no request asking.
-    /// tokio::time::sleep(Duration::from_secs(90)).await;
-    /// assert_eq!(layer.credential().await?.header(), "Bearer token-2");
+    /// // Renewed in the background three times, with no request asking.
+    /// tokio::time::sleep(Duration::from_secs(250)).await;
+    /// assert_eq!(layer.credential().await?.header(), "Bearer token-4");
     /// # Ok(()) }
     /// ```
     pub fn refresh_policy(self, policy: RefreshPolicy) -> Self {

@@ -156,8 +156,11 @@ impl Transport {
     /// # let oauth = ClientCredentials::builder("https://xyz12.api.infobip.com", "client-id", "client-secret")
     /// #     .transport(transport)
     /// #     .build()?;
+    /// // On tokio's paused clock: the fetch gives up after 10 seconds, not the default 30.
+    /// let start = tokio::time::Instant::now();
     /// let err = oauth.fetch(None).await.err().ok_or("answered")?;
     /// assert!(matches!(err.kind(), ErrorKind::Timeout));
+    /// assert_eq!(start.elapsed(), Duration::from_secs(10));
     /// # Ok(()) }
     /// ```
     #[must_use]

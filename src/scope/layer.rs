@@ -351,8 +351,11 @@ impl ScopeCheckLayer {
     /// #     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
     /// #     .body(String::new())?;
     /// let layer = ScopeCheckLayer::new().read_timeout(Duration::from_secs(2));
-    /// // After two seconds the response comes back, classified from what had come.
+    /// // On tokio's paused clock: after two seconds the response comes back, classified from
+    /// // what had come.
+    /// let start = tokio::time::Instant::now();
     /// let response = layer.layer(stalling).oneshot(sms).await?;
+    /// assert_eq!(start.elapsed(), Duration::from_secs(2));
     /// let forbidden = response.extensions().get::<Error>().and_then(Error::forbidden).ok_or("not a 403")?;
     /// assert_eq!(forbidden.api.as_ref().and_then(|api| api.raw()), Some(r#"{"requestError":"#));
     /// # Ok(()) }
