@@ -47,13 +47,29 @@ use crate::{Credential, Error, ErrorKind};
 /// minutes, and neither on every request nor at the last second.
 ///
 /// ```
-/// use infobip_auth::RefreshPolicy;
+/// use infobip_auth::InfobipAuthLayer;
 /// use std::time::Duration;
-/// let policy = RefreshPolicy::default()
-///     .refresh_ahead(0.5)
-///     .backoff(Duration::from_millis(500), Duration::from_secs(30))
-///     .keep_alive(true);
-/// # let _ = policy;
+/// use tokio::time::sleep;
+/// # use std::sync::atomic::{AtomicUsize, Ordering};
+/// # use infobip_auth::{Credential, Error, source::TokenSource};
+/// # #[derive(Debug, Default)] struct Numbered(AtomicUsize);
+/// # impl TokenSource for Numbered {
+/// #     async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+/// #         let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+/// #         Ok(Credential::new("Bearer", &format!("token-{n}"))?.expires_in(Duration::from_secs(100)))
+/// #     }
+/// # }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), infobip_auth::BoxError> {
+/// // `Numbered` makes `token-1`, `token-2`, ..., each valid for 100 seconds.
+/// let layer = InfobipAuthLayer::new(Numbered::default());
+/// assert_eq!(layer.credential().await?.header(), "Bearer token-1");
+/// // Past three quarters of its lifetime the token is still served, and its renewal starts.
+/// sleep(Duration::from_secs(80)).await;
+/// assert_eq!(layer.credential().await?.header(), "Bearer token-1");
+/// sleep(Duration::from_secs(1)).await;
+/// assert_eq!(layer.credential().await?.header(), "Bearer token-2");
+/// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
 pub struct RefreshPolicy {
@@ -81,9 +97,30 @@ impl RefreshPolicy {
     /// (clamped to 0.1..=0.9; default 0.75).
     ///
     /// ```
-    /// # use infobip_auth::RefreshPolicy;
+    /// # use infobip_auth::{InfobipAuthLayer, RefreshPolicy};
+    /// # use std::time::Duration;
+    /// # use tokio::time::sleep;
+    /// # use std::sync::atomic::{AtomicUsize, Ordering};
+    /// # use infobip_auth::{Credential, Error, source::TokenSource};
+    /// # #[derive(Debug, Default)] struct Numbered(AtomicUsize);
+    /// # impl TokenSource for Numbered {
+    /// #     async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+    /// #         let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+    /// #         Ok(Credential::new("Bearer", &format!("token-{n}"))?.expires_in(Duration::from_secs(100)))
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `Numbered` makes `token-1`, `token-2`, ..., each valid for 100 seconds.
     /// let eager = RefreshPolicy::default().refresh_ahead(0.5);
-    /// # let _ = eager;
+    /// let layer = InfobipAuthLayer::new(Numbered::default()).refresh_policy(eager);
+    /// assert_eq!(layer.credential().await?.header(), "Bearer token-1");
+    /// // Half-way through its lifetime, the renewal starts.
+    /// sleep(Duration::from_secs(55)).await;
+    /// layer.credential().await?;
+    /// sleep(Duration::from_secs(1)).await;
+    /// assert_eq!(layer.credential().await?.header(), "Bearer token-2");
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn refresh_ahead(mut self, fraction: f64) -> Self {
@@ -101,9 +138,28 @@ impl RefreshPolicy {
     /// makes a new one. Off by default.
     ///
     /// ```
-    /// # use infobip_auth::RefreshPolicy;
+    /// # use infobip_auth::{InfobipAuthLayer, RefreshPolicy};
+    /// # use std::time::Duration;
+    /// # use tokio::time::sleep;
+    /// # use std::sync::atomic::{AtomicUsize, Ordering};
+    /// # use infobip_auth::{Credential, Error, source::TokenSource};
+    /// # #[derive(Debug, Default)] struct Numbered(AtomicUsize);
+    /// # impl TokenSource for Numbered {
+    /// #     async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+    /// #         let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+    /// #         Ok(Credential::new("Bearer", &format!("token-{n}"))?.expires_in(Duration::from_secs(100)))
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `Numbered` makes `token-1`, `token-2`, ..., each valid for 100 seconds.
     /// let policy = RefreshPolicy::default().keep_alive(true);
-    /// # let _ = policy;
+    /// let layer = InfobipAuthLayer::new(Numbered::default()).refresh_policy(policy);
+    /// assert_eq!(layer.credential().await?.header(), "Bearer token-1");
+    /// // With no request for 250 seconds, the token was renewed three times.
+    /// sleep(Duration::from_secs(250)).await;
+    /// assert_eq!(layer.credential().await?.header(), "Bearer token-4");
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn keep_alive(mut self, on: bool) -> Self {
@@ -117,10 +173,29 @@ impl RefreshPolicy {
     /// once; [`InfobipAuthLayer::refresh`](crate::InfobipAuthLayer::refresh) does not wait.
     ///
     /// ```
-    /// # use infobip_auth::RefreshPolicy;
+    /// # use std::sync::atomic::{AtomicBool, Ordering};
+    /// # use infobip_auth::{Credential, Error, ErrorKind, InfobipAuthLayer, RefreshPolicy, source::TokenSource};
     /// # use std::time::Duration;
-    /// let policy = RefreshPolicy::default().backoff(Duration::from_secs(2), Duration::from_secs(120));
-    /// # let _ = policy;
+    /// # use tokio::time::sleep;
+    /// # #[derive(Debug, Default)] struct FailsOnce(AtomicBool);
+    /// # impl TokenSource for FailsOnce {
+    /// #     async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+    /// #         if !self.0.swap(true, Ordering::SeqCst) { return Err(Error::new(ErrorKind::Timeout)); }
+    /// #         Ok(Credential::new("Bearer", "token")?)
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `FailsOnce` times out the first time it is asked, and answers after that.
+    /// let policy = RefreshPolicy::default().backoff(Duration::from_secs(10), Duration::from_secs(120));
+    /// let layer = InfobipAuthLayer::new(FailsOnce::default()).refresh_policy(policy);
+    /// assert!(layer.credential().await.is_err());
+    /// // For 5 to 10 seconds the failure is repeated without asking again; then the token comes.
+    /// sleep(Duration::from_secs(4)).await;
+    /// assert_eq!(layer.credential().await.err().map(|e| e.is_transient()), Some(true));
+    /// sleep(Duration::from_secs(7)).await;
+    /// assert_eq!(layer.credential().await?.header(), "Bearer token");
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {

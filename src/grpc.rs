@@ -87,17 +87,30 @@ const UNAUTHENTICATED: &[u8] = b"16";
 /// layer set. See the [module docs](self).
 ///
 /// ```
+/// use http::{Request, Response};
 /// use infobip_auth::InfobipAuthLayer;
 /// use infobip_auth::grpc::GrpcRenewalLayer;
-/// use tower::ServiceBuilder;
-/// # let channel = tower::service_fn(|_: http::Request<String>| async {
-/// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-/// # });
-/// let auth = InfobipAuthLayer::basic("Aladdin", "openSesame")?;
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// # use std::sync::atomic::{AtomicUsize, Ordering};
+/// # use infobip_auth::{Credential, Error, source::TokenSource};
+/// # #[derive(Debug, Default)] struct Numbered(AtomicUsize);
+/// # impl TokenSource for Numbered {
+/// #     async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+/// #         Ok(Credential::new("Bearer", &format!("token-{}", self.0.fetch_add(1, Ordering::SeqCst) + 1))?)
+/// #     }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// // Stands in for a tonic `Channel` to a server that refuses every call with `UNAUTHENTICATED`.
+/// let channel = service_fn(|_: Request<String>| async {
+///     Response::builder().header("grpc-status", "16").body(String::new())
+/// });
+/// let auth = InfobipAuthLayer::new(Numbered::default()); // `token-1`, `token-2`, ...
 /// let renewal: GrpcRenewalLayer = auth.grpc_renewal();
-/// let service = ServiceBuilder::new().layer(auth).layer(renewal).service(channel);
-/// # let _ = service;
-/// # Ok::<(), infobip_auth::ConfigError>(())
+/// let service = ServiceBuilder::new().layer(auth.clone()).layer(renewal).service(channel);
+/// service.oneshot(Request::post("/grpc.health.v1.Health/Check").body(String::new())?).await?;
+/// // The refused `token-1` is gone: the next call gets a new credential.
+/// assert_eq!(auth.credential().await?.header(), "Bearer token-2");
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 #[must_use]

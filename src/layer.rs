@@ -65,8 +65,10 @@ impl InfobipAuthLayer {
     ///
     /// ```
     /// use infobip_auth::{InfobipAuthLayer, source::Basic};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
     /// let layer = InfobipAuthLayer::new(Basic::new("Aladdin", "openSesame")?);
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// assert_eq!(layer.credential().await?.header(), "Basic QWxhZGRpbjpvcGVuU2VzYW1l");
+    /// # Ok(()) }
     /// ```
     pub fn new(source: impl Into<SharedTokenSource>) -> Self {
         let source = source.into();
@@ -133,9 +135,33 @@ impl InfobipAuthLayer {
     /// Which request bodies may be replayed after a `401` (see [`ReplayPolicy`]).
     ///
     /// ```
-    /// # use infobip_auth::{InfobipAuthLayer, ReplayPolicy};
-    /// let layer = InfobipAuthLayer::api_key("key")?.replay(ReplayPolicy::never());
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// # use std::{convert::Infallible, sync::atomic::{AtomicUsize, Ordering}};
+    /// # use http::{Request, Response, StatusCode};
+    /// # use infobip_auth::{Credential, Error, source::TokenSource};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[derive(Debug, Default)] struct Numbered(AtomicUsize);
+    /// # impl TokenSource for Numbered {
+    /// #     async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+    /// #         Ok(Credential::new("Bearer", &format!("token-{}", self.0.fetch_add(1, Ordering::SeqCst) + 1))?)
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let server = service_fn(|request: Request<String>| async move {
+    /// #     let mut response = Response::new(());
+    /// #     if request.headers()["authorization"] != "Bearer token-2" {
+    /// #         *response.status_mut() = StatusCode::UNAUTHORIZED;
+    /// #     }
+    /// #     Ok::<_, Infallible>(response)
+    /// # });
+    /// use infobip_auth::{InfobipAuthLayer, ReplayPolicy};
+    /// // The server refuses `token-1` and takes `token-2`.
+    /// let layer = InfobipAuthLayer::new(Numbered::default()).replay(ReplayPolicy::never());
+    /// let request = Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced").body("{}".into())?;
+    /// let response = layer.layer(server).oneshot(request).await?;
+    /// // Not sent again: the `401` comes back, with the error in its extensions.
+    /// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    /// assert!(response.extensions().get::<Error>().is_some());
+    /// # Ok(()) }
     /// ```
     pub fn replay(self, policy: ReplayPolicy) -> Self {
         Self {
@@ -148,9 +174,27 @@ impl InfobipAuthLayer {
     /// before the layer is used: it starts a new cache.
     ///
     /// ```
-    /// # use infobip_auth::{InfobipAuthLayer, RefreshPolicy};
-    /// let layer = InfobipAuthLayer::api_key("key")?.refresh_policy(RefreshPolicy::default().keep_alive(true));
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// # use std::sync::atomic::{AtomicUsize, Ordering};
+    /// # use std::time::Duration;
+    /// # use infobip_auth::{Credential, Error, source::TokenSource};
+    /// # #[derive(Debug, Default)] struct Numbered(AtomicUsize);
+    /// # impl TokenSource for Numbered {
+    /// #     async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+    /// #         let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+    /// #         Ok(Credential::new("Bearer", &format!("token-{n}"))?.expires_in(Duration::from_secs(100)))
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// use infobip_auth::{InfobipAuthLayer, RefreshPolicy};
+    /// // `Numbered` makes `token-1`, `token-2`, ..., each valid for 100 seconds.
+    /// let policy = RefreshPolicy::default().keep_alive(true);
+    /// let layer = InfobipAuthLayer::new(Numbered::default()).refresh_policy(policy);
+    /// assert_eq!(layer.credential().await?.header(), "Bearer token-1");
+    /// // Renewed in the background three times, with no request asking.
+    /// tokio::time::sleep(Duration::from_secs(250)).await;
+    /// assert_eq!(layer.credential().await?.header(), "Bearer token-4");
+    /// # Ok(()) }
     /// ```
     pub fn refresh_policy(self, policy: RefreshPolicy) -> Self {
         Self {
@@ -263,10 +307,21 @@ impl InfobipAuthLayer {
     /// The typed [`Error`] of the failed request.
     ///
     /// ```
-    /// # use infobip_auth::InfobipAuthLayer;
+    /// use infobip_auth::InfobipAuthLayer;
+    /// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, Transport};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
-    /// let layer = InfobipAuthLayer::api_key("key")?;
-    /// layer.revoke().await?; // an API key has nothing to end
+    /// let server = MockServer::start().await?; // Infobip-compatible, on loopback
+    /// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    ///     .transport(Transport::new(client))
+    ///     .build()?;
+    /// let layer = InfobipAuthLayer::new(session);
+    /// layer.credential().await?;
+    /// // The IBSSO session is deleted at the server.
+    /// layer.revoke().await?;
+    /// assert_eq!(server.counters().session_deletes, 1);
     /// # Ok(()) }
     /// ```
     pub async fn revoke(&self) -> Result<(), Error> {

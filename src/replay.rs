@@ -24,14 +24,37 @@ type CloneFn = dyn Fn(&dyn Any, &mut dyn Any) + Send + Sync;
 /// [`ReplayPolicy::never`].
 ///
 /// ```
+/// use http::{Request, Response, StatusCode};
 /// use infobip_auth::{InfobipAuthLayer, ReplayPolicy};
+/// use tower::{Layer, ServiceExt, service_fn};
+/// # use std::{convert::Infallible, sync::atomic::{AtomicUsize, Ordering}};
+/// # use infobip_auth::{Credential, Error, source::TokenSource};
+/// # #[derive(Debug, Default)] struct Numbered(AtomicUsize);
+/// # impl TokenSource for Numbered {
+/// #     async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+/// #         Ok(Credential::new("Bearer", &format!("token-{}", self.0.fetch_add(1, Ordering::SeqCst) + 1))?)
+/// #     }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// // `Numbered` makes `token-1`, `token-2`, ...; the server takes only `token-2`.
+/// let server = service_fn(|request: Request<String>| async move {
+///     let mut response = Response::new(());
+///     if request.headers()["authorization"] != "Bearer token-2" {
+///         *response.status_mut() = StatusCode::UNAUTHORIZED;
+///     }
+///     Ok::<_, Infallible>(response)
+/// });
+/// let send = || Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced").body("{}".to_owned());
 ///
-/// #[derive(Clone)]
-/// struct MyBody(bytes::Bytes);
+/// // A `String` body is copied by default: the refused request is sent again with `token-2`.
+/// let layer = InfobipAuthLayer::new(Numbered::default());
+/// assert_eq!(layer.layer(server).oneshot(send()?).await?.status(), StatusCode::OK);
 ///
-/// let layer = InfobipAuthLayer::api_key("key")?
-///     .replay(ReplayPolicy::default().with::<MyBody>());
-/// # Ok::<(), infobip_auth::ConfigError>(())
+/// // With replay off, the `401` comes back (and the next request gets `token-2`).
+/// let layer = InfobipAuthLayer::new(Numbered::default()).replay(ReplayPolicy::never());
+/// assert_eq!(layer.layer(server).oneshot(send()?).await?.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(layer.layer(server).oneshot(send()?).await?.status(), StatusCode::OK);
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct ReplayPolicy {
@@ -55,8 +78,8 @@ impl ReplayPolicy {
     ///
     /// ```
     /// # use infobip_auth::ReplayPolicy;
-    /// let policy = ReplayPolicy::never();
-    /// # let _ = policy;
+    /// // No body type is copied, not even the default ones.
+    /// assert_eq!(format!("{:?}", ReplayPolicy::never()), "{}");
     /// ```
     #[must_use]
     pub fn never() -> Self {
@@ -74,9 +97,33 @@ impl ReplayPolicy {
     /// Also replays bodies of type `B` by cloning them.
     ///
     /// ```
-    /// # use infobip_auth::ReplayPolicy;
-    /// let policy = ReplayPolicy::never().with::<String>();
-    /// # let _ = policy;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// use infobip_auth::{InfobipAuthLayer, ReplayPolicy};
+    /// # use std::{convert::Infallible, sync::atomic::{AtomicUsize, Ordering}};
+    /// # use infobip_auth::{Credential, Error, source::TokenSource};
+    /// # #[derive(Debug, Default)] struct Numbered(AtomicUsize);
+    /// # impl TokenSource for Numbered {
+    /// #     async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+    /// #         Ok(Credential::new("Bearer", &format!("token-{}", self.0.fetch_add(1, Ordering::SeqCst) + 1))?)
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// #[derive(Clone)]
+    /// struct Json(String);
+    ///
+    /// # let server = service_fn(|request: Request<Json>| async move {
+    /// #     let mut response = Response::new(());
+    /// #     if request.headers()["authorization"] != "Bearer token-2" {
+    /// #         *response.status_mut() = StatusCode::UNAUTHORIZED;
+    /// #     }
+    /// #     Ok::<_, Infallible>(response)
+    /// # });
+    /// // The server refuses `token-1` and takes `token-2`: a `Json` body can now be sent again.
+    /// let layer = InfobipAuthLayer::new(Numbered::default()).replay(ReplayPolicy::default().with::<Json>());
+    /// let request = Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced").body(Json("{}".into()))?;
+    /// assert_eq!(layer.layer(server).oneshot(request).await?.status(), StatusCode::OK);
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn with<B: Clone + 'static>(self) -> Self {
@@ -87,15 +134,42 @@ impl ReplayPolicy {
     /// for a streaming body that has no buffered copy.
     ///
     /// ```
-    /// # use infobip_auth::ReplayPolicy;
-    /// use http_body_util::Full;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
     /// use bytes::Bytes;
+    /// use http_body::Body as _;
+    /// use http_body_util::Full;
+    /// use infobip_auth::{InfobipAuthLayer, ReplayPolicy};
+    /// # use std::{convert::Infallible, sync::atomic::{AtomicUsize, Ordering}};
+    /// # use infobip_auth::{Credential, Error, source::TokenSource};
+    /// # #[derive(Debug, Default)] struct Numbered(AtomicUsize);
+    /// # impl TokenSource for Numbered {
+    /// #     async fn fetch(&self, _: Option<&Credential>) -> Result<Credential, Error> {
+    /// #         Ok(Credential::new("Bearer", &format!("token-{}", self.0.fetch_add(1, Ordering::SeqCst) + 1))?)
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let server = service_fn(|request: Request<Full<Bytes>>| async move {
+    /// #     let mut response = Response::new(());
+    /// #     if request.headers()["authorization"] != "Bearer token-2" {
+    /// #         *response.status_mut() = StatusCode::UNAUTHORIZED;
+    /// #     }
+    /// #     Ok::<_, Infallible>(response)
+    /// # });
     /// // Replay only bodies up to 64 KiB.
     /// let policy = ReplayPolicy::never().with_fn(|body: &Full<Bytes>| {
-    ///     use http_body::Body as _;
     ///     (body.size_hint().exact()? <= 64 * 1024).then(|| body.clone())
     /// });
-    /// # let _ = policy;
+    /// let send = |size| {
+    ///     Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+    ///         .body(Full::new(Bytes::from(vec![b' '; size])))
+    /// };
+    /// // The server refuses `token-1` and takes `token-2`: only the small body is sent again.
+    /// let layer = InfobipAuthLayer::new(Numbered::default()).replay(policy.clone());
+    /// assert_eq!(layer.layer(server).oneshot(send(100)?).await?.status(), StatusCode::OK);
+    /// let layer = InfobipAuthLayer::new(Numbered::default()).replay(policy);
+    /// assert_eq!(layer.layer(server).oneshot(send(100_000)?).await?.status(), StatusCode::UNAUTHORIZED);
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn with_fn<B, F>(self, copy: F) -> Self

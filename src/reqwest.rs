@@ -70,12 +70,17 @@ impl InfobipAuthLayer {
     /// new cache, which a middleware made before would not share.
     ///
     /// ```
-    /// let auth = infobip_auth::InfobipAuthLayer::api_key("key")?;
+    /// use infobip_auth::{ErrorKind, InfobipAuthLayer, reqwest::find_error};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let auth = InfobipAuthLayer::api_key("key")?;
     /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
     ///     .with(auth.reqwest_middleware())
     ///     .build();
-    /// # let _ = client;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// // Like the layer, the middleware sends the key to Infobip only: nothing is sent here.
+    /// let err = client.get("https://example.com/").send().await.err().ok_or("sent")?;
+    /// let kind = find_error(&err).map(|err| err.kind());
+    /// assert!(matches!(kind, Some(ErrorKind::HostNotAllowed { .. })), "{err}");
+    /// # Ok(()) }
     /// ```
     #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
     pub fn reqwest_middleware(&self) -> InfobipAuthMiddleware {

@@ -39,16 +39,23 @@ type AnyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// use bytes::Bytes;
 /// use http::{Request, Response};
 /// use http_body_util::Full;
-/// use infobip_auth::source::Transport;
+/// use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
 /// use std::time::Duration;
 ///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// // Any tower HTTP service carries the token requests; this one answers them itself.
 /// let client = tower::service_fn(|_: Request<Full<Bytes>>| async {
-///     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+///     let token = r#"{"access_token":"a1b2c3","token_type":"Bearer","expires_in":3600}"#;
+///     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(token))))
 /// });
 /// let transport = Transport::new(client)
 ///     .timeout(Duration::from_secs(5))
 ///     .max_response_bytes(16 * 1024);
-/// # let _ = transport;
+/// let oauth = ClientCredentials::builder("https://xyz12.api.infobip.com", "client-id", "client-secret")
+///     .transport(transport)
+///     .build()?;
+/// assert_eq!(oauth.fetch(None).await?.header(), "Bearer a1b2c3");
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct Transport {
@@ -98,13 +105,20 @@ impl Transport {
     ///
     /// ```
     /// # use bytes::Bytes;
-    /// # use http::{Request, Response};
     /// # use http_body_util::Full;
     /// use hyper_util::client::legacy::Client;
     /// use hyper_util::rt::TokioExecutor;
+    /// use infobip_auth::mock::{MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    /// use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let server = MockServer::start().await?; // Infobip-compatible, on loopback
     /// let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    /// let transport = infobip_auth::source::Transport::new(client);
-    /// # let _ = transport;
+    /// let oauth = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    ///     .transport(Transport::new(client))
+    ///     .build()?;
+    /// assert_eq!(oauth.fetch(None).await?.scheme(), "Bearer");
+    /// assert_eq!(server.counters().oauth_token_requests, 1);
+    /// # Ok(()) }
     /// ```
     pub fn new<S, B>(service: S) -> Self
     where
@@ -129,12 +143,25 @@ impl Transport {
     /// The longest a token exchange may take, answer included (default 30 s).
     ///
     /// ```
-    /// # use infobip_auth::source::Transport;
-    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
-    /// # }));
-    /// let transport = transport.timeout(std::time::Duration::from_secs(10));
-    /// # let _ = transport;
+    /// # use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
+    /// # use infobip_auth::ErrorKind;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // A token endpoint that never answers.
+    /// let silent = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| {
+    ///     std::future::pending::<Result<http::Response<String>, std::convert::Infallible>>()
+    /// });
+    /// let transport = Transport::new(silent).timeout(Duration::from_secs(10));
+    /// # let oauth = ClientCredentials::builder("https://xyz12.api.infobip.com", "client-id", "client-secret")
+    /// #     .transport(transport)
+    /// #     .build()?;
+    /// // On tokio's paused clock: the fetch gives up after 10 seconds, not the default 30.
+    /// let start = tokio::time::Instant::now();
+    /// let err = oauth.fetch(None).await.err().ok_or("answered")?;
+    /// assert!(matches!(err.kind(), ErrorKind::Timeout));
+    /// assert_eq!(start.elapsed(), Duration::from_secs(10));
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -147,12 +174,20 @@ impl Transport {
     /// limit.
     ///
     /// ```
-    /// # use infobip_auth::source::Transport;
-    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
-    /// # }));
-    /// let transport = transport.max_response_bytes(8 * 1024);
-    /// # let _ = transport;
+    /// # use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
+    /// # use infobip_auth::ErrorKind;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // A token endpoint that answers with 10 KiB.
+    /// let verbose = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(" ".repeat(10 * 1024)))
+    /// });
+    /// let transport = Transport::new(verbose).max_response_bytes(8 * 1024);
+    /// # let oauth = ClientCredentials::builder("https://xyz12.api.infobip.com", "client-id", "client-secret")
+    /// #     .transport(transport)
+    /// #     .build()?;
+    /// let err = oauth.fetch(None).await.err().ok_or("read whole")?;
+    /// assert!(matches!(err.kind(), ErrorKind::ResponseTooLarge { limit: 8192 }));
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn max_response_bytes(mut self, limit: usize) -> Self {

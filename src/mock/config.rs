@@ -89,9 +89,22 @@ impl MockConfig {
     /// [module docs](super#protected-operations)).
     ///
     /// ```
-    /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::new().api_key("k", "sms:manage");
-    /// # let _ = config;
+    /// use infobip_auth::mock::{MockConfig, MockServer, DEMO_API_KEY};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let server = MockServer::start_with(MockConfig::new().api_key("my-key", "sms:manage")).await?;
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), "App my-key").await?, StatusCode::OK);
+    /// // Only what was added is known: not the demo key.
+    /// let demo = format!("App {DEMO_API_KEY}");
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), &demo).await?, StatusCode::UNAUTHORIZED);
+    /// # Ok(()) }
     /// ```
     pub fn new() -> Self {
         Self {
@@ -145,9 +158,22 @@ impl MockConfig {
     /// Exchange apps approve on behalf of a user.
     ///
     /// ```
-    /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::new().user("alice", "s3cret", "sms:manage");
-    /// # let _ = config;
+    /// use infobip_auth::mock::{MockConfig, MockServer};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let server = MockServer::start_with(MockConfig::new().user("alice", "s3cret", "sms:manage")).await?;
+    /// let alice = "Basic YWxpY2U6czNjcmV0"; // alice:s3cret
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), alice).await?, StatusCode::OK);
+    /// // `sms:manage` does not manage API keys.
+    /// assert_eq!(get(server.url("/settings/2/api-keys"), alice).await?, StatusCode::FORBIDDEN);
+    /// # Ok(()) }
     /// ```
     pub fn user(
         mut self,
@@ -167,9 +193,23 @@ impl MockConfig {
     /// [`MockServer::revoke_api_key`](super::MockServer::revoke_api_key)).
     ///
     /// ```
-    /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::new().api_key("my-key", "message:send");
-    /// # let _ = config;
+    /// use infobip_auth::mock::{MockConfig, MockServer};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let config = MockConfig::new()
+    ///     .api_key("reader", "inbound-message:read")
+    ///     .api_key("sender", "message:send");
+    /// let server = MockServer::start_with(config).await?;
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), "App reader").await?, StatusCode::OK);
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), "App sender").await?, StatusCode::FORBIDDEN);
+    /// # Ok(()) }
     /// ```
     pub fn api_key(mut self, key: impl Into<String>, scopes: &str) -> Self {
         self.api_keys.push(ApiKeyConfig {
@@ -185,9 +225,23 @@ impl MockConfig {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use infobip_auth::mock::MockConfig;
+    /// use infobip_auth::mock::{MockConfig, MockServer};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
     /// let config = MockConfig::new().api_key_expiring("k", "sms:manage", Duration::from_secs(30));
-    /// # let _ = config;
+    /// let server = MockServer::start_with(config).await?;
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), "App k").await?, StatusCode::OK);
+    /// tokio::time::sleep(Duration::from_secs(31)).await;
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), "App k").await?, StatusCode::UNAUTHORIZED);
+    /// # Ok(()) }
     /// ```
     pub fn api_key_expiring(
         mut self,
@@ -207,9 +261,28 @@ impl MockConfig {
     /// its access tokens carry `scopes`.
     ///
     /// ```
-    /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::new().oauth_client("id", "secret", "sms:manage");
-    /// # let _ = config;
+    /// use infobip_auth::mock::{MockConfig, MockServer};
+    /// use infobip_auth::source::{ClientCredentials, TokenSource};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let server = MockServer::start_with(MockConfig::new().oauth_client("id", "secret", "sms:manage")).await?;
+    /// let oauth = ClientCredentials::builder(server.base_url(), "id", "secret")
+    ///     .transport(transport())
+    ///     .build()?;
+    /// let token = oauth.fetch(None).await?;
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), token.header().to_str()?).await?, StatusCode::OK);
+    /// # Ok(()) }
     /// ```
     pub fn oauth_client(
         mut self,
@@ -229,10 +302,14 @@ impl MockConfig {
     /// app's user, who must also be added with [`MockConfig::user`].
     ///
     /// ```
-    /// use infobip_auth::mock::{ExchangeApp, MockConfig};
-    /// let app = ExchangeApp::new("0123456789abcdef0123456789abcdef", "secret", "https://app.example/cb", "alice");
-    /// let config = MockConfig::new().user("alice", "pw", "sms:manage").exchange_app(app);
-    /// # let _ = config;
+    /// use infobip_auth::mock::{ExchangeApp, MockConfig, MockServer};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let app = || ExchangeApp::new("0123456789abcdef0123456789abcdef", "secret", "https://app.example/cb", "alice");
+    /// // The user who approves for the app must be there too.
+    /// assert!(MockServer::start_with(MockConfig::new().exchange_app(app())).await.is_err());
+    /// let config = MockConfig::new().user("alice", "pw", "sms:manage").exchange_app(app());
+    /// assert!(MockServer::start_with(config).await.is_ok());
+    /// # Ok(()) }
     /// ```
     pub fn exchange_app(mut self, app: ExchangeApp) -> Self {
         self.exchange_apps.push(app);
@@ -244,9 +321,36 @@ impl MockConfig {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::new().session_idle_timeout(Duration::from_secs(5 * 60));
-    /// # let _ = config;
+    /// use infobip_auth::mock::{MockConfig, MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// use tokio::time::sleep;
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let config = MockConfig::demo().session_idle_timeout(Duration::from_secs(5 * 60));
+    /// let server = MockServer::start_with(config).await?;
+    /// let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    ///     .transport(transport())
+    ///     .build()?;
+    /// let token = session.fetch(None).await?;
+    /// let token = token.header().to_str()?;
+    /// let inbox = || server.url("/sms/1/inbox/reports");
+    /// sleep(Duration::from_secs(299)).await;
+    /// assert_eq!(get(inbox(), token).await?, StatusCode::OK); // and extended
+    /// sleep(Duration::from_secs(301)).await;
+    /// assert_eq!(get(inbox(), token).await?, StatusCode::UNAUTHORIZED);
+    /// # Ok(()) }
     /// ```
     pub fn session_idle_timeout(mut self, idle: Duration) -> Self {
         self.session_idle_timeout = idle;
@@ -258,9 +362,21 @@ impl MockConfig {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::new().oauth_token_lifetime(Duration::from_secs(120));
-    /// # let _ = config;
+    /// use infobip_auth::mock::{MockConfig, MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    /// use infobip_auth::source::{ClientCredentials, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start_with(MockConfig::demo().oauth_token_lifetime(Duration::from_secs(300))).await?;
+    /// let oauth = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    ///     .transport(transport())
+    ///     .build()?;
+    /// // Counted from when the token request was sent, so a little under 300 seconds.
+    /// let lifetime = oauth.fetch(None).await?.lifetime().ok_or("no expiry")?;
+    /// assert!((200..=300).contains(&lifetime.as_secs()), "{lifetime:?}");
+    /// # Ok(()) }
     /// ```
     pub fn oauth_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.oauth_token_lifetime = lifetime;
@@ -271,9 +387,20 @@ impl MockConfig {
     /// examples read it both ways.
     ///
     /// ```
-    /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::new().expires_in_as_string(true);
-    /// # let _ = config;
+    /// use http::{Request, header::CONTENT_TYPE};
+    /// use http_body_util::{BodyExt, Full};
+    /// use infobip_auth::mock::{MockConfig, MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #     .build_http::<Full<bytes::Bytes>>();
+    /// let server = MockServer::start_with(MockConfig::demo().expires_in_as_string(true)).await?;
+    /// let form = format!("grant_type=client_credentials&client_id={DEMO_CLIENT_ID}&client_secret={DEMO_CLIENT_SECRET}");
+    /// let request = Request::post(server.url("/auth/1/oauth2/token"))
+    ///     .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+    ///     .body(Full::from(form))?;
+    /// let body = client.request(request).await?.into_body().collect().await?.to_bytes();
+    /// assert!(String::from_utf8_lossy(&body).contains(r#""expires_in":"3600""#));
+    /// # Ok(()) }
     /// ```
     pub fn expires_in_as_string(mut self, yes: bool) -> Self {
         self.expires_in_as_string = yes;
@@ -285,8 +412,42 @@ impl MockConfig {
     /// ```
     /// use std::time::Duration;
     /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::new().exchange_token_lifetime(Duration::from_secs(600));
-    /// # let _ = config;
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
+    /// # }
+    /// # use infobip_auth::mock::{MockServer, DEMO_APP_CLIENT_ID, DEMO_APP_CLIENT_SECRET, DEMO_REDIRECT_URI};
+    /// # use infobip_auth::source::{AuthCodeFlow, PendingAuthorization, Transport};
+    /// # /// Has the demo user approve the demo app: the flow, what it keeps, the callback URL.
+    /// # async fn authorize(server: &MockServer) -> Result<(AuthCodeFlow, PendingAuthorization, String), infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let flow = AuthCodeFlow::builder(server.base_url(), DEMO_APP_CLIENT_ID)
+    /// #         .client_secret(DEMO_APP_CLIENT_SECRET)
+    /// #         .redirect_uri(DEMO_REDIRECT_URI)
+    /// #         .scope("sms:message:send")
+    /// #         .transport(Transport::new(client.clone()))
+    /// #         .build()?;
+    /// #     let (url, pending) = flow.authorize_url()?;
+    /// #     let page = client.request(http::Request::get(url).body(Default::default())?).await?;
+    /// #     let callback = page.headers().get(http::header::LOCATION).ok_or("no redirect")?.to_str()?.to_owned();
+    /// #     Ok((flow, pending, callback))
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// // `authorize(&server)` has the demo user approve the demo app, as a browser would.
+    /// let server = MockServer::start_with(MockConfig::demo().exchange_token_lifetime(Duration::from_secs(600))).await?;
+    /// let (flow, pending, callback) = authorize(&server).await?;
+    /// let source = flow.exchange(flow.callback(pending, &callback)?).await?;
+    /// let token = source.credential();
+    /// // Still valid after two minutes, where Infobip's would have expired.
+    /// tokio::time::sleep(Duration::from_secs(120)).await;
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), token.header().to_str()?).await?, StatusCode::OK);
+    /// # Ok(()) }
     /// ```
     pub fn exchange_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.exchange_token_lifetime = lifetime;
@@ -298,8 +459,32 @@ impl MockConfig {
     /// ```
     /// use std::time::Duration;
     /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::new().code_lifetime(Duration::from_secs(10));
-    /// # let _ = config;
+    /// # use infobip_auth::mock::{MockServer, DEMO_APP_CLIENT_ID, DEMO_APP_CLIENT_SECRET, DEMO_REDIRECT_URI};
+    /// # use infobip_auth::source::{AuthCodeFlow, PendingAuthorization, Transport};
+    /// # /// Has the demo user approve the demo app: the flow, what it keeps, the callback URL.
+    /// # async fn authorize(server: &MockServer) -> Result<(AuthCodeFlow, PendingAuthorization, String), infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let flow = AuthCodeFlow::builder(server.base_url(), DEMO_APP_CLIENT_ID)
+    /// #         .client_secret(DEMO_APP_CLIENT_SECRET)
+    /// #         .redirect_uri(DEMO_REDIRECT_URI)
+    /// #         .scope("sms:message:send")
+    /// #         .transport(Transport::new(client.clone()))
+    /// #         .build()?;
+    /// #     let (url, pending) = flow.authorize_url()?;
+    /// #     let page = client.request(http::Request::get(url).body(Default::default())?).await?;
+    /// #     let callback = page.headers().get(http::header::LOCATION).ok_or("no redirect")?.to_str()?.to_owned();
+    /// #     Ok((flow, pending, callback))
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `authorize(&server)` has the demo user approve the demo app, as a browser would.
+    /// let server = MockServer::start_with(MockConfig::demo().code_lifetime(Duration::from_secs(10))).await?;
+    /// let (flow, pending, callback) = authorize(&server).await?;
+    /// tokio::time::sleep(Duration::from_secs(11)).await;
+    /// let err = flow.exchange(flow.callback(pending, &callback)?).await.err().ok_or("exchanged")?;
+    /// assert!(err.to_string().ends_with("the code has expired)"), "{err}");
+    /// # Ok(()) }
     /// ```
     pub fn code_lifetime(mut self, lifetime: Duration) -> Self {
         self.code_lifetime = lifetime;
@@ -316,10 +501,23 @@ impl MockConfig {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use infobip_auth::mock::MockConfig;
+    /// use infobip_auth::mock::{MockConfig, MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    /// use infobip_auth::source::{ClientCredentials, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
     /// // One session, token or logout per second: easy to exceed in a test.
-    /// let config = MockConfig::demo().throttle(1, Duration::from_secs(1));
-    /// # let _ = config;
+    /// let server = MockServer::start_with(MockConfig::demo().throttle(1, Duration::from_secs(1))).await?;
+    /// let oauth = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    ///     .transport(transport())
+    ///     .build()?;
+    /// assert!(oauth.fetch(None).await.is_ok());
+    /// let err = oauth.fetch(None).await.err().ok_or("not throttled")?;
+    /// assert!(err.to_string().contains("429 Too Many Requests TOO_MANY_REQUESTS"), "{err}");
+    /// assert_eq!(server.counters().throttled, 1);
+    /// # Ok(()) }
     /// ```
     pub fn throttle(mut self, requests: u32, per: Duration) -> Self {
         self.throttle = Some(Rate { requests, per });
@@ -330,9 +528,23 @@ impl MockConfig {
     /// [`MockConfig::throttle`]).
     ///
     /// ```
-    /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::demo().unthrottled();
-    /// # let _ = config;
+    /// use infobip_auth::mock::{MockConfig, MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    /// use infobip_auth::source::{ClientCredentials, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start_with(MockConfig::demo().unthrottled()).await?;
+    /// let oauth = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    ///     .transport(transport())
+    ///     .build()?;
+    /// // More than Infobip's 10 a second, all answered.
+    /// for _ in 0..20 {
+    ///     oauth.fetch(None).await?;
+    /// }
+    /// assert_eq!(server.counters().throttled, 0);
+    /// # Ok(()) }
     /// ```
     pub fn unthrottled(mut self) -> Self {
         self.throttle = None;
@@ -350,9 +562,25 @@ impl MockConfig {
     ///
     /// ```
     /// use http::Method;
-    /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::new().operation(Method::GET, "/sms/1/reports", "sms:manage", "App,Bearer");
-    /// # let _ = config;
+    /// use infobip_auth::mock::{MockConfig, MockServer};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let config = MockConfig::new()
+    ///     .api_key("k", "sms:manage")
+    ///     .user("alice", "s3cret", "sms:manage")
+    ///     .operation(Method::GET, "/sms/1/reports", "sms:manage", "App,Bearer");
+    /// let server = MockServer::start_with(config).await?;
+    /// assert_eq!(get(server.url("/sms/1/reports"), "App k").await?, StatusCode::OK);
+    /// // Basic is not among the operation's schemes.
+    /// assert_eq!(get(server.url("/sms/1/reports"), "Basic YWxpY2U6czNjcmV0").await?, StatusCode::UNAUTHORIZED);
+    /// # Ok(()) }
     /// ```
     pub fn operation(
         mut self,
@@ -375,9 +603,24 @@ impl MockConfig {
     /// [`MockConfig::operation`] still take precedence.
     ///
     /// ```
-    /// use infobip_auth::mock::MockConfig;
-    /// let config = MockConfig::demo().all_operations();
-    /// # let _ = config;
+    /// use infobip_auth::mock::{MockConfig, MockServer, DEMO_API_KEY};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let key = format!("App {DEMO_API_KEY}");
+    /// // The SMS logs are not in the default table...
+    /// let server = MockServer::start().await?;
+    /// assert_eq!(get(server.url("/sms/1/logs"), &key).await?, StatusCode::NOT_FOUND);
+    /// // ...but in the specification.
+    /// let server = MockServer::start_with(MockConfig::demo().all_operations()).await?;
+    /// assert_eq!(get(server.url("/sms/1/logs"), &key).await?, StatusCode::OK);
+    /// # Ok(()) }
     /// ```
     pub fn all_operations(mut self) -> Self {
         self.all_operations = true;
@@ -423,11 +666,37 @@ impl fmt::Debug for MockConfig {
 /// The token response reports that user's account details, set with the methods below.
 ///
 /// ```
-/// use infobip_auth::mock::ExchangeApp;
+/// use infobip_auth::mock::{ExchangeApp, MockConfig, MockServer};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
 /// let app = ExchangeApp::new("0123456789abcdef0123456789abcdef", "s3cr3t-value", "https://app.example/cb", "alice")
-///     .email("alice@example.com")
-///     .locale("hr-HR");
+///     .account_key("00000000000000000000000000000001")
+///     .email("a.smith@example.org")
+///     .locale("hr-HR")
+///     .role(1393, "Designer")
+///     .group(54004, "Developers");
 /// assert!(!format!("{app:?}").contains("s3cr3t-value"));
+/// let server = MockServer::start_with(MockConfig::new().user("alice", "pw", "sms:manage").exchange_app(app)).await?;
+/// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #     .build_http::<http_body_util::Full<bytes::Bytes>>();
+/// # let flow = infobip_auth::source::AuthCodeFlow::builder(server.base_url(), "0123456789abcdef0123456789abcdef")
+/// #     .client_secret("s3cr3t-value")
+/// #     .redirect_uri("https://app.example/cb")
+/// #     .scope("sms:manage")
+/// #     .transport(infobip_auth::source::Transport::new(client.clone()))
+/// #     .build()?;
+/// # let (url, pending) = flow.authorize_url()?;
+/// # let page = client.request(http::Request::get(url).body(Default::default())?).await?;
+/// # let callback = page.headers().get(http::header::LOCATION).ok_or("no redirect")?.to_str()?;
+/// // Once alice approved the app, its token response reports her account as configured...
+/// let source = flow.exchange(flow.callback(pending, callback)?).await?;
+/// let account = source.account();
+/// assert_eq!((account.username.as_str(), account.email.as_str()), ("alice", "a.smith@example.org"));
+/// assert_eq!((account.account_key.as_str(), account.locale.as_str()), ("00000000000000000000000000000001", "hr-HR"));
+/// assert_eq!(account.roles.first().map(|role| role.name.as_str()), Some("Designer"));
+/// assert_eq!(account.groups.first().map(|group| group.id), Some(54004));
+/// // ...and what was not configured as a placeholder: 32 uppercase hex digits for the user key.
+/// assert!(account.user_key.len() == 32 && account.user_key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F')));
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 #[must_use]

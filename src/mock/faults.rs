@@ -21,9 +21,23 @@ use crate::BoxError;
 /// ```
 /// use std::time::Duration;
 /// use http::StatusCode;
-/// use infobip_auth::mock::Fault;
+/// use infobip_auth::mock::{Fault, MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+/// use infobip_auth::source::{Session, TokenSource};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// # let transport = || infobip_auth::source::Transport::new(
+/// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+/// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+/// # );
+/// let server = MockServer::start().await?;
+/// # let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+/// #     .transport(transport())
+/// #     .build()?;
+/// // `session` logs the demo user in.
 /// let busy = Fault::Status { status: StatusCode::TOO_MANY_REQUESTS, retry_after: Some(Duration::from_secs(2)) };
-/// # let _ = busy;
+/// server.inject(busy);
+/// let err = session.fetch(None).await.err().ok_or("logged in")?;
+/// assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+/// # Ok(()) }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -149,13 +149,22 @@ impl MockServer {
     /// answered.
     ///
     /// ```
-    /// # use infobip_auth::mock::MockServer;
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> std::io::Result<()> {
-    /// let server = MockServer::start().await?;
-    /// server.shutdown().await;
-    /// # Ok(())
+    /// use infobip_auth::mock::MockServer;
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
     /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let server = MockServer::start().await?;
+    /// let inbox = server.url("/sms/1/inbox/reports");
+    /// server.shutdown().await;
+    /// // Nothing answers any more.
+    /// assert!(get(inbox, "App key").await.is_err());
+    /// # Ok(()) }
     /// ```
     pub async fn shutdown(mut self) {
         self.stop.send_replace(());
@@ -186,13 +195,24 @@ impl MockServer {
     /// the order they were queued.
     ///
     /// ```
-    /// # use infobip_auth::mock::{Fault, MockServer};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> std::io::Result<()> {
+    /// use infobip_auth::mock::{Fault, MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
     /// let server = MockServer::start().await?;
+    /// # let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    /// #     .transport(transport())
+    /// #     .build()?;
+    /// // `session` logs the demo user in.
     /// server.inject(Fault::CloseConnection);
-    /// # Ok(())
-    /// # }
+    /// let err = session.fetch(None).await.err().ok_or("logged in")?;
+    /// assert!(err.is_transient(), "{err}");
+    /// // One fault per request: the next login works.
+    /// assert!(session.fetch(None).await.is_ok());
+    /// # Ok(()) }
     /// ```
     pub fn inject(&self, fault: Fault) {
         self.state.inject(fault);
@@ -201,13 +221,22 @@ impl MockServer {
     /// Revokes an API key: from now on it is answered `401`.
     ///
     /// ```
-    /// # use infobip_auth::mock::{MockServer, DEMO_API_KEY};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> std::io::Result<()> {
-    /// let server = MockServer::start().await?;
-    /// server.revoke_api_key(DEMO_API_KEY);
-    /// # Ok(())
+    /// use infobip_auth::mock::{MockServer, DEMO_API_KEY};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
     /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let server = MockServer::start().await?;
+    /// let key = format!("App {DEMO_API_KEY}");
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), &key).await?, StatusCode::OK);
+    /// server.revoke_api_key(DEMO_API_KEY);
+    /// assert_eq!(get(server.url("/sms/1/inbox/reports"), &key).await?, StatusCode::UNAUTHORIZED);
+    /// # Ok(()) }
     /// ```
     pub fn revoke_api_key(&self, key: &str) {
         self.state.revoke_api_key(key);
@@ -216,13 +245,31 @@ impl MockServer {
     /// Revokes a session token, an OAuth access token or an Exchange token.
     ///
     /// ```
-    /// # use infobip_auth::mock::MockServer;
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> std::io::Result<()> {
-    /// let server = MockServer::start().await?;
-    /// server.revoke_token("a token the server issued");
-    /// # Ok(())
+    /// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
     /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let server = MockServer::start().await?;
+    /// # let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    /// #     .transport(transport())
+    /// #     .build()?;
+    /// // `session` logs the demo user in.
+    /// let credential = session.fetch(None).await?;
+    /// server.revoke_token(credential.expose_token());
+    /// let refused = get(server.url("/sms/1/inbox/reports"), credential.header().to_str()?).await?;
+    /// assert_eq!(refused, StatusCode::UNAUTHORIZED);
+    /// # Ok(()) }
     /// ```
     pub fn revoke_token(&self, token: &str) {
         self.state.revoke_token(token);
@@ -231,13 +278,33 @@ impl MockServer {
     /// Revokes every session, OAuth access token and Exchange token (API keys and users stay).
     ///
     /// ```
-    /// # use infobip_auth::mock::MockServer;
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> std::io::Result<()> {
-    /// let server = MockServer::start().await?;
-    /// server.revoke_all_tokens();
-    /// # Ok(())
+    /// use infobip_auth::mock::{MockServer, DEMO_API_KEY, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
     /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let server = MockServer::start().await?;
+    /// # let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    /// #     .transport(transport())
+    /// #     .build()?;
+    /// // `session` logs the demo user in.
+    /// let credential = session.fetch(None).await?;
+    /// server.revoke_all_tokens();
+    /// let inbox = || server.url("/sms/1/inbox/reports");
+    /// assert_eq!(get(inbox(), credential.header().to_str()?).await?, StatusCode::UNAUTHORIZED);
+    /// // API keys stay valid.
+    /// assert_eq!(get(inbox(), &format!("App {DEMO_API_KEY}")).await?, StatusCode::OK);
+    /// # Ok(()) }
     /// ```
     pub fn revoke_all_tokens(&self) {
         self.state.revoke_all_tokens();
@@ -247,13 +314,31 @@ impl MockServer {
     /// now (API keys and users stay valid).
     ///
     /// ```
-    /// # use infobip_auth::mock::MockServer;
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> std::io::Result<()> {
-    /// let server = MockServer::start().await?;
-    /// server.expire_all();
-    /// # Ok(())
+    /// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// use http::StatusCode;
+    /// # async fn get(url: String, authorization: &str) -> Result<StatusCode, infobip_auth::BoxError> {
+    /// #     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>();
+    /// #     let request = http::Request::get(url).header("authorization", authorization).body(Default::default())?;
+    /// #     Ok(client.request(request).await?.status())
     /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// // `get(url, authorization)`: the status of a GET sent with that `Authorization` header.
+    /// let server = MockServer::start().await?;
+    /// # let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    /// #     .transport(transport())
+    /// #     .build()?;
+    /// // `session` logs the demo user in.
+    /// let credential = session.fetch(None).await?;
+    /// server.expire_all();
+    /// let refused = get(server.url("/sms/1/inbox/reports"), credential.header().to_str()?).await?;
+    /// assert_eq!(refused, StatusCode::UNAUTHORIZED);
+    /// # Ok(()) }
     /// ```
     pub fn expire_all(&self) {
         self.state.expire_all();
@@ -263,13 +348,26 @@ impl MockServer {
     /// refreshes overlap.
     ///
     /// ```
-    /// # use infobip_auth::mock::MockServer;
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// use tokio::time::Instant;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
     /// let server = MockServer::start().await?;
-    /// server.set_latency(std::time::Duration::from_millis(20));
-    /// # Ok(())
-    /// # }
+    /// # let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    /// #     .transport(transport())
+    /// #     .build()?;
+    /// // `session` logs the demo user in; the clock is tokio's paused one.
+    /// server.set_latency(Duration::from_secs(2));
+    /// let start = Instant::now();
+    /// session.fetch(None).await?;
+    /// assert!(start.elapsed() >= Duration::from_secs(2));
+    /// # Ok(()) }
     /// ```
     pub fn set_latency(&self, latency: Duration) {
         self.state.set_latency(latency);

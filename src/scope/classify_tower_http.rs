@@ -26,12 +26,40 @@ use crate::{BoxError, Error, ErrorKind, Forbidden};
 /// [`held`](Self::held) declares them.
 ///
 /// ```
-/// use infobip_auth::scope::{ScopeCheckLayer, ScopeClassifier};
+/// use http::{Request, Response, StatusCode};
+/// use infobip_auth::scope::{ScopeCheckLayer, ScopeClassifier, ScopeFailureClass};
+/// use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
+/// use tower_http::classify::{ClassifiedResponse, ClassifyResponse, MakeClassifier};
 /// use tower_http::trace::TraceLayer;
-/// let layers = tower::ServiceBuilder::new()
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// # let infobip = service_fn(|_: Request<String>| async {
+/// #     let body = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+/// #     let mut response = Response::new(body.to_owned());
+/// #     *response.status_mut() = StatusCode::FORBIDDEN;
+/// #     Ok::<_, std::convert::Infallible>(response)
+/// # });
+/// # let sms = || Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+/// #     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+/// #     .body(String::new());
+/// // `infobip` answers every request with Infobip's `403`; `sms()` sends an SMS with an API key.
+/// let traced = ServiceBuilder::new()
 ///     .layer(TraceLayer::new(ScopeClassifier::new()))
-///     .layer(ScopeCheckLayer::new());
-/// # let _ = layers;
+///     .layer(ScopeCheckLayer::new())
+///     .service(infobip);
+/// assert_eq!(traced.oneshot(sms()?).await?.status(), StatusCode::FORBIDDEN);
+///
+/// // What the trace layer learns of that answer: the scopes, and the server's `messageId`
+/// // the scope check read.
+/// let classifier = ScopeClassifier::new().make_classifier(&sms()?);
+/// let response = ScopeCheckLayer::new().layer(infobip).oneshot(sms()?).await?;
+/// let ClassifiedResponse::Ready(Err(ScopeFailureClass::Forbidden(forbidden))) =
+///     classifier.classify_response(&response)
+/// else {
+///     return Err("not classified as forbidden".into());
+/// };
+/// assert_eq!(forbidden.api.as_ref().and_then(|api| api.code()), Some("FORBIDDEN"));
+/// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
@@ -55,9 +83,20 @@ impl ScopeClassifier {
     /// A classifier over [`Catalog::infobip`], knowing no held scopes.
     ///
     /// ```
+    /// use http::{Request, Response, StatusCode};
     /// use infobip_auth::scope::ScopeClassifier;
-    /// let trace = tower_http::trace::TraceLayer::new(ScopeClassifier::new());
-    /// # let _ = trace;
+    /// use tower_http::classify::{ClassifiedResponse, ClassifyResponse, MakeClassifier};
+    ///
+    /// let request = Request::get("https://xyz12.api.infobip.com/sms/1/logs").body(())?;
+    /// let mut busy = Response::new(());
+    /// *busy.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    /// // A `503` is a failure worth retrying.
+    /// let classifier = ScopeClassifier::new().make_classifier(&request);
+    /// let ClassifiedResponse::Ready(Err(class)) = classifier.classify_response(&busy) else {
+    ///     return Err("not a failure".into());
+    /// };
+    /// assert!(class.is_retryable());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new() -> Self {
         Self::with(Catalog::infobip(), None)
@@ -72,9 +111,24 @@ impl ScopeClassifier {
     /// Looks endpoints up in `catalog` instead of [`Catalog::infobip`].
     ///
     /// ```
-    /// use infobip_auth::scope::{Catalog, ScopeClassifier};
-    /// let classifier = ScopeClassifier::new().catalog(Catalog::empty());
-    /// # let _ = classifier;
+    /// use http::{Method, Request, Response, StatusCode};
+    /// use infobip_auth::scope::{AuthScheme, Catalog, ScopeClassifier, ScopeFailureClass};
+    /// use tower_http::classify::{ClassifiedResponse, ClassifyResponse, MakeClassifier};
+    ///
+    /// let catalog = Catalog::infobip()
+    ///     .with_operation(Method::GET, "/beta/1/things", "beta:read".parse()?, &[AuthScheme::ApiKey])?;
+    /// let request = Request::get("https://xyz12.api.infobip.com/beta/1/things").body(())?;
+    /// let mut forbidden = Response::new(());
+    /// *forbidden.status_mut() = StatusCode::FORBIDDEN;
+    /// // A `403` from the new endpoint is named by the scope the entry gives.
+    /// let classifier = ScopeClassifier::new().catalog(catalog).make_classifier(&request);
+    /// let ClassifiedResponse::Ready(Err(ScopeFailureClass::Forbidden(class))) =
+    ///     classifier.classify_response(&forbidden)
+    /// else {
+    ///     return Err("not classified as forbidden".into());
+    /// };
+    /// assert_eq!(class.required, Some("beta:read".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn catalog(self, catalog: Catalog) -> Self {
         Self::with(catalog, self.shared.held.clone())
@@ -83,10 +137,21 @@ impl ScopeClassifier {
     /// Declares the scopes the credential holds, so a `403` class names them.
     ///
     /// ```
-    /// use infobip_auth::scope::ScopeClassifier;
-    /// let classifier = ScopeClassifier::new().held("sms:manage".parse()?);
-    /// # let _ = classifier;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// use http::{Request, Response, StatusCode};
+    /// use infobip_auth::scope::{ScopeClassifier, ScopeFailureClass};
+    /// use tower_http::classify::{ClassifiedResponse, ClassifyResponse, MakeClassifier};
+    ///
+    /// let request = Request::post("https://xyz12.api.infobip.com/email/3/send").body(())?;
+    /// let mut forbidden = Response::new(());
+    /// *forbidden.status_mut() = StatusCode::FORBIDDEN;
+    /// let classifier = ScopeClassifier::new().held("sms:manage".parse()?).make_classifier(&request);
+    /// let ClassifiedResponse::Ready(Err(ScopeFailureClass::Forbidden(class))) =
+    ///     classifier.classify_response(&forbidden)
+    /// else {
+    ///     return Err("not classified as forbidden".into());
+    /// };
+    /// assert_eq!(class.held, Some("sms:manage".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn held(self, scopes: Scopes) -> Self {
         Self::with(self.shared.catalog.clone(), Some(scopes))

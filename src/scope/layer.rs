@@ -39,9 +39,26 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// ```
 /// use infobip_auth::scope::ScopeCheckLayer;
+/// use infobip_auth::Error;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+/// # let infobip = service_fn(|_: Request<String>| async {
+/// #     let body = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+/// #     let mut response = Response::new(body.to_owned());
+/// #     *response.status_mut() = StatusCode::FORBIDDEN;
+/// #     Ok::<_, std::convert::Infallible>(response)
+/// # });
+/// # let sms = || Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+/// #     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+/// #     .body(String::new());
+/// // `infobip` answers every request with Infobip's `403`; `sms()` sends an SMS with an API key.
 /// let layer = ScopeCheckLayer::new().held("sms:manage".parse()?).reject_forbidden();
-/// # let _ = layer;
-/// # Ok::<(), infobip_auth::ConfigError>(())
+/// // `sms:manage` grants the endpoint, so the request is sent; the server's `403` is an error.
+/// let err = layer.layer(infobip).oneshot(sms()?).await.err().ok_or("not refused")?;
+/// let forbidden = Error::find(&*err).and_then(Error::forbidden).ok_or("not a 403")?;
+/// assert_eq!(forbidden.held, Some("sms:manage".parse()?));
+/// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
@@ -101,11 +118,26 @@ impl ScopeCheckLayer {
     ///
     /// ```
     /// use infobip_auth::scope::ScopeCheckLayer;
-    /// use tower::Layer;
-    /// let service = ScopeCheckLayer::new().layer(tower::service_fn(|_: http::Request<()>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// }));
-    /// # let _ = service;
+    /// use infobip_auth::Error;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let infobip = service_fn(|_: Request<String>| async {
+    /// #     let body = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    /// #     let mut response = Response::new(body.to_owned());
+    /// #     *response.status_mut() = StatusCode::FORBIDDEN;
+    /// #     Ok::<_, std::convert::Infallible>(response)
+    /// # });
+    /// # let sms = || Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+    /// #     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+    /// #     .body(String::new());
+    /// // `infobip` answers every request with Infobip's `403`; `sms()` sends an SMS with an API key.
+    /// let response = ScopeCheckLayer::new().layer(infobip).oneshot(sms()?).await?;
+    /// // The `403` is the response, explained by the error in its extensions.
+    /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    /// let meaning = response.extensions().get::<Error>().ok_or("not classified")?;
+    /// assert!(meaning.to_string().starts_with("forbidden: POST /sms/2/text/advanced needs any of message:send"));
+    /// # Ok(()) }
     /// ```
     pub fn new() -> Self {
         Self {
@@ -133,13 +165,24 @@ impl ScopeCheckLayer {
     /// entries of your own added.
     ///
     /// ```
-    /// use http::Method;
+    /// use http::{Method, Request};
     /// use infobip_auth::scope::{AuthScheme, Catalog, ScopeCheckLayer};
+    /// use infobip_auth::{Error, ErrorKind};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let client = service_fn(|_: Request<String>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// # });
     /// let catalog = Catalog::infobip()
     ///     .with_operation(Method::GET, "/beta/1/things", "beta:read".parse()?, &[AuthScheme::ApiKey])?;
     /// let layer = ScopeCheckLayer::new().catalog(catalog);
-    /// # let _ = layer;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// // The new entry takes API keys only: a Basic request is refused before it is sent.
+    /// let request = Request::get("https://xyz12.api.infobip.com/beta/1/things")
+    ///     .header("authorization", "Basic QWxhZGRpbjpvcGVuU2VzYW1l")
+    ///     .body(String::new())?;
+    /// let err = layer.layer(client).oneshot(request).await.err().ok_or("sent")?;
+    /// assert!(matches!(Error::find(&*err).map(Error::kind), Some(ErrorKind::SchemeNotAccepted { .. })));
+    /// # Ok(()) }
     /// ```
     pub fn catalog(mut self, catalog: Catalog) -> Self {
         self.config.catalog = catalog;
@@ -151,9 +194,26 @@ impl ScopeCheckLayer {
     ///
     /// ```
     /// use infobip_auth::scope::ScopeCheckLayer;
-    /// let layer = ScopeCheckLayer::new().held("message:send,inbound-message:read".parse()?);
-    /// # let _ = layer;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// use infobip_auth::Error;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let infobip = service_fn(|_: Request<String>| async {
+    /// #     let body = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    /// #     let mut response = Response::new(body.to_owned());
+    /// #     *response.status_mut() = StatusCode::FORBIDDEN;
+    /// #     Ok::<_, std::convert::Infallible>(response)
+    /// # });
+    /// # let sms = || Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+    /// #     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+    /// #     .body(String::new());
+    /// // `infobip` answers every request with Infobip's `403`; `sms()` sends an SMS with an API key.
+    /// let layer = ScopeCheckLayer::new().held("inbound-message:read".parse()?);
+    /// // No held scope grants sending an SMS: refused before it is sent.
+    /// let err = layer.layer(infobip).oneshot(sms()?).await.err().ok_or("sent")?;
+    /// let refused = Error::find(&*err).ok_or("not ours")?;
+    /// assert!(refused.to_string().ends_with("; the credential holds inbound-message:read"));
+    /// # Ok(()) }
     /// ```
     pub fn held(mut self, scopes: Scopes) -> Self {
         self.config.held = Some(Arc::new(scopes));
@@ -167,8 +227,24 @@ impl ScopeCheckLayer {
     ///
     /// ```
     /// use infobip_auth::scope::ScopeCheckLayer;
-    /// let layer = ScopeCheckLayer::new().preflight(false);
-    /// # let _ = layer;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let infobip = service_fn(|_: Request<String>| async {
+    /// #     let body = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    /// #     let mut response = Response::new(body.to_owned());
+    /// #     *response.status_mut() = StatusCode::FORBIDDEN;
+    /// #     Ok::<_, std::convert::Infallible>(response)
+    /// # });
+    /// # let sms = || Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+    /// #     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+    /// #     .body(String::new());
+    /// // `infobip` answers every request with Infobip's `403`; `sms()` sends an SMS with an API key.
+    /// let layer = ScopeCheckLayer::new().held("inbound-message:read".parse()?).preflight(false);
+    /// // Sent although no held scope grants it, and the server's `403` comes back.
+    /// let response = layer.layer(infobip).oneshot(sms()?).await?;
+    /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    /// # Ok(()) }
     /// ```
     pub fn preflight(mut self, on: bool) -> Self {
         self.config.preflight = on;
@@ -182,8 +258,24 @@ impl ScopeCheckLayer {
     ///
     /// ```
     /// use infobip_auth::scope::ScopeCheckLayer;
+    /// use infobip_auth::{Error, ErrorKind};
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let infobip = service_fn(|_: Request<String>| async {
+    /// #     let body = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    /// #     let mut response = Response::new(body.to_owned());
+    /// #     *response.status_mut() = StatusCode::FORBIDDEN;
+    /// #     Ok::<_, std::convert::Infallible>(response)
+    /// # });
+    /// # let sms = || Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+    /// #     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+    /// #     .body(String::new());
+    /// // `infobip` answers every request with Infobip's `403`; `sms()` sends an SMS with an API key.
     /// let layer = ScopeCheckLayer::new().reject_forbidden();
-    /// # let _ = layer;
+    /// let err = layer.layer(infobip).oneshot(sms()?).await.err().ok_or("not refused")?;
+    /// assert!(matches!(Error::find(&*err).map(Error::kind), Some(ErrorKind::Forbidden(_))));
+    /// # Ok(()) }
     /// ```
     pub fn reject_forbidden(mut self) -> Self {
         self.config.reject_forbidden = true;
@@ -196,9 +288,31 @@ impl ScopeCheckLayer {
     /// status has its body read.
     ///
     /// ```
+    /// use http_body_util::BodyExt;
     /// use infobip_auth::scope::ScopeCheckLayer;
-    /// let layer = ScopeCheckLayer::new().read_limit(4096);
-    /// # let _ = layer;
+    /// use infobip_auth::Error;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let infobip = service_fn(|_: Request<String>| async {
+    /// #     let body = r#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    /// #     let mut response = Response::new(body.to_owned());
+    /// #     *response.status_mut() = StatusCode::FORBIDDEN;
+    /// #     Ok::<_, std::convert::Infallible>(response)
+    /// # });
+    /// # let sms = || Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+    /// #     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+    /// #     .body(String::new());
+    /// // `infobip` answers every request with Infobip's `403`; `sms()` sends an SMS with an API key.
+    /// let response = ScopeCheckLayer::new().read_limit(16).layer(infobip).oneshot(sms()?).await?;
+    /// // 16 bytes of the body were read: too few to find Infobip's `messageId`.
+    /// let forbidden = response.extensions().get::<Error>().and_then(Error::forbidden).ok_or("not a 403")?;
+    /// let api = forbidden.api.as_ref().ok_or("no body")?;
+    /// assert_eq!((api.code(), api.raw()), (None, Some(r#"{"requestError":"#)));
+    /// // The caller still gets the whole body.
+    /// let body = response.into_body().collect().await?.to_bytes();
+    /// assert!(body.ends_with(br#""text":"Forbidden"}}}"#));
+    /// # Ok(()) }
     /// ```
     pub fn read_limit(mut self, bytes: usize) -> Self {
         self.config.read_limit = bytes;
@@ -214,9 +328,37 @@ impl ScopeCheckLayer {
     /// the body with no bound of its own.
     ///
     /// ```
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use futures_util::{StreamExt, stream};
+    /// use http::{Request, Response, StatusCode};
+    /// use http_body::Frame;
+    /// use http_body_util::StreamBody;
+    /// use infobip_auth::Error;
     /// use infobip_auth::scope::ScopeCheckLayer;
-    /// let layer = ScopeCheckLayer::new().read_timeout(std::time::Duration::from_secs(2));
-    /// # let _ = layer;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // A `403` whose body stops after its first bytes.
+    /// let stalling = service_fn(|_: Request<String>| async {
+    ///     let start = Frame::data(Bytes::from_static(br#"{"requestError":"#));
+    ///     let frames = stream::iter([Ok::<_, std::convert::Infallible>(start)]).chain(stream::pending());
+    ///     let mut response = Response::new(StreamBody::new(frames));
+    ///     *response.status_mut() = StatusCode::FORBIDDEN;
+    ///     Ok::<_, std::convert::Infallible>(response)
+    /// });
+    /// # let sms = Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced")
+    /// #     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+    /// #     .body(String::new())?;
+    /// let layer = ScopeCheckLayer::new().read_timeout(Duration::from_secs(2));
+    /// // On tokio's paused clock: after two seconds the response comes back, classified from
+    /// // what had come.
+    /// let start = tokio::time::Instant::now();
+    /// let response = layer.layer(stalling).oneshot(sms).await?;
+    /// assert_eq!(start.elapsed(), Duration::from_secs(2));
+    /// let forbidden = response.extensions().get::<Error>().and_then(Error::forbidden).ok_or("not a 403")?;
+    /// assert_eq!(forbidden.api.as_ref().and_then(|api| api.raw()), Some(r#"{"requestError":"#));
+    /// # Ok(()) }
     /// ```
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.config.read_timeout = timeout;
@@ -278,11 +420,24 @@ impl<S> ScopeCheck<S> {
     /// Wraps `inner` with the defaults of [`ScopeCheckLayer::new`].
     ///
     /// ```
+    /// use http::{Request, Response, StatusCode};
     /// use infobip_auth::scope::ScopeCheck;
-    /// let service = ScopeCheck::new(tower::service_fn(|_: http::Request<()>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-    /// }));
-    /// # let _ = service;
+    /// use infobip_auth::{Error, ErrorKind};
+    /// use tower::{ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let refusing = service_fn(|_: Request<String>| async {
+    ///     let mut response = Response::new(String::new());
+    ///     *response.status_mut() = StatusCode::UNAUTHORIZED;
+    ///     Ok::<_, std::convert::Infallible>(response)
+    /// });
+    /// let request = Request::get("https://xyz12.api.infobip.com/sms/1/logs")
+    ///     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+    ///     .body(String::new())?;
+    /// // A `401` stays a response, marked for the auth layer around this one.
+    /// let response = ScopeCheck::new(refusing).oneshot(request).await?;
+    /// let meaning = response.extensions().get::<Error>().map(Error::kind);
+    /// assert!(matches!(meaning, Some(ErrorKind::InvalidCredentials(_))));
+    /// # Ok(()) }
     /// ```
     pub fn new(inner: S) -> Self {
         ScopeCheckLayer::new().layer(inner)

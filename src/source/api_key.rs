@@ -45,8 +45,11 @@ impl ApiKey {
     /// lacked, or refuse a request the key cannot make before sending it.
     ///
     /// ```
-    /// # use infobip_auth::source::ApiKey;
+    /// # use infobip_auth::source::{ApiKey, TokenSource};
     /// let key = ApiKey::new("k")?.with_scopes("inbound-message:read".parse()?);
+    /// // The credential carries the scopes; the scope check reads them from there.
+    /// let scopes = key.fixed().and_then(|credential| credential.scopes().cloned());
+    /// assert_eq!(scopes, Some("inbound-message:read".parse()?));
     /// # Ok::<(), infobip_auth::ConfigError>(())
     /// ```
     #[must_use]

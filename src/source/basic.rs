@@ -71,8 +71,10 @@ impl Basic {
     /// Declares the scopes the user holds (see [`ApiKey::with_scopes`](crate::source::ApiKey::with_scopes)).
     ///
     /// ```
-    /// # use infobip_auth::source::Basic;
+    /// # use infobip_auth::source::{Basic, TokenSource};
     /// let basic = Basic::new("user", "pw")?.with_scopes("account-management:manage".parse()?);
+    /// let scopes = basic.fixed().and_then(|credential| credential.scopes().cloned());
+    /// assert_eq!(scopes, Some("account-management:manage".parse()?));
     /// # Ok::<(), infobip_auth::ConfigError>(())
     /// ```
     #[must_use]

@@ -108,15 +108,19 @@ impl ClientCredentials {
     /// [`transport`](Builder::transport) is required.
     ///
     /// ```
-    /// # use infobip_auth::source::{ClientCredentials, Transport};
-    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
-    /// # });
-    /// let oauth = ClientCredentials::builder("https://xyz12.api.infobip.com", "client-id", "client-secret")
-    ///     .transport(Transport::new(client))
+    /// use infobip_auth::mock::{MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    /// use infobip_auth::source::{ClientCredentials, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start().await?; // Infobip-compatible, on loopback
+    /// let oauth = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    ///     .transport(transport())
     ///     .build()?;
-    /// # let _ = oauth;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// assert_eq!(oauth.fetch(None).await?.scheme(), "Bearer");
+    /// # Ok(()) }
     /// ```
     pub fn builder(base_url: &str, client_id: &str, client_secret: &str) -> Builder {
         Builder {
@@ -217,15 +221,15 @@ impl Builder {
     /// client). It may be the same client the layer wraps.
     ///
     /// ```
-    /// # use infobip_auth::source::{ClientCredentials, Transport};
     /// use hyper_util::client::legacy::Client;
     /// use hyper_util::rt::TokioExecutor;
+    /// use infobip_auth::ConfigError;
+    /// use infobip_auth::source::{ClientCredentials, Transport};
+    /// let builder = || ClientCredentials::builder("https://xyz12.api.infobip.com", "client-id", "client-secret");
     /// let client = Client::builder(TokioExecutor::new()).build_http();
-    /// let oauth = ClientCredentials::builder("https://xyz12.api.infobip.com", "client-id", "client-secret")
-    ///     .transport(Transport::new(client))
-    ///     .build()?;
-    /// # let _ = oauth;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// assert!(builder().transport(Transport::new(client)).build().is_ok());
+    /// let err = builder().build().err();
+    /// assert!(matches!(err, Some(ConfigError::Invalid { what: "transport", .. })));
     /// ```
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = Some(transport);
@@ -236,16 +240,28 @@ impl Builder {
     /// `/auth/1/oauth2/token`).
     ///
     /// ```
-    /// # use infobip_auth::source::{ClientCredentials, Transport};
-    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # use bytes::Bytes;
+    /// # use http_body_util::{BodyExt, Full};
+    /// # // Answers with a token only when `path == "/infobip/oauth/token"`, else `404`.
+    /// # let client = tower::service_fn(|request: http::Request<Full<Bytes>>| async move {
+    /// #     let path = request.uri().path().to_owned();
+    /// #     let body = request.into_body().collect().await?.to_bytes();
+    /// #     let body = String::from_utf8_lossy(&body);
+    /// #     let mut response = http::Response::new(Full::new(Bytes::from(r#"{"access_token":"a1b2c3","token_type":"Bearer","expires_in":3600}"#)));
+    /// #     if !(path == "/infobip/oauth/token") {
+    /// #         *response.status_mut() = http::StatusCode::NOT_FOUND;
+    /// #     }
+    /// #     Ok::<_, infobip_auth::BoxError>(response)
     /// # });
+    /// // `client` stands in for a gateway that serves the token endpoint at its own path.
     /// let oauth = ClientCredentials::builder("https://gateway.example.com", "client-id", "client-secret")
     ///     .transport(Transport::new(client))
     ///     .token_path("/infobip/oauth/token")
     ///     .build()?;
-    /// # let _ = oauth;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// assert_eq!(oauth.fetch(None).await?.header(), "Bearer a1b2c3");
+    /// # Ok(()) }
     /// ```
     pub fn token_path(mut self, path: &str) -> Self {
         self.token_path = Some(path.to_owned());
@@ -256,16 +272,21 @@ impl Builder {
     /// them declared, a scope check can explain a `403` or refuse a request before sending it.
     ///
     /// ```
-    /// # use infobip_auth::source::{ClientCredentials, Transport};
-    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
-    /// # });
-    /// let oauth = ClientCredentials::builder("https://xyz12.api.infobip.com", "client-id", "client-secret")
-    ///     .transport(Transport::new(client))
+    /// use infobip_auth::mock::{MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    /// use infobip_auth::source::{ClientCredentials, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start().await?; // Infobip-compatible, on loopback
+    /// let oauth = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+    ///     .transport(transport())
     ///     .scopes("sms:manage".parse()?)
     ///     .build()?;
-    /// # let _ = oauth;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// // Each token carries them, for the scope check to read.
+    /// assert_eq!(oauth.fetch(None).await?.scopes(), Some(&"sms:manage".parse()?));
+    /// # Ok(()) }
     /// ```
     pub fn scopes(mut self, scopes: Scopes) -> Self {
         self.scopes = Some(scopes);

@@ -34,8 +34,10 @@
 //! }
 //! # fn read_vault() -> std::io::Result<String> { Ok("token-from-vault".into()) }
 //!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
 //! let layer = infobip_auth::InfobipAuthLayer::new(FromVault);
-//! # let _ = layer;
+//! assert_eq!(layer.credential().await?.header(), "Bearer token-from-vault");
+//! # Ok(()) }
 //! ```
 
 mod api_key;
@@ -325,11 +327,21 @@ impl SharedTokenSource {
     /// The source's typed [`Error`].
     ///
     /// ```
-    /// # use infobip_auth::source::{ApiKey, SharedTokenSource};
+    /// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, SharedTokenSource};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
-    /// let source = SharedTokenSource::from(ApiKey::new("key")?);
-    /// let key = source.fetch(None).await?;
-    /// source.revoke(&key).await?; // a fixed key has nothing to end
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start().await?; // Infobip-compatible, on loopback
+    /// let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    ///     .transport(transport())
+    ///     .build()?;
+    /// let source = SharedTokenSource::from(session);
+    /// let credential = source.fetch(None).await?;
+    /// source.revoke(&credential).await?; // the session is deleted
+    /// assert_eq!(server.counters().session_deletes, 1);
     /// # Ok(()) }
     /// ```
     pub async fn revoke(&self, credential: &Credential) -> Result<(), Error> {

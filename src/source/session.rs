@@ -114,15 +114,19 @@ impl Session {
     /// e.g. `https://xyz12.api.infobip.com`). A [`transport`](Builder::transport) is required.
     ///
     /// ```
-    /// # use infobip_auth::source::{Session, Transport};
-    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
-    /// # });
-    /// let session = Session::builder("https://xyz12.api.infobip.com", "username", "password")
-    ///     .transport(Transport::new(client))
+    /// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start().await?; // Infobip-compatible, on loopback
+    /// let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    ///     .transport(transport())
     ///     .build()?;
-    /// # let _ = session;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// assert_eq!(session.fetch(None).await?.scheme(), "IBSSO");
+    /// # Ok(()) }
     /// ```
     pub fn builder(base_url: &str, username: &str, password: &str) -> Builder {
         Builder {
@@ -270,15 +274,15 @@ impl Builder {
     /// client). It may be the same client the layer wraps.
     ///
     /// ```
-    /// # use infobip_auth::source::{Session, Transport};
     /// use hyper_util::client::legacy::Client;
     /// use hyper_util::rt::TokioExecutor;
+    /// use infobip_auth::ConfigError;
+    /// use infobip_auth::source::{Session, Transport};
+    /// let builder = || Session::builder("https://xyz12.api.infobip.com", "username", "password");
     /// let client = Client::builder(TokioExecutor::new()).build_http();
-    /// let session = Session::builder("https://xyz12.api.infobip.com", "username", "password")
-    ///     .transport(Transport::new(client))
-    ///     .build()?;
-    /// # let _ = session;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// assert!(builder().transport(Transport::new(client)).build().is_ok());
+    /// let err = builder().build().err();
+    /// assert!(matches!(err, Some(ConfigError::Invalid { what: "transport", .. })));
     /// ```
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = Some(transport);
@@ -289,17 +293,22 @@ impl Builder {
     /// Set it to your account's session length if you shortened it. From one second to one day.
     ///
     /// ```
-    /// # use infobip_auth::source::{Session, Transport};
-    /// # use std::time::Duration;
-    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
-    /// # });
-    /// let session = Session::builder("https://xyz12.api.infobip.com", "username", "password")
-    ///     .transport(Transport::new(client))
+    /// use std::time::Duration;
+    /// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start().await?; // Infobip-compatible, on loopback
+    /// let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    ///     .transport(transport())
     ///     .idle_timeout(Duration::from_secs(15 * 60))
     ///     .build()?;
-    /// # let _ = session;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// // The cache renews a session before an idle gap this long.
+    /// assert_eq!(session.fetch(None).await?.idle_limit(), Some(Duration::from_secs(15 * 60)));
+    /// # Ok(()) }
     /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
@@ -313,17 +322,22 @@ impl Builder {
     /// ahead of time instead of failing every request in flight with a `401`.
     ///
     /// ```
-    /// # use infobip_auth::source::{Session, Transport};
-    /// # use std::time::Duration;
-    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
-    /// # });
-    /// let session = Session::builder("https://xyz12.api.infobip.com", "username", "password")
-    ///     .transport(Transport::new(client))
-    ///     .max_lifetime(Duration::from_secs(60 * 60))
-    ///     .build()?;
-    /// # let _ = session;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// use std::time::Duration;
+    /// use infobip_auth::mock::{MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start().await?; // Infobip-compatible, on loopback
+    /// let builder = || Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD).transport(transport());
+    /// // By default a session has no fixed end; with a maximum, it expires at that age.
+    /// assert_eq!(builder().build()?.fetch(None).await?.lifetime(), None);
+    /// let hour = Duration::from_secs(60 * 60);
+    /// let session = builder().max_lifetime(hour).build()?;
+    /// assert!(session.fetch(None).await?.lifetime().is_some_and(|lifetime| lifetime <= hour));
+    /// # Ok(()) }
     /// ```
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
         self.max_lifetime = Some(lifetime);
@@ -335,16 +349,28 @@ impl Builder {
     /// bound to one address is worth less to whoever steals its token.
     ///
     /// ```
-    /// # use infobip_auth::source::{Session, Transport};
-    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// use infobip_auth::source::{Session, TokenSource, Transport};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # use bytes::Bytes;
+    /// # use http_body_util::{BodyExt, Full};
+    /// # // Answers with a token only when `body.contains(r#""unsafe":true"#)`, else `404`.
+    /// # let client = tower::service_fn(|request: http::Request<Full<Bytes>>| async move {
+    /// #     let path = request.uri().path().to_owned();
+    /// #     let body = request.into_body().collect().await?.to_bytes();
+    /// #     let body = String::from_utf8_lossy(&body);
+    /// #     let mut response = http::Response::new(Full::new(Bytes::from(r#"{"token":"a1b2c3"}"#)));
+    /// #     if !(body.contains(r#""unsafe":true"#)) {
+    /// #         *response.status_mut() = http::StatusCode::NOT_FOUND;
+    /// #     }
+    /// #     Ok::<_, infobip_auth::BoxError>(response)
     /// # });
+    /// // `client` stands in for Infobip, and answers only requests for an unbound session.
     /// let session = Session::builder("https://xyz12.api.infobip.com", "username", "password")
     ///     .transport(Transport::new(client))
     ///     .unsafe_session(true)
     ///     .build()?;
-    /// # let _ = session;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// assert_eq!(session.fetch(None).await?.header(), "IBSSO a1b2c3");
+    /// # Ok(()) }
     /// ```
     pub fn unsafe_session(mut self, unsafe_session: bool) -> Self {
         self.unsafe_session = unsafe_session;
@@ -355,16 +381,28 @@ impl Builder {
     /// `/auth/1/session`). Used for both creating and ending sessions.
     ///
     /// ```
-    /// # use infobip_auth::source::{Session, Transport};
-    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// use infobip_auth::source::{Session, TokenSource, Transport};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # use bytes::Bytes;
+    /// # use http_body_util::{BodyExt, Full};
+    /// # // Answers with a token only when `path == "/infobip/auth/1/session"`, else `404`.
+    /// # let client = tower::service_fn(|request: http::Request<Full<Bytes>>| async move {
+    /// #     let path = request.uri().path().to_owned();
+    /// #     let body = request.into_body().collect().await?.to_bytes();
+    /// #     let body = String::from_utf8_lossy(&body);
+    /// #     let mut response = http::Response::new(Full::new(Bytes::from(r#"{"token":"a1b2c3"}"#)));
+    /// #     if !(path == "/infobip/auth/1/session") {
+    /// #         *response.status_mut() = http::StatusCode::NOT_FOUND;
+    /// #     }
+    /// #     Ok::<_, infobip_auth::BoxError>(response)
     /// # });
+    /// // `client` stands in for a gateway that serves the session endpoint at its own path.
     /// let session = Session::builder("https://gateway.example.com", "username", "password")
     ///     .transport(Transport::new(client))
     ///     .token_path("/infobip/auth/1/session")
     ///     .build()?;
-    /// # let _ = session;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// assert_eq!(session.fetch(None).await?.header(), "IBSSO a1b2c3");
+    /// # Ok(()) }
     /// ```
     pub fn token_path(mut self, path: &str) -> Self {
         self.token_path = Some(path.to_owned());

@@ -27,13 +27,17 @@ impl Transport {
     /// settings). reqwest's own message is left out: a proxy's URL may hold a password.
     ///
     /// ```
-    /// use infobip_auth::source::{ClientCredentials, Transport};
+    /// use infobip_auth::mock::{MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    /// use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let server = MockServer::start().await?; // Infobip-compatible, on loopback
     /// let transport = Transport::reqwest(reqwest::Client::builder())?;
-    /// let source = ClientCredentials::builder("https://xyz12.api.infobip.com", "client-id", "secret")
+    /// let source = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
     ///     .transport(transport)
     ///     .build()?;
-    /// # let _ = source;
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// assert_eq!(source.fetch(None).await?.scheme(), "Bearer");
+    /// assert_eq!(server.counters().oauth_token_requests, 1);
+    /// # Ok(()) }
     /// ```
     pub fn reqwest(builder: reqwest::ClientBuilder) -> Result<Self, ConfigError> {
         let client = builder

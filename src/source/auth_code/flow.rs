@@ -468,10 +468,18 @@ impl Builder {
     /// exchange and with each refresh.
     ///
     /// ```
-    /// # use infobip_auth::source::AuthCodeFlow;
-    /// let builder = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
-    ///     .client_secret("YED8Q0KHeYgQxtjdUkR376Uxu0/zdvwAVZb3ZQ3GGZU=");
-    /// # let _ = builder;
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .client_secret("YED8Q0KHeYgQxtjdUkR376Uxu0/zdvwAVZb3ZQ3GGZU=")
+    /// #   .redirect_uri("https://www.my-app.com/callback").scope("api_read").transport(transport)
+    ///     .build()?;
+    /// // The secret goes to the token endpoint only, never into the URL the user's browser opens.
+    /// let (url, _pending) = flow.authorize_url()?;
+    /// assert!(!url.to_string().contains("YED8Q0KH"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn client_secret(mut self, secret: &str) -> Self {
         self.client_secret = Some(Zeroizing::new(secret.to_owned()));
@@ -485,9 +493,18 @@ impl Builder {
     /// [RFC 7636]: https://www.rfc-editor.org/rfc/rfc7636
     ///
     /// ```
-    /// # use infobip_auth::source::AuthCodeFlow;
-    /// let builder = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6").pkce();
-    /// # let _ = builder;
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .pkce()
+    /// #   .redirect_uri("https://www.my-app.com/callback").scope("api_read").transport(transport)
+    ///     .build()?;
+    /// let (url, pending) = flow.authorize_url()?;
+    /// assert!(url.query().unwrap_or_default().contains("&code_challenge_method=S256"));
+    /// assert!(pending.expose_verifier().is_some()); // sent with the code exchange
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pkce(mut self) -> Self {
         self.pkce = true;
@@ -499,10 +516,24 @@ impl Builder {
     /// `scheme://…` (the `scheme:/path` form is refused: it does not parse as a URI here).
     ///
     /// ```
-    /// # use infobip_auth::source::AuthCodeFlow;
-    /// let builder = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
-    ///     .redirect_uri("https://www.my-app.com/callback");
-    /// # let _ = builder;
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .redirect_uri("https://www.my-app.com/callback")
+    /// #   .pkce().scope("api_read").transport(transport)
+    ///     .build()?;
+    /// let (url, _pending) = flow.authorize_url()?;
+    /// let query = url.query().unwrap_or_default();
+    /// assert!(query.contains("&redirect_uri=https%3A%2F%2Fwww.my-app.com%2Fcallback"));
+    /// // A plain-HTTP redirect URI is refused unless its host is loopback.
+    /// let insecure = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .redirect_uri("http://www.my-app.com/callback")
+    /// #   .pkce().scope("api_read")
+    ///     .build();
+    /// assert!(insecure.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn redirect_uri(mut self, uri: &str) -> Self {
         self.redirect_uri = Some(uri.to_owned());
@@ -512,10 +543,18 @@ impl Builder {
     /// Adds a scope to request; several are sent separated by spaces.
     ///
     /// ```
-    /// # use infobip_auth::source::AuthCodeFlow;
-    /// let builder = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
-    ///     .scope("api_read");
-    /// # let _ = builder;
+    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # let transport = Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// let flow = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    ///     .scope("api_read")
+    ///     .scope("api_write")
+    /// #   .pkce().redirect_uri("https://www.my-app.com/callback").transport(transport)
+    ///     .build()?;
+    /// let (url, _pending) = flow.authorize_url()?;
+    /// assert!(url.query().unwrap_or_default().contains("&scope=api_read+api_write"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn scope(mut self, scope: &str) -> Self {
         self.scopes.push(scope.to_owned());
@@ -550,13 +589,18 @@ impl Builder {
     /// The HTTP client that reaches the token endpoint.
     ///
     /// ```
-    /// # use infobip_auth::source::{AuthCodeFlow, Transport};
+    /// # use infobip_auth::{ConfigError, source::{AuthCodeFlow, Transport}};
     /// use hyper_util::client::legacy::Client;
     /// use hyper_util::rt::TokioExecutor;
+    /// let builder = || {
+    ///     AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
+    /// #       .pkce().redirect_uri("https://www.my-app.com/callback").scope("api_read")
+    /// };
     /// let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<bytes::Bytes>>();
-    /// let builder = AuthCodeFlow::builder("https://oneapi.infobip.com", "d5e47f02d627e390d615c2e93f168eb6")
-    ///     .transport(Transport::new(client));
-    /// # let _ = builder;
+    /// assert!(builder().transport(Transport::new(client)).build().is_ok());
+    /// // Without one, the flow could not reach the token endpoint.
+    /// let err = builder().build().err();
+    /// assert!(matches!(err, Some(ConfigError::Invalid { what: "transport", .. })));
     /// ```
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = Some(transport);

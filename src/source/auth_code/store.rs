@@ -56,6 +56,14 @@ use crate::{Account, BoxError, Credential, Error, ErrorKind};
 ///         Ok(row.as_deref().map(serde_json::from_str).transpose()?)
 ///     }
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), BoxError> {
+/// let row = JsonRow::default();
+/// let token = StoredToken::new("IBSSO", "a1b2c3", std::time::SystemTime::now(), Default::default());
+/// row.save(&token).await?;
+/// let loaded = row.load().await?.ok_or("not saved")?;
+/// assert_eq!(loaded.expose_token(), "a1b2c3");
+/// # Ok(()) }
 /// ```
 pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// Persists `token`, replacing the previous one.
@@ -159,8 +167,7 @@ impl MemoryStore {
     ///
     /// ```
     /// # use infobip_auth::source::MemoryStore;
-    /// let store = MemoryStore::new();
-    /// # let _ = store;
+    /// assert!(MemoryStore::new().get().is_none());
     /// ```
     #[must_use]
     pub fn new() -> Self {
