@@ -20,7 +20,7 @@ use crate::source::{Transport, pkce};
 use crate::trace::event;
 use crate::{BaseUrl, ConfigError, Error, ErrorKind};
 
-/// Where the user approves the app (seed 002, "Authorize endpoint").
+/// Where the user approves the app (Infobip's Exchange guide, "Authorize endpoint").
 const AUTHORIZE_PATH: &str = "/exchange/1/oauth/authorize";
 
 /// An Exchange app's side of Infobip's OAuth 2.0 authorization-code flow ([RFC 6749 §4.1]):
@@ -564,7 +564,9 @@ impl Builder {
     /// How long an authorization made by [`AuthCodeFlow::authorize_url`] waits for its
     /// callback: the time the user may take to log in to Infobip and approve. Ten minutes by
     /// default ([`DEFAULT_PENDING_LIFETIME`]); at most 24 hours. A later callback is
-    /// [`ErrorKind::AuthorizationExpired`].
+    /// [`ErrorKind::AuthorizationExpired`]. Counted in wall-clock time (`SystemTime`), as the
+    /// authorization may be kept outside the process, so a paused tokio clock does not move
+    /// it: to test a late callback, use [`PendingAuthorization::with_expiry`].
     ///
     /// ```
     /// # use infobip_auth::source::{AuthCodeFlow, Transport};

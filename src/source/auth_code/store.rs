@@ -24,7 +24,8 @@ use crate::{Account, BoxError, Credential, Error, ErrorKind};
 /// restart. A refused refresh saves the token as expired, so `resume` then asks for a new
 /// authorization. Exchange tokens live one minute, so a store only helps a restart that is quicker
 /// than that (or a process that shares the connection with another one). Use one store per
-/// connected account.
+/// connected account. A stored token's expiry is wall-clock time (`SystemTime`), which outlives
+/// the process, so a paused tokio clock does not move it.
 ///
 /// A store that cannot save or load returns its error; the source reports it as
 /// [`ErrorKind::Store`] with that error as the source:
