@@ -365,6 +365,12 @@ impl fmt::Debug for InfobipAuthLayer {
 /// does not read response bodies: with [`InfobipAuthLayer::scope_check`] inside it, that
 /// error also carries Infobip's `messageId` and text from the `401`'s body.
 ///
+/// A response future does not keep the credential cache alive (that would cost every request a
+/// shared reference count): a `401` is renewed and replayed while the layer or a service made
+/// from it lives. Keep your client for as long as its requests run; a one-off
+/// `ServiceBuilder::new().layer(layer).service(client).oneshot(request)` drops both once the
+/// request is sent, and its `401` comes back marked, not replayed.
+///
 /// [`InfobipAuthLayer`] shows the usual set-up; this shows a `401` that cannot be cured.
 ///
 /// ```
