@@ -310,6 +310,9 @@ struct Slot {
 /// The result of one fetch, shared by every waiter.
 type Flight = SharedFuture<BoxFuture<'static, Result<(Credential, u64), Error>>>;
 
+/// Ends when a revocation's request has been answered (or the revocation was dropped).
+type Revocation = SharedFuture<BoxFuture<'static, ()>>;
+
 /// Bookkeeping behind the lock; touched only on the slow path.
 #[derive(Default)]
 struct State {
@@ -320,6 +323,10 @@ struct State {
     failure: Option<Failure>,
     /// The last credential published, handed to the next fetch as `previous`.
     previous: Option<Credential>,
+    /// A revocation ending `previous` at the server, which it took and gives back if that
+    /// fails: a fetch waits for it before it creates a successor (and ends the given-back
+    /// one first), and so does another revocation.
+    revoking: Option<Revocation>,
     /// The watcher of the published credential: ends when it is replaced, forgotten or the
     /// cache drops, instead of sleeping on until the credential's next deadline.
     watcher: Option<AbortOnDrop>,
@@ -353,6 +360,14 @@ impl State {
             self.flight = None;
         }
         self.flight.as_ref().map(|(flight, _)| flight.clone())
+    }
+
+    /// The revocation under way, if any (one whose caller dropped it is over).
+    fn current_revocation(&mut self) -> Option<Revocation> {
+        if self.revoking.as_ref().is_some_and(|r| r.peek().is_some()) {
+            self.revoking = None;
+        }
+        self.revoking.clone()
     }
 }
 
@@ -555,6 +570,15 @@ impl CredentialCache {
                         self.shared.used.store(true, Ordering::Relaxed);
                         return Lookup::Ready(credential.clone(), slot.id);
                     }
+                    // A renewal would end it while requests still carry it: they wait for
+                    // the renewal instead.
+                    Phase::Ahead if self.shared.source.ends_previous() => {
+                        fallback = Some(Fallback {
+                            credential: credential.clone(),
+                            id: slot.id,
+                            expires: slot.deadlines.expires,
+                        });
+                    }
                     Phase::Ahead => {
                         self.shared.used.store(true, Ordering::Relaxed);
                         // While the renewal is under way, whose end bumps the generation, the
@@ -702,31 +726,34 @@ impl CredentialCache {
 
     /// Ends the current credential at the server and forgets it.
     pub(crate) async fn revoke(&self) -> Result<(), Error> {
-        let credential = loop {
+        let (credential, _answered) = loop {
             // A fetch in flight would publish a credential right after: let it, then end it.
-            let flight = {
+            // Another revocation may fail and give its credential back: let it, then look.
+            let under_way = {
                 let mut state = self.lock();
-                match state.current_flight() {
-                    Some(flight) => flight,
-                    None => {
-                        forget(&self.shared, &mut state);
-                        break state.previous.take();
-                    }
+                if let Some(flight) = state.current_flight() {
+                    flight.map(drop).boxed()
+                } else if let Some(revocation) = state.current_revocation() {
+                    revocation.boxed()
+                } else {
+                    forget(&self.shared, &mut state);
+                    let (answered, revocation) = tokio::sync::oneshot::channel::<()>();
+                    state.revoking = Some(revocation.map(drop).boxed().shared());
+                    break (state.previous.take(), answered);
                 }
             };
-            let _ = flight.await;
+            under_way.await;
         };
-        let Some(credential) = credential else {
-            return Ok(());
+        let result = match &credential {
+            Some(credential) => self.shared.source.revoke(credential).await,
+            None => Ok(()),
         };
-        let result = self.shared.source.revoke(&credential).await;
-        if result.is_err() {
+        let mut state = self.lock();
+        state.revoking = None;
+        if result.is_err() && state.previous.is_none() {
             // Still live at the server: keep it, so that a second `revoke` or the next fetch
             // (which ends its `previous` first) ends it.
-            let mut state = self.lock();
-            if state.previous.is_none() {
-                state.previous = Some(credential);
-            }
+            state.previous = credential;
         }
         result
     }
@@ -768,6 +795,10 @@ impl CredentialCache {
         state.flight_no += 1;
         let (shared, flight_no) = (Arc::clone(&self.shared), state.flight_no);
         let previous = state.previous.clone();
+        let revocation = state.current_revocation();
+        if self.shared.source.ends_previous() {
+            stop_serving(&self.shared);
+        }
         // The guard is made inside the task: a runtime that is shutting down drops a new task
         // at once, inside `spawn`, while this thread still holds the state lock.
         let task = runtime.spawn(async move {
@@ -783,6 +814,15 @@ impl CredentialCache {
                 source = guard.shared.source.name(),
                 "fetching a credential"
             );
+            // A successor is created only once the revocation under way has ended its
+            // credential at the server, or given it back to be ended first.
+            let previous = match revocation {
+                Some(revocation) => {
+                    revocation.await;
+                    lock(&guard.shared).previous.clone()
+                }
+                None => previous,
+            };
             // A source that panics fails like any other (and backs off); only a task dropped
             // half-way (its runtime shutting down) ends without a result.
             let fetch = guard.shared.source.fetch(previous.as_ref());
@@ -926,6 +966,27 @@ fn refused_again(shared: &Arc<Shared>, state: &mut State) {
     back_off(shared, state, &error, Instant::now());
 }
 
+/// Has requests wait for the fetch starting now, which ends the published credential: it is
+/// kept only to fall back on if the fetch fails without ending it.
+fn stop_serving(shared: &Shared) {
+    let slot = shared.slot.load_full();
+    if slot.credential.is_none() {
+        return;
+    }
+    let now = Instant::now();
+    let deadlines = Deadlines {
+        refresh: None,
+        wait: Some(slot.deadlines.wait.map_or(now, |at| at.min(now))),
+        expires: slot.deadlines.expires,
+    };
+    shared.slot.store(Arc::new(Slot {
+        id: slot.id,
+        credential: slot.credential.clone(),
+        deadlines,
+    }));
+    shared.bump();
+}
+
 /// Empties the slot, keeping its id (a late `401` still names it), and ends its watcher.
 fn forget(shared: &Shared, state: &mut State) {
     state.watcher = None;
@@ -1045,9 +1106,12 @@ async fn watch(shared: Weak<Shared>, id: u64, published: Instant) {
             // Used since the previous sample, which is all we know: count from that sample.
             // Read again under the lock: an invalidation or revocation since keeps the id but
             // not the credential, and must not be undone.
-            let _state = lock(&shared);
+            let state = lock(&shared);
+            // A renewal that ends the credential has stopped it serving: not undone here.
+            let renewing = state.flight.is_some() && shared.source.ends_previous();
             let current = shared.slot.load();
-            if current.id == id
+            if !renewing
+                && current.id == id
                 && let Some(credential) = current.credential.clone()
             {
                 let deadlines = shared.policy.deadlines(&credential, announced);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::StatusCode;
 use infobip_auth::mock::{Fault, MockConfig, MockServer, SessionEvent};
 use infobip_auth::source::Session;
-use infobip_auth::{BoxError, InfobipAuthLayer};
+use infobip_auth::{BoxError, InfobipAuthLayer, ReplayPolicy};
 use tower::Layer as _;
 
 use support::{
@@ -151,6 +151,66 @@ async fn a_renewal_that_ended_the_session_but_failed_sends_nothing_with_it() -> 
         "the server's order"
     );
     assert_eq!((counters.session_deletes, counters.unauthorized), (1, 0));
+    Ok(())
+}
+
+/// A renewal ends the old session before it creates the next, as Infobip wants: from then on
+/// no request is sent with the old one. Requests wait for the new session instead of coming
+/// back `401` (found by the model test: here through a layer that never replays, like a
+/// request whose body cannot be copied), whether the renewal is ahead of a maximum lifetime or
+/// asked for with `refresh()`.
+#[tokio::test(start_paused = true)]
+async fn no_request_goes_out_with_a_session_its_renewal_has_ended() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let client = client();
+    let session = Session::builder(server.base_url(), USER, PASSWORD)
+        .transport(transport(&client))
+        .max_lifetime(10 * MINUTE)
+        .build()?;
+    let layer = InfobipAuthLayer::new(session).replay(ReplayPolicy::never());
+    let service = layer.layer(client);
+    assert_eq!(
+        send(&mut service.clone(), reports(&server)).await?,
+        StatusCode::OK
+    );
+
+    // Requests every 100 ms for two seconds, during a renewal whose create takes one.
+    let busy_during_a_slow_renewal = async || {
+        server.inject(Fault::Delay(Duration::from_secs(1)));
+        let mut requests = Vec::new();
+        for _ in 0..20 {
+            let (mut service, request) = (service.clone(), reports(&server));
+            requests.push(tokio::spawn(
+                async move { send(&mut service, request).await },
+            ));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for request in requests {
+            assert_eq!(request.await??, StatusCode::OK);
+        }
+        Ok::<_, BoxError>(())
+    };
+    tokio::time::sleep(8 * MINUTE).await; // past ~3/4 of the maximum lifetime: renewed ahead
+    busy_during_a_slow_renewal().await?;
+    let refresh = tokio::spawn({
+        let layer = layer.clone();
+        async move { layer.refresh().await }
+    });
+    busy_during_a_slow_renewal().await?;
+    refresh.await??;
+
+    let counters = server.counters();
+    assert_eq!(counters.unauthorized, 0, "sent with an ended session");
+    assert_eq!(
+        counters.session_events,
+        [
+            created(1),
+            destroyed(1),
+            created(2),
+            destroyed(2),
+            created(3)
+        ]
+    );
     Ok(())
 }
 
@@ -374,6 +434,82 @@ async fn revoke_ends_the_session_on_shutdown() -> Result<(), BoxError> {
     assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
     assert_eq!(server.counters().session_events.last(), Some(&created(2)));
     assert!(!format!("{layer:?} {service:?}").contains(&token));
+    Ok(())
+}
+
+/// Two `revoke()` calls at once (two parts of an app shutting down): the second waits for the
+/// first, so neither reports the session ended while it is alive. Here the first's `DELETE` is
+/// throttled and fails, and so does the second's; the next one ends it (found by the model
+/// test: the second used to return `Ok` at once, with the session kept alive).
+#[tokio::test(start_paused = true)]
+async fn concurrent_revokes_report_the_session_ended_only_once_it_is() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    // Another client uses up this second's deletes.
+    let other = client();
+    for _ in 0..10 {
+        let request = http::Request::delete(server.url("/auth/1/session"))
+            .header("authorization", "IBSSO not-a-session")
+            .body(http_body_util::Full::default())?;
+        assert_eq!(
+            other.request(request).await?.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    let (first, second) = tokio::join!(layer.revoke(), layer.revoke());
+    let ended = server.counters().session_events.contains(&destroyed(1));
+    assert!(!ended, "the deletes were throttled");
+    assert!(first.is_err(), "{first:?}");
+    assert!(second.is_err(), "reported ended while alive: {second:?}");
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    layer.revoke().await?;
+    assert_eq!(server.counters().session_events, [created(1), destroyed(1)]);
+    Ok(())
+}
+
+/// A request made while `revoke()` ends the session waits for that `DELETE` to be answered
+/// before a new session is created: Infobip wants the live session ended first, and hands it
+/// to a login that comes before its end (so the request went out with it, and the next one
+/// with it ended, found by the model test). Here the `DELETE` takes a second.
+#[tokio::test(start_paused = true)]
+async fn a_request_during_revoke_creates_its_session_once_the_old_one_is_ended()
+-> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let client = client();
+    let slow_deletes = {
+        let client = client.clone();
+        tower::service_fn(
+            move |request: http::Request<http_body_util::Full<bytes::Bytes>>| {
+                let client = client.clone();
+                async move {
+                    if request.method() == http::Method::DELETE {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    client.request(request).await
+                }
+            },
+        )
+    };
+    let session = Session::builder(server.base_url(), USER, PASSWORD)
+        .transport(infobip_auth::source::Transport::new(slow_deletes))
+        .build()?;
+    let layer = InfobipAuthLayer::new(session);
+    let mut service = layer.layer(client);
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+
+    let (revoked, status) = tokio::join!(layer.revoke(), send(&mut service, reports(&server)));
+    revoked?;
+    assert_eq!(status?, StatusCode::OK);
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2)]
+    );
+    assert_eq!(counters.unauthorized, 0, "sent with the revoked session");
     Ok(())
 }
 

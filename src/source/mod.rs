@@ -202,6 +202,21 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// Whether [`fetch`](TokenSource::fetch) ends `previous` at the server before the new
+    /// credential exists (an IBSSO session): once a renewal starts, the cache then sends the
+    /// old credential no more, and requests wait for the new one, or get the old one back if
+    /// the renewal fails without ending it. `false` by default: the old credential serves
+    /// while its successor is fetched.
+    ///
+    /// ```
+    /// use infobip_auth::source::{ApiKey, TokenSource};
+    /// assert!(!ApiKey::new("003026bbc133714df1834b8638bb496e")?.ends_previous());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    fn ends_previous(&self) -> bool {
+        false
+    }
+
     /// The Infobip base URL the credentials are made for. The layer sends them there only;
     /// `None` means any HTTPS host under `infobip.com`.
     ///
@@ -257,6 +272,7 @@ trait DynTokenSource: fmt::Debug + Send + Sync + 'static {
     fn revoke<'a>(&'a self, credential: &'a Credential) -> BoxFuture<'a, Result<(), Error>>;
     fn renews(&self) -> bool;
     fn fixed(&self) -> Option<Credential>;
+    fn ends_previous(&self) -> bool;
     fn base_url(&self) -> Option<&BaseUrl>;
     fn name(&self) -> &'static str;
 }
@@ -279,6 +295,10 @@ impl<T: TokenSource> DynTokenSource for T {
 
     fn fixed(&self) -> Option<Credential> {
         TokenSource::fixed(self)
+    }
+
+    fn ends_previous(&self) -> bool {
+        TokenSource::ends_previous(self)
     }
 
     fn base_url(&self) -> Option<&BaseUrl> {
@@ -370,6 +390,18 @@ impl SharedTokenSource {
     #[must_use]
     pub fn fixed(&self) -> Option<Credential> {
         self.0.fixed()
+    }
+
+    /// See [`TokenSource::ends_previous`].
+    ///
+    /// ```
+    /// # use infobip_auth::source::{Basic, SharedTokenSource};
+    /// assert!(!SharedTokenSource::from(Basic::new("user", "pw")?).ends_previous());
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn ends_previous(&self) -> bool {
+        self.0.ends_previous()
     }
 
     /// See [`TokenSource::base_url`].

@@ -223,6 +223,12 @@ impl TokenSource for Session {
         self.end(credential).await
     }
 
+    /// `true`: each renewal deletes the session it replaces, so the cache stops sending that
+    /// session once the renewal starts.
+    fn ends_previous(&self) -> bool {
+        true
+    }
+
     fn base_url(&self) -> Option<&BaseUrl> {
         Some(&self.base)
     }
