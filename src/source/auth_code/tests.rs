@@ -748,6 +748,26 @@ async fn keep_alive_refreshes_while_idle() -> TestResult {
     Ok(())
 }
 
+/// A layer whose first request comes late in the token's life (the first after an idle spell,
+/// or a layer made per request) refreshes it then: without that, the cache takes the aging
+/// token from its fetch past its refresh point, and the token dies unless another request comes.
+#[tokio::test(start_paused = true)]
+async fn a_first_request_late_in_the_tokens_life_refreshes_it() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    send(&InfobipAuthLayer::new(source.clone())).await?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let header = send(&InfobipAuthLayer::new(source.clone())).await?;
+    assert_eq!(fake.state().refreshes, 1);
+    assert_eq!(
+        header,
+        format!("IBSSO {}", source.credential().expose_token())
+    );
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lapsed_token_requires_reauthorization_without_a_request() -> TestResult {
     let fake = FakeExchange::default();
