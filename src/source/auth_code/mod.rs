@@ -335,7 +335,8 @@ impl AuthCode {
                 if replaced {
                     let _recorded = self.save(&dead).await;
                 }
-                return Err(reauthorization_required(err));
+                // The cache stops sending it too, rather than serving it out its believed life.
+                return Err(reauthorization_required(err).with_previous_ended());
             }
             return Err(err);
         }

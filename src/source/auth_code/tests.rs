@@ -823,6 +823,28 @@ async fn a_refused_refresh_requires_reauthorization_once() -> TestResult {
     Ok(())
 }
 
+/// A refresh ahead that Infobip refuses ends the token for the layer too: no request carries
+/// it after that (each would only meet a `401`).
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_ahead_stops_the_layer_sending_the_token() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let layer = InfobipAuthLayer::new(connect(&flow, &fake).await?);
+    send(&layer).await?;
+    fake.state().tokens.clear(); // revoked behind our back
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    // Goes out at once while the refresh ahead runs, which Infobip refuses.
+    send(&layer).await?;
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fake.refreshes(), 0);
+    assert_eq!(fake.requests(), 2, "the exchange and the refused refresh");
+    let err = send(&layer).await.err().ok_or("sent the refused token")?;
+    assert_eq!(kind_of(&err), Some(&ErrorKind::ReauthorizationRequired));
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_busy_token_endpoint_is_transient_and_keeps_the_token() -> TestResult {
     let fake = FakeExchange::default();
