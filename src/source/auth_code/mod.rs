@@ -335,7 +335,8 @@ impl AuthCode {
                 if replaced {
                     let _recorded = self.save(&dead).await;
                 }
-                return Err(reauthorization_required(err));
+                // The cache stops sending it too, rather than serving it out its believed life.
+                return Err(reauthorization_required(err).with_previous_ended());
             }
             return Err(err);
         }
@@ -354,6 +355,16 @@ fn reauthorization_required(cause: Error) -> Error {
     Error::new(ErrorKind::ReauthorizationRequired).with_source(cause)
 }
 
+/// Whether `credential` has less than half its life left: too little to hand to a cache as
+/// fresh, since a cache whose refresh point (¾ of the life by default, less jitter) has passed
+/// when it takes a credential waits for a later deadline or request to refresh it.
+fn aging(credential: &Credential) -> bool {
+    match (credential.expiry(), credential.lifetime()) {
+        (Some(at), Some(lifetime)) => at.saturating_duration_since(Instant::now()) < lifetime / 2,
+        _ => false,
+    }
+}
+
 /// Whether `credential` is dead by our clock.
 fn expired(credential: &Credential) -> bool {
     credential.expiry().is_none_or(|at| at <= Instant::now())
@@ -365,13 +376,13 @@ impl TokenSource for AuthCode {
             previous.is_some_and(|previous| previous.expose_token() == current.expose_token())
         };
         let current = self.credential();
-        if !replaces(&current) && !expired(&current) {
+        if !replaces(&current) && !expired(&current) && !aging(&current) {
             // The first fetch, or another cache refreshed already: nothing to trade.
             return Ok(current);
         }
         let _one_at_a_time = self.0.refreshing.lock().await;
         let current = self.credential();
-        if !replaces(&current) && !expired(&current) {
+        if !replaces(&current) && !expired(&current) && !aging(&current) {
             return Ok(current);
         }
         if expired(&current) {
@@ -381,7 +392,16 @@ impl TokenSource for AuthCode {
             );
             return Err(Error::new(ErrorKind::ReauthorizationRequired));
         }
-        self.refresh(&current).await
+        if replaces(&current) {
+            return self.refresh(&current).await;
+        }
+        // A cache's first fetch of a token past half its life: refresh it now, or it may die
+        // before the cache's next deadline or request. If the refresh fails for a while, the
+        // token still serves, and the cache renews it ahead as usual.
+        match self.refresh(&current).await {
+            Err(err) if !matches!(err.kind(), ErrorKind::ReauthorizationRequired) => Ok(current),
+            refreshed => refreshed,
+        }
     }
 
     fn base_url(&self) -> Option<&BaseUrl> {

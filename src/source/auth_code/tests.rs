@@ -748,6 +748,26 @@ async fn keep_alive_refreshes_while_idle() -> TestResult {
     Ok(())
 }
 
+/// A layer whose first request comes late in the token's life (the first after an idle spell,
+/// or a layer made per request) refreshes it then: without that, the cache takes the aging
+/// token from its fetch past its refresh point, and the token dies unless another request comes.
+#[tokio::test(start_paused = true)]
+async fn a_first_request_late_in_the_tokens_life_refreshes_it() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    send(&InfobipAuthLayer::new(source.clone())).await?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let header = send(&InfobipAuthLayer::new(source.clone())).await?;
+    assert_eq!(fake.state().refreshes, 1);
+    assert_eq!(
+        header,
+        format!("IBSSO {}", source.credential().expose_token())
+    );
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lapsed_token_requires_reauthorization_without_a_request() -> TestResult {
     let fake = FakeExchange::default();
@@ -800,6 +820,28 @@ async fn a_refused_refresh_requires_reauthorization_once() -> TestResult {
         before,
         "a refused token is not tried again"
     );
+    Ok(())
+}
+
+/// A refresh ahead that Infobip refuses ends the token for the layer too: no request carries
+/// it after that (each would only meet a `401`).
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_ahead_stops_the_layer_sending_the_token() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let layer = InfobipAuthLayer::new(connect(&flow, &fake).await?);
+    send(&layer).await?;
+    fake.state().tokens.clear(); // revoked behind our back
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    // Goes out at once while the refresh ahead runs, which Infobip refuses.
+    send(&layer).await?;
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fake.refreshes(), 0);
+    assert_eq!(fake.requests(), 2, "the exchange and the refused refresh");
+    let err = send(&layer).await.err().ok_or("sent the refused token")?;
+    assert_eq!(kind_of(&err), Some(&ErrorKind::ReauthorizationRequired));
     Ok(())
 }
 
