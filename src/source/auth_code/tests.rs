@@ -1408,7 +1408,9 @@ mod properties {
                 Ok(credential) => {
                     prop_assert!(credential.lifetime().is_some_and(|l| l >= Duration::from_secs(1)
                         && l <= Duration::from_secs(366 * 24 * 3600)));
-                    prop_assert!(!format!("{credential:?}").contains(credential.expose_token()), "{:?}", credential);
+                    // A token of a few characters may occur in the redacted text by chance.
+                    let token = credential.expose_token();
+                    prop_assert!(token.len() < 8 || !format!("{credential:?}").contains(token), "{:?}", credential);
                 }
                 Err(err) => {
                     let shown = format!("{err} {err:?}");
