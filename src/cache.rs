@@ -135,7 +135,9 @@ impl RefreshPolicy {
     /// Renew credentials that live a fixed time (OAuth and Exchange tokens) in the background
     /// even when no request comes, so an idle connection to an account (an Exchange token that
     /// lives one minute) stays alive. An idle IBSSO session is left to end: the next request
-    /// makes a new one. Off by default.
+    /// makes a new one. Off by default. It starts with the layer's first credential, fetched
+    /// by the first request or by [`InfobipAuthLayer::credential`](crate::InfobipAuthLayer::credential):
+    /// call that once the account is connected if it may then stay idle.
     ///
     /// ```
     /// # use infobip_auth::{InfobipAuthLayer, RefreshPolicy};

@@ -301,7 +301,9 @@ impl InfobipAuthLayer {
     }
 
     /// Ends the current credential at the server (an IBSSO session is deleted) and forgets
-    /// it; the next request makes a new one. Call it on shutdown.
+    /// it; the next request asks the source again, which makes a new session or token. A
+    /// credential Infobip offers no way to end (an API key, Basic, an Exchange token) is only
+    /// forgotten, and the source hands the same one back. Call it on shutdown.
     ///
     /// # Errors
     /// The typed [`Error`] of the failed request.
