@@ -3,12 +3,13 @@
 #[allow(dead_code)]
 #[path = "../examples/axum_app.rs"]
 mod axum_app;
+mod support;
 
 use axum::body::Body;
-use http::{Method, Request, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use infobip_auth::BoxError;
-use infobip_auth::mock::{MockServer, ReceivedRequest};
+use infobip_auth::mock::MockServer;
 use tower::ServiceExt as _;
 
 #[tokio::test]
@@ -22,20 +23,6 @@ async fn the_handler_sends_the_sms_with_the_api_key() -> Result<(), BoxError> {
     let body = response.into_body().collect().await?.to_bytes();
     let answer: serde_json::Value = serde_json::from_slice(&body)?;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(
-        answer["messages"][0]["destination"], "41793026727",
-        "{answer}"
-    );
-    assert_eq!(
-        answer["messages"][0]["status"]["name"], "PENDING_ACCEPTED",
-        "{answer}"
-    );
-    let sent = ReceivedRequest {
-        method: Method::POST,
-        path: "/sms/2/text/advanced".to_owned(),
-        scheme: "App".to_owned(),
-        status: StatusCode::OK,
-    };
-    assert_eq!(server.received(), [sent]);
+    support::assert_one_sms_sent_with_the_api_key(&server, &answer);
     Ok(())
 }

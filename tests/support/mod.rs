@@ -277,3 +277,23 @@ pub fn assert_malformed_answer_typed(case: &str, err: &Error, secrets: &[&str]) 
         "{case}: {shown}"
     );
 }
+
+/// What the hyper and axum examples promise: the SMS to 41793026727 was accepted, and the
+/// server saw exactly one request, sent with the API key.
+pub fn assert_one_sms_sent_with_the_api_key(server: &MockServer, answer: &serde_json::Value) {
+    assert_eq!(
+        answer["messages"][0]["destination"], "41793026727",
+        "{answer}"
+    );
+    assert_eq!(
+        answer["messages"][0]["status"]["name"], "PENDING_ACCEPTED",
+        "{answer}"
+    );
+    let sent = mock::ReceivedRequest {
+        method: http::Method::POST,
+        path: "/sms/2/text/advanced".to_owned(),
+        scheme: "App".to_owned(),
+        status: StatusCode::OK,
+    };
+    assert_eq!(server.received(), [sent]);
+}
