@@ -84,11 +84,15 @@ impl Routes {
     }
 
     /// The value of the most specific template that matches `path`. Allocates nothing.
+    ///
+    /// A parameter never matches an empty segment: matchit lets one in the middle of a path
+    /// (`/x//y` for `/x/{id}/y`), but no operation takes an empty path parameter.
     pub(super) fn at(&self, method: &Method, path: &str) -> Option<usize> {
         let (_, layers) = self.methods.iter().find(|(m, _)| m == method)?;
         let mut best: Option<&Route> = None;
         for layer in layers {
             if let Ok(found) = layer.router.at(path)
+                && found.params.iter().all(|(_, value)| !value.is_empty())
                 && best.is_none_or(|best| found.value.ranks < best.ranks)
             {
                 best = Some(found.value);

@@ -378,6 +378,35 @@ async fn an_endpoint_outside_the_catalogue_passes_through_unchanged() -> Result<
     Ok(())
 }
 
+#[tokio::test]
+async fn an_empty_segment_is_no_parameter_of_an_operation() -> Result<(), BoxError> {
+    // `GET /ccaas/1/working-hours/{id}/status` needs a conversations scope; an empty `{id}`
+    // names no working hours, so the path is not that operation and is not refused.
+    assert!(
+        Catalog::infobip()
+            .lookup(&http::Method::GET, "/ccaas/1/working-hours//status")
+            .is_none()
+    );
+    let calls = Calls::default();
+    let service = ScopeCheckLayer::new()
+        .held("sms:manage".parse()?)
+        .layer(calls.answering(StatusCode::FORBIDDEN, SEED_403));
+    let response = service
+        .oneshot(request(
+            http::Method::GET,
+            "/ccaas/1/working-hours//status",
+            Some("App key"),
+        ))
+        .await?;
+    assert_eq!(calls.count(), 1);
+    let forbidden = forbidden_in(&response)?;
+    assert_eq!(
+        (forbidden.endpoint.as_str(), forbidden.required.as_ref()),
+        ("/ccaas/1/working-hours//status", None)
+    );
+    Ok(())
+}
+
 /// A response body that counts the data bytes and frames it has handed out, and can end in an
 /// error or trailers.
 struct CountingBody {
