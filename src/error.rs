@@ -620,7 +620,7 @@ pub struct Forbidden {
     /// The request's path, or the operation's path template when it is known.
     pub endpoint: String,
     /// The scopes that grant the endpoint (any one suffices); `None` when the endpoint is not in
-    /// the catalogue.
+    /// the catalogue or lists no scopes.
     pub required: Option<Scopes>,
     /// The scopes the credential holds, when known.
     pub held: Option<Scopes>,
