@@ -724,6 +724,11 @@ async fn run(ops: Vec<Op>) -> Result<(), String> {
                         }
                     }
                 }
+                // Perhaps backed off: a token request that succeeded filled the cache anyway.
+                Cache::Empty if made > 0 && !failed => Cache::Valid {
+                    answered_refusal: None,
+                },
+                Cache::Empty => Cache::Unknown,
                 other => other,
             },
             Op::Send(_) | Op::Burst { .. } if authenticated.is_empty() => cache,
@@ -911,6 +916,39 @@ fn run_on_paused_clock(ops: Vec<Op>) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?
         .block_on(run(ops))
+}
+
+/// A redirected request at an empty cache while the model counted a backoff as possible (after
+/// a refusal it did not foresee): its token request filled the cache, which the model once kept
+/// as empty and so expected another token request after the backoff.
+#[test]
+fn a_redirected_request_during_a_possible_backoff_fills_the_cache() -> Result<(), String> {
+    let json = || {
+        Op::Send(Call {
+            kind: Kind::Json(Vec::new()),
+            never: false,
+            tags: Vec::new(),
+        })
+    };
+    let call = |kind| {
+        Op::Send(Call {
+            kind,
+            never: false,
+            tags: Vec::new(),
+        })
+    };
+    run_on_paused_clock(vec![
+        json(),
+        json(),
+        json(),
+        Op::RevokeAll,
+        call(Kind::Stream(Vec::new())),
+        json(),
+        Op::Revoke,
+        call(Kind::Redirected),
+        Op::Sleep(Duration::from_secs(70)),
+        json(),
+    ])
 }
 
 proptest! {
