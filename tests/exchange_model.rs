@@ -1051,13 +1051,12 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1024))]
 
-    // Two sequences it found are not judged yet: a refresh that waited for a slow save (now
-    // allowed for; the save holds the refresh lock by design), and a request that carried a
-    // token the user had revoked, racing `save_to` with a slow save. Until the second is
-    // understood the property runs on demand (`--ignored`), so CI cannot fail by chance; the
-    // sequences behind this stop's fixes run below as plain tests.
+    // On demand (`--ignored`) until it allows for one more effect of a slow store: the layer
+    // learns of a refused refresh only once the store has saved the refusal, so a request in
+    // between carries the refused token and meets a `401` (found with a 5 s save; the model
+    // calls that a refused token sent). The sequences behind this stop's fixes run below.
     #[test]
-    #[ignore = "finds an unjudged sequence (a revoked token sent while save_to races a slow save)"]
+    #[ignore = "does not yet allow for a slow store delaying a refused refresh's report"]
     fn the_exchange_flow_keeps_its_promises(keep_alive in any::<bool>(), ops in proptest::collection::vec(op(), 1..30)) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
