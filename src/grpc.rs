@@ -19,9 +19,9 @@
 //!   handed back before them. tonic's client turns a refused call into a `Status` without the
 //!   response's extensions, so the `Error` is for the layers and services that see the HTTP
 //!   response, around the channel.
-//! * A late refusal of an older credential, or of a header the caller set themselves, changes
-//!   nothing. A source that does not renew (an API key, Basic) makes this layer pass every
-//!   call through untouched.
+//! * A late refusal of an older credential, or of a header the caller set themselves, renews
+//!   nothing (its `Error` is attached all the same). A source that does not renew (an API key,
+//!   Basic) makes this layer pass every call through untouched, with no `Error`.
 //! * Users who do not add this layer pay nothing for it: the auth layer does not look for
 //!   `grpc-status`.
 //!

@@ -104,6 +104,11 @@ async fn a_refusal_in_the_headers_carries_an_error_like_a_401() -> Result<(), Bo
     let served = stacked(&auth, answering("0")).oneshot(call()).await?;
     assert!(served.extensions().get::<Error>().is_none());
 
+    // A source that does not renew: the layer does not look at the call.
+    let api_key = InfobipAuthLayer::api_key("key")?;
+    let refused = stacked(&api_key, answering("16")).oneshot(call()).await?;
+    assert!(refused.extensions().get::<Error>().is_none());
+
     // One a layer inside attached is kept.
     let inner = service_fn(|_: Request<String>| async {
         let mut response = trailers_only("16");
