@@ -10,11 +10,18 @@
 //! * The refusal is read from the response's headers (a Trailers-Only response: how servers and
 //!   interceptors refuse a call before any message) and from the trailers at the end of its
 //!   body (a call refused after it started).
-//! * The response is handed back unchanged: gRPC bodies are streams and are not replayed. The
+//! * The response is handed back as it came: gRPC bodies are streams and are not replayed. The
 //!   caller sees `UNAUTHENTICATED` and retries; the retry carries the renewed credential.
-//! * A late refusal of an older credential, or of a header the caller set themselves, changes
-//!   nothing. A source that does not renew (an API key, Basic) makes this layer pass every
-//!   call through untouched.
+//! * A call refused in its headers also carries an [`Error`] of kind
+//!   [`InvalidCredentials`](ErrorKind::InvalidCredentials) in its extensions, as a `401` does
+//!   (its [`ApiError`] has the answer's status, `200`, and the code `UNAUTHENTICATED`), unless a
+//!   layer inside put one there. A call refused in its trailers has none: its response was
+//!   handed back before them. tonic's client turns a refused call into a `Status` without the
+//!   response's extensions, so the `Error` is for the layers and services that see the HTTP
+//!   response, around the channel.
+//! * A late refusal of an older credential, or of a header the caller set themselves, renews
+//!   nothing (its `Error` is attached all the same). A source that does not renew (an API key,
+//!   Basic) makes this layer pass every call through untouched, with no `Error`.
 //! * Users who do not add this layer pay nothing for it: the auth layer does not look for
 //!   `grpc-status`.
 //!
@@ -72,12 +79,18 @@ use tower_service::Service;
 pub use body::ResponseBody;
 
 use crate::cache::{CacheKey, CredentialCache};
+use crate::{ApiError, Error, ErrorKind};
 
 /// Where gRPC puts a call's outcome: in the trailers, or in the headers of a Trailers-Only
 /// response.
 const GRPC_STATUS: &str = "grpc-status";
 
-/// gRPC's status code for a call without valid credentials.
+/// gRPC's status code for a call without valid credentials, as a server sends it: the gRPC
+/// over HTTP/2 protocol writes `grpc-status` as decimal digits without leading zeros, so `16` is
+/// its only form. No whitespace either: HTTP/2 forbids it around a field value, and HTTP/1.1's
+/// optional whitespace is not part of the value (hyper's parser drops it, in trailers too).
+/// tonic reads any other form as `UNKNOWN`; renewing on one would act on what the caller is not
+/// told.
 const UNAUTHENTICATED: &[u8] = b"16";
 
 /// Layer that applies [`GrpcRenewal`], which renews the auth layer's credential after a gRPC
@@ -147,7 +160,8 @@ impl fmt::Debug for GrpcRenewalLayer {
 
 /// Middleware that invalidates and renews the auth layer's credential when a gRPC server
 /// refuses a call made with it (`grpc-status: 16`, in the headers or the trailers), and hands
-/// the response back unchanged. See the [module docs](self) for where it goes.
+/// the response back, not replayed (a refusal in the headers with an [`Error`] in its
+/// extensions). See the [module docs](self) for where it goes.
 ///
 /// Its error type is the inner service's; its response body is a [`ResponseBody`] over the
 /// inner one, with the same data and error types, so a tonic client takes it as it takes a
@@ -285,6 +299,21 @@ fn unauthenticated(headers: &HeaderMap) -> bool {
         .is_some_and(|status| status.as_bytes() == UNAUTHENTICATED)
 }
 
+/// Attaches the refusal's meaning to a Trailers-Only response, as the auth layer does to a
+/// `401`, unless a layer inside already did.
+#[cold]
+#[inline(never)]
+fn mark_refused<B>(response: &mut Response<B>) {
+    if response.extensions().get::<Error>().is_none() {
+        // The answer's own status, `200`; the code is gRPC's name for the refusal, in the
+        // shape of Infobip's CAMARA errors.
+        let said = ApiError::from_body(StatusCode::OK, br#"{"code":"UNAUTHENTICATED"}"#);
+        response
+            .extensions_mut()
+            .insert(Error::new(ErrorKind::InvalidCredentials(said)));
+    }
+}
+
 pin_project! {
     /// Response future of [`GrpcRenewal`].
     ///
@@ -319,7 +348,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
+        let mut response = ready!(this.inner.poll(cx))?;
         // gRPC answers with HTTP 200; a `grpc-status` among the headers makes it a Trailers-Only
         // response, whose body has no trailers left to watch.
         let watch = match this.watch.take() {
@@ -329,6 +358,7 @@ where
                 } else {
                     if unauthenticated(response.headers()) {
                         watch.refused();
+                        mark_refused(&mut response);
                     }
                     None
                 }

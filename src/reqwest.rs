@@ -27,6 +27,9 @@
 //!
 //! The middleware's own failures (no credential could be had, a host the credential is not for)
 //! are a [`reqwest_middleware::Error::Middleware`] holding an [`Error`]: [`find_error`] gets it.
+//! A `401` it hands back carries an [`Error`] of kind
+//! [`InvalidCredentials`](ErrorKind::InvalidCredentials) in its extensions, unless a middleware
+//! inside it put one there first, which is kept.
 
 use http::header::AUTHORIZATION;
 use http::{Extensions, StatusCode, Uri};
@@ -172,18 +175,24 @@ impl Middleware for InfobipAuthMiddleware {
                 let mut response = next.run(replay, extensions).await?;
                 if response.status() == StatusCode::UNAUTHORIZED {
                     cache.refused_after_renewal(renewed);
-                    response
-                        .extensions_mut()
-                        .insert(crate::future::invalid_credentials());
+                    mark_invalid(&mut response);
                 }
                 return Ok(response);
             }
             // No replay: start the renewal now, so the next request finds it.
             drop(cache.lookup(None));
         }
+        mark_invalid(&mut response);
+        Ok(response)
+    }
+}
+
+/// Attaches the `401`'s meaning, unless a middleware inside this one already did: it may have
+/// read the body, which this middleware does not.
+fn mark_invalid(response: &mut reqwest::Response) {
+    if response.extensions().get::<Error>().is_none() {
         response
             .extensions_mut()
             .insert(crate::future::invalid_credentials());
-        Ok(response)
     }
 }

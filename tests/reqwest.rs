@@ -188,3 +188,77 @@ async fn a_url_too_long_for_http_uri_is_judged_by_its_origin() -> Result<(), Box
     );
     Ok(())
 }
+
+/// A middleware inside the adapter that refuses every request itself and says why, as a
+/// middleware reading `401` bodies would.
+#[derive(Default)]
+struct RefusingGateway {
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+const GATEWAY_SAYS: &[u8] = br#"{"errorCode":"E401","description":"Refused by the gateway."}"#;
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for RefusingGateway {
+    async fn handle(
+        &self,
+        _request: reqwest::Request,
+        _extensions: &mut http::Extensions,
+        _next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut response = reqwest::Response::from(
+            http::Response::builder()
+                .status(401)
+                .body(GATEWAY_SAYS.to_vec())
+                .map_err(reqwest_middleware::Error::middleware)?,
+        );
+        let said = infobip_auth::ApiError::from_body(http::StatusCode::UNAUTHORIZED, GATEWAY_SAYS);
+        response
+            .extensions_mut()
+            .insert(Error::new(ErrorKind::InvalidCredentials(said)));
+        Ok(response)
+    }
+}
+
+#[tokio::test]
+async fn an_error_set_by_an_inner_middleware_is_kept() -> Result<(), BoxError> {
+    let server = MockServer::start().await?;
+    let api_key = InfobipAuthLayer::api_key(mock::DEMO_API_KEY)?.allow_origin(server.base_url())?;
+    let never = support::oauth(&server)?.replay(infobip_auth::ReplayPolicy::never());
+    // A fixed key is not renewed; `never` renews without a replay; the last one replays.
+    let replays = support::oauth(&server)?;
+    for (case, auth, sent) in [
+        ("api key", api_key, 1),
+        ("never", never, 1),
+        ("replay", replays, 2),
+    ] {
+        let gateway = Arc::new(RefusingGateway::default());
+        let client = ClientBuilder::new(reqwest::Client::new())
+            .with(auth.reqwest_middleware())
+            .with_arc(gateway.clone())
+            .build();
+        let response = client
+            .post(server.url("/sms/2/text/advanced"))
+            .body(SMS)
+            .send()
+            .await?;
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            gateway.refused.load(std::sync::atomic::Ordering::Relaxed),
+            sent,
+            "{case}"
+        );
+        let error = response.extensions().get::<Error>().ok_or("typed 401")?;
+        let ErrorKind::InvalidCredentials(said) = error.kind() else {
+            return Err(format!("not a 401's error: {error}").into());
+        };
+        assert_eq!(
+            said.code(),
+            Some("E401"),
+            "{case}: the inner middleware's error was replaced"
+        );
+    }
+    Ok(())
+}

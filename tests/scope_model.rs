@@ -16,6 +16,8 @@
 //! - pre-flight refuses exactly when the operation is known and does not accept the sent
 //!   scheme, or the held scopes are known and hold none of its scopes; a refusal names the
 //!   accepted schemes, or the required and held scopes, and nothing reaches the inner service;
+//! - the operation found is the one the data gives the path read as a server reads it
+//!   (percent-encoded unreserved characters decoded, a trailing slash ignored, case kept);
 //! - a path the catalogue lacks is never refused; anything not refused reaches the inner
 //!   service unchanged (method, URI, headers, body);
 //! - a `401` carries `InvalidCredentials`, a `403` a `Forbidden` naming the operation's
@@ -122,8 +124,44 @@ fn scope_pool() -> &'static [String] {
 
 /// The operation `method path` calls: every segment equal, a parameter matching any non-empty
 /// segment, and among several matches the one with a static segment where they first differ.
+/// The path is read as a server reads it: percent-encoded unreserved characters decoded, and
+/// one trailing slash dropped if the path matches nothing with it.
 fn model_lookup<'a>(table: &'a [Row], method: &Method, path: &str) -> Option<&'a Row> {
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let path = decoded(path.split_once('?').map_or(path, |(p, _)| p));
+    model_lookup_as_written(table, method, &path).or_else(|| {
+        let without = path.strip_suffix('/').filter(|p| !p.is_empty())?;
+        model_lookup_as_written(table, method, without)
+    })
+}
+
+/// `path` with each `%XX` that encodes `A-Z a-z 0-9 - . _ ~` replaced by that character.
+fn decoded(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let character = rest
+            .get(at + 1..at + 3)
+            .filter(|hex| hex.chars().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .map(char::from)
+            .filter(|c| c.is_ascii_alphanumeric() || "-._~".contains(*c));
+        match character {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn model_lookup_as_written<'a>(table: &'a [Row], method: &Method, path: &str) -> Option<&'a Row> {
     let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     let matches = |row: &Row| {
         row.method == *method

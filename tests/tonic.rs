@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use infobip_auth::mock::MockServer;
-use infobip_auth::{BoxError, InfobipAuthLayer};
+use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuthLayer};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Server};
 use tonic::{Code, Request, Status};
@@ -175,5 +175,41 @@ async fn without_the_grpc_renewal_layer_an_unauthenticated_call_renews_nothing()
     assert_unauthenticated(client.check(CHECK).await)?;
     assert_eq!(all_seen(&grpc.seen), [first.clone(), first.clone(), first]);
     assert_eq!(grpc.server.counters().oauth_token_requests, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_call_carries_an_error_to_the_layers_around_the_channel() -> Result<(), BoxError>
+{
+    let grpc = OAuthHealth::start().await?;
+    let channel = Channel::from_shared(grpc.url.clone())?.connect().await?;
+    // tonic's client makes a `Status` of the refusal; a layer around the channel sees the
+    // HTTP response, and the `Error` in it.
+    let found = Arc::new(Mutex::new(Vec::new()));
+    let record = found.clone();
+    let channel = ServiceBuilder::new()
+        .map_response(move |response: http::Response<_>| {
+            let kind = response
+                .extensions()
+                .get::<Error>()
+                .map(|e| e.kind().clone());
+            record.lock().unwrap_or_else(|p| p.into_inner()).push(kind);
+            response
+        })
+        .layer(grpc.auth.clone())
+        .layer(grpc.auth.grpc_renewal())
+        .service(channel);
+    let mut client = HealthClient::new(channel);
+    client.check(CHECK).await?;
+    grpc.revoke_first();
+    assert_unauthenticated(client.check(CHECK).await)?;
+
+    let found = found.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0], None, "a served call carries no error");
+    let Some(ErrorKind::InvalidCredentials(said)) = &found[1] else {
+        return Err(format!("the refusal came without its error: {:?}", found[1]).into());
+    };
+    assert_eq!(said.code(), Some("UNAUTHENTICATED"));
     Ok(())
 }

@@ -2,13 +2,13 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt as _, StreamBody};
 use tower::{Layer as _, Service, ServiceExt as _, service_fn};
 
 use crate::test_helpers::TestSource;
-use crate::{BoxError, GrpcRenewal, InfobipAuth, InfobipAuthLayer};
+use crate::{BoxError, Error, ErrorKind, GrpcRenewal, InfobipAuth, InfobipAuthLayer};
 
 const CALL: &str = "/grpc.health.v1.Health/Check";
 
@@ -67,6 +67,59 @@ async fn other_grpc_statuses_keep_the_credential() -> Result<(), BoxError> {
     }
     assert_eq!(token(&auth).await?, "token-1");
     assert_eq!(source.fetches(), 1);
+    Ok(())
+}
+
+/// `grpc-status` is decimal digits without leading zeros, and HTTP keeps whitespace out of a
+/// field value: a conforming server sends `UNAUTHENTICATED` as `16` and nothing else, and tonic
+/// reads every other form as `UNKNOWN`.
+#[tokio::test]
+async fn unauthenticated_counts_only_as_the_protocol_writes_it() -> Result<(), BoxError> {
+    let (source, auth) = renewing();
+    for status in ["016", "+16", " 16", "16 ", "\t16", "16.0", "0x10"] {
+        let response = stacked(&auth, answering(status)).oneshot(call()).await?;
+        assert!(response.extensions().get::<Error>().is_none(), "{status:?}");
+        assert_eq!(token(&auth).await?, "token-1", "renewed after {status:?}");
+    }
+    assert_eq!(source.fetches(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refusal_in_the_headers_carries_an_error_like_a_401() -> Result<(), BoxError> {
+    let (_, auth) = renewing();
+    let refused = stacked(&auth, answering("16")).oneshot(call()).await?;
+    let error = refused
+        .extensions()
+        .get::<Error>()
+        .ok_or("untyped refusal")?;
+    let ErrorKind::InvalidCredentials(said) = error.kind() else {
+        return Err(format!("not a refused credential: {error}").into());
+    };
+    assert_eq!(
+        (said.status(), said.code()),
+        (StatusCode::OK, Some("UNAUTHENTICATED"))
+    );
+
+    let served = stacked(&auth, answering("0")).oneshot(call()).await?;
+    assert!(served.extensions().get::<Error>().is_none());
+
+    // A source that does not renew: the layer does not look at the call.
+    let api_key = InfobipAuthLayer::api_key("key")?;
+    let refused = stacked(&api_key, answering("16")).oneshot(call()).await?;
+    assert!(refused.extensions().get::<Error>().is_none());
+
+    // One a layer inside attached is kept.
+    let inner = service_fn(|_: Request<String>| async {
+        let mut response = trailers_only("16");
+        response
+            .extensions_mut()
+            .insert(Error::new(ErrorKind::Timeout));
+        Ok::<_, Infallible>(response)
+    });
+    let refused = stacked(&auth, inner).oneshot(call()).await?;
+    let kind = refused.extensions().get::<Error>().map(Error::kind);
+    assert_eq!(kind, Some(&ErrorKind::Timeout));
     Ok(())
 }
 

@@ -239,7 +239,10 @@ impl Catalog {
 
     /// The operation a request to `method path` calls; `None` when the catalogue does not know
     /// it. `path` is the request path without the query (a query, if present, is ignored);
-    /// parameters in templates match any one segment. Allocates nothing.
+    /// parameters in templates match any one non-empty segment. A path is read as a server
+    /// reads it: percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are the
+    /// characters themselves (RFC 3986 §6.2.2.2), and a trailing slash is ignored when the
+    /// path matches nothing with it; case counts (paths are case-sensitive). Allocates nothing.
     ///
     /// ```
     /// use http::Method;
@@ -247,12 +250,15 @@ impl Catalog {
     /// let catalog = Catalog::infobip();
     /// let op = catalog.lookup(&Method::GET, "/sms/1/logs?limit=5").ok_or("not found")?;
     /// assert_eq!(op.operation_id, "get-outbound-sms-message-logs");
+    /// let same = |path| catalog.lookup(&Method::GET, path).map(|op| op.operation_id);
+    /// assert_eq!(same("/sms/1/%6Cogs/"), Some("get-outbound-sms-message-logs"));
+    /// assert_eq!(same("/SMS/1/logs"), None);
     /// assert!(catalog.lookup(&Method::GET, "/no/such/endpoint").is_none());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn lookup(&self, method: &Method, path: &str) -> Option<Operation<'_>> {
-        let index = self.table.routes.at(method, path_only(path))?;
+        let index = self.table.routes.find(method, path_only(path))?;
         self.table.entries.get(index).map(Entry::operation)
     }
 
@@ -477,6 +483,42 @@ mod tests {
             id("/platform/1/openapi/sms"),
             Some("get-product-level-openapi")
         );
+    }
+
+    #[test]
+    fn a_path_is_read_as_a_server_reads_it() {
+        let catalog = Catalog::infobip();
+        let id = |method, path| catalog.lookup(&method, path).map(|op| op.operation_id);
+        let logs = Some("get-outbound-sms-message-logs");
+        for path in [
+            "/sms/1/logs/",
+            "/sms/1/logs/?limit=5",
+            "/sm%73/1/%6c%6F%67%73",
+            "/%73ms/1/logs/",
+        ] {
+            assert_eq!(id(Method::GET, path), logs, "{path}");
+        }
+        // Decoded before matching: the static segment, not the parameter beside it.
+        assert_eq!(
+            id(Method::GET, "/platform/1/openapi/%61vailable-products"),
+            Some("get-available-products")
+        );
+        let app = Some("get-2fa-application");
+        assert_eq!(id(Method::GET, "/2fa/2/applications/x%2Fy/"), app);
+        for path in [
+            // Paths are case-sensitive.
+            "/SMS/1/logs",
+            "/sms/1/Logs/",
+            // Only unreserved characters are decoded: `%2F` is no `/`.
+            "/sms/1%2Flogs",
+            // A parameter never matches an empty segment, slash or not.
+            "/2fa/2/applications//",
+            // One trailing slash, not two.
+            "/sms/1/logs//",
+            "/",
+        ] {
+            assert_eq!(id(Method::GET, path), None, "{path}");
+        }
     }
 
     #[test]

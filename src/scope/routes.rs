@@ -83,11 +83,41 @@ impl Routes {
         Ok(())
     }
 
-    /// The value of the most specific template that matches `path`. Allocates nothing.
+    /// The value of the template `path` calls, read as servers read it: percent-encoded
+    /// unreserved characters decoded first (RFC 3986 §6.2.2.2: `/sm%73` is `/sms`), and a
+    /// trailing slash ignored when the path matches nothing with it. Case is kept: paths are
+    /// case-sensitive. A path of over [`DECODED_MAX`] bytes is matched as written. Allocates
+    /// nothing.
+    pub(super) fn find(&self, method: &Method, path: &str) -> Option<usize> {
+        if path.contains('%') {
+            self.find_decoded(method, path)
+        } else {
+            self.find_written(method, path)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn find_decoded(&self, method: &Method, path: &str) -> Option<usize> {
+        let mut buffer = [0; DECODED_MAX];
+        let decoded = decode_unreserved(path, &mut buffer);
+        self.find_written(method, decoded.unwrap_or(path))
+    }
+
+    /// As [`Routes::at`], then without a trailing slash.
+    fn find_written(&self, method: &Method, path: &str) -> Option<usize> {
+        self.at(method, path).or_else(|| {
+            let without = path.strip_suffix('/').filter(|rest| !rest.is_empty())?;
+            self.at(method, without)
+        })
+    }
+
+    /// The value of the most specific template that matches `path` as written. Allocates
+    /// nothing.
     ///
     /// A parameter never matches an empty segment: matchit lets one in the middle of a path
     /// (`/x//y` for `/x/{id}/y`), but no operation takes an empty path parameter.
-    pub(super) fn at(&self, method: &Method, path: &str) -> Option<usize> {
+    fn at(&self, method: &Method, path: &str) -> Option<usize> {
         let (_, layers) = self.methods.iter().find(|(m, _)| m == method)?;
         let mut best: Option<&Route> = None;
         for layer in layers {
@@ -109,6 +139,38 @@ impl Routes {
             .find(|(m, _)| m == method)
             .map_or(0, |(_, layers)| layers.len())
     }
+}
+
+/// The longest path [`Routes::find`] decodes: it decodes on the stack, so as to allocate
+/// nothing. Infobip's paths, parameters filled in, are far shorter.
+const DECODED_MAX: usize = 2048;
+
+/// `path` with every percent-encoded unreserved character (`A-Z a-z 0-9 - . _ ~`) decoded, in
+/// `buffer`; `None` when it does not fit. Other encodings stay: `%2F` is no `/`.
+fn decode_unreserved<'b>(path: &str, buffer: &'b mut [u8]) -> Option<&'b str> {
+    let mut rest = path.as_bytes();
+    let mut len = 0;
+    while let Some((&first, after)) = rest.split_first() {
+        let (byte, after) = match after {
+            [high, low, tail @ ..] if first == b'%' => match unreserved(*high, *low) {
+                Some(decoded) => (decoded, tail),
+                None => (first, after),
+            },
+            _ => (first, after),
+        };
+        *buffer.get_mut(len)? = byte;
+        len += 1;
+        rest = after;
+    }
+    // Only ASCII triplets were replaced, by ASCII: still UTF-8.
+    std::str::from_utf8(buffer.get(..len)?).ok()
+}
+
+/// The unreserved character two hex digits encode, if they encode one.
+fn unreserved(high: u8, low: u8) -> Option<u8> {
+    let digit = |hex: u8| char::from(hex).to_digit(16);
+    let byte = u8::try_from(digit(high)? * 16 + digit(low)?).ok()?;
+    (byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')).then_some(byte)
 }
 
 /// The template with every parameter name removed (`/x/{id}` → `/x/{}`, `/x/{*rest}` →
@@ -190,6 +252,23 @@ mod tests {
             ["abc", "img-{}", "{}.png", "{}", "{*}", "{{lit}}"].map(rank),
             [0, 1, 1, 2, 3, 0]
         );
+    }
+
+    #[test]
+    fn only_unreserved_characters_are_decoded() {
+        let mut buffer = [0; 32];
+        let mut decode = |path| decode_unreserved(path, &mut buffer).map(str::to_owned);
+        for (path, decoded) in [
+            ("/%41%7a%30%2D%2e%5F%7E", "/Az0-._~"),
+            ("/a%2Fb%20c%25%3F", "/a%2Fb%20c%25%3F"),
+            ("/%%414%", "/%A4%"),
+            ("/%4", "/%4"),
+            ("/%G1%1G", "/%G1%1G"),
+            ("/é%C3%A9", "/é%C3%A9"),
+        ] {
+            assert_eq!(decode(path).as_deref(), Some(decoded), "{path}");
+        }
+        assert_eq!(decode(&"/a".repeat(17)), None, "longer than the buffer");
     }
 
     #[test]

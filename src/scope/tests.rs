@@ -161,6 +161,29 @@ async fn without_declared_scopes_the_403_names_what_is_needed_and_holds_nothing_
 }
 
 #[tokio::test]
+async fn a_403_to_an_equivalent_path_is_explained_by_the_operations_scopes() -> Result<(), BoxError>
+{
+    let auth = InfobipAuthLayer::api_key("key")?;
+    let calls = Calls::default();
+    let service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(calls.answering(StatusCode::FORBIDDEN, SEED_403));
+    let sms = |path| request(http::Method::POST, path, None);
+    for path in ["/sms/2/text/advanced/", "/sm%73/2/text/%61dvanced?x=1"] {
+        let response = service.clone().oneshot(sms(path)).await?;
+        let forbidden = forbidden_in(&response)?;
+        assert_eq!(forbidden.endpoint, "/sms/2/text/advanced", "{path}");
+        assert_eq!(forbidden.required.as_ref(), Some(&sms_scopes()?), "{path}");
+    }
+    // Paths are case-sensitive: another path, which the catalogue does not know.
+    let response = service.oneshot(sms("/SMS/2/text/advanced")).await?;
+    assert_eq!(forbidden_in(&response)?.required, None);
+    assert_eq!(calls.count(), 3);
+    Ok(())
+}
+
+#[tokio::test]
 async fn preflight_refuses_a_key_without_the_scopes_and_sends_nothing() -> Result<(), BoxError> {
     let held: Scopes = "inbound-message:read".parse()?;
     let auth = InfobipAuthLayer::new(ApiKey::new("key")?.with_scopes(held.clone()));
