@@ -1,5 +1,6 @@
 //! Heap allocations per request, counted by a global allocator (DESIGN invariant 1: a request
-//! with a valid cached credential allocates nothing).
+//! with a valid cached credential allocates nothing), and per catalogue lookup (none, whatever
+//! form the path takes).
 //!
 //! Counting is per thread: only allocations made on the thread that calls the service and
 //! polls its future are counted, so the test harness and other tests running in parallel do not
@@ -20,7 +21,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use infobip_auth::source::TokenSource;
-use infobip_auth::{Credential, Error, InfobipAuthLayer, ReplayPolicy};
+use infobip_auth::{Catalog, Credential, Error, InfobipAuthLayer, ReplayPolicy};
 use tower::{Service, ServiceBuilder, service_fn};
 
 /// Forwards to the system allocator and counts, on threads that asked for it, the calls that
@@ -274,4 +275,63 @@ fn a_header_value_made_at_run_time_costs_one_allocation_more_on_replay() {
         allocations_per_request(without_replay, with_runtime_value),
         0.0
     );
+}
+
+/// `template` with every parameter filled in.
+fn filled(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                "x1"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `path` with the first character of its last segment percent-encoded.
+fn encoded(path: &str) -> String {
+    let at = path.rfind('/').map_or(0, |slash| slash + 1);
+    match path[at..].chars().next() {
+        Some(c) => format!("{}%{:02X}{}", &path[..at], u32::from(c), &path[at + 1..]),
+        None => path.to_owned(),
+    }
+}
+
+#[test]
+fn every_operation_is_found_in_any_form_without_allocating() {
+    let catalog = Catalog::infobip();
+    let mut requests = Vec::new();
+    for op in catalog.operations() {
+        let path = filled(op.template);
+        for form in [
+            path.clone(),
+            format!("{path}/"),
+            encoded(&path),
+            format!("{}/?q=%41", encoded(&path)),
+        ] {
+            requests.push((op.method.clone(), form, Some(op.template)));
+        }
+        requests.push((op.method.clone(), path.to_uppercase(), None));
+    }
+    // Longer than a lookup decodes on its stack: matched as written, found by nothing.
+    requests.push((
+        Method::GET,
+        format!("/sms/1/logs/{}", "%41".repeat(2000)),
+        None,
+    ));
+
+    let (found, allocations) = allocations_in(|| {
+        requests
+            .iter()
+            .filter(|(method, path, template)| {
+                catalog.lookup(method, path).map(|op| op.template) == *template
+            })
+            .count()
+    });
+    assert_eq!(allocations, 0);
+    assert_eq!(found, requests.len());
 }
