@@ -1002,7 +1002,8 @@ fn revoke_on_arrival(
                 state.previous = None;
             }
             back_off(shared, state, &error, Instant::now());
-            Err(error)
+            // What it would have replaced is revoked now: no waiter falls back on it.
+            Err(error.with_previous_ended())
         }
     };
     // Started here, under the lock: a waiter that looks again finds it and waits for it.

@@ -3,10 +3,10 @@
 //!
 //! Proptest generates sequences of operations on a layered hyper-util client — requests (some
 //! through a clone that never replays, some dropped before they finish), bursts, busy stretches,
-//! idle gaps shorter and longer than the idle timeout, `refresh()`, `revoke()` (alone or with a
-//! request right behind), the server ending the
-//! session on its own, failed and slow session creates, and other clients filling the 10
-//! requests/s windows of the create and delete endpoints. Every request, the source's too,
+//! idle gaps shorter and longer than the idle timeout, `refresh()`, `revoke()` (alone, with a
+//! request right behind, or given up by its caller after 300 ms), the server ending the
+//! session on its own, failed and slow session creates and deletes, and other clients filling
+//! the 10 requests/s windows of the create and delete endpoints. Every request, the source's too,
 //! passes a recorder that keeps a model of the sessions alive at the server (ended by a
 //! `DELETE`, by the server, by idleness, or at the maximum age, which the recorder enforces on
 //! the server's behalf) and checks, as each event happens:
@@ -56,6 +56,8 @@ const MAX_AGE: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Longer than any backoff (at most 60 s) and the throttle's window.
 const PAST_EVERY_BACKOFF: Duration = Duration::from_secs(61);
+/// How long a caller that gives up waits for its `revoke()`.
+const GIVE_UP: Duration = Duration::from_millis(300);
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 type Reply = Result<Response<Full<Bytes>>, BoxError>;
@@ -68,6 +70,21 @@ enum CreateFault {
     Status429,
     CloseConnection,
     /// Answers after 1.5 s.
+    Slow,
+}
+
+/// What the server does to a session `DELETE` instead of ending the session (which stays
+/// alive), or before it.
+#[derive(Clone, Copy, Debug)]
+enum DeleteFault {
+    Status500,
+    /// `503` with a `Retry-After` of this many seconds.
+    Unavailable(u64),
+    Status429,
+    CloseConnection,
+    /// `200` whose body is cut short.
+    Truncated,
+    /// Ends the session after 1.5 s.
     Slow,
 }
 
@@ -88,14 +105,18 @@ enum Op {
     /// A request every 700 ms for this long: a session kept in use.
     Busy(Duration),
     Refresh,
-    /// `revoke()`; with `then_send`, a request made right after, while its `DELETE` may run.
+    /// `revoke()`; with `then_send`, a request made right after, while its `DELETE` may run;
+    /// with `give_up`, its caller drops it after 300 ms.
     Revoke {
         then_send: bool,
+        give_up: bool,
     },
     /// The server ends every session behind the client's back.
     ServerEndsSessions,
     /// The next create at the server fails so.
     FailCreate(CreateFault),
+    /// The next session `DELETE` at the server fails so.
+    FailDelete(DeleteFault),
     /// Another client uses up this second's creates (wrong password: no session is made).
     FillCreateWindow,
     /// Another client uses up this second's deletes (an unknown session).
@@ -482,6 +503,8 @@ struct Case {
     calls: Vec<JoinHandle<()>>,
     next_id: u64,
     faults: usize,
+    /// Faults injected into deletes: some may be left for the last `revoke()`.
+    delete_faults: usize,
 }
 
 impl Case {
@@ -520,6 +543,7 @@ impl Case {
             calls: Vec::new(),
             next_id: 1,
             faults: 0,
+            delete_faults: 0,
         })
     }
 
@@ -587,12 +611,19 @@ impl Case {
                     let _ = layer.refresh().await;
                 }));
             }
-            Op::Revoke { then_send } => {
+            Op::Revoke { then_send, give_up } => {
                 let began = lock(&self.model).revoke_began();
                 let (layer, model) = (self.layer.clone(), self.model.clone());
+                let give_up = *give_up;
                 self.calls.push(tokio::spawn(async move {
-                    let result = layer.revoke().await;
-                    lock(&model).revoke_ended(began, result.is_ok());
+                    let revoke = layer.revoke();
+                    let result = if give_up {
+                        tokio::time::timeout(GIVE_UP, revoke).await.ok()
+                    } else {
+                        Some(revoke.await)
+                    };
+                    let succeeded = result.is_some_and(|result| result.is_ok());
+                    lock(&model).revoke_ended(began, succeeded);
                 }));
                 if *then_send {
                     tokio::task::yield_now().await;
@@ -615,6 +646,20 @@ impl Case {
                     CreateFault::Status429 => status_fault(StatusCode::TOO_MANY_REQUESTS, None),
                     CreateFault::CloseConnection => Fault::CloseConnection,
                     CreateFault::Slow => Fault::Delay(Duration::from_millis(1_500)),
+                });
+            }
+            Op::FailDelete(fault) => {
+                self.delete_faults += 1;
+                self.server.inject_delete(match *fault {
+                    DeleteFault::Status500 => status_fault(StatusCode::INTERNAL_SERVER_ERROR, None),
+                    DeleteFault::Unavailable(seconds) => status_fault(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some(Duration::from_secs(seconds)),
+                    ),
+                    DeleteFault::Status429 => status_fault(StatusCode::TOO_MANY_REQUESTS, None),
+                    DeleteFault::CloseConnection => Fault::CloseConnection,
+                    DeleteFault::Truncated => Fault::Truncated,
+                    DeleteFault::Slow => Fault::Delay(Duration::from_millis(1_500)),
                 });
             }
             Op::FillCreateWindow => {
@@ -690,7 +735,7 @@ impl Case {
             return Err("a refresh or revoke never ended".into());
         }
         let mut last = None;
-        for _ in 0..=self.faults + 2 {
+        for _ in 0..=self.faults + self.delete_faults + 2 {
             let (_, future) = self.request(0).await?;
             let answer = tokio::time::timeout(PAST_EVERY_BACKOFF, future).await;
             match answer {
@@ -707,10 +752,17 @@ impl Case {
                 "no request succeeded once faults were used up: {last}"
             ));
         }
-        tokio::time::sleep(Duration::from_millis(1_100)).await; // past the delete window
-        let began = lock(&self.model).revoke_began();
-        let result = self.layer.revoke().await;
-        lock(&self.model).revoke_ended(began, result.is_ok());
+        // Faults left for deletes fail a revoke each; the one after them succeeds.
+        let mut result = Ok(());
+        for _ in 0..=self.delete_faults {
+            tokio::time::sleep(Duration::from_millis(1_100)).await; // past the delete window
+            let began = lock(&self.model).revoke_began();
+            result = self.layer.revoke().await;
+            lock(&self.model).revoke_ended(began, result.is_ok());
+            if result.is_ok() {
+                break;
+            }
+        }
         result.map_err(|err| format!("the last revoke failed: {err}"))
     }
 }
@@ -747,6 +799,14 @@ fn op() -> impl Strategy<Value = Op> {
     let gap =
         proptest::sample::select(&[300u64, 700, 1_300, 3_300, 3_800, 4_500, 11_000, 40_000][..])
             .prop_map(Duration::from_millis);
+    let delete_fault = prop_oneof![
+        Just(DeleteFault::Status500),
+        (1u64..4).prop_map(DeleteFault::Unavailable),
+        Just(DeleteFault::Status429),
+        Just(DeleteFault::CloseConnection),
+        Just(DeleteFault::Truncated),
+        Just(DeleteFault::Slow),
+    ];
     let fault = prop_oneof![
         Just(CreateFault::Status500),
         (1u64..4).prop_map(CreateFault::Unavailable),
@@ -761,16 +821,19 @@ fn op() -> impl Strategy<Value = Op> {
         6 => gap.prop_map(Op::Idle),
         2 => (2u64..16).prop_map(|s| Op::Busy(Duration::from_secs(s))),
         1 => Just(Op::Refresh),
-        1 => any::<bool>().prop_map(|then_send| Op::Revoke { then_send }),
+        2 => (any::<bool>(), proptest::bool::weighted(0.3))
+            .prop_map(|(then_send, give_up)| Op::Revoke { then_send, give_up }),
         1 => Just(Op::ServerEndsSessions),
         2 => fault.prop_map(Op::FailCreate),
+        2 => delete_fault.prop_map(Op::FailDelete),
         1 => Just(Op::FillCreateWindow),
         1 => Just(Op::FillDeleteWindow),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    // 256 cases, or `PROPTEST_CASES` (which `with_cases` would override) to run it harder.
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn the_session_source_keeps_its_promises(
