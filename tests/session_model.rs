@@ -20,7 +20,9 @@
 //!   `DELETE` sent after it, or a `revoke()` it raced — never idleness or age (the source knew
 //!   the deadlines), nor a session a renewal had already ended;
 //! - a burst makes at most one create;
-//! - a `revoke()` that succeeds leaves alive no session obtained before it began;
+//! - a `revoke()` that succeeds leaves alive no session obtained before it began, and no
+//!   request goes out with a session made while a `revoke()` runs (it waited for that
+//!   session's renewal, and ends it as it arrives);
 //! - every request ends, with a response or the crate's typed error; once faults are used up
 //!   a request succeeds; a last `revoke()` leaves nothing alive.
 
@@ -126,10 +128,11 @@ enum Op {
 /// Why a session is no longer alive at the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Death {
-    /// A `DELETE` sent at this point of the sequence ended it, while a `revoke()` ran or not.
+    /// A `DELETE` sent at this point of the sequence ended it, while `revoke()` calls ran
+    /// (the latest begun at `by_revoke`) or not.
     Deleted {
         at: u64,
-        by_revoke: bool,
+        by_revoke: Option<u64>,
     },
     /// The server ended it (a test operation).
     EndedByServer,
@@ -140,8 +143,9 @@ enum Death {
 /// A session this client obtained, as the server keeps it.
 struct Obtained {
     number: usize,
-    /// When the create that made it was sent (sequence number).
+    /// When the create that made it was sent, and answered (sequence numbers).
     create_sent: u64,
+    create_answered: u64,
     created_at: Instant,
     last_use: Instant,
     ended: Option<Death>,
@@ -170,7 +174,8 @@ struct Model {
     /// The last failed create: when, and the `Retry-After` it carried.
     create_failure: Option<(Instant, Duration)>,
     last_refresh: Option<Instant>,
-    revokes_running: u32,
+    /// When each `revoke()` still running began.
+    revokes_running: Vec<u64>,
     /// By request id: when it (or its replay) was sent.
     sent: HashMap<u64, u64>,
     violations: Vec<String>,
@@ -187,7 +192,7 @@ impl Model {
             creates_sent: 0,
             create_failure: None,
             last_refresh: None,
-            revokes_running: 0,
+            revokes_running: Vec::new(),
             sent: HashMap::new(),
             violations: Vec::new(),
         }
@@ -251,7 +256,7 @@ impl Model {
 
     fn create_answered(&mut self, sent: u64, answer: &Result<(StatusCode, Bytes, Duration), ()>) {
         let now = Instant::now();
-        self.next_seq();
+        let answered = self.next_seq();
         self.creates_in_flight = self.creates_in_flight.saturating_sub(1);
         let token = match answer {
             Ok((StatusCode::OK, body, _)) => serde_json::from_slice::<serde_json::Value>(body)
@@ -281,6 +286,7 @@ impl Model {
         self.sessions.push(Obtained {
             number,
             create_sent: sent,
+            create_answered: answered,
             created_at: now,
             last_use: now,
             ended: None,
@@ -290,7 +296,7 @@ impl Model {
     fn delete_sent(&mut self) -> Death {
         Death::Deleted {
             at: self.next_seq(),
-            by_revoke: self.revokes_running > 0,
+            by_revoke: self.revokes_running.iter().max().copied(),
         }
     }
 
@@ -306,9 +312,18 @@ impl Model {
     fn resource_sent(&mut self, id: u64, token: Option<&str>) {
         let seq = self.next_seq();
         self.sent.insert(id, seq);
-        if token.and_then(|t| self.by_token.get(t)).is_none() {
-            self.violation(format!(
+        let Some(&i) = token.and_then(|t| self.by_token.get(t)) else {
+            return self.violation(format!(
                 "request {id} went out without a session this client obtained"
+            ));
+        };
+        // A session made while a `revoke()` runs is one it waited for, and ends as it arrives.
+        let session = &self.sessions[i];
+        if let Some(began) = (self.revokes_running.iter()).find(|b| **b < session.create_answered) {
+            let number = session.number;
+            self.violation(format!(
+                "request {id} went out with session {number}, made while the revoke() begun \
+                 at {began} ran (which ends it)"
             ));
         }
     }
@@ -326,9 +341,14 @@ impl Model {
             Some(StatusCode::UNAUTHORIZED) => {
                 let explained = match death {
                     Some(Death::EndedByServer) => true,
-                    // A request racing `revoke()` may learn of it so; any other was sent
+                    // A request racing `revoke()` with a session obtained before it began may
+                    // learn of it so; a session a renewal made while `revoke()` waited for it
+                    // is ended as it arrives, and never sent. Any other request was sent
                     // with a session ended before.
-                    Some(Death::Deleted { at, by_revoke }) => by_revoke || at > sent,
+                    Some(Death::Deleted { at, by_revoke }) => {
+                        let create_sent = self.sessions[i].create_sent;
+                        by_revoke.is_some_and(|began| create_sent < began) || at > sent
+                    }
                     _ => false,
                 };
                 if !explained {
@@ -364,13 +384,14 @@ impl Model {
     }
 
     fn revoke_began(&mut self) -> u64 {
-        self.revokes_running += 1;
-        self.next_seq()
+        let began = self.next_seq();
+        self.revokes_running.push(began);
+        began
     }
 
     /// A `revoke()` begun at `began` ended; if it succeeded, nothing obtained before is alive.
     fn revoke_ended(&mut self, began: u64, succeeded: bool) {
-        self.revokes_running -= 1;
+        self.revokes_running.retain(|running| *running != began);
         if !succeeded {
             return;
         }
@@ -612,10 +633,11 @@ impl Case {
                 }));
             }
             Op::Revoke { then_send, give_up } => {
-                let began = lock(&self.model).revoke_began();
                 let (layer, model) = (self.layer.clone(), self.model.clone());
                 let give_up = *give_up;
                 self.calls.push(tokio::spawn(async move {
+                    // Begun in the poll that starts it: nothing happens in between.
+                    let began = lock(&model).revoke_began();
                     let revoke = layer.revoke();
                     let result = if give_up {
                         tokio::time::timeout(GIVE_UP, revoke).await.ok()
@@ -865,6 +887,58 @@ fn a_slow_renewal_keeps_its_ended_session_out_of_service() -> Result<(), String>
         Op::Refresh,
         Op::Idle(Duration::from_millis(700)),
         send,
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run(None, ops))
+}
+
+/// A request waiting for a slow renewal when `revoke()` is called: the session the renewal
+/// makes is ended as it arrives, and the request waits for a fresh one instead of going out
+/// with it (it used to, and a `DELETE` sent right behind could refuse it).
+#[test]
+fn a_request_never_carries_the_session_a_revoke_waited_for() -> Result<(), String> {
+    let ops = vec![
+        Op::FailCreate(CreateFault::Slow),
+        Op::Send {
+            no_replay: false,
+            drop: false,
+        },
+        Op::Revoke {
+            then_send: false,
+            give_up: false,
+        },
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run(None, ops))
+}
+
+/// A `revoke()` given up while a slow `DELETE` that then fails runs: the session is kept, and
+/// ended before the next is created (it used to be forgotten, alive at the server, and the
+/// next login got it back).
+#[test]
+fn a_revoke_given_up_mid_delete_loses_no_session() -> Result<(), String> {
+    let ops = vec![
+        Op::Send {
+            no_replay: false,
+            drop: false,
+        },
+        Op::FailDelete(DeleteFault::Slow),
+        Op::Revoke {
+            then_send: false,
+            give_up: true,
+        },
+        Op::Send {
+            no_replay: false,
+            drop: false,
+        },
     ];
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
