@@ -15,6 +15,10 @@
 //!   receives its result. A dropped waiter cancels nothing.
 //! - A failed fetch starts a backoff (exponential, jittered, at least `Retry-After`); until it
 //!   ends, callers get the failure at once, or the old credential while it is still valid.
+//! - A revocation runs in a task of its own too: a caller that gives up cancels nothing, and a
+//!   credential it could not end is kept to be ended first. A credential fetched while a
+//!   revocation waits for it is ended as it arrives, never published, and its waiters wait for
+//!   a fresh one.
 
 use std::fmt;
 use std::future::Future;
