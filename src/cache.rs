@@ -15,6 +15,10 @@
 //!   receives its result. A dropped waiter cancels nothing.
 //! - A failed fetch starts a backoff (exponential, jittered, at least `Retry-After`); until it
 //!   ends, callers get the failure at once, or the old credential while it is still valid.
+//! - A revocation runs in a task of its own too: a caller that gives up cancels nothing, and a
+//!   credential it could not end is kept to be ended first. A credential fetched while a
+//!   revocation waits for it is ended as it arrives, never published, and its waiters wait for
+//!   a fresh one.
 
 use std::fmt;
 use std::future::Future;
@@ -312,8 +316,9 @@ struct Slot {
 /// The result of one fetch, shared by every waiter.
 type Flight = SharedFuture<BoxFuture<'static, Result<(Credential, u64), Error>>>;
 
-/// Ends when a revocation's request has been answered (or the revocation was dropped).
-type Revocation = SharedFuture<BoxFuture<'static, ()>>;
+/// A revocation's result, shared by every caller waiting for it. Its request runs in a task
+/// of its own (as a fetch does), so a caller that gives up cancels nothing.
+type Revocation = SharedFuture<BoxFuture<'static, Result<(), Error>>>;
 
 /// Bookkeeping behind the lock; touched only on the slow path.
 #[derive(Default)]
@@ -326,9 +331,17 @@ struct State {
     /// The last credential published, handed to the next fetch as `previous`.
     previous: Option<Credential>,
     /// A revocation ending `previous` at the server, which it took and gives back if that
-    /// fails: a fetch waits for it before it creates a successor (and ends the given-back
-    /// one first), and so does another revocation.
+    /// fails (or its task is dropped half-way): a fetch waits for it before it creates a
+    /// successor (and ends the given-back one first), and so does another revocation.
     revoking: Option<Revocation>,
+    /// Numbers revocations, so a finished one only clears its own.
+    revocation_no: u64,
+    /// The fetch (by number) whose credential a `revoke()` waits to end: it is revoked as it
+    /// arrives instead of being published, so no request is sent with it.
+    revoke_on_arrival: Option<u64>,
+    /// The revocation that fetch's end started (by fetch number), whose result is that of
+    /// every `revoke()` that waited for the fetch, even one that looks only after it ended.
+    revoked_on_arrival: Option<(u64, Revocation)>,
     /// The watcher of the published credential: ends when it is replaced, forgotten or the
     /// cache drops, instead of sleeping on until the credential's next deadline.
     watcher: Option<AbortOnDrop>,
@@ -714,50 +727,61 @@ impl CredentialCache {
         refused_again(&self.shared, &mut state);
     }
 
-    /// Fetches a new credential now, even if the current one is fresh.
+    /// Fetches a new credential now, even if the current one is fresh. One that a `revoke()`
+    /// ends as it arrives is fetched again, after the revocation.
     pub(crate) async fn refresh(&self) -> Result<(Credential, u64), Error> {
-        let flight = {
-            let mut state = self.lock();
-            match state.current_flight() {
-                Some(flight) => flight,
-                None => self.start_fetch(&mut state)?,
-            }
-        };
-        flight.await
-    }
-
-    /// Ends the current credential at the server and forgets it.
-    pub(crate) async fn revoke(&self) -> Result<(), Error> {
-        let (credential, _answered) = loop {
-            // A fetch in flight would publish a credential right after: let it, then end it.
-            // Another revocation may fail and give its credential back: let it, then look.
-            let under_way = {
+        let mut looks = 3u8;
+        loop {
+            let flight = {
                 let mut state = self.lock();
-                if let Some(flight) = state.current_flight() {
-                    flight.map(drop).boxed()
-                } else if let Some(revocation) = state.current_revocation() {
-                    revocation.boxed()
-                } else {
-                    forget(&self.shared, &mut state);
-                    let (answered, revocation) = tokio::sync::oneshot::channel::<()>();
-                    state.revoking = Some(revocation.map(drop).boxed().shared());
-                    break (state.previous.take(), answered);
+                match state.current_flight() {
+                    Some(flight) => flight,
+                    None => self.start_fetch(&mut state)?,
                 }
             };
-            under_way.await;
-        };
-        let result = match &credential {
-            Some(credential) => self.shared.source.revoke(credential).await,
-            None => Ok(()),
-        };
-        let mut state = self.lock();
-        state.revoking = None;
-        if result.is_err() && state.previous.is_none() {
-            // Still live at the server: keep it, so that a second `revoke` or the next fetch
-            // (which ends its `previous` first) ends it.
-            state.previous = credential;
+            let result = flight.await;
+            if how_ended(&result) != Some(&Ended::Revoked) || looks == 0 {
+                return result;
+            }
+            looks -= 1;
         }
-        result
+    }
+
+    /// Ends the current credential at the server and forgets it. A fetch in flight is let
+    /// finish, and the credential it makes is ended as it arrives; a revocation under way is
+    /// waited for, and its result is this one's. The request runs in a task of its own, so a
+    /// caller that gives up loses nothing: the credential is ended, or kept to be ended by the
+    /// next revocation or fetch.
+    pub(crate) async fn revoke(&self) -> Result<(), Error> {
+        let flight = {
+            let mut state = self.lock();
+            let flight = state.current_flight();
+            if flight.is_some() {
+                state.revoke_on_arrival = Some(state.flight_no);
+            }
+            flight.map(|flight| (flight, state.flight_no))
+        };
+        if let Some((flight, flight_no)) = flight {
+            // Its end starts the revocation of what it made (under the lock, before any of its
+            // waiters can look again): that one is ours, though it may be over already and a
+            // waiter's fetch have made a credential since (not ours to end).
+            let _ = flight.await;
+            let arrival = lock(&self.shared)
+                .revoked_on_arrival
+                .clone()
+                .filter(|(revoked, _)| *revoked == flight_no);
+            if let Some((_, revocation)) = arrival {
+                return revocation.await;
+            }
+        }
+        let revocation = {
+            let mut state = self.lock();
+            match state.current_revocation() {
+                Some(revocation) => revocation,
+                None => start_revocation(&self.shared, &mut state),
+            }
+        };
+        revocation.await
     }
 
     /// Starts a fetch of the successor of credential `id` unless one is running or a backoff
@@ -820,7 +844,7 @@ impl CredentialCache {
             // credential at the server, or given it back to be ended first.
             let previous = match revocation {
                 Some(revocation) => {
-                    revocation.await;
+                    let _ = revocation.await;
                     lock(&guard.shared).previous.clone()
                 }
                 None => previous,
@@ -917,6 +941,10 @@ fn finish(
             _ => Ok((credential, deadlines)),
         }
     });
+    if current && state.revoke_on_arrival.take() == Some(flight_no) {
+        let result = result.map(|(credential, _)| credential);
+        return revoke_on_arrival(shared, &mut state, flight_no, result);
+    }
     match result {
         Ok((credential, deadlines)) => {
             if !current {
@@ -953,6 +981,104 @@ fn finish(
                 back_off(shared, &mut state, &error, now);
             }
             Err(error)
+        }
+    }
+}
+
+/// Records the result of a fetch that a `revoke()` waits for: its credential becomes the one
+/// the revocation ends, never published, and its waiters look again (they wait for the
+/// revocation, then get a fresh credential). A failure is recorded as any other, and what it
+/// left is revoked all the same.
+fn revoke_on_arrival(
+    shared: &Arc<Shared>,
+    state: &mut State,
+    flight_no: u64,
+    result: Result<Credential, Error>,
+) -> Result<(Credential, u64), Error> {
+    let outcome = match result {
+        Ok(credential) => {
+            state.previous = Some(credential);
+            state.failure = None;
+            Err(ended(Ended::Revoked))
+        }
+        Err(error) => {
+            if error.is_previous_ended() {
+                state.previous = None;
+            }
+            back_off(shared, state, &error, Instant::now());
+            // What it would have replaced is revoked now: no waiter falls back on it.
+            Err(error.with_previous_ended())
+        }
+    };
+    // Started here, under the lock: a waiter that looks again finds it and waits for it.
+    let revocation = start_revocation(shared, state);
+    state.revoked_on_arrival = Some((flight_no, revocation));
+    outcome
+}
+
+/// Forgets the published credential and starts ending `previous` at the server, in a task of
+/// its own when there is a runtime (else the future runs as its callers poll it). The task
+/// takes `previous` when it starts and gives it back if ending it fails or the task is dropped
+/// half-way, so a credential still alive at the server is never lost.
+fn start_revocation(shared: &Arc<Shared>, state: &mut State) -> Revocation {
+    forget(shared, state);
+    state.revocation_no += 1;
+    let work = revoke_previous(Arc::clone(shared), state.revocation_no);
+    let revocation = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let task = runtime.spawn(work);
+            async move { task.await.unwrap_or_else(|_| Err(ended(Ended::Cancelled))) }.boxed()
+        }
+        Err(_) => work.boxed(),
+    }
+    .shared();
+    state.revoking = Some(revocation.clone());
+    revocation
+}
+
+/// Ends the credential in `previous` at the server (revocation number `revocation_no`).
+async fn revoke_previous(shared: Arc<Shared>, revocation_no: u64) -> Result<(), Error> {
+    // Taken here, not when the task is spawned: a task a shutting-down runtime drops before it
+    // starts leaves it where it was.
+    let credential = lock(&shared).previous.take();
+    let mut guard = RevocationGuard {
+        shared,
+        revocation_no,
+        credential,
+        ended: false,
+    };
+    let result = match &guard.credential {
+        Some(credential) => {
+            let revoke = guard.shared.source.revoke(credential);
+            std::panic::AssertUnwindSafe(revoke)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(ended(Ended::Panicked)))
+        }
+        None => Ok(()),
+    };
+    guard.ended = result.is_ok();
+    result
+}
+
+/// Clears its revocation when it ends, and gives its credential back unless it was ended.
+struct RevocationGuard {
+    shared: Arc<Shared>,
+    revocation_no: u64,
+    credential: Option<Credential>,
+    ended: bool,
+}
+
+impl Drop for RevocationGuard {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared);
+        if state.revocation_no == self.revocation_no {
+            state.revoking = None;
+        }
+        if !self.ended && state.previous.is_none() {
+            // Still live at the server: kept, so that the next revocation or fetch (which ends
+            // its `previous` first) ends it.
+            state.previous = self.credential.take();
         }
     }
 }
@@ -1167,13 +1293,16 @@ fn ended(how: Ended) -> Error {
     Error::new(ErrorKind::Transport).with_source(how)
 }
 
-/// Whether `result` is that of a fetch cut off half-way.
-fn is_cancelled<T>(result: &Result<T, Error>) -> bool {
-    result.as_ref().err().is_some_and(|error| {
-        std::error::Error::source(error)
-            .and_then(|source| source.downcast_ref::<Ended>())
-            .is_some_and(|how| *how == Ended::Cancelled)
-    })
+/// How the fetch behind `result` ended without a result of its source's, if it did.
+fn how_ended<T>(result: &Result<T, Error>) -> Option<&Ended> {
+    let error = result.as_ref().err()?;
+    std::error::Error::source(error)?.downcast_ref::<Ended>()
+}
+
+/// Whether a waiter for `result` looks again: its fetch was cut off half-way, or its credential
+/// revoked as it arrived.
+fn looks_again<T>(result: &Result<T, Error>) -> bool {
+    matches!(how_ended(result), Some(Ended::Cancelled | Ended::Revoked))
 }
 
 /// How a fetch ended without a result of its source's.
@@ -1183,6 +1312,8 @@ enum Ended {
     Cancelled,
     /// The token source panicked.
     Panicked,
+    /// A `revoke()` ended the credential as it arrived.
+    Revoked,
 }
 
 impl fmt::Display for Ended {
@@ -1190,6 +1321,7 @@ impl fmt::Display for Ended {
         f.write_str(match self {
             Self::Cancelled => "the token request ended without a result (its runtime shut down)",
             Self::Panicked => "the token source panicked",
+            Self::Revoked => "the credential was revoked as it arrived",
         })
     }
 }
@@ -1199,7 +1331,8 @@ impl std::error::Error for Ended {}
 /// Waits for a fetch in flight. If it fails while the previous credential is still valid, the
 /// previous credential is served instead. If it ends without a result (its runtime shut down:
 /// a `#[tokio::test]` that started it ended), the wait looks again, which fetches on the
-/// waiter's own runtime.
+/// waiter's own runtime; so it does if a `revoke()` ended the credential as it arrived (the
+/// fetch it starts waits for that revocation).
 pub(crate) struct CredentialWait {
     cache: CredentialCache,
     flight: Flight,
@@ -1231,7 +1364,11 @@ impl Future for CredentialWait {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut result = std::task::ready!(self.flight.poll_unpin(cx));
-        while is_cancelled(&result) && self.looks > 0 {
+        while looks_again(&result) && self.looks > 0 {
+            if how_ended(&result) == Some(&Ended::Revoked) {
+                // Revoked: what came before it is no fallback.
+                self.fallback = None;
+            }
             self.looks -= 1;
             match self.cache.lookup(None) {
                 Lookup::Wait(wait) => {

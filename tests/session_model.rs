@@ -3,10 +3,10 @@
 //!
 //! Proptest generates sequences of operations on a layered hyper-util client — requests (some
 //! through a clone that never replays, some dropped before they finish), bursts, busy stretches,
-//! idle gaps shorter and longer than the idle timeout, `refresh()`, `revoke()` (alone or with a
-//! request right behind), the server ending the
-//! session on its own, failed and slow session creates, and other clients filling the 10
-//! requests/s windows of the create and delete endpoints. Every request, the source's too,
+//! idle gaps shorter and longer than the idle timeout, `refresh()`, `revoke()` (alone, with a
+//! request right behind, or given up by its caller after 300 ms), the server ending the
+//! session on its own, failed and slow session creates and deletes, and other clients filling
+//! the 10 requests/s windows of the create and delete endpoints. Every request, the source's too,
 //! passes a recorder that keeps a model of the sessions alive at the server (ended by a
 //! `DELETE`, by the server, by idleness, or at the maximum age, which the recorder enforces on
 //! the server's behalf) and checks, as each event happens:
@@ -20,7 +20,9 @@
 //!   `DELETE` sent after it, or a `revoke()` it raced — never idleness or age (the source knew
 //!   the deadlines), nor a session a renewal had already ended;
 //! - a burst makes at most one create;
-//! - a `revoke()` that succeeds leaves alive no session obtained before it began;
+//! - a `revoke()` that succeeds leaves alive no session obtained before it began, and no
+//!   request goes out with a session made while a `revoke()` runs (it waited for that
+//!   session's renewal, and ends it as it arrives);
 //! - every request ends, with a response or the crate's typed error; once faults are used up
 //!   a request succeeds; a last `revoke()` leaves nothing alive.
 
@@ -56,6 +58,8 @@ const MAX_AGE: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Longer than any backoff (at most 60 s) and the throttle's window.
 const PAST_EVERY_BACKOFF: Duration = Duration::from_secs(61);
+/// How long a caller that gives up waits for its `revoke()`.
+const GIVE_UP: Duration = Duration::from_millis(300);
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 type Reply = Result<Response<Full<Bytes>>, BoxError>;
@@ -68,6 +72,21 @@ enum CreateFault {
     Status429,
     CloseConnection,
     /// Answers after 1.5 s.
+    Slow,
+}
+
+/// What the server does to a session `DELETE` instead of ending the session (which stays
+/// alive), or before it.
+#[derive(Clone, Copy, Debug)]
+enum DeleteFault {
+    Status500,
+    /// `503` with a `Retry-After` of this many seconds.
+    Unavailable(u64),
+    Status429,
+    CloseConnection,
+    /// `200` whose body is cut short.
+    Truncated,
+    /// Ends the session after 1.5 s.
     Slow,
 }
 
@@ -88,14 +107,18 @@ enum Op {
     /// A request every 700 ms for this long: a session kept in use.
     Busy(Duration),
     Refresh,
-    /// `revoke()`; with `then_send`, a request made right after, while its `DELETE` may run.
+    /// `revoke()`; with `then_send`, a request made right after, while its `DELETE` may run;
+    /// with `give_up`, its caller drops it after 300 ms.
     Revoke {
         then_send: bool,
+        give_up: bool,
     },
     /// The server ends every session behind the client's back.
     ServerEndsSessions,
     /// The next create at the server fails so.
     FailCreate(CreateFault),
+    /// The next session `DELETE` at the server fails so.
+    FailDelete(DeleteFault),
     /// Another client uses up this second's creates (wrong password: no session is made).
     FillCreateWindow,
     /// Another client uses up this second's deletes (an unknown session).
@@ -105,10 +128,11 @@ enum Op {
 /// Why a session is no longer alive at the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Death {
-    /// A `DELETE` sent at this point of the sequence ended it, while a `revoke()` ran or not.
+    /// A `DELETE` sent at this point of the sequence ended it, while `revoke()` calls ran
+    /// (the latest begun at `by_revoke`) or not.
     Deleted {
         at: u64,
-        by_revoke: bool,
+        by_revoke: Option<u64>,
     },
     /// The server ended it (a test operation).
     EndedByServer,
@@ -119,8 +143,9 @@ enum Death {
 /// A session this client obtained, as the server keeps it.
 struct Obtained {
     number: usize,
-    /// When the create that made it was sent (sequence number).
+    /// When the create that made it was sent, and answered (sequence numbers).
     create_sent: u64,
+    create_answered: u64,
     created_at: Instant,
     last_use: Instant,
     ended: Option<Death>,
@@ -149,7 +174,8 @@ struct Model {
     /// The last failed create: when, and the `Retry-After` it carried.
     create_failure: Option<(Instant, Duration)>,
     last_refresh: Option<Instant>,
-    revokes_running: u32,
+    /// When each `revoke()` still running began.
+    revokes_running: Vec<u64>,
     /// By request id: when it (or its replay) was sent.
     sent: HashMap<u64, u64>,
     violations: Vec<String>,
@@ -166,7 +192,7 @@ impl Model {
             creates_sent: 0,
             create_failure: None,
             last_refresh: None,
-            revokes_running: 0,
+            revokes_running: Vec::new(),
             sent: HashMap::new(),
             violations: Vec::new(),
         }
@@ -230,7 +256,7 @@ impl Model {
 
     fn create_answered(&mut self, sent: u64, answer: &Result<(StatusCode, Bytes, Duration), ()>) {
         let now = Instant::now();
-        self.next_seq();
+        let answered = self.next_seq();
         self.creates_in_flight = self.creates_in_flight.saturating_sub(1);
         let token = match answer {
             Ok((StatusCode::OK, body, _)) => serde_json::from_slice::<serde_json::Value>(body)
@@ -260,6 +286,7 @@ impl Model {
         self.sessions.push(Obtained {
             number,
             create_sent: sent,
+            create_answered: answered,
             created_at: now,
             last_use: now,
             ended: None,
@@ -269,7 +296,7 @@ impl Model {
     fn delete_sent(&mut self) -> Death {
         Death::Deleted {
             at: self.next_seq(),
-            by_revoke: self.revokes_running > 0,
+            by_revoke: self.revokes_running.iter().max().copied(),
         }
     }
 
@@ -285,9 +312,18 @@ impl Model {
     fn resource_sent(&mut self, id: u64, token: Option<&str>) {
         let seq = self.next_seq();
         self.sent.insert(id, seq);
-        if token.and_then(|t| self.by_token.get(t)).is_none() {
-            self.violation(format!(
+        let Some(&i) = token.and_then(|t| self.by_token.get(t)) else {
+            return self.violation(format!(
                 "request {id} went out without a session this client obtained"
+            ));
+        };
+        // A session made while a `revoke()` runs is one it waited for, and ends as it arrives.
+        let session = &self.sessions[i];
+        if let Some(began) = (self.revokes_running.iter()).find(|b| **b < session.create_answered) {
+            let number = session.number;
+            self.violation(format!(
+                "request {id} went out with session {number}, made while the revoke() begun \
+                 at {began} ran (which ends it)"
             ));
         }
     }
@@ -305,9 +341,14 @@ impl Model {
             Some(StatusCode::UNAUTHORIZED) => {
                 let explained = match death {
                     Some(Death::EndedByServer) => true,
-                    // A request racing `revoke()` may learn of it so; any other was sent
+                    // A request racing `revoke()` with a session obtained before it began may
+                    // learn of it so; a session a renewal made while `revoke()` waited for it
+                    // is ended as it arrives, and never sent. Any other request was sent
                     // with a session ended before.
-                    Some(Death::Deleted { at, by_revoke }) => by_revoke || at > sent,
+                    Some(Death::Deleted { at, by_revoke }) => {
+                        let create_sent = self.sessions[i].create_sent;
+                        by_revoke.is_some_and(|began| create_sent < began) || at > sent
+                    }
                     _ => false,
                 };
                 if !explained {
@@ -343,13 +384,14 @@ impl Model {
     }
 
     fn revoke_began(&mut self) -> u64 {
-        self.revokes_running += 1;
-        self.next_seq()
+        let began = self.next_seq();
+        self.revokes_running.push(began);
+        began
     }
 
     /// A `revoke()` begun at `began` ended; if it succeeded, nothing obtained before is alive.
     fn revoke_ended(&mut self, began: u64, succeeded: bool) {
-        self.revokes_running -= 1;
+        self.revokes_running.retain(|running| *running != began);
         if !succeeded {
             return;
         }
@@ -482,6 +524,8 @@ struct Case {
     calls: Vec<JoinHandle<()>>,
     next_id: u64,
     faults: usize,
+    /// Faults injected into deletes: some may be left for the last `revoke()`.
+    delete_faults: usize,
 }
 
 impl Case {
@@ -520,6 +564,7 @@ impl Case {
             calls: Vec::new(),
             next_id: 1,
             faults: 0,
+            delete_faults: 0,
         })
     }
 
@@ -587,12 +632,20 @@ impl Case {
                     let _ = layer.refresh().await;
                 }));
             }
-            Op::Revoke { then_send } => {
-                let began = lock(&self.model).revoke_began();
+            Op::Revoke { then_send, give_up } => {
                 let (layer, model) = (self.layer.clone(), self.model.clone());
+                let give_up = *give_up;
                 self.calls.push(tokio::spawn(async move {
-                    let result = layer.revoke().await;
-                    lock(&model).revoke_ended(began, result.is_ok());
+                    // Begun in the poll that starts it: nothing happens in between.
+                    let began = lock(&model).revoke_began();
+                    let revoke = layer.revoke();
+                    let result = if give_up {
+                        tokio::time::timeout(GIVE_UP, revoke).await.ok()
+                    } else {
+                        Some(revoke.await)
+                    };
+                    let succeeded = result.is_some_and(|result| result.is_ok());
+                    lock(&model).revoke_ended(began, succeeded);
                 }));
                 if *then_send {
                     tokio::task::yield_now().await;
@@ -615,6 +668,20 @@ impl Case {
                     CreateFault::Status429 => status_fault(StatusCode::TOO_MANY_REQUESTS, None),
                     CreateFault::CloseConnection => Fault::CloseConnection,
                     CreateFault::Slow => Fault::Delay(Duration::from_millis(1_500)),
+                });
+            }
+            Op::FailDelete(fault) => {
+                self.delete_faults += 1;
+                self.server.inject_delete(match *fault {
+                    DeleteFault::Status500 => status_fault(StatusCode::INTERNAL_SERVER_ERROR, None),
+                    DeleteFault::Unavailable(seconds) => status_fault(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some(Duration::from_secs(seconds)),
+                    ),
+                    DeleteFault::Status429 => status_fault(StatusCode::TOO_MANY_REQUESTS, None),
+                    DeleteFault::CloseConnection => Fault::CloseConnection,
+                    DeleteFault::Truncated => Fault::Truncated,
+                    DeleteFault::Slow => Fault::Delay(Duration::from_millis(1_500)),
                 });
             }
             Op::FillCreateWindow => {
@@ -690,7 +757,7 @@ impl Case {
             return Err("a refresh or revoke never ended".into());
         }
         let mut last = None;
-        for _ in 0..=self.faults + 2 {
+        for _ in 0..=self.faults + self.delete_faults + 2 {
             let (_, future) = self.request(0).await?;
             let answer = tokio::time::timeout(PAST_EVERY_BACKOFF, future).await;
             match answer {
@@ -707,10 +774,17 @@ impl Case {
                 "no request succeeded once faults were used up: {last}"
             ));
         }
-        tokio::time::sleep(Duration::from_millis(1_100)).await; // past the delete window
-        let began = lock(&self.model).revoke_began();
-        let result = self.layer.revoke().await;
-        lock(&self.model).revoke_ended(began, result.is_ok());
+        // Faults left for deletes fail a revoke each; the one after them succeeds.
+        let mut result = Ok(());
+        for _ in 0..=self.delete_faults {
+            tokio::time::sleep(Duration::from_millis(1_100)).await; // past the delete window
+            let began = lock(&self.model).revoke_began();
+            result = self.layer.revoke().await;
+            lock(&self.model).revoke_ended(began, result.is_ok());
+            if result.is_ok() {
+                break;
+            }
+        }
         result.map_err(|err| format!("the last revoke failed: {err}"))
     }
 }
@@ -747,6 +821,14 @@ fn op() -> impl Strategy<Value = Op> {
     let gap =
         proptest::sample::select(&[300u64, 700, 1_300, 3_300, 3_800, 4_500, 11_000, 40_000][..])
             .prop_map(Duration::from_millis);
+    let delete_fault = prop_oneof![
+        Just(DeleteFault::Status500),
+        (1u64..4).prop_map(DeleteFault::Unavailable),
+        Just(DeleteFault::Status429),
+        Just(DeleteFault::CloseConnection),
+        Just(DeleteFault::Truncated),
+        Just(DeleteFault::Slow),
+    ];
     let fault = prop_oneof![
         Just(CreateFault::Status500),
         (1u64..4).prop_map(CreateFault::Unavailable),
@@ -761,16 +843,19 @@ fn op() -> impl Strategy<Value = Op> {
         6 => gap.prop_map(Op::Idle),
         2 => (2u64..16).prop_map(|s| Op::Busy(Duration::from_secs(s))),
         1 => Just(Op::Refresh),
-        1 => any::<bool>().prop_map(|then_send| Op::Revoke { then_send }),
+        2 => (any::<bool>(), proptest::bool::weighted(0.3))
+            .prop_map(|(then_send, give_up)| Op::Revoke { then_send, give_up }),
         1 => Just(Op::ServerEndsSessions),
         2 => fault.prop_map(Op::FailCreate),
+        2 => delete_fault.prop_map(Op::FailDelete),
         1 => Just(Op::FillCreateWindow),
         1 => Just(Op::FillDeleteWindow),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    // 256 cases, or `PROPTEST_CASES` (which `with_cases` would override) to run it harder.
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn the_session_source_keeps_its_promises(
@@ -802,6 +887,58 @@ fn a_slow_renewal_keeps_its_ended_session_out_of_service() -> Result<(), String>
         Op::Refresh,
         Op::Idle(Duration::from_millis(700)),
         send,
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run(None, ops))
+}
+
+/// A request waiting for a slow renewal when `revoke()` is called: the session the renewal
+/// makes is ended as it arrives, and the request waits for a fresh one instead of going out
+/// with it (it used to, and a `DELETE` sent right behind could refuse it).
+#[test]
+fn a_request_never_carries_the_session_a_revoke_waited_for() -> Result<(), String> {
+    let ops = vec![
+        Op::FailCreate(CreateFault::Slow),
+        Op::Send {
+            no_replay: false,
+            drop: false,
+        },
+        Op::Revoke {
+            then_send: false,
+            give_up: false,
+        },
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run(None, ops))
+}
+
+/// A `revoke()` given up while a slow `DELETE` that then fails runs: the session is kept, and
+/// ended before the next is created (it used to be forgotten, alive at the server, and the
+/// next login got it back).
+#[test]
+fn a_revoke_given_up_mid_delete_loses_no_session() -> Result<(), String> {
+    let ops = vec![
+        Op::Send {
+            no_replay: false,
+            drop: false,
+        },
+        Op::FailDelete(DeleteFault::Slow),
+        Op::Revoke {
+            then_send: false,
+            give_up: true,
+        },
+        Op::Send {
+            no_replay: false,
+            drop: false,
+        },
     ];
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

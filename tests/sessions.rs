@@ -14,7 +14,7 @@ use tower::Layer as _;
 use support::{
     Authenticated, assert_backoff, assert_malformed_answer_typed, assert_refused_without_a_loop,
     assert_retry_after_waited_out, assert_transient_500s_then_recovery, client,
-    drop_a_request_mid_fetch, malformed_answers, reports, requests_over_time, send,
+    drop_a_request_mid_fetch, malformed_answers, ours, reports, requests_over_time, send,
     send_concurrently, sms, transport,
 };
 
@@ -533,5 +533,163 @@ async fn secrets_never_appear_in_debug_or_errors() -> Result<(), BoxError> {
         .ok_or("a wrong password made a session")?;
     let shown = format!("{err} {err:?} {wrong:?}");
     assert!(!shown.contains("wrong-password"), "{shown}");
+    Ok(())
+}
+
+/// A `revoke()` given up while its `DELETE` is under way (a shutdown that times out) still
+/// ends the session, or keeps it to end later: here the `DELETE` is slow and then fails, and
+/// the next `revoke()` ends the session the first could not (it used to be forgotten, alive at
+/// the server).
+#[tokio::test(start_paused = true)]
+async fn a_revoke_given_up_mid_delete_keeps_the_session_to_end_later() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    server.set_delete_latency(Duration::from_secs(2));
+    server.inject_delete(Fault::Status {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        retry_after: None,
+    });
+    let given_up = tokio::time::timeout(Duration::from_secs(1), layer.revoke()).await;
+    assert!(given_up.is_err(), "the DELETE takes two seconds");
+    tokio::time::sleep(Duration::from_secs(2)).await; // the DELETE is answered 503
+    assert_eq!(server.counters().session_events, [created(1)]);
+
+    server.set_delete_latency(Duration::ZERO);
+    layer.revoke().await?;
+    let counters = server.counters();
+    assert_eq!(counters.session_events, [created(1), destroyed(1)]);
+    assert_eq!(counters.session_deletes, 2);
+    Ok(())
+}
+
+/// The same, with a `DELETE` that succeeds after its caller gave up: the session is ended,
+/// and the next request makes a new one without ending anything again.
+#[tokio::test(start_paused = true)]
+async fn a_revoke_given_up_mid_delete_still_ends_the_session() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    server.set_delete_latency(Duration::from_secs(2));
+    let given_up = tokio::time::timeout(Duration::from_secs(1), layer.revoke()).await;
+    assert!(given_up.is_err(), "the DELETE takes two seconds");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(server.counters().session_events, [created(1), destroyed(1)]);
+
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2)]
+    );
+    assert_eq!(counters.session_deletes, 1);
+    Ok(())
+}
+
+/// A request waiting for a renewal when `revoke()` is called is not sent with the session
+/// the renewal makes, which the revocation ends: it waits for that end and a fresh session.
+/// (It used to get the renewed session and a `401`; here its call of the inner service takes a
+/// second, so the `DELETE` comes first.)
+#[tokio::test(start_paused = true)]
+async fn a_request_waiting_for_a_renewal_being_revoked_gets_a_fresh_session() -> Result<(), BoxError>
+{
+    let server = server(60 * MINUTE).await?;
+    let (layer, service) = slow_to_send(&server, Duration::from_secs(1))?;
+    layer.credential().await?;
+
+    server.inject(Fault::Delay(Duration::from_secs(1))); // the renewal's create
+    let renewal = tokio::spawn({
+        let layer = layer.clone();
+        async move { layer.refresh().await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await; // the old session is ended
+    let request = tokio::spawn(tower::ServiceExt::oneshot(service, reports(&server)));
+    tokio::time::sleep(Duration::from_millis(100)).await; // the request waits for the renewal
+    layer.revoke().await?;
+    let response = request.await??;
+    assert_eq!(response.status(), StatusCode::OK);
+    let _ = renewal.await?;
+    let counters = server.counters();
+    assert_eq!(counters.unauthorized, 0, "sent with the revoked session");
+    assert_eq!(
+        counters.session_events,
+        [
+            created(1),
+            destroyed(1),
+            created(2),
+            destroyed(2),
+            created(3)
+        ]
+    );
+    Ok(())
+}
+
+/// A layer with a session at `server`, and a service (that never replays) whose calls of the
+/// inner client take `delay` before the request goes out.
+fn slow_to_send(
+    server: &MockServer,
+    delay: Duration,
+) -> Result<(InfobipAuthLayer, SlowToSend), BoxError> {
+    let client = client();
+    let session = Session::builder(server.base_url(), USER, PASSWORD)
+        .transport(transport(&client))
+        .build()?;
+    let layer = InfobipAuthLayer::new(session);
+    let slow = tower::service_fn(
+        move |request: http::Request<http_body_util::Full<bytes::Bytes>>| {
+            let client = client.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                client.request(request).await
+            }
+        },
+    );
+    let service = layer
+        .clone()
+        .replay(ReplayPolicy::never())
+        .layer(tower::util::BoxCloneService::new(slow));
+    Ok((layer, service))
+}
+
+type SlowToSend = infobip_auth::InfobipAuth<
+    tower::util::BoxCloneService<
+        http::Request<http_body_util::Full<bytes::Bytes>>,
+        http::Response<hyper::body::Incoming>,
+        hyper_util::client::legacy::Error,
+    >,
+>;
+
+/// The same when the renewal fails (its `DELETE` of the old session answers `503`): the
+/// request does not fall back on the old session, which the revocation ends, but gets the
+/// renewal's error. (It used to be sent with the old session and get a `401`.)
+#[tokio::test(start_paused = true)]
+async fn a_request_waiting_for_a_failed_renewal_being_revoked_gets_its_error()
+-> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, service) = slow_to_send(&server, Duration::from_secs(2))?;
+    layer.credential().await?;
+
+    server.set_delete_latency(Duration::from_secs(1));
+    server.inject_delete(Fault::Status {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        retry_after: None,
+    });
+    let renewal = tokio::spawn({
+        let layer = layer.clone();
+        async move { layer.refresh().await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await; // the old session is being ended
+    let request = tokio::spawn(tower::ServiceExt::oneshot(service, reports(&server)));
+    tokio::time::sleep(Duration::from_millis(100)).await; // the request waits for the renewal
+    layer.revoke().await?;
+    let failed = match request.await? {
+        Ok(response) => return Err(format!("answered {}", response.status()).into()),
+        Err(err) => err,
+    };
+    assert!(ours(&failed)?.is_transient(), "{failed}");
+    assert!(renewal.await?.is_err());
+    let counters = server.counters();
+    assert_eq!(counters.unauthorized, 0, "sent with the revoked session");
+    assert_eq!(counters.session_events, [created(1), destroyed(1)]);
     Ok(())
 }

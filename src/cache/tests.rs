@@ -808,3 +808,26 @@ async fn watchers_end_with_their_credential_and_their_cache() {
     settle().await;
     assert_eq!(alive(), 0, "the cache is gone");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_whose_credential_is_revoked_as_it_arrives_fetches_again_after() {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    assert_eq!(token(&cache.get().await), "token-1");
+    source.delay(Duration::from_secs(1));
+    let refresh = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.refresh().await }
+    });
+    settle().await;
+    let revoked = cache.revoke().await;
+    assert!(revoked.is_ok(), "{revoked:?}");
+    let refreshed = refresh
+        .await
+        .unwrap_or_else(|e| Err(Error::new(ErrorKind::Transport).with_source(e)));
+    // `token-2` was revoked as it arrived (never handed on as `previous`): the refresh
+    // fetched a fresh one after the revocation.
+    assert_eq!(token(&refreshed), "token-3");
+    let previous = source.previous_tokens();
+    assert_eq!(previous, [None, Some("token-1".to_owned()), None]);
+}

@@ -15,8 +15,9 @@ use crate::BoxError;
 
 /// A failure injected into the next token-endpoint request (`POST /auth/1/session`,
 /// `POST /auth/1/oauth2/token`, `POST /exchange/1/oauth/token`) with
-/// [`MockServer::inject`](super::MockServer::inject). Faults are used one per request, in the
-/// order they were injected.
+/// [`MockServer::inject`](super::MockServer::inject), or into the next session
+/// `DELETE /auth/1/session` with [`MockServer::inject_delete`](super::MockServer::inject_delete).
+/// Faults are used one per request, in the order they were injected.
 ///
 /// ```
 /// use std::time::Duration;

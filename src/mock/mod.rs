@@ -119,7 +119,8 @@
 //!
 //! [`MockServer::inject`] queues a [`Fault`] for the next token-endpoint request (an error
 //! status with `Retry-After`, an exact body, a truncated body, a dropped connection, a delay);
-//! [`MockServer::set_latency`] slows every token endpoint; [`MockServer::revoke_api_key`],
+//! [`MockServer::set_latency`] slows every token endpoint; [`MockServer::inject_delete`] and
+//! [`MockServer::set_delete_latency`] do the same for session `DELETE`s; [`MockServer::revoke_api_key`],
 //! [`MockServer::revoke_token`], [`MockServer::revoke_all_tokens`] and
 //! [`MockServer::expire_all`] invalidate credentials behind the client's back.
 //! [`MockServer::counters`] and [`MockServer::received`] report what the server saw, without

@@ -218,6 +218,41 @@ impl MockServer {
         self.state.inject(fault);
     }
 
+    /// Queues a fault for a coming `DELETE /auth/1/session`, apart from the token endpoints'
+    /// faults (a renewal's `DELETE` and its create each take their own); faults are used one
+    /// per `DELETE`, in the order they were queued. A faulted `DELETE` answers the fault
+    /// instead and leaves the session alive; a [`Fault::Delay`] ends it after the delay.
+    /// Throttled deletes are answered `429` before any fault is used.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use infobip_auth::InfobipAuthLayer;
+    /// use infobip_auth::mock::{Fault, MockServer, SessionEvent, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::Session;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start().await?;
+    /// # let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    /// #     .transport(transport())
+    /// #     .build()?;
+    /// // `session` logs the demo user in.
+    /// let layer = InfobipAuthLayer::new(session);
+    /// layer.credential().await?;
+    /// server.inject_delete(Fault::Status { status: StatusCode::SERVICE_UNAVAILABLE, retry_after: None });
+    /// assert!(layer.revoke().await.is_err());
+    /// assert_eq!(server.counters().session_events, [SessionEvent::Created { session: 1 }]);
+    /// // The layer kept the session it could not end; the next revoke ends it.
+    /// layer.revoke().await?;
+    /// assert_eq!(server.counters().session_events.last(), Some(&SessionEvent::Destroyed { session: 1 }));
+    /// # Ok(()) }
+    /// ```
+    pub fn inject_delete(&self, fault: Fault) {
+        self.state.inject_delete(fault);
+    }
+
     /// Revokes an API key: from now on it is answered `401`.
     ///
     /// ```
@@ -371,6 +406,40 @@ impl MockServer {
     /// ```
     pub fn set_latency(&self, latency: Duration) {
         self.state.set_latency(latency);
+    }
+
+    /// Delays every `DELETE /auth/1/session` answer by `latency` (zero by default; apart from
+    /// [`set_latency`](Self::set_latency), which slows the token endpoints), so that a
+    /// renewal or a `revoke()` can be caught while its `DELETE` is under way.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use infobip_auth::InfobipAuthLayer;
+    /// use infobip_auth::mock::{MockServer, SessionEvent, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::Session;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start().await?;
+    /// # let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    /// #     .transport(transport())
+    /// #     .build()?;
+    /// // `session` logs the demo user in; the clock is tokio's paused one.
+    /// let layer = InfobipAuthLayer::new(session);
+    /// layer.credential().await?;
+    /// server.set_delete_latency(Duration::from_secs(2));
+    /// // A revoke given up after one second: its DELETE goes on, and ends the session.
+    /// let given_up = tokio::time::timeout(Duration::from_secs(1), layer.revoke()).await;
+    /// assert!(given_up.is_err());
+    /// tokio::time::sleep(Duration::from_secs(2)).await;
+    /// assert_eq!(server.counters().session_events.last(), Some(&SessionEvent::Destroyed { session: 1 }));
+    /// # Ok(()) }
+    /// ```
+    pub fn set_delete_latency(&self, latency: Duration) {
+        self.state.set_delete_latency(latency);
     }
 
     /// The resource requests answered so far, in order: method, path, the scheme of the

@@ -134,6 +134,10 @@ pub(crate) struct Live {
     pub(crate) codes: HashMap<String, Code>,
     faults: VecDeque<Fault>,
     latency: Duration,
+    /// Faults and latency for `DELETE /auth/1/session`, apart from the token endpoints': a
+    /// renewal sends a `DELETE` before its create, and a test aims at one or the other.
+    delete_faults: VecDeque<Fault>,
+    delete_latency: Duration,
     in_flight: u64,
     throttle: Throttle,
     /// Everything but the session events, which are kept apart, bounded.
@@ -429,6 +433,18 @@ impl State {
         Some((InFlight(Arc::clone(self)), fault, live.latency))
     }
 
+    /// Counts a session `DELETE` and takes the fault and latency it gets; `None` when it is over
+    /// the configured rate, to be refused at once with neither.
+    pub(crate) fn session_delete(&self) -> Option<(Option<Fault>, Duration)> {
+        let mut live = self.live();
+        live.counters.session_deletes += 1;
+        if !live.admit(Throttled::DestroySession) {
+            return None;
+        }
+        let fault = live.delete_faults.pop_front();
+        Some((fault, live.delete_latency))
+    }
+
     /// Records an answered resource request.
     pub(crate) fn record_resource(
         &self,
@@ -475,6 +491,14 @@ impl State {
 
     pub(crate) fn set_latency(&self, latency: Duration) {
         self.live().latency = latency;
+    }
+
+    pub(crate) fn inject_delete(&self, fault: Fault) {
+        self.live().delete_faults.push_back(fault);
+    }
+
+    pub(crate) fn set_delete_latency(&self, latency: Duration) {
+        self.live().delete_latency = latency;
     }
 
     pub(crate) fn revoke_api_key(&self, key: &str) {

@@ -29,7 +29,7 @@ where
     let method = req.method().clone();
     match (method, req.uri().path()) {
         (Method::POST, SESSION) => token_endpoint(&state, TokenEndpoint::Session, req).await,
-        (Method::DELETE, SESSION) => Ok(session::destroy(&state, req.headers())),
+        (Method::DELETE, SESSION) => session::destroy(&state, req.headers()).await,
         (Method::POST, OAUTH_TOKEN) => token_endpoint(&state, TokenEndpoint::OAuth, req).await,
         (Method::GET, AUTHORIZE) => Ok(exchange::authorize(&state, req.uri().query())),
         (Method::POST, EXCHANGE_TOKEN) => {

@@ -4,9 +4,8 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
 use crate::mock::operations::Scheme;
-use crate::mock::reply::{self, Refusal, Reply};
+use crate::mock::reply::{self, DropConnection, Refusal, Reply};
 use crate::mock::state::State;
-use crate::mock::throttle::Throttled;
 
 /// The request body; `unsafe` (a session not bound to the caller's IP) is accepted and ignored.
 #[derive(Deserialize)]
@@ -44,20 +43,24 @@ pub(super) fn create(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<
 }
 
 /// `DELETE /auth/1/session` with `Authorization: IBSSO <token>` → `200` with no body; `429`
-/// before anything else when over the configured rate.
-pub(super) fn destroy(state: &State, headers: &HeaderMap) -> Reply {
-    let admitted = {
-        let mut live = state.live();
-        live.counters.session_deletes += 1;
-        live.admit(Throttled::DestroySession)
+/// before anything else when over the configured rate. The latency and the next fault set for
+/// deletes come first; a fault answers instead, and the session stays alive.
+pub(super) async fn destroy(state: &State, headers: &HeaderMap) -> Result<Reply, DropConnection> {
+    let Some((fault, latency)) = state.session_delete() else {
+        return Ok(reply::documented_error(StatusCode::TOO_MANY_REQUESTS));
     };
-    if !admitted {
-        return reply::documented_error(StatusCode::TOO_MANY_REQUESTS);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
-    match Scheme::from_headers(headers) {
+    if let Some(fault) = fault
+        && let Some(instead) = fault.apply().await
+    {
+        return instead;
+    }
+    Ok(match Scheme::from_headers(headers) {
         Some((Scheme::Ibsso, token)) if state.destroy_session(token) => {
             reply::empty(StatusCode::OK)
         }
         _ => Refusal::unauthorized().into_reply(),
-    }
+    })
 }

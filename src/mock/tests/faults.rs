@@ -200,3 +200,62 @@ async fn status_faults_carry_infobips_documented_message_ids() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test(start_paused = true)]
+async fn delete_faults_and_latency_reach_session_deletes_only() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let token = http.session_token().await?;
+    let auth = format!("IBSSO {token}");
+    let delete = || http.call(Method::DELETE, "/auth/1/session", Some(&auth), None, "");
+    server.inject_delete(Fault::Status {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        retry_after: None,
+    });
+    server.inject_delete(Fault::CloseConnection);
+
+    // A create takes none of them.
+    assert_eq!(http.session_token().await?, token);
+    delete()
+        .await?
+        .assert_refused(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "");
+    assert!(delete().await.is_err(), "the connection was closed");
+    http.send_sms(Some(&auth)).await?; // still alive
+    assert_eq!(server.counters().session_events.len(), 1);
+
+    server.set_delete_latency(Duration::from_secs(3));
+    let start = Instant::now();
+    assert_eq!(delete().await?.status, StatusCode::OK);
+    assert!(start.elapsed() >= Duration::from_secs(3));
+    let counters = server.counters();
+    assert_eq!(counters.session_deletes, 3);
+    assert_eq!(counters.session_creates, 2);
+    assert_eq!(counters.max_token_requests_in_flight, 1);
+    assert_eq!(counters.session_events.len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_throttled_delete_is_refused_before_its_fault_is_used() -> TestResult {
+    let config = MockConfig::demo().throttle(1, Duration::from_secs(60));
+    let server = MockServer::start_with(config).await?;
+    let http = Http::new(&server);
+    let auth = format!("IBSSO {}", http.session_token().await?);
+    let delete = || http.call(Method::DELETE, "/auth/1/session", Some(&auth), None, "");
+    server.inject_delete(Fault::Status {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        retry_after: None,
+    });
+    delete()
+        .await?
+        .assert_refused(StatusCode::INTERNAL_SERVER_ERROR, "GENERAL_ERROR", "");
+    server.inject_delete(Fault::Status {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        retry_after: None,
+    });
+    delete()
+        .await?
+        .assert_refused(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", "");
+    assert_eq!(server.counters().throttled, 1);
+    Ok(())
+}
