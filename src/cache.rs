@@ -16,9 +16,9 @@
 //! - A failed fetch starts a backoff (exponential, jittered, at least `Retry-After`); until it
 //!   ends, callers get the failure at once, or the old credential while it is still valid.
 //! - A revocation runs in a task of its own too: a caller that gives up cancels nothing, and a
-//!   credential it could not end is kept to be ended first. A credential fetched while a
-//!   revocation waits for it is ended as it arrives, never published, and its waiters wait for
-//!   a fresh one.
+//!   credential it could not end is kept to be ended first. For a source that ends the
+//!   previous credential (`ends_previous`: sessions), a credential fetched while a revocation
+//!   waits for it is ended as it arrives, never published, and its waiters wait for a fresh one.
 
 use std::fmt;
 use std::future::Future;
@@ -748,20 +748,41 @@ impl CredentialCache {
     }
 
     /// Ends the current credential at the server and forgets it. A fetch in flight is let
-    /// finish, and the credential it makes is ended as it arrives; a revocation under way is
-    /// waited for, and its result is this one's. The request runs in a task of its own, so a
-    /// caller that gives up loses nothing: the credential is ended, or kept to be ended by the
-    /// next revocation or fetch.
+    /// finish first, and for a source that ends the previous credential, what it makes is ended
+    /// as it arrives; a revocation under way is waited for, and its result is this one's. The
+    /// request runs in a task of its own, so a caller that gives up loses nothing: the
+    /// credential is ended, or kept to be ended by the next revocation or fetch.
     pub(crate) async fn revoke(&self) -> Result<(), Error> {
-        let flight = {
-            let mut state = self.lock();
-            let flight = state.current_flight();
-            if flight.is_some() {
-                state.revoke_on_arrival = Some(state.flight_no);
-            }
-            flight.map(|flight| (flight, state.flight_no))
-        };
-        if let Some((flight, flight_no)) = flight {
+        /// What a revocation waits for first, or the one it shares.
+        enum Next {
+            Flight(Flight, u64),
+            Revocation(Revocation),
+        }
+        loop {
+            let next = {
+                let mut state = self.lock();
+                match state.current_flight() {
+                    Some(flight) => {
+                        // Only a source whose credentials are in force one at a time (sessions)
+                        // would have the fetch's waiters sent with what the revocation ends;
+                        // any other's waiters are let have it.
+                        if self.shared.source.ends_previous() {
+                            state.revoke_on_arrival = Some(state.flight_no);
+                        }
+                        Next::Flight(flight, state.flight_no)
+                    }
+                    // No fetch can publish before the revocation takes what it ends: one
+                    // started from now on waits for it.
+                    None => Next::Revocation(match state.current_revocation() {
+                        Some(revocation) => revocation,
+                        None => start_revocation(&self.shared, &mut state),
+                    }),
+                }
+            };
+            let (flight, flight_no) = match next {
+                Next::Flight(flight, flight_no) => (flight, flight_no),
+                Next::Revocation(revocation) => return revocation.await,
+            };
             // Its end starts the revocation of what it made (under the lock, before any of its
             // waiters can look again): that one is ours, though it may be over already and a
             // waiter's fetch have made a credential since (not ours to end).
@@ -774,14 +795,6 @@ impl CredentialCache {
                 return revocation.await;
             }
         }
-        let revocation = {
-            let mut state = self.lock();
-            match state.current_revocation() {
-                Some(revocation) => revocation,
-                None => start_revocation(&self.shared, &mut state),
-            }
-        };
-        revocation.await
     }
 
     /// Starts a fetch of the successor of credential `id` unless one is running or a backoff

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::source::TokenSource;
@@ -17,6 +17,7 @@ pub(crate) struct TestSource {
 #[derive(Debug, Default)]
 struct Inner {
     fetches: AtomicU32,
+    ends_previous: AtomicBool,
     lifetime: Mutex<Option<Duration>>,
     idle: Mutex<Option<Duration>>,
     delay: Mutex<Duration>,
@@ -37,6 +38,12 @@ impl TestSource {
         let source = Self::default();
         *lock(&source.inner.idle) = Some(idle);
         source
+    }
+
+    /// Its fetches end the previous credential, as a session's do.
+    pub(crate) fn ending_previous(self) -> Self {
+        self.inner.ends_previous.store(true, Ordering::SeqCst);
+        self
     }
 
     pub(crate) fn fetches(&self) -> u32 {
@@ -88,6 +95,10 @@ impl TokenSource for TestSource {
             credential = credential.idle_timeout(idle);
         }
         Ok(credential)
+    }
+
+    fn ends_previous(&self) -> bool {
+        self.inner.ends_previous.load(Ordering::SeqCst)
     }
 }
 

@@ -812,3 +812,85 @@ fn a_late_refusal_keeps_the_retry_after_in_force() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     runtime.block_on(run(default, ops))
 }
+
+/// A `revoke()` during a renewal that fails: the requests waiting for the renewal fall back on
+/// the credential still valid, as with no revocation. Only a source whose credentials are in
+/// force one at a time (a session) has its waiters wait for a fresh one instead.
+#[test]
+fn a_revoke_during_a_failing_renewal_leaves_its_waiters_the_valid_credential() -> Result<(), String>
+{
+    let lifetime = Duration::from_secs(3);
+    let default = Plan {
+        delay: Duration::from_millis(100),
+        outcome: Outcome::Token { lifetime },
+    };
+    let send = Op::Send {
+        clone: 0,
+        slow: false,
+        drop: false,
+    };
+    let ops = vec![
+        Op::NextFetch(Plan {
+            delay: Duration::ZERO,
+            outcome: Outcome::Token { lifetime },
+        }),
+        send.clone(),
+        Op::AdvanceInto(0.93),
+        send.clone(),
+        Op::NextFetch(Plan {
+            delay: Duration::ZERO,
+            outcome: Outcome::Fail { retry_after: None },
+        }),
+        Op::Revoke,
+        send,
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run(default, ops))
+}
+
+/// A `revoke()` that waited for one fetch waits for the next too (a renewal after a `401`
+/// started meanwhile): revoking while it runs let a request after its credential carry the
+/// one before.
+#[test]
+fn a_revoke_waits_for_every_fetch_under_way_before_it_ends_the_credential() -> Result<(), String> {
+    let token = |delay_ms, lifetime_s| Plan {
+        delay: Duration::from_millis(delay_ms),
+        outcome: Outcome::Token {
+            lifetime: Duration::from_secs(lifetime_s),
+        },
+    };
+    let send = Op::Send {
+        clone: 0,
+        slow: false,
+        drop: false,
+    };
+    let ops = vec![
+        Op::NextFetch(token(0, 3600)),
+        send.clone(),
+        Op::NextFetch(token(200, 1)),
+        send.clone(),
+        send.clone(),
+        Op::NextFetch(token(0, 1)),
+        Op::NextFetch(token(200, 1)),
+        send.clone(),
+        Op::Refresh,
+        Op::Advance(Duration::from_millis(700)),
+        Op::Refresh,
+        Op::Advance(Duration::from_secs(2)),
+        send.clone(),
+        Op::RefuseAll(true),
+        Op::Revoke,
+        Op::Advance(Duration::from_millis(700)),
+        send,
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run(token(0, 3), ops))
+}

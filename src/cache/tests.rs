@@ -811,7 +811,7 @@ async fn watchers_end_with_their_credential_and_their_cache() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refresh_whose_credential_is_revoked_as_it_arrives_fetches_again_after() {
-    let source = TestSource::expiring(HOUR);
+    let source = TestSource::expiring(HOUR).ending_previous();
     let cache = cache(&source);
     assert_eq!(token(&cache.get().await), "token-1");
     source.delay(Duration::from_secs(1));
