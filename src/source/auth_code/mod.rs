@@ -74,6 +74,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
 pub use callback::{AuthorizationGrant, DEFAULT_PENDING_LIFETIME, PendingAuthorization};
@@ -139,8 +140,9 @@ struct Inner {
     flow: AuthCodeFlow,
     /// The newest token, handed out by fetches that are not asked to replace it.
     current: Mutex<Credential>,
-    /// One refresh at a time, even across layers sharing this source.
-    refreshing: tokio::sync::Mutex<()>,
+    /// One refresh at a time, even across layers sharing this source; a save of a refused
+    /// token, which outlives its refresh, holds it too, so no save overtakes it.
+    refreshing: Arc<tokio::sync::Mutex<()>>,
     store: Mutex<Option<SharedStore>>,
     /// Why the last save failed; `None` once a save succeeds.
     store_error: Mutex<Option<Error>>,
@@ -155,7 +157,7 @@ impl AuthCode {
         Self(Arc::new(Inner {
             flow,
             current: Mutex::new(credential),
-            refreshing: tokio::sync::Mutex::new(()),
+            refreshing: Arc::new(tokio::sync::Mutex::new(())),
             store: Mutex::new(store),
             store_error: Mutex::new(None),
             base_url,
@@ -164,8 +166,10 @@ impl AuthCode {
 
     /// Saves the current token to `store` now, and every new one after it, so that
     /// [`AuthCodeFlow::resume`] can pick the connection up after a restart. Replaces the store
-    /// the source had; waits for a refresh under way, so the store never ends behind it. (So
-    /// do not call it from a [`TokenStore::save`]: a refresh waits for its store.)
+    /// the source had; waits for a refresh under way, so the store never ends behind it, and
+    /// for the save of a token Infobip refused to refresh (the refusal is reported at once, and
+    /// that save ends after it). (So do not call it from a [`TokenStore::save`]: a refresh
+    /// waits for its store.)
     ///
     /// # Errors
     /// [`ErrorKind::Store`] when `store` fails to save, with its error as the source. The
@@ -297,8 +301,13 @@ impl AuthCode {
         lock(&self.0.current).clone()
     }
 
-    /// Trades `current` for a new token at the token endpoint, and records the new one.
-    async fn refresh(&self, current: &Credential) -> Result<Credential, Error> {
+    /// Trades `current` for a new token at the token endpoint, and records the new one;
+    /// `one_at_a_time` is the refresh lock, held until the new token is saved.
+    async fn refresh(
+        &self,
+        current: &Credential,
+        one_at_a_time: OwnedMutexGuard<()>,
+    ) -> Result<Credential, Error> {
         let flow = &self.0.flow;
         let mut form = vec![
             ("code", current.expose_token()),
@@ -331,9 +340,10 @@ impl AuthCode {
                 };
                 // The store learns it too, so a restart's `resume` asks for a new
                 // authorization instead of serving the refused token. A failed save is
-                // recorded for `store_error`; the refusal is what this fetch reports.
+                // recorded for `store_error`; the refusal is what this fetch reports, at once:
+                // until the cache has it, requests still carry the refused token.
                 if replaced {
-                    let _recorded = self.save(&dead).await;
+                    self.save_in_background(dead, one_at_a_time).await;
                 }
                 // The cache stops sending it too, rather than serving it out its believed life.
                 return Err(reauthorization_required(err).with_previous_ended());
@@ -345,7 +355,23 @@ impl AuthCode {
         // A failed save does not fail the refresh: the new token is served from memory, and
         // the failure is kept for `store_error`.
         let _recorded = self.save(&fresh).await;
+        drop(one_at_a_time);
         Ok(fresh)
+    }
+
+    /// Saves `credential` in a task of its own, which holds the refresh lock until the save
+    /// ends: `save_to` and later fetches wait for it, so no save lands before it and its
+    /// outcome reaches `store_error` in order. Saves here, and waits, outside a tokio runtime.
+    async fn save_in_background(&self, credential: Credential, one_at_a_time: OwnedMutexGuard<()>) {
+        let source = self.clone();
+        let save = async move {
+            let _recorded = source.save(&credential).await;
+            drop(one_at_a_time);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(save)),
+            Err(_) => save.await,
+        }
     }
 }
 
@@ -380,7 +406,7 @@ impl TokenSource for AuthCode {
             // The first fetch, or another cache refreshed already: nothing to trade.
             return Ok(current);
         }
-        let _one_at_a_time = self.0.refreshing.lock().await;
+        let one_at_a_time = Arc::clone(&self.0.refreshing).lock_owned().await;
         let current = self.credential();
         if !replaces(&current) && !expired(&current) && !aging(&current) {
             return Ok(current);
@@ -390,15 +416,22 @@ impl TokenSource for AuthCode {
                 debug,
                 "the Exchange token has expired: the user must authorize the app again"
             );
-            return Err(Error::new(ErrorKind::ReauthorizationRequired));
+            let err = Error::new(ErrorKind::ReauthorizationRequired);
+            // Asked to replace a token that is dead (refused, maybe at another layer's
+            // refresh): that cache stops sending it too.
+            return Err(if replaces(&current) {
+                err.with_previous_ended()
+            } else {
+                err
+            });
         }
         if replaces(&current) {
-            return self.refresh(&current).await;
+            return self.refresh(&current, one_at_a_time).await;
         }
         // A cache's first fetch of a token past half its life: refresh it now, or it may die
         // before the cache's next deadline or request. If the refresh fails for a while, the
         // token still serves, and the cache renews it ahead as usual.
-        match self.refresh(&current).await {
+        match self.refresh(&current, one_at_a_time).await {
             Err(err) if !matches!(err.kind(), ErrorKind::ReauthorizationRequired) => Ok(current),
             refreshed => refreshed,
         }

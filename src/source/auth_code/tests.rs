@@ -845,6 +845,40 @@ async fn a_refused_refresh_ahead_stops_the_layer_sending_the_token() -> TestResu
     Ok(())
 }
 
+/// A refresh one layer had refused ends the token for another layer sharing the source too,
+/// once that one asks to renew it: it stops sending the token rather than serving it out its
+/// believed life, each request meeting a `401`.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_met_by_one_layer_ends_the_token_for_another() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = SharedTokenSource::from(connect(&flow, &fake).await?);
+    let (a, b) = (
+        InfobipAuthLayer::new(source.clone()),
+        InfobipAuthLayer::new(source),
+    );
+    send(&a).await?;
+    send(&b).await?;
+    fake.state().tokens.clear(); // revoked behind our back
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    // Each goes out at once while its layer renews ahead: `a`'s renewal is refused, `b`'s
+    // finds the token ended.
+    send(&a).await?;
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    send(&b).await?;
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fake.requests(), 2, "the exchange and the refused refresh");
+    for layer in [&a, &b] {
+        let err = send(layer).await.err().ok_or("sent the refused token")?;
+        assert_eq!(kind_of(&err), Some(&ErrorKind::ReauthorizationRequired));
+    }
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_busy_token_endpoint_is_transient_and_keeps_the_token() -> TestResult {
     let fake = FakeExchange::default();
@@ -964,6 +998,9 @@ async fn a_refused_refresh_reaches_the_store_so_resume_requires_reauthorization(
     source.save_to(store.clone()).await?;
     fake.state().tokens.clear(); // revoked behind our back
     assert!(source.fetch(Some(&source.credential())).await.is_err());
+    // The refusal is reported before the store has it: the save ends in a task of its own,
+    // which runs before the paused clock moves.
+    tokio::time::sleep(Duration::from_millis(1)).await;
     // "Restart": the stored token is the refused one, so resuming asks for a new authorization.
     let err = flow.resume(store).await.err();
     assert_reauthorization_required(err.as_ref());
@@ -1148,6 +1185,102 @@ async fn a_refresh_during_save_to_leaves_the_newest_token_stored() -> TestResult
         store.saved.get().map(|t| t.expose_token().to_owned()),
         Some(fresh.expose_token().to_owned())
     );
+    Ok(())
+}
+
+/// A [`FlakyStore`] whose saves take `delay` each, as a remote database would.
+#[derive(Clone, Debug, Default)]
+struct SlowStore {
+    flaky: FlakyStore,
+    delay: Arc<Mutex<Duration>>,
+}
+
+impl SlowStore {
+    fn slow(&self, delay: Duration) {
+        *lock(&self.delay) = delay;
+    }
+
+    fn saved_token(&self) -> Option<String> {
+        self.flaky.saved.get().map(|t| t.expose_token().to_owned())
+    }
+}
+
+impl TokenStore for SlowStore {
+    async fn save(&self, token: &StoredToken) -> Result<(), BoxError> {
+        let delay = *lock(&self.delay);
+        tokio::time::sleep(delay).await;
+        self.flaky.save(token).await
+    }
+
+    async fn load(&self) -> Result<Option<StoredToken>, BoxError> {
+        self.flaky.load().await
+    }
+}
+
+/// A refused refresh reaches the layer at once, not once a slow store has saved the refused
+/// token: a request in between would carry it and only meet a `401`. The save still ends, and
+/// its failure still reaches `store_error`.
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_stops_the_layer_before_a_slow_store_has_saved_it() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let store = SlowStore::default();
+    source.save_to(store.clone()).await?;
+    let layer = InfobipAuthLayer::new(source.clone());
+    let refused = send(&layer).await?;
+    store.slow(Duration::from_secs(5));
+    store.flaky.fail(true);
+    fake.state().tokens.clear(); // revoked behind our back
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    // Goes out at once while the refresh ahead runs, which Infobip refuses.
+    send(&layer).await?;
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fake.requests(), 2, "the exchange and the refused refresh");
+    assert_eq!(
+        store.saved_token(),
+        Some(refused.trim_start_matches("IBSSO ").to_owned())
+    );
+    assert!(source.store_error().is_none(), "the save has not ended yet");
+
+    let err = send(&layer)
+        .await
+        .err()
+        .ok_or("sent the refused token during the save")?;
+    assert_eq!(kind_of(&err), Some(&ErrorKind::ReauthorizationRequired));
+
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_store_failed(source.store_error().as_ref());
+    // Retried by hand, the store learns the token is dead: a restart asks for a new authorization.
+    store.flaky.fail(false);
+    source.save_to(store.clone()).await?;
+    assert!(source.store_error().is_none());
+    assert_reauthorization_required(flow.resume(store).await.err().as_ref());
+    Ok(())
+}
+
+/// `save_to` while a refused token is being saved in the background waits for that save, so
+/// the older store's outcome never overwrites the newer one's in `store_error`.
+#[tokio::test(start_paused = true)]
+async fn save_to_during_a_refused_tokens_save_keeps_the_newer_outcome() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let old = SlowStore::default();
+    source.save_to(old.clone()).await?;
+    old.slow(Duration::from_secs(5));
+    fake.state().tokens.clear(); // revoked behind our back
+    let err = source.fetch(Some(&source.credential())).await.err();
+    assert_reauthorization_required(err.as_ref());
+    // The old store saves (and succeeds) after the new one was handed over, unless it waits.
+    let new = FlakyStore::failing();
+    let saved = source.save_to(new).await.err();
+    assert_store_failed(saved.as_ref());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_store_failed(source.store_error().as_ref());
+    assert_reauthorization_required(flow.resume(old).await.err().as_ref());
     Ok(())
 }
 
