@@ -441,6 +441,9 @@ impl TokenSource for ModelSource {
             model.revoked_floor = model.revoked_floor.max(n + 1);
         }
         model.current = None;
+        // The next fetch starts afresh: it answers no refusal. (Counted from here, not from the
+        // call to `revoke()`, which first lets every fetch under way end.)
+        model.refuse_all_fetches = model.refuse_all.then(Vec::new);
         Ok(())
     }
 }
@@ -615,10 +618,6 @@ async fn run(default_plan: Plan, ops: Vec<Op>) -> Result<(), String> {
                 }));
             }
             Op::Revoke => {
-                {
-                    let mut model = lock(&model);
-                    model.refuse_all_fetches = model.refuse_all.then(Vec::new);
-                }
                 let layer = layer.clone();
                 calls.push(tokio::spawn(async move {
                     let _ = layer.revoke().await;
@@ -893,4 +892,46 @@ fn a_revoke_waits_for_every_fetch_under_way_before_it_ends_the_credential() -> R
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(run(token(0, 3), ops))
+}
+
+/// Every token refused, and a `revoke()` between: the fetch after the revocation starts afresh
+/// (it answers no refusal), so with the renewal answering the refusal before it and the one
+/// answering its own, three fetches come at once, all legitimate.
+#[test]
+fn a_fetch_after_a_revocation_starts_afresh_while_every_token_is_refused() -> Result<(), String> {
+    let plan = |delay_ms, outcome| Plan {
+        delay: Duration::from_millis(delay_ms),
+        outcome,
+    };
+    let token = |lifetime_s| Outcome::Token {
+        lifetime: Duration::from_secs(lifetime_s),
+    };
+    let send = |clone| Op::Send {
+        clone,
+        slow: false,
+        drop: false,
+    };
+    let ops = vec![
+        Op::RefuseAll(true),
+        send(0),
+        Op::NextFetch(plan(0, token(1))),
+        Op::Revoke,
+        Op::NextFetch(plan(0, Outcome::Fail { retry_after: None })),
+        Op::NextFetch(plan(2_000, token(3))),
+        Op::Advance(Duration::from_secs(2)),
+        send(0),
+        Op::Advance(Duration::from_secs(2)),
+        Op::NextFetch(plan(0, token(1))),
+        send(2),
+        Op::Revoke,
+        Op::Advance(Duration::from_secs(2)),
+        send(0),
+        send(0),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run(plan(100, token(3)), ops))
 }
