@@ -373,6 +373,11 @@ impl fmt::Debug for InfobipAuthLayer {
 /// `ServiceBuilder::new().layer(layer).service(client).oneshot(request)` drops both once the
 /// request is sent, and its `401` comes back marked, not replayed.
 ///
+/// A request that must wait for its credential gives back the readiness it reserved (a
+/// concurrency limit's slot) until the credential is there, so a token request through the same
+/// limited client is never starved. A `LoadShed` above this layer therefore admits the requests
+/// that come while a token is fetched: they queue at the limit instead of being shed.
+///
 /// [`InfobipAuthLayer`] shows the usual set-up; this shows a `401` that cannot be cured.
 ///
 /// ```
