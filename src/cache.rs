@@ -869,6 +869,7 @@ fn adopt(local: &mut Local, slot: &Slot, generation: u64) {
 /// It is monotonic on Linux, Android, macOS, Windows and the BSDs it names; elsewhere
 /// `coarsetime` reads the wall clock, and a clock set back while no watcher runs would keep a
 /// copy serving that much longer (the `wait` deadline leaves a tenth of a lifetime spare).
+#[inline(always)]
 fn coarse_now() -> coarsetime::Instant {
     coarsetime::Instant::now_without_cache_update()
 }
