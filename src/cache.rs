@@ -421,9 +421,11 @@ pub(crate) struct CredentialCache {
 /// the shared generation equals `generation` and the coarse clock is before `until`.
 #[derive(Debug)]
 pub(crate) struct Local {
+    /// `STALE` while `header` is no credential's copy.
     generation: u64,
     id: u64,
-    header: Option<HeaderValue>,
+    /// Empty until a credential is copied in (not an `Option`: the generation already says).
+    header: HeaderValue,
     sliding: bool,
     /// The credential's next deadline on the coarse clock; `None` for one that never expires.
     until: Option<coarsetime::Instant>,
@@ -434,7 +436,7 @@ impl Default for Local {
         Self {
             generation: STALE,
             id: 0,
-            header: None,
+            header: HeaderValue::from_static(""),
             sliding: false,
             until: None,
         }
@@ -538,7 +540,7 @@ impl CredentialCache {
         if self.shared.generation.0.load(Ordering::Acquire) != local.generation {
             return None;
         }
-        let header = local.header.as_ref()?;
+        let header = &local.header;
         if local.until.is_some_and(|until| coarse_now() >= until) {
             return None;
         }
@@ -855,8 +857,13 @@ fn adopt(local: &mut Local, slot: &Slot, generation: u64) {
     let Some(credential) = &slot.credential else {
         return;
     };
-    if local.id != slot.id || local.header.is_none() {
-        local.header = sensitive_header(credential.header().as_bytes());
+    if local.id != slot.id || local.generation == STALE {
+        let Some(header) = sensitive_header(credential.header().as_bytes()) else {
+            // No copy: the fast path stays off, and requests take the slow one.
+            local.generation = STALE;
+            return;
+        };
+        local.header = header;
         local.id = slot.id;
         local.sliding = credential.idle_limit().is_some();
     }
