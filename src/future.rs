@@ -248,34 +248,20 @@ where
         self.poll_rare(cx)
     }
 
-    /// Everything but the hot path's first answer: waiting, failing, replaying.
+    /// Every step but waiting for the answer to a request sent (waiting for a credential,
+    /// failing, readying the replay), then back to that wait.
     #[inline(never)]
     fn poll_rare(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Response<ResB>, BoxError>> {
-        let mut this = self.project();
-        loop {
-            if let Some(future) = this.sent.as_mut().as_pin_mut() {
-                let response = match future.poll(cx) {
-                    Poll::Ready(Ok(response)) if response.status() != StatusCode::UNAUTHORIZED => {
-                        return Poll::Ready(Ok(response));
-                    }
-                    Poll::Ready(Ok(response)) => response,
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
-                    Poll::Pending => return Poll::Pending,
-                };
-                match unauthorized(*this.on_401, this.rare, response) {
-                    Ok(()) => this.sent.set(None),
-                    Err(response) => return Poll::Ready(Ok(response)),
-                }
-            }
-            let Some(rare) = this.rare.as_deref_mut() else {
-                return Poll::Ready(Err(polled_after_completion()));
-            };
-            let future = ready!(step(rare, this.on_401, cx))?;
-            this.sent.set(Some(future));
-        }
+        let mut this = self.as_mut().project();
+        let Some(rare) = this.rare.as_deref_mut() else {
+            return Poll::Ready(Err(polled_after_completion()));
+        };
+        let future = ready!(step(rare, this.on_401, cx))?;
+        this.sent.set(Some(future));
+        self.poll(cx)
     }
 }
 
