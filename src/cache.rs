@@ -434,9 +434,11 @@ pub(crate) struct CredentialCache {
 /// the shared generation equals `generation` and the coarse clock is before `until`.
 #[derive(Debug)]
 pub(crate) struct Local {
+    /// `STALE` while `header` is no credential's copy.
     generation: u64,
     id: u64,
-    header: Option<HeaderValue>,
+    /// Empty until a credential is copied in (not an `Option`: the generation already says).
+    header: HeaderValue,
     sliding: bool,
     /// The credential's next deadline on the coarse clock; `None` for one that never expires.
     until: Option<coarsetime::Instant>,
@@ -447,7 +449,7 @@ impl Default for Local {
         Self {
             generation: STALE,
             id: 0,
-            header: None,
+            header: HeaderValue::from_static(""),
             sliding: false,
             until: None,
         }
@@ -551,7 +553,7 @@ impl CredentialCache {
         if self.shared.generation.0.load(Ordering::Acquire) != local.generation {
             return None;
         }
-        let header = local.header.as_ref()?;
+        let header = &local.header;
         if local.until.is_some_and(|until| coarse_now() >= until) {
             return None;
         }
@@ -892,8 +894,13 @@ fn adopt(local: &mut Local, slot: &Slot, generation: u64) {
     let Some(credential) = &slot.credential else {
         return;
     };
-    if local.id != slot.id || local.header.is_none() {
-        local.header = sensitive_header(credential.header().as_bytes());
+    if local.id != slot.id || local.generation == STALE {
+        let Some(header) = sensitive_header(credential.header().as_bytes()) else {
+            // No copy: the fast path stays off, and requests take the slow one.
+            local.generation = STALE;
+            return;
+        };
+        local.header = header;
         local.id = slot.id;
         local.sliding = credential.idle_limit().is_some();
     }
@@ -906,6 +913,7 @@ fn adopt(local: &mut Local, slot: &Slot, generation: u64) {
 /// It is monotonic on Linux, Android, macOS, Windows and the BSDs it names; elsewhere
 /// `coarsetime` reads the wall clock, and a clock set back while no watcher runs would keep a
 /// copy serving that much longer (the `wait` deadline leaves a tenth of a lifetime spare).
+#[inline(always)]
 fn coarse_now() -> coarsetime::Instant {
     coarsetime::Instant::now_without_cache_update()
 }

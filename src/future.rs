@@ -207,31 +207,61 @@ where
 {
     type Output = Result<Response<ResB>, BoxError>;
 
+    /// The hot path, small enough to inline: the answer to a request sent. Every other way
+    /// out is a call, so only this one moves a response into the output here (a response
+    /// that several paths hand back is copied once more, measured by `benches/callgrind.rs`).
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            // The hot path, small enough to inline: the answer to a request sent.
-            if let Some(future) = this.sent.as_mut().as_pin_mut() {
-                let response = match future.poll(cx) {
-                    Poll::Ready(Ok(response)) if response.status() != StatusCode::UNAUTHORIZED => {
-                        return Poll::Ready(Ok(response));
-                    }
-                    Poll::Ready(Ok(response)) => response,
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
-                    Poll::Pending => return Poll::Pending,
-                };
-                match unauthorized(*this.on_401, this.rare, response) {
-                    Ok(()) => this.sent.set(None),
-                    Err(response) => return Poll::Ready(Ok(response)),
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = match self.as_mut().project().sent.as_pin_mut() {
+            Some(future) => match future.poll(cx) {
+                Poll::Ready(Ok(response)) if response.status() != StatusCode::UNAUTHORIZED => {
+                    return Poll::Ready(Ok(response));
                 }
-            }
-            let Some(rare) = this.rare.as_deref_mut() else {
-                return Poll::Ready(Err(polled_after_completion()));
-            };
-            let future = ready!(step(rare, this.on_401, cx))?;
-            this.sent.set(Some(future));
+                Poll::Ready(Ok(response)) => response,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
+                Poll::Pending => return Poll::Pending,
+            },
+            None => return self.poll_rare(cx),
+        };
+        self.refused(response, cx)
+    }
+}
+
+impl<S, B, ResB> ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+{
+    /// After a `401` to the request sent: hands it back, or renews and replays.
+    #[cold]
+    #[inline(never)]
+    fn refused(
+        mut self: Pin<&mut Self>,
+        response: Response<ResB>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<ResB>, BoxError>> {
+        let mut this = self.as_mut().project();
+        match unauthorized(*this.on_401, this.rare, response) {
+            Ok(()) => this.sent.set(None),
+            Err(response) => return Poll::Ready(Ok(response)),
         }
+        self.poll_rare(cx)
+    }
+
+    /// Every step but waiting for the answer to a request sent (waiting for a credential,
+    /// failing, readying the replay), then back to that wait.
+    #[inline(never)]
+    fn poll_rare(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<ResB>, BoxError>> {
+        let mut this = self.as_mut().project();
+        let Some(rare) = this.rare.as_deref_mut() else {
+            return Poll::Ready(Err(polled_after_completion()));
+        };
+        let future = ready!(step(rare, this.on_401, cx))?;
+        this.sent.set(Some(future));
+        self.poll(cx)
     }
 }
 

@@ -305,14 +305,15 @@ impl LastAllowed {
         };
         let bytes = uri.authority()?.as_str().as_bytes();
         let key = bytes.len() << 1 | usize::from(https);
+        // Infobip's hosts (`xyz12.api.infobip.com`) are tried first.
         let (head, tail) = match bytes.len() {
-            8..=16 => (
-                u64::from_ne_bytes(*bytes.first_chunk()?).into(),
-                u64::from_ne_bytes(*bytes.last_chunk()?).into(),
-            ),
             17..=32 => (
                 u128::from_ne_bytes(*bytes.first_chunk()?),
                 u128::from_ne_bytes(*bytes.last_chunk()?),
+            ),
+            8..=16 => (
+                u64::from_ne_bytes(*bytes.first_chunk()?).into(),
+                u64::from_ne_bytes(*bytes.last_chunk()?).into(),
             ),
             _ => return None,
         };
