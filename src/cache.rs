@@ -14,7 +14,10 @@
 //! - At most one fetch per cache is in flight; it runs in a task of its own and every waiter
 //!   receives its result. A dropped waiter cancels nothing.
 //! - A failed fetch starts a backoff (exponential, jittered, at least `Retry-After`); until it
-//!   ends, callers get the failure at once, or the old credential while it is still valid.
+//!   ends, callers get the failure at once, or the old credential while it is still valid. A
+//!   failed fetch that hands back a credential still valid (`Error::with_fallback`: an Exchange
+//!   token whose refresh failed) publishes it first, so it serves through the backoff as an old
+//!   credential would, and the next fetch is asked to replace it.
 //! - A revocation runs in a task of its own too: a caller that gives up cancels nothing, and a
 //!   credential it could not end is kept to be ended first. For a source that ends the
 //!   previous credential (`ends_previous`: sessions), a credential fetched while a revocation
@@ -951,19 +954,34 @@ fn finish(
         state.flight = None;
     }
     let now = Instant::now();
+    // A failed renewal whose source still holds a valid credential: that one is published, and
+    // the failure backs off as any other (the credential serves meanwhile).
+    let mut renewal_failed = None;
+    let result = result.or_else(|mut error| match error.take_fallback() {
+        Some(fallback) => {
+            renewal_failed = Some(error);
+            Ok(fallback)
+        }
+        None => Err(error),
+    });
     // One that has expired already is as good as none: backing off spares the source a fetch
     // per request.
     let result = result.and_then(|credential| {
         let deadlines = shared.policy.deadlines(&credential, now);
         match deadlines.phase(now) {
-            Phase::Expired => Err(Error::new(ErrorKind::MalformedResponse {
-                reason: "the credential had expired when its source returned it".into(),
+            Phase::Expired => Err(renewal_failed.take().unwrap_or_else(|| {
+                Error::new(ErrorKind::MalformedResponse {
+                    reason: "the credential had expired when its source returned it".into(),
+                })
             })),
             _ => Ok((credential, deadlines)),
         }
     });
     if current && state.revoke_on_arrival.take() == Some(flight_no) {
-        let result = result.map(|(credential, _)| credential);
+        let result = match renewal_failed {
+            Some(error) => Err(error),
+            None => result.map(|(credential, _)| credential),
+        };
         return revoke_on_arrival(shared, &mut state, flight_no, result);
     }
     match result {
@@ -974,7 +992,9 @@ fn finish(
             // Ids only change here, under the lock: the next one follows the slot's.
             let id = shared.slot.load().id + 1;
             state.previous = Some(credential.clone());
-            state.failure = None;
+            if renewal_failed.is_none() {
+                state.failure = None;
+            }
             state.answers_refusal = std::mem::take(&mut state.refused).then_some((id, now));
             shared.slot.store(Arc::new(Slot {
                 id,
@@ -988,6 +1008,9 @@ fn finish(
             {
                 let watcher = runtime.spawn(watch(Arc::downgrade(shared), id, now));
                 state.watcher = Some(AbortOnDrop(watcher.abort_handle()));
+            }
+            if let Some(error) = &renewal_failed {
+                back_off(shared, &mut state, error, now);
             }
             Ok((credential, id))
         }

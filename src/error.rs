@@ -47,6 +47,9 @@ pub struct Error {
     source: Option<Arc<crate::BoxError>>,
     retry_after: Option<Duration>,
     previous_ended: bool,
+    /// A credential still valid that the failed fetch hands back, for the cache to serve while
+    /// it backs off (see [`Error::with_fallback`]). Never shown.
+    fallback: Option<crate::Credential>,
 }
 
 /// What went wrong, for callers to `match` on.
@@ -142,6 +145,7 @@ impl Error {
             source: None,
             retry_after: None,
             previous_ended: false,
+            fallback: None,
         }
     }
 
@@ -200,6 +204,19 @@ impl Error {
     #[must_use]
     pub fn is_previous_ended(&self) -> bool {
         self.previous_ended
+    }
+
+    /// Marks a failed renewal whose source still holds `credential`, valid for a while: the
+    /// cache serves it and backs off as after any other failed renewal, instead of taking it
+    /// as fresh and trying again only at its next deadline.
+    pub(crate) fn with_fallback(mut self, credential: crate::Credential) -> Self {
+        self.fallback = Some(credential);
+        self
+    }
+
+    /// Takes out the credential set by [`with_fallback`](Self::with_fallback), if any.
+    pub(crate) fn take_fallback(&mut self) -> Option<crate::Credential> {
+        self.fallback.take()
     }
 
     /// What went wrong.
@@ -400,7 +417,8 @@ pub struct ApiError {
     status: StatusCode,
     code: Option<String>,
     text: Option<String>,
-    raw: Option<String>,
+    /// Boxed (no spare capacity) to keep [`Error`] small enough to return.
+    raw: Option<Box<str>>,
 }
 
 /// Shows the unreadable body's length, not its bytes: a gateway that echoes the request it
@@ -497,7 +515,7 @@ impl ApiError {
             let marker = (end.saturating_sub(redacted.len() - 1)..end)
                 .find(|&at| raw.get(at..).is_some_and(|rest| rest.starts_with(redacted)));
             raw.truncate(marker.unwrap_or(end));
-            raw
+            raw.into_boxed_str()
         });
         let (mut code, mut text) = (code, text);
         for said in [&mut code, &mut text].into_iter().flatten() {
@@ -941,7 +959,7 @@ mod tests {
                         status: StatusCode::BAD_GATEWAY,
                         code: said.clone(),
                         text: said.clone(),
-                        raw: said,
+                        raw: said.map(String::into_boxed_str),
                     };
                     format!("{empty} {empty:?} ")
                 })

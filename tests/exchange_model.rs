@@ -17,6 +17,8 @@
 //! - with keep-alive, every refresh starts by ¾ of the token's life or by the end of the backoff
 //!   after a failure, so a token dies only when faults outlast its life; without keep-alive, a
 //!   request in the refresh window of a token whose refreshes all answered keeps it alive;
+//! - after a failed refresh, no refresh but `refresh()`'s starts before the backoff ends (half a
+//!   second at least, and never before the server's `Retry-After`);
 //! - once the store holds a token, it holds the newest, or `store_error` says why not;
 //! - `resume` succeeds with a stored token alive at the server, and refuses a dead one;
 //! - a forged `state` is refused before any request; a source left behind by a restart makes
@@ -126,6 +128,8 @@ struct Model {
     /// Whether the last token request met a fault.
     last_request_faulted: bool,
     violations: Vec<String>,
+    /// `refresh()` calls under way: they renew at once, backoff or not.
+    explicit_refreshes: u32,
 }
 
 impl Model {
@@ -161,6 +165,29 @@ impl Model {
         };
         let Some(code) = code else { return };
         let (newest, expires) = (live.newest.clone(), live.expires);
+        // A failed refresh backs off (at least half the base delay: the cache counts failures
+        // since its last fetch that succeeded, which may have made no token request), and never
+        // ends before the server's `Retry-After`, unless `refresh()` asks.
+        let backoff_ends = (live.failures.iter())
+            .map(|failure| {
+                failure.end + (BACKOFF_BASE / 2).max(failure.retry_after.unwrap_or_default())
+            })
+            .max();
+        let early = backoff_ends
+            .filter(|ends| now < *ends && self.explicit_refreshes == 0)
+            .map(|ends| {
+                let tries: Vec<_> = (live.failures.iter())
+                    .map(|f| (f.start - live.got, f.end - live.got, f.retry_after))
+                    .collect();
+                format!(
+                    "a refresh started at {:?}, before its backoff ended at {:?}; failed tries since the token came: {tries:?}",
+                    now - live.got,
+                    ends - live.got
+                )
+            });
+        if let Some(early) = early {
+            self.violation(early);
+        }
         if self.tokens.get(code).is_some_and(|i| i.refused) {
             let sent = self.token_no(code);
             self.violation(format!(
@@ -307,12 +334,18 @@ impl Model {
         let ahead = live.got + life.mul_f64(0.75);
         let name = format!("the token of instance {}", live.number);
         let mut found = Vec::new();
-        let watched = live.used_since.is_some_and(|at| at <= ahead);
+        // Keep-alive starts with the layer's first credential: its refresh is due by ¾ of the
+        // life, or at once if the layer took the token later (its first fetch refreshes a token
+        // past half its life).
+        let first_due = (live.used_since)
+            .filter(|at| *at < live.expires)
+            .map(|at| at.max(ahead));
         // A token revoked at the server dies whatever the client does: after its `401` the
         // layer forgets it, and keep-alive has nothing to refresh.
         let revoked = self.tokens.get(&live.newest).is_some_and(|i| i.revoked);
-        if live.keep_alive && watched && !revoked {
-            // Each try starts by the promised time: ¾ of the life, then the end of each backoff.
+        if let Some(first_due) = first_due.filter(|_| live.keep_alive && !revoked) {
+            // Each try starts by the promised time: ¾ of the life (or the first use, if later),
+            // then the end of each backoff.
             // A try due while a slow save holds the refresh lock starts when the save ends.
             let after_saves = |mut at: Instant| {
                 while let Some((_, end)) = slow_saves
@@ -323,8 +356,8 @@ impl Model {
                 }
                 at
             };
-            let mut due = after_saves(ahead);
-            let mut retry_at = ahead;
+            let mut due = after_saves(first_due);
+            let mut retry_at = first_due;
             for (n, failure) in live.failures.iter().enumerate() {
                 if failure.start > due + SLACK && failure.start < live.expires {
                     let tries: Vec<_> = (live.failures.iter())
@@ -341,14 +374,6 @@ impl Model {
                     .min(BACKOFF_MAX);
                 retry_at =
                     retry_at.max(failure.end + full.max(failure.retry_after.unwrap_or_default()));
-                // A layer's first fetch refreshes an aging token, and serves it if that fails:
-                // the cache, which saw no failure, tries again at the token's last tenth.
-                if live
-                    .used_since
-                    .is_some_and(|at| failure.start <= at + SLACK)
-                {
-                    retry_at = retry_at.max(live.got + life.mul_f64(0.9));
-                }
                 due = after_saves(retry_at);
             }
             if !refused && due + SLACK < live.expires {
@@ -735,9 +760,11 @@ impl Harness {
 
     async fn refresh(&self) {
         let Some(app) = self.app.as_ref() else { return };
+        lock(&self.model).explicit_refreshes += 1;
         let result = tokio::time::timeout(HANG, app.layer.refresh()).await;
         let now = Instant::now();
         let mut model = lock(&self.model);
+        model.explicit_refreshes -= 1;
         match result {
             Err(_) => model.violation("refresh() never ended".into()),
             Ok(Ok(_)) => {
@@ -1134,6 +1161,57 @@ fn a_refusal_saved_after_the_store_fails_is_news_to_a_restart() -> Result<(), St
         Op::SaveTo { racing: true },
         Op::StoreFails(true),
         Op::Restart,
+    ];
+    run_paused(false, ops)
+}
+
+/// A 429 with `Retry-After`, as a fault of the embedded server.
+fn throttled(after: Duration) -> Fault {
+    Fault::Status {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        retry_after: Some(after),
+    }
+}
+
+/// A layer's first request late in the token's life, whose refresh fails: with keep-alive, the
+/// cache used to take the token as fresh and try again only at its last tenth (where a `429`
+/// then outlasted it), not when the backoff ended.
+#[test]
+fn a_failed_refresh_of_an_aging_token_is_retried_when_the_backoff_ends() -> Result<(), String> {
+    let ops = vec![
+        Op::Idle(Duration::from_secs(50)),
+        Op::Fault {
+            fault: Fault::Status {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                retry_after: None,
+            },
+            times: 1,
+        },
+        Op::Fault {
+            fault: throttled(Duration::from_secs(20)),
+            times: 1,
+        },
+        Op::Send { size: 1 },
+        Op::Idle(Duration::from_secs(30)),
+    ];
+    run_paused(true, ops)
+}
+
+/// The same without keep-alive, the refresh throttled: the next request used to refresh at
+/// once, long before the server's `Retry-After`.
+#[test]
+fn a_throttled_refresh_of_an_aging_token_is_not_retried_before_retry_after() -> Result<(), String> {
+    let ops = vec![
+        Op::Idle(Duration::from_secs(44)),
+        Op::Fault {
+            fault: throttled(Duration::from_secs(5)),
+            times: 1,
+        },
+        Op::Send { size: 1 },
+        Op::Idle(Duration::from_secs(1)),
+        Op::Send { size: 1 },
+        Op::Idle(Duration::from_secs(10)),
+        Op::Send { size: 1 },
     ];
     run_paused(false, ops)
 }

@@ -219,6 +219,47 @@ async fn a_failed_renewal_that_ended_the_credential_stops_serving_it() {
     );
 }
 
+/// A failed fetch that hands back a credential still valid (an Exchange token past half its
+/// life whose refresh failed) is a failed renewal like any other: the credential is published
+/// and serves from the hot path during the backoff, and when the backoff ends the next fetch is
+/// asked to replace it. One that has expired meanwhile is not served: the failure is reported.
+#[tokio::test(start_paused = true)]
+async fn a_failed_fetch_with_a_fallback_serves_it_and_backs_off() -> Result<(), Error> {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    let aging = Credential::new("Bearer", "aging")?.expires_in(HOUR);
+    tokio::time::advance(50 * MINUTE).await;
+    source.fail_next([transient().with_fallback(aging)]);
+    assert_eq!(token(&cache.get().await), "aging");
+    let mut local = Local::default();
+    drop(cache.lookup(Some(&mut local)));
+    assert_eq!(hot(&cache, &local).as_deref(), Some("Bearer aging"));
+    settle().await;
+    assert_eq!(source.fetches(), 1, "renewed again during the backoff");
+    // The backoff after one failure is at most 1 s; its end sends requests to the slow path.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(hot(&cache, &local), None);
+    drop(cache.lookup(Some(&mut local)));
+    settle().await;
+    assert_eq!(token(&cache.get().await), "token-2");
+    assert_eq!(source.previous_tokens(), [None, Some("aging".to_owned())]);
+
+    let expired = Credential::new("Bearer", "expired")?.expires_in(MINUTE);
+    let cache = CredentialCache::new(
+        SharedTokenSource::from(source.clone()),
+        RefreshPolicy::default(),
+    );
+    tokio::time::advance(MINUTE).await;
+    source.fail_next([transient().with_fallback(expired)]);
+    let failed = cache.get().await;
+    assert!(
+        failed.as_ref().is_err_and(Error::is_transient),
+        "{}",
+        token(&failed)
+    );
+    Ok(())
+}
+
 #[test]
 fn a_fetch_whose_runtime_ended_before_it_ran_is_not_waited_on() -> Result<(), Error> {
     let source = TestSource::expiring(HOUR);

@@ -107,7 +107,10 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 ///
 /// Once the token has expired (no refresh came in time, or Infobip refused one), every fetch
 /// fails with [`ErrorKind::ReauthorizationRequired`] without a network call: send the user
-/// through the flow again.
+/// through the flow again. A fetch of a token with less than half its life left refreshes it
+/// first; if that refresh fails for a while (`5xx`, `429`), the fetch returns the failure (the
+/// token is still [`credential`](Self::credential)), and a layer keeps sending the token while
+/// it backs off before trying again.
 ///
 /// See the [module docs](self) for the whole flow.
 ///
@@ -430,9 +433,11 @@ impl TokenSource for AuthCode {
         }
         // A cache's first fetch of a token past half its life: refresh it now, or it may die
         // before the cache's next deadline or request. If the refresh fails for a while, the
-        // token still serves, and the cache renews it ahead as usual.
+        // token still serves: the cache publishes it and backs off as after any failed renewal.
         match self.refresh(&current, one_at_a_time).await {
-            Err(err) if !matches!(err.kind(), ErrorKind::ReauthorizationRequired) => Ok(current),
+            Err(err) if !matches!(err.kind(), ErrorKind::ReauthorizationRequired) => {
+                Err(err.with_fallback(current))
+            }
             refreshed => refreshed,
         }
     }

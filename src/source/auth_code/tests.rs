@@ -41,6 +41,8 @@ struct Fake {
     delay: Duration,
     /// The next answers, before any rule.
     canned: Vec<(StatusCode, String)>,
+    /// The `Retry-After` (seconds) of every `429` answer.
+    retry_after: Option<u64>,
 }
 
 impl FakeExchange {
@@ -60,6 +62,13 @@ impl FakeExchange {
                 let (status, body) = fake.answer(req).await;
                 let mut response = Response::new(Full::new(Bytes::from(body)));
                 *response.status_mut() = status;
+                if let Some(seconds) = fake.state().retry_after
+                    && status == StatusCode::TOO_MANY_REQUESTS
+                {
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, seconds.into());
+                }
                 Ok::<_, std::convert::Infallible>(response)
             }
         }))
@@ -765,6 +774,70 @@ async fn a_first_request_late_in_the_tokens_life_refreshes_it() -> TestResult {
         header,
         format!("IBSSO {}", source.credential().expose_token())
     );
+    Ok(())
+}
+
+/// A layer's first request late in the token's life whose refresh fails: the token serves, and
+/// with keep-alive the refresh is tried again when the backoff ends (0.5 to 1 s), not at the
+/// token's last tenth.
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_of_an_aging_token_is_retried_after_the_backoff() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let aging = format!("IBSSO {}", source.credential().expose_token());
+    tokio::time::sleep(Duration::from_secs(46)).await;
+    fake.state()
+        .canned
+        .push((StatusCode::SERVICE_UNAVAILABLE, String::new()));
+    let layer = InfobipAuthLayer::new(source.clone())
+        .refresh_policy(RefreshPolicy::default().keep_alive(true));
+    assert_eq!(send(&layer).await?, aging);
+    assert_eq!(fake.requests(), 2, "the exchange and the failed refresh");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.refreshes(), 1, "no retry when the backoff ended");
+    assert_eq!(
+        send(&layer).await?,
+        format!("IBSSO {}", source.credential().expose_token())
+    );
+    Ok(())
+}
+
+/// The same without keep-alive, the token endpoint throttling (`429`, `Retry-After: 5`):
+/// requests keep flowing with the aging token, and none asks for a token before the server
+/// said; the first after that renews it.
+#[tokio::test(start_paused = true)]
+async fn a_throttled_refresh_of_an_aging_token_waits_for_retry_after() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let source = connect(&flow, &fake).await?;
+    let aging = format!("IBSSO {}", source.credential().expose_token());
+    tokio::time::sleep(Duration::from_secs(46)).await;
+    {
+        let mut fake = fake.state();
+        fake.retry_after = Some(5);
+        fake.canned.extend(
+            std::iter::repeat_with(|| (StatusCode::TOO_MANY_REQUESTS, String::new())).take(100),
+        );
+    }
+    let layer = InfobipAuthLayer::new(source.clone());
+    assert_eq!(send(&layer).await?, aging);
+    assert_eq!(fake.requests(), 2, "the exchange and the throttled refresh");
+    for _ in 1..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(send(&layer).await?, aging);
+    }
+    assert_eq!(
+        fake.requests(),
+        2,
+        "a token request before Retry-After ended"
+    );
+    fake.state().canned.clear();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send(&layer).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fake.refreshes(), 1);
+    assert_ne!(send(&layer).await?, aging);
     Ok(())
 }
 
