@@ -380,7 +380,7 @@ impl State {
         self.flight.as_ref().map(|(flight, _)| flight.clone())
     }
 
-    /// The revocation under way, if any (one whose caller dropped it is over).
+    /// The revocation under way, if any (a finished one is cleared).
     fn current_revocation(&mut self) -> Option<Revocation> {
         if self.revoking.as_ref().is_some_and(|r| r.peek().is_some()) {
             self.revoking = None;
@@ -763,6 +763,7 @@ impl CredentialCache {
             Flight(Flight, u64),
             Revocation(Revocation),
         }
+        let mut looks = 3u8;
         loop {
             let next = {
                 let mut state = self.lock();
@@ -784,21 +785,30 @@ impl CredentialCache {
                     }),
                 }
             };
-            let (flight, flight_no) = match next {
-                Next::Flight(flight, flight_no) => (flight, flight_no),
-                Next::Revocation(revocation) => return revocation.await,
+            let revocation = match next {
+                Next::Revocation(revocation) => revocation,
+                Next::Flight(flight, flight_no) => {
+                    // Its end starts the revocation of what it made (under the lock, before any
+                    // of its waiters can look again): that one is ours, though it may be over
+                    // already and a waiter's fetch have made a credential since (not ours to end).
+                    let _ = flight.await;
+                    let arrival = lock(&self.shared)
+                        .revoked_on_arrival
+                        .clone()
+                        .filter(|(revoked, _)| *revoked == flight_no);
+                    match arrival {
+                        Some((_, revocation)) => revocation,
+                        None => continue,
+                    }
+                }
             };
-            // Its end starts the revocation of what it made (under the lock, before any of its
-            // waiters can look again): that one is ours, though it may be over already and a
-            // waiter's fetch have made a credential since (not ours to end).
-            let _ = flight.await;
-            let arrival = lock(&self.shared)
-                .revoked_on_arrival
-                .clone()
-                .filter(|(revoked, _)| *revoked == flight_no);
-            if let Some((_, revocation)) = arrival {
-                return revocation.await;
+            let result = revocation.await;
+            // One cut off by its runtime's end (or never run) ended nothing: look again.
+            if how_ended(&result) == Some(&Ended::Cancelled) && looks > 0 {
+                looks -= 1;
+                continue;
             }
+            return result;
         }
     }
 
@@ -1043,7 +1053,8 @@ fn revoke_on_arrival(
         Ok(credential) => {
             state.previous = Some(credential);
             state.failure = None;
-            Err(ended(Ended::Revoked))
+            // What came before it was ended by this fetch or is revoked now: no fallback.
+            Err(ended(Ended::Revoked).with_previous_ended())
         }
         Err(error) => {
             if error.is_previous_ended() {
@@ -1067,7 +1078,11 @@ fn revoke_on_arrival(
 fn start_revocation(shared: &Arc<Shared>, state: &mut State) -> Revocation {
     forget(shared, state);
     state.revocation_no += 1;
-    let work = revoke_previous(Arc::clone(shared), state.revocation_no);
+    let work = revoke_previous(
+        Arc::downgrade(shared),
+        shared.source.clone(),
+        state.revocation_no,
+    );
     let revocation = match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             let task = runtime.spawn(work);
@@ -1081,10 +1096,14 @@ fn start_revocation(shared: &Arc<Shared>, state: &mut State) -> Revocation {
 }
 
 /// Ends the credential in `previous` at the server (revocation number `revocation_no`).
-async fn revoke_previous(shared: Arc<Shared>, revocation_no: u64) -> Result<(), Error> {
-    // Taken here, not when the task is spawned: a task a shutting-down runtime drops before it
-    // starts leaves it where it was.
-    let credential = lock(&shared).previous.take();
+async fn revoke_previous(
+    shared: Weak<Shared>,
+    source: SharedTokenSource,
+    revocation_no: u64,
+) -> Result<(), Error> {
+    let credential = shared
+        .upgrade()
+        .and_then(|shared| lock(&shared).previous.take());
     let mut guard = RevocationGuard {
         shared,
         revocation_no,
@@ -1093,7 +1112,7 @@ async fn revoke_previous(shared: Arc<Shared>, revocation_no: u64) -> Result<(), 
     };
     let result = match &guard.credential {
         Some(credential) => {
-            let revoke = guard.shared.source.revoke(credential);
+            let revoke = source.revoke(credential);
             std::panic::AssertUnwindSafe(revoke)
                 .catch_unwind()
                 .await
@@ -1105,9 +1124,10 @@ async fn revoke_previous(shared: Arc<Shared>, revocation_no: u64) -> Result<(), 
     result
 }
 
-/// Clears its revocation when it ends, and gives its credential back unless it was ended.
+/// Clears its revocation when it ends, and gives its credential back unless it was ended. Holds
+/// its cache weakly: a revocation run by its callers (no runtime) lives in the cache's state.
 struct RevocationGuard {
-    shared: Arc<Shared>,
+    shared: Weak<Shared>,
     revocation_no: u64,
     credential: Option<Credential>,
     ended: bool,
@@ -1115,7 +1135,10 @@ struct RevocationGuard {
 
 impl Drop for RevocationGuard {
     fn drop(&mut self) {
-        let mut state = lock(&self.shared);
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let mut state = lock(&shared);
         if state.revocation_no == self.revocation_no {
             state.revoking = None;
         }
