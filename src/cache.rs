@@ -746,9 +746,25 @@ impl CredentialCache {
             };
             let result = flight.await;
             if how_ended(&result) != Some(&Ended::Revoked) || looks == 0 {
-                return result;
+                return self.renewed(result);
             }
             looks -= 1;
+        }
+    }
+
+    /// `result` of a fetch `refresh()` waited for, or the failure behind it: a credential a
+    /// failed renewal handed back is published and serves, but it is no new one.
+    fn renewed(
+        &self,
+        result: Result<(Credential, u64), Error>,
+    ) -> Result<(Credential, u64), Error> {
+        let Ok((_, id)) = &result else {
+            return result;
+        };
+        let state = self.lock();
+        match &state.failure {
+            Some(failure) if self.shared.slot.load().id == *id => Err(failure.error.clone()),
+            _ => result,
         }
     }
 

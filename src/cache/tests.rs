@@ -260,6 +260,25 @@ async fn a_failed_fetch_with_a_fallback_serves_it_and_backs_off() -> Result<(), 
     Ok(())
 }
 
+/// `refresh()` asks for a new credential: a failed renewal that hands back the old one serves
+/// it, but reports its failure to the caller who asked.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_that_gets_only_a_fallback_reports_its_failure() -> Result<(), Error> {
+    let source = TestSource::expiring(HOUR);
+    let cache = cache(&source);
+    let aging = Credential::new("Bearer", "aging")?.expires_in(HOUR);
+    source.fail_next([transient().with_fallback(aging)]);
+    let refreshed = cache.refresh().await;
+    assert!(
+        refreshed.as_ref().is_err_and(Error::is_transient),
+        "{}",
+        token(&refreshed)
+    );
+    assert_eq!(token(&cache.get().await), "aging");
+    assert_eq!(token(&cache.refresh().await), "token-2");
+    Ok(())
+}
+
 #[test]
 fn a_fetch_whose_runtime_ended_before_it_ran_is_not_waited_on() -> Result<(), Error> {
     let source = TestSource::expiring(HOUR);
