@@ -762,12 +762,7 @@ proptest! {
 
     #[test]
     fn the_cache_keeps_its_promises(default in default_plan(), ops in proptest::collection::vec(op(), 1..80)) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        runtime.block_on(run(default, ops)).map_err(TestCaseError::fail)?;
+        run_paused(default, ops).map_err(TestCaseError::fail)?;
     }
 }
 
@@ -804,12 +799,7 @@ fn a_late_refusal_keeps_the_retry_after_in_force() -> Result<(), String> {
         Op::Advance(Duration::from_secs(10)),
         send,
     ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(run(default, ops))
+    run_paused(default, ops)
 }
 
 /// A `revoke()` during a renewal that fails: the requests waiting for the renewal fall back on
@@ -843,12 +833,7 @@ fn a_revoke_during_a_failing_renewal_leaves_its_waiters_the_valid_credential() -
         Op::Revoke,
         send,
     ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(run(default, ops))
+    run_paused(default, ops)
 }
 
 /// A `revoke()` that waited for one fetch waits for the next too (a renewal after a `401`
@@ -886,12 +871,7 @@ fn a_revoke_waits_for_every_fetch_under_way_before_it_ends_the_credential() -> R
         Op::Advance(Duration::from_millis(700)),
         send,
     ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(run(token(0, 3), ops))
+    run_paused(token(0, 3), ops)
 }
 
 /// Every token refused, and a `revoke()` between: the fetch after the revocation starts afresh
@@ -928,10 +908,15 @@ fn a_fetch_after_a_revocation_starts_afresh_while_every_token_is_refused() -> Re
         send(0),
         send(0),
     ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    run_paused(plan(100, token(3)), ops)
+}
+
+/// Runs `ops` on a paused clock, as the property does.
+fn run_paused(default_plan: Plan, ops: Vec<Op>) -> Result<(), String> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(run(plan(100, token(3)), ops))
+        .map_err(|e| e.to_string())?
+        .block_on(run(default_plan, ops))
 }
