@@ -265,11 +265,13 @@ where
     }
 }
 
-/// Attaches the `401`'s meaning, unless a layer inside (the scope check) already did, reading
-/// the body this layer does not read.
-fn mark_invalid<B>(response: &mut Response<B>) {
-    if response.extensions().get::<Error>().is_none() {
-        response.extensions_mut().insert(invalid_credentials());
+/// Attaches a refusal's meaning to a response's `extensions`, unless a layer inside (the scope
+/// check) already did: it read the body, which the auth layer, the gRPC renewal and the reqwest
+/// middleware do not.
+#[cold]
+pub(crate) fn mark_refused(extensions: &mut http::Extensions, meaning: impl FnOnce() -> Error) {
+    if extensions.get::<Error>().is_none() {
+        extensions.insert(meaning());
     }
 }
 
@@ -293,12 +295,12 @@ fn unauthorized<S, B, ResB>(
         On401::Renew { cache, id } => cache.find().map(|cache| (cache, id)),
     };
     let Some((cache, id)) = renew else {
-        mark_invalid(&mut response);
+        mark_refused(response.extensions_mut(), invalid_credentials);
         return Err(response);
     };
     if cache.invalidate(id) == Refusal::BackedOff {
         // It had replaced a refused credential: no renewal, no replay, until the backoff ends.
-        mark_invalid(&mut response);
+        mark_refused(response.extensions_mut(), invalid_credentials);
         return Err(response);
     }
     if let Some(rare) = rare.as_deref_mut().filter(|rare| rare.retry.is_some()) {
@@ -307,7 +309,7 @@ fn unauthorized<S, B, ResB>(
     }
     // No replay: start the renewal now, so the next request finds it.
     drop(cache.lookup(None));
-    mark_invalid(&mut response);
+    mark_refused(response.extensions_mut(), invalid_credentials);
     Err(response)
 }
 

@@ -79,6 +79,7 @@ use tower_service::Service;
 pub use body::ResponseBody;
 
 use crate::cache::{CacheKey, CredentialCache};
+use crate::future::mark_refused;
 use crate::{ApiError, Error, ErrorKind};
 
 /// Where gRPC puts a call's outcome: in the trailers, or in the headers of a Trailers-Only
@@ -299,19 +300,13 @@ fn unauthenticated(headers: &HeaderMap) -> bool {
         .is_some_and(|status| status.as_bytes() == UNAUTHENTICATED)
 }
 
-/// Attaches the refusal's meaning to a Trailers-Only response, as the auth layer does to a
-/// `401`, unless a layer inside already did.
+/// The `Error` a Trailers-Only refusal carries, as a `401` does: the answer's own status,
+/// `200`, and gRPC's name for the refusal as the code, in the shape of Infobip's CAMARA errors.
 #[cold]
 #[inline(never)]
-fn mark_refused<B>(response: &mut Response<B>) {
-    if response.extensions().get::<Error>().is_none() {
-        // The answer's own status, `200`; the code is gRPC's name for the refusal, in the
-        // shape of Infobip's CAMARA errors.
-        let said = ApiError::from_body(StatusCode::OK, br#"{"code":"UNAUTHENTICATED"}"#);
-        response
-            .extensions_mut()
-            .insert(Error::new(ErrorKind::InvalidCredentials(said)));
-    }
+fn unauthenticated_error() -> Error {
+    let said = ApiError::from_body(StatusCode::OK, br#"{"code":"UNAUTHENTICATED"}"#);
+    Error::new(ErrorKind::InvalidCredentials(said))
 }
 
 pin_project! {
@@ -358,7 +353,7 @@ where
                 } else {
                     if unauthenticated(response.headers()) {
                         watch.refused();
-                        mark_refused(&mut response);
+                        mark_refused(response.extensions_mut(), unauthenticated_error);
                     }
                     None
                 }

@@ -36,6 +36,7 @@ use http::{Extensions, StatusCode, Uri};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::cache::Refusal;
+use crate::future::{invalid_credentials, mark_refused};
 use crate::{Error, ErrorKind, InfobipAuthLayer};
 
 /// Authenticates `reqwest` requests with an [`InfobipAuthLayer`]'s source and cache.
@@ -175,24 +176,14 @@ impl Middleware for InfobipAuthMiddleware {
                 let mut response = next.run(replay, extensions).await?;
                 if response.status() == StatusCode::UNAUTHORIZED {
                     cache.refused_after_renewal(renewed);
-                    mark_invalid(&mut response);
+                    mark_refused(response.extensions_mut(), invalid_credentials);
                 }
                 return Ok(response);
             }
             // No replay: start the renewal now, so the next request finds it.
             drop(cache.lookup(None));
         }
-        mark_invalid(&mut response);
+        mark_refused(response.extensions_mut(), invalid_credentials);
         Ok(response)
-    }
-}
-
-/// Attaches the `401`'s meaning, unless a middleware inside this one already did: it may have
-/// read the body, which this middleware does not.
-fn mark_invalid(response: &mut reqwest::Response) {
-    if response.extensions().get::<Error>().is_none() {
-        response
-            .extensions_mut()
-            .insert(crate::future::invalid_credentials());
     }
 }
