@@ -735,7 +735,7 @@ impl CredentialCache {
     /// Fetches a new credential now, even if the current one is fresh. One that a `revoke()`
     /// ends as it arrives is fetched again, after the revocation.
     pub(crate) async fn refresh(&self) -> Result<(Credential, u64), Error> {
-        let mut looks = 3u8;
+        let mut looks = LOOKS;
         loop {
             let flight = {
                 let mut state = self.lock();
@@ -779,7 +779,7 @@ impl CredentialCache {
             Flight(Flight, u64),
             Revocation(Revocation),
         }
-        let mut looks = 3u8;
+        let mut looks = LOOKS;
         loop {
             let next = {
                 let mut state = self.lock();
@@ -1411,6 +1411,11 @@ impl fmt::Display for Ended {
 
 impl std::error::Error for Ended {}
 
+/// How many times a wait, `refresh()` or `revoke()` looks again after what it waited for ended
+/// without a result of its own (cut off by its runtime's end, or revoked as it arrived): each
+/// look starts work that could end so too, so the number is bounded.
+const LOOKS: u8 = 3;
+
 /// Waits for a fetch in flight. If it fails while the previous credential is still valid, the
 /// previous credential is served instead. If it ends without a result (its runtime shut down:
 /// a `#[tokio::test]` that started it ended), the wait looks again, which fetches on the
@@ -1420,7 +1425,7 @@ pub(crate) struct CredentialWait {
     cache: CredentialCache,
     flight: Flight,
     fallback: Option<Fallback>,
-    /// Looks left after a cancelled fetch: each starts a fetch that could be cancelled too.
+    /// Looks left (see [`LOOKS`]).
     looks: u8,
 }
 
@@ -1437,7 +1442,7 @@ impl CredentialWait {
             cache: cache.clone(),
             flight,
             fallback,
-            looks: 3,
+            looks: LOOKS,
         }
     }
 }
