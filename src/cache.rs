@@ -40,7 +40,6 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::credential::sensitive_header;
-use crate::error::ConfigError;
 use crate::source::SharedTokenSource;
 use crate::trace::event;
 use crate::{Credential, Error, ErrorKind};
@@ -856,12 +855,8 @@ impl CredentialCache {
     }
 
     fn start_fetch(&self, state: &mut State) -> Result<Flight, Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::from(ConfigError::Invalid {
-                what: "runtime",
-                reason: "fetching a credential needs a tokio runtime",
-            })
-        })?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::no_runtime("fetching a credential needs a tokio runtime"))?;
         state.flight_no += 1;
         let (shared, flight_no) = (Arc::clone(&self.shared), state.flight_no);
         let previous = state.previous.clone();
@@ -1230,7 +1225,12 @@ fn back_off(shared: &Arc<Shared>, state: &mut State, error: &Error, now: Instant
         ?delay,
         "backing off before the next fetch"
     );
-    let wake = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+    // A runtime without timers has the end of the backoff found by the next lookup: a task
+    // waiting for it would only panic.
+    let runtime = tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|_| !error.is_no_timers());
+    let wake = runtime.map(|runtime| {
         let shared = Arc::downgrade(shared);
         let wake = runtime.spawn(async move {
             tokio::time::sleep_until(retry_at).await;

@@ -313,6 +313,33 @@ impl Error {
     }
 }
 
+/// Where tokio is missing or incomplete: the crate reports it instead of meeting tokio's panic.
+impl Error {
+    /// Work that needs a tokio runtime was asked where none runs; `needs` says which work.
+    pub(crate) fn no_runtime(needs: &'static str) -> Self {
+        ConfigError::Invalid {
+            what: "runtime",
+            reason: needs,
+        }
+        .into()
+    }
+
+    /// The tokio runtime has no time driver, which a token request's timeout needs.
+    pub(crate) fn no_timers() -> Self {
+        ConfigError::Invalid {
+            what: "runtime",
+            reason: "the tokio runtime has no timers (build it with `enable_time` or `enable_all`)",
+        }
+        .into()
+    }
+
+    /// Whether this is [`no_timers`](Self::no_timers): nothing on this runtime can wait for a
+    /// timer either.
+    pub(crate) fn is_no_timers(&self) -> bool {
+        self.kind == Self::no_timers().kind
+    }
+}
+
 impl From<ErrorKind> for Error {
     fn from(kind: ErrorKind) -> Self {
         Self::new(kind)

@@ -35,6 +35,9 @@ type AnyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The HTTP client token sources use, with a response size limit and a timeout.
 ///
+/// The timeout is tokio's: a token request outside a tokio runtime, or on one built without
+/// timers, fails at once with [`ErrorKind::Config`] saying so.
+///
 /// ```
 /// use bytes::Bytes;
 /// use http::{Request, Response};
@@ -215,9 +218,12 @@ impl Transport {
             Ok(answer)
         };
         // Not `?`: a timeout is traced like any other failure below.
-        let answer = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Timeout)));
+        let answer = match timed(self.timeout, exchange) {
+            Ok(timed) => timed
+                .await
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Timeout))),
+            Err(error) => Err(error),
+        };
         #[cfg(feature = "tracing")]
         match &answer {
             Ok(answer) => {
@@ -402,6 +408,22 @@ fn oauth_error(body: &[u8]) -> Option<String> {
 /// ("implementation of `From` is not general enough").
 fn transport(err: BoxError) -> Error {
     Error::new(ErrorKind::Transport).with_source(err)
+}
+
+/// `exchange` within `timeout` on tokio's timer, or why there is none. Tokio panics where it
+/// has no timer to give: outside a runtime (found out here without a panic), and on a runtime
+/// built without its time driver, which it offers no way to ask about (that panic is caught,
+/// and tokio's hook prints its message).
+fn timed<F: Future>(timeout: Duration, exchange: F) -> Result<tokio::time::Timeout<F>, Error> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::no_runtime(
+            "a token request needs a tokio runtime, and none runs here",
+        ));
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokio::time::timeout(timeout, exchange)
+    }))
+    .map_err(|_| Error::no_timers())
 }
 
 /// A request that could not be built.

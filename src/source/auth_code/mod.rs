@@ -356,24 +356,64 @@ impl AuthCode {
         let fresh = parse_token(&answer, current.account())?;
         *lock(&self.0.current) = fresh.clone();
         // A failed save does not fail the refresh: the new token is served from memory, and
-        // the failure is kept for `store_error`.
+        // the failure is kept for `store_error`, as is a save cut off half-way.
+        let mut unsaved = UnsavedGuard::new(self, one_at_a_time);
         let _recorded = self.save(&fresh).await;
-        drop(one_at_a_time);
+        unsaved.done();
         Ok(fresh)
     }
 
     /// Saves `credential` in a task of its own, which holds the refresh lock until the save
     /// ends: `save_to` and later fetches wait for it, so no save lands before it and its
     /// outcome reaches `store_error` in order. Saves here, and waits, outside a tokio runtime.
+    /// A save its runtime drops (ending before the task ran, or half-way) is recorded there as
+    /// failed: the store may still hold the token as live.
     async fn save_in_background(&self, credential: Credential, one_at_a_time: OwnedMutexGuard<()>) {
-        let source = self.clone();
+        // Made here, not in the task: a task dropped before it runs never made what it holds.
+        let mut unsaved = UnsavedGuard::new(self, one_at_a_time);
         let save = async move {
-            let _recorded = source.save(&credential).await;
-            drop(one_at_a_time);
+            let _recorded = unsaved.source.save(&credential).await;
+            unsaved.done();
+            drop(unsaved);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn(save)),
             Err(_) => save.await,
+        }
+    }
+}
+
+/// Records a save dropped before it ended (its runtime shut down, or its caller gave up) for
+/// [`AuthCode::store_error`], which would otherwise report nothing wrong while the store holds
+/// an older token. Holds the refresh lock, released only after that: no later save's outcome
+/// is overwritten.
+struct UnsavedGuard {
+    source: AuthCode,
+    saved: bool,
+    _one_at_a_time: OwnedMutexGuard<()>,
+}
+
+impl UnsavedGuard {
+    fn new(source: &AuthCode, one_at_a_time: OwnedMutexGuard<()>) -> Self {
+        Self {
+            source: source.clone(),
+            saved: false,
+            _one_at_a_time: one_at_a_time,
+        }
+    }
+
+    fn done(&mut self) {
+        self.saved = true;
+    }
+}
+
+impl Drop for UnsavedGuard {
+    fn drop(&mut self) {
+        if !self.saved {
+            let cut_off =
+                Error::new(ErrorKind::Store).with_source("the save was dropped before it ended");
+            event!(warn, error = %cut_off, "saving the Exchange token failed");
+            *lock(&self.source.0.store_error) = Some(cut_off);
         }
     }
 }
