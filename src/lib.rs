@@ -158,6 +158,7 @@ pub mod reqwest;
 pub mod scope;
 pub mod source;
 mod sync;
+mod timer;
 mod trace;
 mod transport;
 

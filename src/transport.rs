@@ -218,7 +218,11 @@ impl Transport {
             Ok(answer)
         };
         // Not `?`: a timeout is traced like any other failure below.
-        let answer = match timed(self.timeout, exchange) {
+        let timed = crate::timer::start(
+            "a token request needs a tokio runtime, and none runs here",
+            || tokio::time::timeout(self.timeout, exchange),
+        );
+        let answer = match timed {
             Ok(timed) => timed
                 .await
                 .unwrap_or_else(|_| Err(Error::new(ErrorKind::Timeout))),
@@ -408,22 +412,6 @@ fn oauth_error(body: &[u8]) -> Option<String> {
 /// ("implementation of `From` is not general enough").
 fn transport(err: BoxError) -> Error {
     Error::new(ErrorKind::Transport).with_source(err)
-}
-
-/// `exchange` within `timeout` on tokio's timer, or why there is none. Tokio panics where it
-/// has no timer to give: outside a runtime (found out here without a panic), and on a runtime
-/// built without its time driver, which it offers no way to ask about (that panic is caught,
-/// and tokio's hook prints its message).
-fn timed<F: Future>(timeout: Duration, exchange: F) -> Result<tokio::time::Timeout<F>, Error> {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(Error::no_runtime(
-            "a token request needs a tokio runtime, and none runs here",
-        ));
-    }
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        tokio::time::timeout(timeout, exchange)
-    }))
-    .map_err(|_| Error::no_timers())
 }
 
 /// A request that could not be built.

@@ -100,6 +100,8 @@ struct Reading<B: Body> {
     ended: bool,
     /// When to stop waiting for more of the body: set the first time it makes us wait.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set when tokio had no timer to give: the read then waits as long as the body does.
+    timerless: bool,
 }
 
 impl<F, B: Body> ResponseFuture<F, B> {
@@ -157,6 +159,7 @@ where
                             error: None,
                             ended,
                             deadline: None,
+                            timerless: false,
                         }),
                     }
                 }
@@ -207,11 +210,17 @@ impl<B: Body> Reading<B> {
     }
 
     /// Ready once the read timeout has passed, counted from the first time the body made us
-    /// wait. Outside a Tokio runtime there is no timer to ask, and the read waits as before.
+    /// wait. Outside a Tokio runtime, or on one without timers, there is no timer to ask (asked
+    /// once), and the read waits as long as the body does.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.deadline.is_none() && tokio::runtime::Handle::try_current().is_ok() {
+        if self.deadline.is_none() && !self.timerless {
             let timeout = self.sent.config.read_timeout;
-            self.deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+            let started =
+                crate::timer::start("a 403 body's read timeout needs a tokio runtime", || {
+                    Box::pin(tokio::time::sleep(timeout))
+                });
+            self.timerless = started.is_err();
+            self.deadline = started.ok();
         }
         match &mut self.deadline {
             Some(deadline) => deadline.as_mut().poll(cx),

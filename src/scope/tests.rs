@@ -867,3 +867,30 @@ async fn a_stalled_403_body_is_classified_after_the_read_timeout() -> Result<(),
     }
     Ok(())
 }
+
+/// On a runtime built without timers there is no read timeout to start: a `403` whose body
+/// makes the check wait is classified once the body ends, and nothing panics (tokio panics
+/// when asked for a timer it has not got; asked once only).
+#[test]
+fn a_stalled_403_body_waits_for_its_end_on_a_runtime_without_timers() -> Result<(), BoxError> {
+    const BODY: &[u8] =
+        br#"{"requestError":{"serviceException":{"messageId":"FORBIDDEN","text":"Forbidden"}}}"#;
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    runtime.block_on(async {
+        let (service, send) = stalling_403();
+        let called = ScopeCheckLayer::new()
+            .layer(service)
+            .oneshot(send_sms(Some("App key")));
+        // The body comes only after the check has waited for it.
+        let feed = async move {
+            tokio::task::yield_now().await;
+            send.send(Ok(Frame::data(Bytes::from_static(BODY)))).await
+        };
+        let (response, fed) = tokio::join!(called, feed);
+        fed?;
+        let response = response?;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(forbidden_in(&response).is_ok());
+        Ok(())
+    })
+}
