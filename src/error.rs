@@ -358,6 +358,9 @@ impl fmt::Debug for Error {
         if self.previous_ended {
             out.field("previous_ended", &true);
         }
+        if self.previous_in_doubt {
+            out.field("previous_in_doubt", &true);
+        }
         out.finish()
     }
 }

@@ -715,6 +715,12 @@ async fn a_create_whose_answer_is_lost_is_handed_the_same_session_next() -> Resu
     // The same within a renewal: the old session was ended, the new one's answer lost.
     server.inject(Fault::AnswerLost);
     assert!(layer.refresh().await.is_err(), "the answer was lost");
+    let during_backoff = send(&mut service, reports(&server)).await;
+    let err = during_backoff.as_ref().err().map(ours).transpose()?;
+    assert!(
+        err.is_some_and(infobip_auth::Error::is_transient),
+        "{during_backoff:?}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
     layer.revoke().await?;
