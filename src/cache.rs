@@ -1041,6 +1041,9 @@ fn finish(
                 // at a time, under the lock): nothing may send it, or end it, again.
                 if error.is_previous_ended() {
                     state.previous = None;
+                }
+                // One it may have ended is not sent again either, but kept to be ended first.
+                if error.previous_unusable() {
                     forget(shared, &mut state);
                 }
                 back_off(shared, &mut state, &error, now);
@@ -1471,7 +1474,7 @@ impl Future for CredentialWait {
         }
         Poll::Ready(match (result, self.fallback.take()) {
             (Err(error), Some(fallback))
-                if !error.is_previous_ended()
+                if !error.previous_unusable()
                     && fallback.expires.is_none_or(|at| Instant::now() < at) =>
             {
                 Ok((fallback.credential, fallback.id))

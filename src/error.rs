@@ -47,6 +47,9 @@ pub struct Error {
     source: Option<Arc<crate::BoxError>>,
     retry_after: Option<Duration>,
     previous_ended: bool,
+    /// The failed fetch may have ended the previous credential: see
+    /// [`Error::with_previous_in_doubt`].
+    previous_in_doubt: bool,
     /// A credential still valid that the failed fetch hands back, for the cache to serve while
     /// it backs off (see [`Error::with_fallback`]). Never shown.
     fallback: Option<crate::Credential>,
@@ -145,6 +148,7 @@ impl Error {
             source: None,
             retry_after: None,
             previous_ended: false,
+            previous_in_doubt: false,
             fallback: None,
         }
     }
@@ -204,6 +208,22 @@ impl Error {
     #[must_use]
     pub fn is_previous_ended(&self) -> bool {
         self.previous_ended
+    }
+
+    /// Marks the failure of a fetch whose request to end the `previous` credential went
+    /// unanswered (the connection broke, or the time ran out, after it was sent), so the
+    /// server may have ended it: the cache stops sending it, as after
+    /// [`with_previous_ended`](Self::with_previous_ended), but keeps it for the next fetch to
+    /// end first.
+    pub(crate) fn with_previous_in_doubt(mut self) -> Self {
+        self.previous_in_doubt = true;
+        self
+    }
+
+    /// Whether the previous credential must not be sent again: the failed fetch ended it, or
+    /// may have.
+    pub(crate) fn previous_unusable(&self) -> bool {
+        self.previous_ended || self.previous_in_doubt
     }
 
     /// Marks a failed renewal whose source still holds `credential`, valid for a while: the
@@ -364,6 +384,9 @@ impl fmt::Debug for Error {
         }
         if self.previous_ended {
             out.field("previous_ended", &true);
+        }
+        if self.previous_in_doubt {
+            out.field("previous_in_doubt", &true);
         }
         out.finish()
     }

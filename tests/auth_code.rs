@@ -21,8 +21,8 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use infobip_auth::mock::{self, ExchangeApp, MockConfig, MockServer};
-use infobip_auth::source::{AuthCode, AuthCodeFlow, PendingAuthorization, Transport};
+use infobip_auth::mock::{self, ExchangeApp, Fault, MockConfig, MockServer};
+use infobip_auth::source::{AuthCode, AuthCodeFlow, MemoryStore, PendingAuthorization, Transport};
 use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuthLayer};
 use tokio::net::TcpListener;
 use tower::{Service as _, ServiceBuilder, ServiceExt as _};
@@ -405,5 +405,82 @@ async fn concurrent_refreshes_and_requests_share_one_token_request() -> TestResu
         "exchange + one refresh"
     );
     assert_eq!(counters.max_token_requests_in_flight, 1);
+    Ok(())
+}
+
+/// A refresh whose answer was lost after the server issued a new token: the server keeps the
+/// old token alive for the rest of its minute (it does not rotate it), so the old one serves
+/// and a refresh after the backoff trades it again; the lost token is never used or stored.
+/// Had the server ended the old token, the next refresh is refused and the user must authorize
+/// again: typed, stored as dead, and never asked again.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_whose_answer_is_lost_keeps_the_old_token_or_requires_reauthorization()
+-> TestResult {
+    let harness = Harness::start(|config| config).await?;
+    let flow = harness.flow(false)?;
+    harness.connect_through_browser(&flow).await?;
+    let source = harness.connected()?;
+    let store = MemoryStore::new();
+    source.save_to(store.clone()).await?;
+    let layer = InfobipAuthLayer::new(source.clone());
+    assert_eq!(harness.send_sms(&layer).await?, StatusCode::OK);
+    let stored = || store.get().map(|t| t.expose_token().to_owned());
+    let old = source.credential().expose_token().to_owned();
+
+    harness.server.inject(Fault::AnswerLost);
+    let lost = layer.refresh().await;
+    assert!(
+        lost.as_ref()
+            .is_err_and(|e| matches!(e.kind(), ErrorKind::Transport)),
+        "{lost:?}"
+    );
+    assert_eq!(
+        harness.send_sms(&layer).await?,
+        StatusCode::OK,
+        "the old token serves"
+    );
+    assert_eq!(stored().as_deref(), Some(old.as_str()));
+    tokio::time::sleep(Duration::from_secs(2)).await; // past the backoff
+    let fresh = layer.refresh().await?;
+    assert_ne!(fresh.expose_token(), old);
+    assert_eq!(stored().as_deref(), Some(fresh.expose_token()));
+    assert_eq!(harness.server.counters().exchange_token_requests, 3);
+
+    // A server that rotates: the refresh issued a token and ended the one it was sent.
+    harness.server.inject(Fault::AnswerLost);
+    assert!(layer.refresh().await.is_err(), "the answer was lost");
+    harness.server.revoke_token(fresh.expose_token());
+    let mut outcomes = Vec::new();
+    for _ in 0..30 {
+        outcomes.push(harness.send_sms(&layer).await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let last = outcomes.last().ok_or("no request")?;
+    let err = last.as_ref().err().ok_or("sent after the token died")?;
+    assert!(
+        matches!(
+            Error::find(&**err).map(Error::kind),
+            Some(ErrorKind::ReauthorizationRequired)
+        ),
+        "{err}"
+    );
+    let counters = harness.server.counters();
+    assert_eq!(
+        counters.exchange_token_requests, 5,
+        "one refused refresh, no loop"
+    );
+    assert!(counters.unauthorized <= 2, "{}", counters.unauthorized);
+    assert!(
+        source
+            .credential()
+            .expiry()
+            .is_some_and(|at| at <= tokio::time::Instant::now())
+    );
+    let kept = store.get().ok_or("nothing stored")?;
+    assert_eq!(kept.expose_token(), fresh.expose_token());
+    assert!(
+        kept.expires_at() <= std::time::SystemTime::now(),
+        "stored as alive"
+    );
     Ok(())
 }

@@ -14,7 +14,7 @@ use tower::Layer as _;
 use support::{
     Authenticated, assert_backoff, assert_malformed_answer_typed, assert_refused_without_a_loop,
     assert_retry_after_waited_out, assert_transient_500s_then_recovery, client,
-    drop_a_request_mid_fetch, malformed_answers, reports, requests_over_time, send,
+    drop_a_request_mid_fetch, malformed_answers, ours, reports, requests_over_time, send,
     send_concurrently, sms, transport,
 };
 
@@ -253,5 +253,48 @@ async fn secrets_never_appear_in_debug_or_errors() -> Result<(), BoxError> {
         .ok_or("a wrong secret got a token")?;
     let shown = format!("{err} {err:?} {wrong:?}");
     assert!(!shown.contains("wrong-secret"), "{shown}");
+    Ok(())
+}
+
+/// A token issued but whose answer was lost is harmless: the failure is a typed transient
+/// error, backed off from like any other, and a held token keeps serving meanwhile (a new
+/// one does not end it).
+#[tokio::test(start_paused = true)]
+async fn a_token_whose_answer_is_lost_is_backed_off_from_and_harmless() -> Result<(), BoxError> {
+    let server = server().await?;
+    for _ in 0..3 {
+        server.inject(Fault::AnswerLost);
+    }
+    let (layer, mut service) = oauth_layer(&server, SECRET)?;
+    let (attempts, outcomes) = requests_over_time(
+        &mut service,
+        &server,
+        token_requests,
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(attempts.len(), 4, "three lost, one answered");
+    assert_backoff(&attempts, Duration::from_secs(1));
+    let first_ok = outcomes
+        .iter()
+        .position(Result::is_ok)
+        .ok_or("never recovered")?;
+    for lost in &outcomes[..first_ok] {
+        let err = ours(lost.as_ref().err().ok_or("succeeded")?)?;
+        assert!(matches!(err.kind(), ErrorKind::Transport), "{err}");
+        assert!(err.is_transient());
+    }
+    assert!(
+        outcomes[first_ok..]
+            .iter()
+            .all(|o| matches!(o, Ok(StatusCode::OK)))
+    );
+
+    server.inject(Fault::AnswerLost);
+    assert!(layer.refresh().await.is_err(), "the answer was lost");
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    assert_eq!(token_requests(&server), 5, "the held token served");
+    assert_eq!(server.counters().unauthorized, 0);
     Ok(())
 }

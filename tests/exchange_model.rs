@@ -3,11 +3,12 @@
 //!
 //! Proptest generates sequences of operations: requests through the layered client (one or a
 //! few at once), idle gaps shorter and longer than a token's minute, token-endpoint faults
-//! (5xx, `429` with `Retry-After`, dropped connections, cut answers, delays), the user
-//! disconnecting the app at Infobip, `save_to` a store that may fail or write slowly (alone,
-//! or racing a `refresh()`), restarts (`resume` from the store), `refresh()`, `revoke()`, and
-//! new authorizations (some after a forged callback). Spies on the token endpoint and on the API
-//! see every token on the wire and check, as each event happens:
+//! (5xx, `429` with `Retry-After`, dropped connections, cut answers, answers lost after a token
+//! was issued, delays), the user disconnecting the app at Infobip, `save_to` a store that may
+//! fail or write slowly (alone, or racing a `refresh()`), restarts (`resume` from the store),
+//! `refresh()`, `revoke()`, and new authorizations (some after a forged callback). Spies on
+//! the token endpoint and on the API see every token on the wire and check, as each event
+//! happens:
 //!
 //! - no request carries a token past its minute, or one the token endpoint refused; the server
 //!   never refuses a token the model holds alive and not revoked;
@@ -1066,6 +1067,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         }),
         Just(Fault::CloseConnection),
         Just(Fault::Truncated),
+        Just(Fault::AnswerLost),
         seconds(&[500, 3_000, 20_000, 40_000]).prop_map(Fault::Delay),
     ]
 }

@@ -5,9 +5,9 @@
 //! through a clone that never replays, some dropped before they finish), bursts, busy stretches,
 //! idle gaps shorter and longer than the idle timeout, `refresh()`, `revoke()` (alone, with a
 //! request right behind, or given up by its caller after 300 ms), the server ending the
-//! session on its own, failed and slow session creates and deletes, and other clients filling
-//! the 10 requests/s windows of the create and delete endpoints. Every request, the source's too,
-//! passes a recorder that keeps a model of the sessions alive at the server (ended by a
+//! session on its own, failed and slow session creates and deletes (some acted on, their
+//! answers lost), and other clients filling the 10 requests/s windows of the create and delete
+//! endpoints. Every request, the source's too, passes a recorder that keeps a model of the sessions alive at the server (ended by a
 //! `DELETE`, by the server, by idleness, or at the maximum age, which the recorder enforces on
 //! the server's behalf) and checks, as each event happens:
 //!
@@ -38,7 +38,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use infobip_auth::mock::{Fault, MockConfig, MockServer};
+use infobip_auth::mock::{Fault, MockConfig, MockServer, SessionEvent};
 use infobip_auth::source::{Session, Transport};
 use infobip_auth::{BoxError, Error, InfobipAuthLayer, ReplayPolicy};
 use proptest::prelude::*;
@@ -71,6 +71,8 @@ enum CreateFault {
     Unavailable(u64),
     Status429,
     CloseConnection,
+    /// Creates the session, then drops the connection.
+    AnswerLost,
     /// Answers after 1.5 s.
     Slow,
 }
@@ -86,6 +88,8 @@ enum DeleteFault {
     CloseConnection,
     /// `200` whose body is cut short.
     Truncated,
+    /// Ends the session, then drops the connection.
+    AnswerLost,
     /// Ends the session after 1.5 s.
     Slow,
 }
@@ -474,6 +478,7 @@ impl Recorder {
                 }
             }
         };
+        let destroyed_before = destroyed(&self.server);
         let answer = async {
             let response = self.client.request(request).await?;
             let (parts, body) = response.into_parts();
@@ -491,12 +496,26 @@ impl Recorder {
                     .map_err(|_| ());
                 model.create_answered(sent, &outcome);
             }
-            Kind::Delete(sent) => model.delete_answered(sent, token.as_deref(), status),
+            Kind::Delete(sent) => {
+                // A `DELETE` whose answer was lost after it ended the session counts as answered.
+                let status = match status {
+                    None if destroyed(&self.server) > destroyed_before => Some(StatusCode::OK),
+                    status => status,
+                };
+                model.delete_answered(sent, token.as_deref(), status);
+            }
             Kind::Resource(id) => model.resource_answered(id, token.as_deref(), status),
         }
         drop(model);
         answer.map(|r| r.map(Full::new))
     }
+}
+
+/// How many sessions the server has ended with a `DELETE` (or on its own) so far.
+fn destroyed(server: &MockServer) -> usize {
+    (server.counters().session_events.iter())
+        .filter(|event| matches!(event, SessionEvent::Destroyed { .. }))
+        .count()
 }
 
 fn retry_after(response: &Response<Bytes>) -> Duration {
@@ -667,6 +686,7 @@ impl Case {
                     ),
                     CreateFault::Status429 => status_fault(StatusCode::TOO_MANY_REQUESTS, None),
                     CreateFault::CloseConnection => Fault::CloseConnection,
+                    CreateFault::AnswerLost => Fault::AnswerLost,
                     CreateFault::Slow => Fault::Delay(Duration::from_millis(1_500)),
                 });
             }
@@ -681,6 +701,7 @@ impl Case {
                     DeleteFault::Status429 => status_fault(StatusCode::TOO_MANY_REQUESTS, None),
                     DeleteFault::CloseConnection => Fault::CloseConnection,
                     DeleteFault::Truncated => Fault::Truncated,
+                    DeleteFault::AnswerLost => Fault::AnswerLost,
                     DeleteFault::Slow => Fault::Delay(Duration::from_millis(1_500)),
                 });
             }
@@ -827,6 +848,7 @@ fn op() -> impl Strategy<Value = Op> {
         Just(DeleteFault::Status429),
         Just(DeleteFault::CloseConnection),
         Just(DeleteFault::Truncated),
+        Just(DeleteFault::AnswerLost),
         Just(DeleteFault::Slow),
     ];
     let fault = prop_oneof![
@@ -834,6 +856,7 @@ fn op() -> impl Strategy<Value = Op> {
         (1u64..4).prop_map(CreateFault::Unavailable),
         Just(CreateFault::Status429),
         Just(CreateFault::CloseConnection),
+        Just(CreateFault::AnswerLost),
         Just(CreateFault::Slow),
     ];
     prop_oneof![
@@ -946,4 +969,21 @@ fn a_revoke_given_up_mid_delete_loses_no_session() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(run(None, ops))
+}
+
+/// A renewal ahead of the maximum age whose `DELETE` ended the session but whose answer was
+/// lost: the session is not sent again while the renewal backs off (it used to be, and every
+/// request came back `401`), and the next renewal ends it first.
+#[test]
+fn a_delete_whose_answer_is_lost_keeps_its_session_out_of_service() -> Result<(), String> {
+    let ops = vec![
+        Op::FailDelete(DeleteFault::AnswerLost),
+        Op::Busy(Duration::from_secs(8)),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run(Some(MAX_AGE), ops))
 }

@@ -693,3 +693,104 @@ async fn a_request_waiting_for_a_failed_renewal_being_revoked_gets_its_error()
     assert_eq!(counters.session_events, [created(1), destroyed(1)]);
     Ok(())
 }
+
+/// A create whose answer is lost made a session all the same: after the backoff the next
+/// create is handed that same session (Infobip gives a repeated login the live one), so no
+/// session is left alive unknown to the client.
+#[tokio::test(start_paused = true)]
+async fn a_create_whose_answer_is_lost_is_handed_the_same_session_next() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    server.inject(Fault::AnswerLost);
+    let lost = send(&mut service, reports(&server)).await;
+    let err = lost.as_ref().err().map(ours).transpose()?;
+    assert!(
+        err.is_some_and(infobip_auth::Error::is_transient),
+        "{lost:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await; // past the backoff
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    assert_eq!(server.counters().session_events, [created(1)]);
+
+    // The same within a renewal: the old session was ended, the new one's answer lost.
+    server.inject(Fault::AnswerLost);
+    assert!(layer.refresh().await.is_err(), "the answer was lost");
+    let during_backoff = send(&mut service, reports(&server)).await;
+    let err = during_backoff.as_ref().err().map(ours).transpose()?;
+    assert!(
+        err.is_some_and(infobip_auth::Error::is_transient),
+        "{during_backoff:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    layer.revoke().await?;
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2), destroyed(2)]
+    );
+    assert_eq!(counters.unauthorized, 0);
+    Ok(())
+}
+
+/// A renewal's `DELETE` that ended the session but whose answer was lost: the renewal fails,
+/// yet the session it ended is never sent again, and the next renewal's `DELETE` of it (`401`)
+/// counts as ended, so a new session is made.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_whose_delete_answer_is_lost_sends_nothing_with_the_ended_session()
+-> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    server.inject_delete(Fault::AnswerLost);
+    assert!(layer.refresh().await.is_err(), "the answer was lost");
+    assert_eq!(server.counters().session_events, [created(1), destroyed(1)]);
+    // Not sent with the session the `DELETE` may have ended: the renewal's error instead.
+    let during_backoff = send(&mut service, reports(&server)).await;
+    let err = during_backoff.as_ref().err().map(ours).transpose()?;
+    assert!(
+        err.is_some_and(infobip_auth::Error::is_transient),
+        "{during_backoff:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await; // past the backoff
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    layer.revoke().await?;
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2), destroyed(2)]
+    );
+    assert_eq!(
+        counters.session_deletes, 3,
+        "the lost one, its repeat, revoke()"
+    );
+    assert_eq!(counters.unauthorized, 0, "sent with the ended session");
+    Ok(())
+}
+
+/// A `revoke()` whose `DELETE` ended the session but whose answer was lost reports the
+/// failure; the session is kept to be ended, and the next `revoke()` finds it ended (`401`)
+/// and succeeds. Nothing is sent with it, and a later request gets a new session.
+#[tokio::test(start_paused = true)]
+async fn a_revoke_whose_answer_is_lost_is_finished_by_the_next() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    server.inject_delete(Fault::AnswerLost);
+    let lost = layer.revoke().await;
+    assert!(
+        lost.as_ref().is_err_and(infobip_auth::Error::is_transient),
+        "{lost:?}"
+    );
+    layer.revoke().await?;
+    assert_eq!(server.counters().session_deletes, 2);
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    layer.revoke().await?;
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2), destroyed(2)]
+    );
+    assert_eq!(counters.unauthorized, 0, "sent with the ended session");
+    Ok(())
+}

@@ -68,11 +68,40 @@ pub enum Fault {
     CloseConnection,
     /// Wait this long, then answer normally.
     Delay(Duration),
+    /// Act on the request as usual (create the session, issue the token, end the session),
+    /// then close the connection without answering: the server's state changed, the client
+    /// sees a broken connection.
+    ///
+    /// ```
+    /// use infobip_auth::mock::{Fault, MockServer, SessionEvent, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start().await?;
+    /// # let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    /// #     .transport(transport())
+    /// #     .build()?;
+    /// // `session` logs the demo user in.
+    /// server.inject(Fault::AnswerLost);
+    /// let err = session.fetch(None).await.err().ok_or("logged in")?;
+    /// assert!(err.is_transient());
+    /// // The session was created all the same, and the next login is handed it.
+    /// assert_eq!(server.counters().session_events, [SessionEvent::Created { session: 1 }]);
+    /// let again = session.fetch(None).await?;
+    /// assert_eq!(server.counters().session_events.len(), 1);
+    /// # drop(again);
+    /// # Ok(()) }
+    /// ```
+    AnswerLost,
 }
 
 impl Fault {
-    /// Applies the fault: `None` to answer normally (after a [`Fault::Delay`]), otherwise the
-    /// answer to give instead, where `Err` drops the connection.
+    /// Applies the fault: `None` to act on the request (after a [`Fault::Delay`]; for
+    /// [`Fault::AnswerLost`] the caller drops the connection afterwards), otherwise the answer
+    /// to give instead, where `Err` drops the connection.
     pub(crate) async fn apply(self) -> Option<Result<Reply, DropConnection>> {
         match self {
             Fault::Status {
@@ -99,6 +128,7 @@ impl Fault {
                 tokio::time::sleep(delay).await;
                 None
             }
+            Fault::AnswerLost => None,
         }
     }
 }

@@ -63,7 +63,7 @@ use crate::credential::REDACTED;
 use crate::error::ConfigError;
 use crate::source::{TokenSource, Transport, token_endpoint};
 use crate::transport::{self, check_status, token_credential};
-use crate::{BaseUrl, Credential, Error};
+use crate::{BaseUrl, Credential, Error, ErrorKind};
 
 /// Infobip's path for creating (`POST`) and ending (`DELETE`) a session.
 const SESSION_PATH: &str = "/auth/1/session";
@@ -174,6 +174,11 @@ impl Session {
     }
 }
 
+/// Whether a request failed without an answer from the server, which may have acted on it.
+fn unanswered(err: &Error) -> bool {
+    matches!(err.kind(), ErrorKind::Transport | ErrorKind::Timeout)
+}
+
 /// The body of `POST /auth/1/session`, borrowing the password so no copy outlives the request.
 #[derive(Serialize)]
 struct CreateSession<'a> {
@@ -194,8 +199,10 @@ impl TokenSource for Session {
     /// Ends `previous` (if any), then creates a session.
     ///
     /// A transient failure to end the previous session (`5xx`, `429`, a timeout, a broken
-    /// connection) fails the renewal, to be retried after a backoff while the old session keeps
-    /// serving if it is still valid. Any other answer (`2xx`, `401` for an ended session,
+    /// connection) fails the renewal, to be retried after a backoff. After a `5xx` or `429`
+    /// the old session keeps serving if it is still valid; a `DELETE` left unanswered may have
+    /// ended it, so it is not sent again, only ended first by the next renewal (where a `401`
+    /// says it had ended). Any other answer (`2xx`, `401` for an ended session,
     /// another `4xx`, or a redirect, which is never followed) lets the new session be created.
     /// If that fails after the previous session was ended, the error says so
     /// ([`Error::is_previous_ended`]): the cache stops sending the ended session.
@@ -203,6 +210,7 @@ impl TokenSource for Session {
         let mut ended = false;
         if let Some(previous) = previous {
             match self.end(previous).await {
+                Err(err) if unanswered(&err) => return Err(err.with_previous_in_doubt()),
                 Err(err) if err.is_transient() => return Err(err),
                 Ok(()) => ended = true,
                 Err(_) => {}

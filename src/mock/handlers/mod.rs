@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 
+use super::Fault;
 use super::reply::{self, DropConnection, Refusal, Reply};
 use super::state::{State, TokenEndpoint};
 use crate::BoxError;
@@ -59,17 +60,21 @@ where
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let answer_lost = fault == Some(Fault::AnswerLost);
     if let Some(fault) = fault
         && let Some(instead) = fault.apply().await
     {
         return instead;
     }
     let (parts, body) = req.into_parts();
-    let body = match reply::read_body(body).await {
-        Ok(body) => body,
-        Err(refusal) => return Ok(refusal.into_reply()),
+    let answered = match reply::read_body(body).await {
+        Ok(body) => answer(state, endpoint, &parts.headers, &body),
+        Err(refusal) => refusal.into_reply(),
     };
-    Ok(answer(state, endpoint, &parts.headers, &body))
+    if answer_lost {
+        return Err(DropConnection);
+    }
+    Ok(answered)
 }
 
 fn answer(state: &State, endpoint: TokenEndpoint, headers: &HeaderMap, body: &[u8]) -> Reply {

@@ -3,6 +3,7 @@
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
+use crate::mock::Fault;
 use crate::mock::operations::Scheme;
 use crate::mock::reply::{self, DropConnection, Refusal, Reply};
 use crate::mock::state::State;
@@ -44,7 +45,8 @@ pub(super) fn create(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<
 
 /// `DELETE /auth/1/session` with `Authorization: IBSSO <token>` → `200` with no body; `429`
 /// before anything else when over the configured rate. The latency and the next fault set for
-/// deletes come first; a fault answers instead, and the session stays alive.
+/// deletes come first; a fault answers instead, and the session stays alive, except
+/// [`Fault::AnswerLost`], which ends it and then drops the connection.
 pub(super) async fn destroy(state: &State, headers: &HeaderMap) -> Result<Reply, DropConnection> {
     let Some((fault, latency)) = state.session_delete() else {
         return Ok(reply::documented_error(StatusCode::TOO_MANY_REQUESTS));
@@ -52,15 +54,20 @@ pub(super) async fn destroy(state: &State, headers: &HeaderMap) -> Result<Reply,
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    let answer_lost = fault == Some(Fault::AnswerLost);
     if let Some(fault) = fault
         && let Some(instead) = fault.apply().await
     {
         return instead;
     }
-    Ok(match Scheme::from_headers(headers) {
+    let answered = match Scheme::from_headers(headers) {
         Some((Scheme::Ibsso, token)) if state.destroy_session(token) => {
             reply::empty(StatusCode::OK)
         }
         _ => Refusal::unauthorized().into_reply(),
-    })
+    };
+    if answer_lost {
+        return Err(DropConnection);
+    }
+    Ok(answered)
 }

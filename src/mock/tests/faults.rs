@@ -259,3 +259,29 @@ async fn a_throttled_delete_is_refused_before_its_fault_is_used() -> TestResult 
     assert_eq!(server.counters().throttled, 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_answer_lost_after_acting_leaves_the_change_in_place() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+
+    // A login whose answer is lost still created the session; the next login is handed it.
+    server.inject(Fault::AnswerLost);
+    assert!(http.send(login_request(&http)?).await.is_err(), "answered");
+    assert_eq!(server.counters().session_events.len(), 1);
+    let token = http.session_token().await?;
+    assert_eq!(server.counters().session_events.len(), 1);
+
+    // A DELETE whose answer is lost still ended the session: the next one is refused.
+    let auth = format!("IBSSO {token}");
+    let delete = || http.call(Method::DELETE, "/auth/1/session", Some(&auth), None, "");
+    server.inject_delete(Fault::AnswerLost);
+    assert!(delete().await.is_err(), "answered");
+    assert_eq!(
+        server.counters().session_events.last(),
+        Some(&SessionEvent::Destroyed { session: 1 })
+    );
+    delete().await?.assert_unauthorized();
+    http.send_sms(Some(&auth)).await?.assert_unauthorized();
+    Ok(())
+}
