@@ -26,7 +26,7 @@
 //! - every request ends, with a response or the crate's typed error; once faults are used up
 //!   a request succeeds; a last `revoke()` leaves nothing alive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -180,6 +180,10 @@ struct Model {
     last_refresh: Option<Instant>,
     /// When each `revoke()` still running began.
     revokes_running: Vec<u64>,
+    /// The last `DELETE` got no answer: the next create may find its session alive.
+    delete_in_doubt: bool,
+    /// Creates sent to learn whether a `DELETE` left unanswered ended its session.
+    probes: HashSet<u64>,
     /// By request id: when it (or its replay) was sent.
     sent: HashMap<u64, u64>,
     violations: Vec<String>,
@@ -197,6 +201,8 @@ impl Model {
             create_failure: None,
             last_refresh: None,
             revokes_running: Vec::new(),
+            delete_in_doubt: false,
+            probes: HashSet::new(),
             sent: HashMap::new(),
             violations: Vec::new(),
         }
@@ -240,8 +246,13 @@ impl Model {
             self.violation(format!("a create was sent at {now:?} while another ran"));
         }
         self.creates_in_flight += 1;
+        // After a `DELETE` left unanswered, the create tells whether it ended the session.
+        let probe = std::mem::take(&mut self.delete_in_doubt);
+        if probe {
+            self.probes.insert(seq);
+        }
         let alive = self.alive(now);
-        if !alive.is_empty() {
+        if !alive.is_empty() && !probe {
             self.violation(format!(
                 "a create was sent at {now:?} while sessions {alive:?} were alive at the server"
             ));
@@ -261,6 +272,7 @@ impl Model {
     fn create_answered(&mut self, sent: u64, answer: &Result<(StatusCode, Bytes, Duration), ()>) {
         let now = Instant::now();
         let answered = self.next_seq();
+        let probe = self.probes.remove(&sent);
         self.creates_in_flight = self.creates_in_flight.saturating_sub(1);
         let token = match answer {
             Ok((StatusCode::OK, body, _)) => serde_json::from_slice::<serde_json::Value>(body)
@@ -281,6 +293,9 @@ impl Model {
         if let Some(&i) = self.by_token.get(&token) {
             let number = self.sessions[i].number;
             self.sessions[i].last_use = now;
+            if probe {
+                return; // the unanswered `DELETE` had not ended it
+            }
             return self.violation(format!(
                 "a create returned session {number} again: it was still alive"
             ));
@@ -304,8 +319,16 @@ impl Model {
         }
     }
 
-    fn delete_answered(&mut self, death: Death, token: Option<&str>, status: Option<StatusCode>) {
+    /// `unanswered`: the client got no answer, whatever the server did.
+    fn delete_answered(
+        &mut self,
+        death: Death,
+        token: Option<&str>,
+        status: Option<StatusCode>,
+        unanswered: bool,
+    ) {
         self.next_seq();
+        self.delete_in_doubt = unanswered;
         if status == Some(StatusCode::OK)
             && let Some(&i) = token.and_then(|t| self.by_token.get(t))
         {
@@ -502,7 +525,7 @@ impl Recorder {
                     None if destroyed(&self.server) > destroyed_before => Some(StatusCode::OK),
                     status => status,
                 };
-                model.delete_answered(sent, token.as_deref(), status);
+                model.delete_answered(sent, token.as_deref(), status, answer.is_err());
             }
             Kind::Resource(id) => model.resource_answered(id, token.as_deref(), status),
         }
@@ -972,10 +995,10 @@ fn a_revoke_given_up_mid_delete_loses_no_session() -> Result<(), String> {
 }
 
 /// A renewal ahead of the maximum age whose `DELETE` ended the session but whose answer was
-/// lost: the session is not sent again while the renewal backs off (it used to be, and every
-/// request came back `401`), and the next renewal ends it first.
+/// lost: the ended session is not sent again (it used to be until the backoff ended, and every
+/// request came back `401`); the create that follows makes the next one.
 #[test]
-fn a_delete_whose_answer_is_lost_keeps_its_session_out_of_service() -> Result<(), String> {
+fn a_delete_whose_answer_is_lost_sends_nothing_with_the_ended_session() -> Result<(), String> {
     let ops = vec![
         Op::FailDelete(DeleteFault::AnswerLost),
         Op::Busy(Duration::from_secs(8)),

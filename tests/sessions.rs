@@ -733,17 +733,76 @@ async fn a_create_whose_answer_is_lost_is_handed_the_same_session_next() -> Resu
     Ok(())
 }
 
-/// A renewal's `DELETE` that ended the session but whose answer was lost: the renewal fails,
-/// yet the session it ended is never sent again, and the next renewal's `DELETE` of it (`401`)
-/// counts as ended, so a new session is made.
+/// A renewal's `DELETE` that ended the session but whose answer was lost: the create that
+/// follows gets a new session (the old one is gone), so the renewal succeeds and nothing is
+/// sent with the ended session.
 #[tokio::test(start_paused = true)]
-async fn a_renewal_whose_delete_answer_is_lost_sends_nothing_with_the_ended_session()
+async fn a_renewal_whose_delete_answer_is_lost_goes_on_to_a_new_session() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    server.inject_delete(Fault::AnswerLost);
+    layer.refresh().await?;
+    assert_eq!(
+        server.counters().session_events,
+        [created(1), destroyed(1), created(2)]
+    );
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    layer.revoke().await?;
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2), destroyed(2)]
+    );
+    assert_eq!(counters.session_deletes, 2, "the lost one, revoke()");
+    assert_eq!(counters.unauthorized, 0, "sent with the ended session");
+    Ok(())
+}
+
+/// A renewal's `DELETE` that never reached the server: the create hands back the session
+/// still alive, so the renewal fails as after a `5xx` and that session keeps serving; the
+/// next renewal, after the backoff, ends it and makes a new one.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_whose_delete_never_arrived_keeps_serving_the_live_session()
+-> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    server.inject_delete(Fault::CloseConnection);
+    let failed = layer.refresh().await;
+    assert!(
+        failed
+            .as_ref()
+            .is_err_and(infobip_auth::Error::is_transient),
+        "{failed:?}"
+    );
+    assert_eq!(server.counters().session_events, [created(1)]);
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(2)).await; // past the backoff
+    layer.refresh().await?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2)]
+    );
+    assert_eq!(counters.resource_requests("IBSSO"), 3);
+    assert_eq!(counters.unauthorized, 0);
+    Ok(())
+}
+
+/// A renewal's `DELETE` whose answer was lost, and a create that fails too: nothing tells
+/// whether the session was ended, so it is not sent again (the renewal's error instead), and
+/// the next renewal's `DELETE` of it (`401`) counts as ended, so a new session is made.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_in_doubt_about_its_delete_sends_nothing_with_that_session()
 -> Result<(), BoxError> {
     let server = server(60 * MINUTE).await?;
     let (layer, mut service) = session_layer(&server, PASSWORD, 60 * MINUTE)?;
     assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
     server.inject_delete(Fault::AnswerLost);
-    assert!(layer.refresh().await.is_err(), "the answer was lost");
+    server.inject(Fault::CloseConnection);
+    assert!(layer.refresh().await.is_err(), "no answer to either");
     assert_eq!(server.counters().session_events, [created(1), destroyed(1)]);
     // Not sent with the session the `DELETE` may have ended: the renewal's error instead.
     let during_backoff = send(&mut service, reports(&server)).await;

@@ -172,6 +172,20 @@ impl Session {
             None => session,
         })
     }
+
+    /// Creates a session after the `DELETE` of `previous` went unanswered (`lost`), which may
+    /// or may not have ended it: see [`fetch`](TokenSource::fetch).
+    async fn create_after_lost_end(
+        &self,
+        previous: &Credential,
+        lost: Error,
+    ) -> Result<Credential, Error> {
+        match self.create().await {
+            Ok(created) if created.was_sent_as(previous.header()) => Err(lost),
+            Ok(created) => Ok(created),
+            Err(err) => Err(err.with_previous_in_doubt()),
+        }
+    }
 }
 
 /// Whether a request failed without an answer from the server, which may have acted on it.
@@ -198,19 +212,24 @@ struct Created {
 impl TokenSource for Session {
     /// Ends `previous` (if any), then creates a session.
     ///
-    /// A transient failure to end the previous session (`5xx`, `429`, a timeout, a broken
-    /// connection) fails the renewal, to be retried after a backoff. After a `5xx` or `429`
-    /// the old session keeps serving if it is still valid; a `DELETE` left unanswered may have
-    /// ended it, so it is not sent again, only ended first by the next renewal (where a `401`
-    /// says it had ended). Any other answer (`2xx`, `401` for an ended session,
-    /// another `4xx`, or a redirect, which is never followed) lets the new session be created.
-    /// If that fails after the previous session was ended, the error says so
-    /// ([`Error::is_previous_ended`]): the cache stops sending the ended session.
+    /// A `5xx` or `429` to ending the previous session fails the renewal, to be retried after
+    /// a backoff while the old session keeps serving if it is still valid. A `DELETE` left
+    /// unanswered (a broken connection, a timeout) may or may not have ended it, and the create
+    /// tells which: Infobip hands a login the session still alive, so the same token back
+    /// means the `DELETE` did nothing (the renewal fails as after a `5xx`), and another token
+    /// is the new session. If the create fails too, the old session is not sent again, only
+    /// ended first by the next renewal (where a `401` says it had ended). Any other answer
+    /// (`2xx`, `401` for an ended session, another `4xx`, or a redirect, which is never
+    /// followed) lets the new session be created. If that fails after the previous session was
+    /// ended, the error says so ([`Error::is_previous_ended`]): the cache stops sending the
+    /// ended session.
     async fn fetch(&self, previous: Option<&Credential>) -> Result<Credential, Error> {
         let mut ended = false;
         if let Some(previous) = previous {
             match self.end(previous).await {
-                Err(err) if unanswered(&err) => return Err(err.with_previous_in_doubt()),
+                Err(err) if unanswered(&err) => {
+                    return self.create_after_lost_end(previous, err).await;
+                }
                 Err(err) if err.is_transient() => return Err(err),
                 Ok(()) => ended = true,
                 Err(_) => {}
