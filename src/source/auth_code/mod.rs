@@ -508,8 +508,11 @@ impl fmt::Debug for AuthCode {
 #[derive(Deserialize)]
 struct TokenAnswer {
     token: String,
-    #[serde(rename = "tokenType", alias = "token_type")]
+    /// The guide's spelling. Apart from OAuth's, not an alias: an answer may carry both.
+    #[serde(rename = "tokenType")]
     token_type: Option<String>,
+    #[serde(rename = "token_type")]
+    oauth_token_type: Option<String>,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
     #[serde(flatten)]
@@ -531,6 +534,7 @@ pub(crate) fn parse_token(
     let token = zeroize::Zeroizing::new(parsed.token);
     let token_type = parsed
         .token_type
+        .or(parsed.oauth_token_type)
         .ok_or_else(|| malformed("the answer has no tokenType"))?;
     let lifetime = parsed
         .expires_in

@@ -666,7 +666,6 @@ async fn reads_token_type_and_expires_in_in_either_spelling() -> TestResult {
 // An answer that spells the type both ways (the guide's `tokenType` beside OAuth's
 // `token_type`) is still a token: each spelling alone is accepted, so both together must be.
 #[tokio::test]
-#[ignore = "bug: `tokenType` and `token_type` together are a duplicate field (alias), so the exchange fails as malformed"]
 async fn an_answer_with_both_token_type_spellings_is_read() -> TestResult {
     let fake = FakeExchange::default();
     let flow = confidential(&fake)?;
