@@ -513,7 +513,7 @@ struct TokenAnswer {
     token_type: Option<String>,
     #[serde(rename = "token_type")]
     oauth_token_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::transport::any_number")]
     expires_in: Option<serde_json::Value>,
     #[serde(flatten)]
     account: Account,

@@ -681,6 +681,44 @@ async fn an_answer_with_both_token_type_spellings_is_read() -> TestResult {
     Ok(())
 }
 
+// JSON allows any exponent; serde_json refuses one past `f64` unless the field is read as text.
+// The account beside it (read through `flatten`) is kept.
+#[tokio::test(start_paused = true)]
+async fn an_expires_in_past_any_float_still_gives_a_token() -> TestResult {
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    for (body, seconds) in [
+        (
+            r#"{"token":"t1","tokenType":"IBSSO","expires_in":1e400,"accountKey":"8F07"}"#,
+            60,
+        ),
+        (
+            r#"{"token":"t2","tokenType":"IBSSO","expires_in":-1e400,"accountKey":"8F07"}"#,
+            60,
+        ),
+        (
+            r#"{"token":"t3","tokenType":"IBSSO","expires_in":1e-400,"accountKey":"8F07"}"#,
+            60,
+        ),
+        (
+            r#"{"token":"t4","tokenType":"IBSSO","expires_in":30.0e0,"accountKey":"8F07"}"#,
+            30,
+        ),
+    ] {
+        fake.state().canned.push((StatusCode::OK, body.to_owned()));
+        let pending = PendingAuthorization::new("xyz", None)?;
+        let grant = flow.callback(pending, "?code=822762fa24e04975&state=xyz")?;
+        let source = flow.exchange(grant).await?;
+        assert_eq!(
+            source.credential().lifetime(),
+            Some(Duration::from_secs(seconds)),
+            "{body}"
+        );
+        assert_eq!(source.account().account_key, "8F07", "{body}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn malformed_answers_are_typed_and_quote_no_token() -> TestResult {
     let fake = FakeExchange::default();
