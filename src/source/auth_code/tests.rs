@@ -1565,6 +1565,43 @@ async fn optional_roles_and_groups_may_be_null() -> TestResult {
     Ok(())
 }
 
+#[tokio::test]
+async fn an_account_field_of_another_shape_is_dropped_not_fatal() -> TestResult {
+    // Seed 002: `roles` and `groups` are [Optional], and the rest only say who approved. The
+    // (single-use) code was consumed: refusing the answer for them loses the connection. A
+    // number where text or an id belongs is kept as its digits; anything else is dropped.
+    let fake = FakeExchange::default();
+    let flow = confidential(&fake)?;
+    let body = serde_json::json!({
+        "token": "3d7908aa-7b8c-4c5a-94bf-5cdeef18947b", "tokenType": "IBSSO",
+        "accountKey": 8079, "userKey": {"hex": "F443"}, "username": "developeruser",
+        "email": false, "locale": ["en-US"],
+        "roles": [{"id": "79", "name": "Manager"}, {"id": "x", "name": "Broken"}, {"id": 81}, 7],
+        "groups": {"id": 54004, "name": "Group1"},
+    });
+    fake.state().canned.push((StatusCode::OK, body.to_string()));
+    let source = connect(&flow, &fake).await?;
+    let account = source.account();
+    assert_eq!(account.account_key, "8079");
+    assert_eq!(account.username, "developeruser");
+    assert_eq!(
+        (
+            account.user_key.as_str(),
+            account.email.as_str(),
+            account.locale.as_str()
+        ),
+        ("", "", "")
+    );
+    let roles: Vec<_> = account
+        .roles
+        .iter()
+        .map(|r| (r.id, r.name.as_str()))
+        .collect();
+    assert_eq!(roles, [(79, "Manager"), (81, "")]);
+    assert!(account.groups.is_empty());
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn expiry_counts_from_the_request_not_the_answer() -> TestResult {
     // Seed 002 line 74: "Tokens expire one minute after creation". The server creates the
