@@ -317,6 +317,24 @@ fn a_callers_state_is_sent_and_checked() -> TestResult {
 }
 
 #[test]
+fn a_client_id_that_cannot_be_right_is_refused_for_what_it_holds() {
+    // The id travels percent-encoded in a query and a form, never in a header: the refusal
+    // says what is wrong with it, not what a header cannot carry.
+    for id in ["id with space", "d5e47f02\n", "d5e4\u{7f}", "d5é47f02"] {
+        let err = AuthCodeFlow::builder("https://oneapi.infobip.com", id)
+            .pkce()
+            .build()
+            .err();
+        let shown = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            shown.starts_with("invalid client id: it holds a space, a control character or")
+                && !shown.contains("header"),
+            "{id:?}: {shown}"
+        );
+    }
+}
+
+#[test]
 fn the_builder_refuses_what_cannot_work() {
     let fake = FakeExchange::default();
     let cases: Vec<(Builder, &str)> = vec![
