@@ -700,7 +700,7 @@ async fn an_answer_with_both_token_type_spellings_is_read() -> TestResult {
 }
 
 // JSON allows any exponent; serde_json refuses one past `f64` unless the field is read as text.
-// The account beside it (read through `flatten`) is kept.
+// The account beside it is kept, and such a number elsewhere is no reason to refuse the token.
 #[tokio::test(start_paused = true)]
 async fn an_expires_in_past_any_float_still_gives_a_token() -> TestResult {
     let fake = FakeExchange::default();
@@ -721,6 +721,10 @@ async fn an_expires_in_past_any_float_still_gives_a_token() -> TestResult {
         (
             r#"{"token":"t4","tokenType":"IBSSO","expires_in":30.0e0,"accountKey":"8F07"}"#,
             30,
+        ),
+        (
+            r#"{"token":"t5","tokenType":"IBSSO","accountKey":"8F07","userKey":1e400,"other":-1e999}"#,
+            60,
         ),
     ] {
         fake.state().canned.push((StatusCode::OK, body.to_owned()));
