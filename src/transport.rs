@@ -488,6 +488,23 @@ pub(crate) fn seconds(value: &serde_json::Value) -> Option<f64> {
     seconds.is_finite().then_some(seconds)
 }
 
+/// Reads a field such as `expires_in` as any JSON value, keeping a number JSON allows but
+/// `f64` cannot hold (`1e400`; serde_json refuses the whole answer for it): such a number
+/// becomes the largest `f64` of its sign, which every reader of a lifetime bounds anyway.
+pub(crate) fn any_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+    let text = raw.get();
+    Ok(Some(serde_json::from_str(text).unwrap_or_else(
+        |_| match text.as_bytes().first() {
+            Some(b'-') => serde_json::Value::from(f64::MIN),
+            Some(b'0'..=b'9') => serde_json::Value::from(f64::MAX),
+            _ => serde_json::Value::Null,
+        },
+    )))
+}
+
 /// The longest `Retry-After` honoured: a server asking for more is asked again after this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 

@@ -92,7 +92,6 @@ async fn the_exchange_flow_with_reserved_characters_authorizes_exchanges_and_ref
 // deprecated OAuth `error` beside `requestError`. A server that leaves `error` out agrees with a
 // client that only reads `requestError`.
 #[tokio::test]
-#[ignore = "bug: the embedded server's 401 from /auth/1/oauth2/token lacks OAuthApiException's `error`"]
 async fn a_wrong_client_is_refused_with_infobips_oauth_error_body() -> TestResult {
     let server = MockServer::start().await?;
     let form = serde_urlencoded::to_string([
@@ -112,5 +111,63 @@ async fn a_wrong_client_is_refused_with_infobips_oauth_error_body() -> TestResul
         "{json}"
     );
     assert!(json["error"].is_string(), "{json}");
+    Ok(())
+}
+
+/// A token endpoint answering every request with `status` and `body`.
+fn answering(status: StatusCode, body: String) -> Transport {
+    let body = Bytes::from(body);
+    Transport::new(tower::service_fn(move |_: Request<Full<Bytes>>| {
+        let mut answer = http::Response::new(Full::new(body.clone()));
+        *answer.status_mut() = status;
+        std::future::ready(Ok::<_, std::convert::Infallible>(answer))
+    }))
+}
+
+// An `OAuthApiException` body: the client reads OAuth's `error` beside `requestError`. A `400`
+// whose `error` refuses the client is a wrong credential, not a failing endpoint (an
+// `invalid_request` is); the code shown is Infobip's `messageId`. The embedded server's `401`
+// for a wrong secret is read the same way.
+#[tokio::test]
+async fn oauths_error_beside_request_error_classifies_the_refusal() -> TestResult {
+    let exception = |error: &str| {
+        format!(
+            r#"{{"error":"{error}","requestError":{{"serviceException":{{"messageId":"BAD_REQUEST","text":"Bad request"}}}}}}"#
+        )
+    };
+    for (error, refuses_the_client) in [
+        ("invalid_client", true),
+        ("unauthorized_client", true),
+        ("invalid_grant", true),
+        ("invalid_request", false),
+    ] {
+        let source = ClientCredentials::builder("https://xyz12.api.infobip.com", "id", "secret")
+            .transport(answering(StatusCode::BAD_REQUEST, exception(error)))
+            .build()?;
+        let err = source.fetch(None).await.err().ok_or(error)?;
+        let api = match err.kind() {
+            ErrorKind::InvalidCredentials(api) if refuses_the_client => api,
+            ErrorKind::TokenEndpoint(api) if !refuses_the_client => api,
+            _ => return Err(format!("{error}: {err:?}").into()),
+        };
+        assert_eq!(api.code(), Some("BAD_REQUEST"), "{error}");
+    }
+
+    let server = MockServer::start().await?;
+    let source = ClientCredentials::builder(server.base_url(), mock::DEMO_CLIENT_ID, "wrong")
+        .transport(Transport::new(client()))
+        .build()?;
+    let err = source
+        .fetch(None)
+        .await
+        .err()
+        .ok_or("a wrong secret got a token")?;
+    let ErrorKind::InvalidCredentials(api) = err.kind() else {
+        return Err(format!("{err:?}").into());
+    };
+    assert_eq!(
+        (api.code(), api.text()),
+        (Some("UNAUTHORIZED"), Some("Invalid login details"))
+    );
     Ok(())
 }

@@ -65,12 +65,13 @@ pub(crate) fn empty(status: StatusCode) -> Reply {
 
 /// Infobip's error body: `{"requestError":{"serviceException":{"messageId","text"}}}`.
 pub(crate) fn error(status: StatusCode, message_id: &str, text: &str) -> Reply {
-    json(
-        status,
-        &serde_json::json!({
-            "requestError": {"serviceException": {"messageId": message_id, "text": text}}
-        }),
-    )
+    json(status, &error_body(message_id, text))
+}
+
+fn error_body(message_id: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "requestError": {"serviceException": {"messageId": message_id, "text": text}}
+    })
 }
 
 /// Infobip's error body for `status`, with the `messageId` and `text` of its OpenAPI examples
@@ -106,6 +107,8 @@ pub(crate) struct Refusal {
     status: StatusCode,
     message_id: &'static str,
     text: Cow<'static, str>,
+    /// OAuth's `error` code, which Infobip's token endpoint sends beside `requestError`.
+    oauth_error: Option<&'static str>,
 }
 
 impl Refusal {
@@ -115,6 +118,7 @@ impl Refusal {
             status: StatusCode::BAD_REQUEST,
             message_id: "BAD_REQUEST",
             text: text.into(),
+            oauth_error: None,
         }
     }
 
@@ -124,6 +128,17 @@ impl Refusal {
             status: StatusCode::UNAUTHORIZED,
             message_id: "UNAUTHORIZED",
             text: Cow::Borrowed("Invalid login details"),
+            oauth_error: None,
+        }
+    }
+
+    /// `401` from the OAuth token endpoint for an unknown client or a wrong secret: Infobip's
+    /// `OAuthApiException`, with OAuth's `invalid_client` (RFC 6749, section 5.2) beside the
+    /// usual `requestError`.
+    pub(crate) fn invalid_client() -> Self {
+        Self {
+            oauth_error: Some("invalid_client"),
+            ..Self::unauthorized()
         }
     }
 
@@ -133,6 +148,7 @@ impl Refusal {
             status: StatusCode::FORBIDDEN,
             message_id: "FORBIDDEN",
             text: Cow::Borrowed("Forbidden"),
+            oauth_error: None,
         }
     }
 
@@ -142,6 +158,7 @@ impl Refusal {
             status: StatusCode::NOT_FOUND,
             message_id: "NOT_FOUND",
             text: Cow::Borrowed("Not found"),
+            oauth_error: None,
         }
     }
 
@@ -151,12 +168,17 @@ impl Refusal {
             status: StatusCode::METHOD_NOT_ALLOWED,
             message_id: "METHOD_NOT_ALLOWED",
             text: Cow::Borrowed("Method not allowed"),
+            oauth_error: None,
         }
     }
 
     /// The answer.
     pub(crate) fn into_reply(self) -> Reply {
-        error(self.status, self.message_id, &self.text)
+        let mut body = error_body(self.message_id, &self.text);
+        if let Some(code) = self.oauth_error {
+            body["error"] = code.into();
+        }
+        json(self.status, &body)
     }
 }
 
@@ -172,6 +194,7 @@ where
             status: StatusCode::PAYLOAD_TOO_LARGE,
             message_id: "PAYLOAD_TOO_LARGE",
             text: Cow::Owned(format!("the request body is larger than {MAX_BODY} bytes")),
+            oauth_error: None,
         }),
         Err(_) => Err(Refusal::bad_request("the request body could not be read")),
     }

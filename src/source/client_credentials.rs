@@ -139,7 +139,7 @@ impl ClientCredentials {
 #[derive(Deserialize)]
 struct Granted {
     access_token: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "transport::any_number")]
     expires_in: Option<serde_json::Value>,
 }
 

@@ -27,7 +27,7 @@ pub(super) fn token(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<R
         .clients
         .get(client_id)
         .filter(|client| client.secret == client_secret)
-        .ok_or_else(Refusal::unauthorized)?;
+        .ok_or_else(Refusal::invalid_client)?;
 
     let lifetime = state.settings.oauth_token_lifetime;
     let access_token = random_hex(32);

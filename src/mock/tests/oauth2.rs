@@ -58,17 +58,28 @@ async fn refuses_a_wrong_client() -> TestResult {
         ("client_secret", "wrong"),
         ("grant_type", "client_credentials"),
     ];
-    http.post_form(TOKEN, &wrong_secret)
-        .await?
-        .assert_unauthorized();
+    assert_invalid_client(&http.post_form(TOKEN, &wrong_secret).await?);
     let unknown = [
         ("client_id", "nobody"),
         ("client_secret", DEMO_CLIENT_SECRET),
         ("grant_type", "client_credentials"),
     ];
-    http.post_form(TOKEN, &unknown).await?.assert_unauthorized();
+    assert_invalid_client(&http.post_form(TOKEN, &unknown).await?);
     assert_eq!(server.counters().oauth_token_requests, 2);
     Ok(())
+}
+
+/// Infobip's `OAuthApiException`: OAuth's `error` beside the usual `requestError`.
+#[track_caller]
+fn assert_invalid_client(answer: &Answer) {
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        answer.json().ok(),
+        Some(json!({
+            "error": "invalid_client",
+            "requestError": {"serviceException": {"messageId": "UNAUTHORIZED", "text": "Invalid login details"}},
+        }))
+    );
 }
 
 #[tokio::test]

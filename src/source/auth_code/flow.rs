@@ -616,10 +616,10 @@ impl Builder {
     ///   [`BaseUrl::new`]) or a redirect URI that is not absolute, has a fragment, or is plain
     ///   HTTP to a host that is not loopback;
     /// - [`ConfigError::Empty`] for a missing client id, redirect URI, scope or an empty
-    ///   secret; [`ConfigError::InvalidHeaderValue`] for a client id with spaces or control
-    ///   characters;
-    /// - [`ConfigError::Invalid`] when neither a client secret nor PKCE is set, no
-    ///   transport is, or the pending lifetime is zero or longer than 24 hours.
+    ///   secret;
+    /// - [`ConfigError::Invalid`] for a client id with a space, a control character or
+    ///   non-ASCII text, and when neither a client secret nor PKCE is set, no transport is, or
+    ///   the pending lifetime is zero or longer than 24 hours.
     ///
     /// ```
     /// # use infobip_auth::{ConfigError, source::AuthCodeFlow};
@@ -635,8 +635,13 @@ impl Builder {
         if self.client_id.is_empty() {
             return Err(ConfigError::Empty { what: "client id" });
         }
+        // Sent percent-encoded, so any text would travel; this catches a pasted id's stray
+        // space or line break before Infobip refuses it.
         if !self.client_id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ConfigError::InvalidHeaderValue { what: "client id" });
+            return Err(ConfigError::Invalid {
+                what: "client id",
+                reason: "it holds a space, a control character or non-ASCII text (Exchange client ids are 32 hexadecimal digits)",
+            });
         }
         if self.client_secret.as_ref().is_some_and(|s| s.is_empty()) {
             return Err(ConfigError::Empty {

@@ -73,7 +73,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
@@ -86,7 +88,7 @@ use crate::source::TokenSource;
 use crate::sync::lock;
 use crate::trace::event;
 use crate::transport::{Answer, check_status, token_credential};
-use crate::{Account, BaseUrl, Credential, Error, ErrorKind};
+use crate::{Account, BaseUrl, Credential, Error, ErrorKind, Named};
 use store::SharedStore;
 
 /// Where codes and tokens are exchanged and refreshed (Infobip's Exchange guide, "Get Token
@@ -505,15 +507,95 @@ impl fmt::Debug for AuthCode {
 /// A token answer: `{token, tokenType, accountKey, userKey, username, email, locale, roles,
 /// groups}` (Infobip's Exchange guide), or with `token_type` and `expires_in` as Infobip's demo
 /// app reads them.
+///
+/// The account fields only say who approved (the guide marks `roles` and `groups` optional):
+/// one of another shape is dropped, as a missing one is, rather than losing the token its
+/// single-use code was traded for. A number where text or an id belongs keeps its digits.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct TokenAnswer {
     token: String,
-    #[serde(rename = "tokenType", alias = "token_type")]
+    /// The guide's spelling. Apart from OAuth's, not an alias: an answer may carry both.
     token_type: Option<String>,
-    #[serde(default)]
+    #[serde(rename = "token_type")]
+    oauth_token_type: Option<String>,
+    #[serde(
+        rename = "expires_in",
+        default,
+        deserialize_with = "crate::transport::any_number"
+    )]
     expires_in: Option<serde_json::Value>,
-    #[serde(flatten)]
-    account: Account,
+    #[serde(default, deserialize_with = "lenient_text")]
+    account_key: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    user_key: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    username: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    email: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    locale: String,
+    #[serde(default, deserialize_with = "lenient_named")]
+    roles: Vec<Named>,
+    #[serde(default, deserialize_with = "lenient_named")]
+    groups: Vec<Named>,
+}
+
+impl TokenAnswer {
+    /// The account fields, taken out.
+    fn take_account(&mut self) -> Account {
+        Account {
+            account_key: std::mem::take(&mut self.account_key),
+            user_key: std::mem::take(&mut self.user_key),
+            username: std::mem::take(&mut self.username),
+            email: std::mem::take(&mut self.email),
+            locale: std::mem::take(&mut self.locale),
+            roles: std::mem::take(&mut self.roles),
+            groups: std::mem::take(&mut self.groups),
+        }
+    }
+}
+
+/// Any JSON value; `null` for one serde_json cannot hold (a number past `f64`).
+fn any_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    let raw = Box::<RawValue>::deserialize(deserializer)?;
+    Ok(serde_json::from_str(raw.get()).unwrap_or_default())
+}
+
+/// Text, or a number's digits; empty for anything else.
+fn text(value: Value) -> String {
+    match value {
+        Value::String(text) => text,
+        Value::Number(number) => number.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn lenient_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    any_value(deserializer).map(text)
+}
+
+/// Roles or groups: the entries with an id (a number, or digits in a string); the others are
+/// dropped, and so is a value that is no list.
+fn lenient_named<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Named>, D::Error> {
+    let Value::Array(entries) = any_value(deserializer)? else {
+        return Ok(Vec::new());
+    };
+    Ok(entries
+        .into_iter()
+        .filter_map(|mut entry| {
+            let id = match entry.get("id")? {
+                Value::Number(number) => number.as_i64()?,
+                Value::String(digits) => digits.trim().parse().ok()?,
+                _ => return None,
+            };
+            let name = entry.get_mut("name").map(Value::take).map(text);
+            Some(Named {
+                id,
+                name: name.unwrap_or_default(),
+            })
+        })
+        .collect())
 }
 
 /// Reads a successful token answer into a credential; `previous` is the account to keep when
@@ -527,10 +609,12 @@ pub(crate) fn parse_token(
             reason: reason.to_owned(),
         })
     };
-    let parsed: TokenAnswer = crate::transport::json(answer)?;
+    let mut parsed: TokenAnswer = crate::transport::json(answer)?;
+    let parsed_account = parsed.take_account();
     let token = zeroize::Zeroizing::new(parsed.token);
     let token_type = parsed
         .token_type
+        .or(parsed.oauth_token_type)
         .ok_or_else(|| malformed("the answer has no tokenType"))?;
     let lifetime = parsed
         .expires_in
@@ -538,8 +622,8 @@ pub(crate) fn parse_token(
         .and_then(seconds)
         .unwrap_or(DEFAULT_LIFETIME);
     let account = match previous {
-        Some(previous) if parsed.account == Account::default() => previous.clone(),
-        _ => parsed.account,
+        Some(previous) if parsed_account == Account::default() => previous.clone(),
+        _ => parsed_account,
     };
     let credential = token_credential(&token_type, &token)?;
     Ok(crate::transport::expires_after_sent(credential, answer, lifetime).with_account(account))
