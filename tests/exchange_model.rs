@@ -104,6 +104,10 @@ struct Instance {
     expires: Instant,
     /// Failed token requests since `newest` came.
     failures: Vec<Attempt>,
+    /// How many of `failures` no longer back off: a `refresh()` that came back `Ok` ends the
+    /// cache's backoff, even when the source answered with the token it held, making no token
+    /// request (the layer had forgotten it at `revoke()`).
+    waived: usize,
     /// When requests were made since `newest` came.
     requests: Vec<Instant>,
     /// Since when the layer has held a credential: keep-alive needs it, and the layer takes one
@@ -169,7 +173,7 @@ impl Model {
         // A failed refresh backs off (at least half the base delay: the cache counts failures
         // since its last fetch that succeeded, which may have made no token request), and never
         // ends before the server's `Retry-After`, unless `refresh()` asks.
-        let backoff_ends = (live.failures.iter())
+        let backoff_ends = (live.failures[live.waived..].iter())
             .map(|failure| {
                 failure.end + (BACKOFF_BASE / 2).max(failure.retry_after.unwrap_or_default())
             })
@@ -238,6 +242,7 @@ impl Model {
                     live.got = now;
                     live.expires = start + MINUTE;
                     live.failures.clear();
+                    live.waived = 0;
                     live.requests.clear();
                     live.revoked = false;
                     live.judged = false;
@@ -619,6 +624,7 @@ impl Harness {
             got: now.min(expires),
             expires,
             failures: Vec::new(),
+            waived: 0,
             requests: Vec::new(),
             used_since: None,
             revoked: false,
@@ -771,6 +777,7 @@ impl Harness {
             Ok(Ok(_)) => {
                 if let Some(live) = model.live.as_mut() {
                     live.used_since.get_or_insert(now);
+                    live.waived = live.failures.len();
                 }
             }
             Ok(Err(err)) if matches!(err.kind(), ErrorKind::ReauthorizationRequired) => {
@@ -1213,6 +1220,28 @@ fn a_throttled_refresh_of_an_aging_token_is_not_retried_before_retry_after() -> 
         Op::Idle(Duration::from_secs(1)),
         Op::Send { size: 1 },
         Op::Idle(Duration::from_secs(10)),
+        Op::Send { size: 1 },
+    ];
+    run_paused(false, ops)
+}
+
+/// `revoke()` after a refresh failed, then `refresh()`: the source hands back the token it
+/// holds, with no token request, and the backoff ends with it; a `401` to that token renews
+/// at once. The model once took that renewal for one started within the backoff.
+#[test]
+fn a_refresh_that_gets_the_held_token_ends_the_backoff() -> Result<(), String> {
+    let ops = vec![
+        Op::ServerRevokes,
+        Op::Fault {
+            fault: Fault::Status {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                retry_after: None,
+            },
+            times: 1,
+        },
+        Op::Send { size: 1 },
+        Op::Revoke,
+        Op::Refresh,
         Op::Send { size: 1 },
     ];
     run_paused(false, ops)
