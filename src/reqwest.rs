@@ -30,6 +30,10 @@
 //! A `401` it hands back carries an [`Error`] of kind
 //! [`InvalidCredentials`](ErrorKind::InvalidCredentials) in its extensions, unless a middleware
 //! inside it put one there first, which is kept.
+//!
+//! reqwest follows redirects inside the middleware, and drops `Authorization` when one leads to
+//! another origin (scheme, host or port): a `401` from there is handed back as it came, with
+//! no renewal, no replay and no [`Error`], since that origin never saw the credential.
 
 use http::header::AUTHORIZATION;
 use http::{Extensions, StatusCode, Uri};
@@ -159,8 +163,9 @@ impl Middleware for InfobipAuthMiddleware {
         request
             .headers_mut()
             .insert(AUTHORIZATION, credential.header().clone());
+        let sent_to = request.url().clone();
         let mut response = next.clone().run(request, extensions).await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
+        if !refused_by(&response, &sent_to) {
             return Ok(response);
         }
         // A credential that had replaced a refused one backs off instead: no renewal, no replay.
@@ -174,7 +179,7 @@ impl Middleware for InfobipAuthMiddleware {
                     .headers_mut()
                     .insert(AUTHORIZATION, credential.header().clone());
                 let mut response = next.run(replay, extensions).await?;
-                if response.status() == StatusCode::UNAUTHORIZED {
+                if refused_by(&response, &sent_to) {
                     cache.refused_after_renewal(renewed);
                     mark_refused(response.extensions_mut(), invalid_credentials);
                 }
@@ -186,4 +191,17 @@ impl Middleware for InfobipAuthMiddleware {
         mark_refused(response.extensions_mut(), invalid_credentials);
         Ok(response)
     }
+}
+
+/// The host reqwest gives a response built from an `http::Response` without its URL, as a
+/// middleware inside this one may answer: such a `401` counts as the server's.
+const NO_URL_HOST: &str = "no.url.provided.local";
+
+/// Whether `response` is a `401` to the credential sent to `sent_to`. reqwest follows redirects
+/// after the middleware and drops `Authorization` when one leaves the origin, so a `401` from
+/// another origin says nothing about the credential: it is handed back untouched.
+fn refused_by(response: &reqwest::Response, sent_to: &reqwest::Url) -> bool {
+    let from = response.url();
+    response.status() == StatusCode::UNAUTHORIZED
+        && (from.host_str() == Some(NO_URL_HOST) || from.origin() == sent_to.origin())
 }

@@ -262,3 +262,68 @@ async fn an_error_set_by_an_inner_middleware_is_kept() -> Result<(), BoxError> {
     }
     Ok(())
 }
+
+/// Serves `app` on loopback; answers its base URL.
+async fn serve(app: axum::Router) -> Result<String, BoxError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base_url)
+}
+
+#[tokio::test]
+async fn a_401_from_the_host_a_redirect_went_to_keeps_the_credential() -> Result<(), BoxError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = MockServer::start().await?;
+    // Another origin, which refuses everything; reqwest follows the redirect there without
+    // the credential.
+    let storage_hits = Arc::new(AtomicUsize::new(0));
+    let storage_saw_authorization = Arc::new(AtomicUsize::new(0));
+    let (hits, saw) = (storage_hits.clone(), storage_saw_authorization.clone());
+    let storage = serve(
+        axum::Router::new().fallback(move |headers: http::HeaderMap| {
+            hits.fetch_add(1, Ordering::SeqCst);
+            if headers.contains_key(http::header::AUTHORIZATION) {
+                saw.fetch_add(1, Ordering::SeqCst);
+            }
+            async { http::StatusCode::UNAUTHORIZED }
+        }),
+    )
+    .await?;
+    // The allowed origin, which sends the upload on to the other one.
+    let location = format!("{storage}/upload");
+    let front = serve(axum::Router::new().fallback(move || async move {
+        (
+            http::StatusCode::TEMPORARY_REDIRECT,
+            [(http::header::LOCATION, location)],
+        )
+    }))
+    .await?;
+    let auth = support::oauth(&server)?.allow_origin(&front)?;
+    let before = auth.credential().await?.expose_token().to_owned();
+
+    let response = reqwest_client(&auth)
+        .post(format!("{front}/upload"))
+        .body(SMS)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.url().as_str(), format!("{storage}/upload"));
+    assert!(
+        response.extensions().get::<Error>().is_none(),
+        "another host's 401 is not a refusal of the credential"
+    );
+    assert_eq!(storage_saw_authorization.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        storage_hits.load(Ordering::SeqCst),
+        1,
+        "the upload was sent again"
+    );
+    // Compared, not printed: a failure must not show a token.
+    assert!(
+        auth.credential().await?.expose_token() == before,
+        "the credential was dropped"
+    );
+    assert_eq!(server.counters().oauth_token_requests, 1);
+    Ok(())
+}
