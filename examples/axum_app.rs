@@ -4,6 +4,13 @@
 //! The app serves `POST /notify/{phone}`; the example starts it and the embedded Infobip server
 //! on loopback, calls it once, prints the answer and exits. Every handler call clones the
 //! layered client: clones share one credential cache, so one token serves them all.
+//!
+//! Infobip's answer passes through when the caller can act on it; Infobip refusing the app's
+//! own credential (`401`, `403`) or failing, and any error on the way, is a `502` whose
+//! details go to the app's log, not to the caller; no answer within `INFOBIP_TIMEOUT` is a
+//! `504`.
+
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,6 +25,9 @@ use hyper_util::rt::TokioExecutor;
 use infobip_auth::mock::{DEMO_API_KEY, MockServer};
 use infobip_auth::{BoxError, InfobipAuth, InfobipAuthLayer};
 use tower::{ServiceBuilder, ServiceExt as _};
+
+/// How long a handler waits for Infobip's whole answer, body included.
+const INFOBIP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The layered Infobip client, cheap to clone.
 type Infobip = InfobipAuth<Client<HttpConnector, Full<Bytes>>>;
@@ -36,22 +46,36 @@ async fn notify(
     let request = Request::post(format!("{}/sms/2/text/advanced", state.base_url))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(sms.to_string())));
-    let outcome = async {
+    let sent = async {
         let response = state.infobip.oneshot(request?).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         Ok::<_, BoxError>((status, serde_json::from_slice(&body).unwrap_or_default()))
     };
-    match outcome.await {
-        Ok((status, json)) => (
-            StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
-            Json(json),
-        ),
-        Err(error) => (
-            StatusCode::BAD_GATEWAY,
-            Json(serde_json::json!({"error": error.to_string()})),
-        ),
-    }
+    // The crate's errors carry no secret, but they are the app's business: logged, not sent.
+    let failed = match tokio::time::timeout(INFOBIP_TIMEOUT, sent).await {
+        Ok(Ok((status, json))) if !is_our_problem(status) => return (status, Json(json)),
+        Ok(Ok((status, _))) => {
+            eprintln!("Infobip answered {status}");
+            StatusCode::BAD_GATEWAY
+        }
+        Ok(Err(error)) => {
+            eprintln!("sending to Infobip failed: {error}");
+            StatusCode::BAD_GATEWAY
+        }
+        Err(_) => {
+            eprintln!("Infobip did not answer within {INFOBIP_TIMEOUT:?}");
+            StatusCode::GATEWAY_TIMEOUT
+        }
+    };
+    let error = serde_json::json!({"error": "the message could not be sent"});
+    (failed, Json(error))
+}
+
+/// Whether Infobip's `status` says the app, not its caller, must act: its credential was
+/// refused or lacks a scope, or Infobip failed.
+fn is_our_problem(status: StatusCode) -> bool {
+    matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) || status.is_server_error()
 }
 
 /// The app, sending through the Infobip API at `base_url`.

@@ -3,15 +3,20 @@
 //!
 //! - `GET /connect` sends the user to Infobip's authorization page
 //!   (`/exchange/1/oauth/authorize`), keeping the `state` to check the callback against for
-//!   ten minutes (expired ones are forgotten, and at most `MAX_PENDING` are kept);
-//! - `GET /callback?code=…&state=…` checks the callback, exchanges the code for a token (and
-//!   the account's details), then sends an SMS on the account's behalf through
-//!   `InfobipAuthLayer`, which refreshes the one-minute token for as long as the connection
-//!   is kept.
+//!   ten minutes, and setting it in a cookie that binds the authorization to this browser
+//!   (expired ones are forgotten; at most `MAX_PENDING` are kept, the one expiring first
+//!   making room for a new one);
+//! - `GET /callback?code=…&state=…` takes the authorization named by the browser's cookie
+//!   (once: a replay is refused), checks the callback against it (a link started in another
+//!   browser is refused), exchanges the code for a token (and the account's details), then
+//!   sends an SMS on the account's behalf through `InfobipAuthLayer`, which refreshes the
+//!   one-minute token for as long as the connection is kept. A cancelled or forged callback
+//!   is a `400`, a refused exchange a `502`.
 //!
 //! Run as it is, it starts the embedded Infobip-compatible server on loopback, plays the
-//! user's browser once (following each `302` with a real HTTP client), prints what the app
-//! answered and what the server saw, and exits. No network is used.
+//! user's browser once (following each `302` with a real HTTP client, the app's cookie
+//! included), prints what the app answered and what the server saw, and exits. No network is
+//! used.
 //!
 //! # Pointing it at Infobip
 //!
@@ -30,26 +35,26 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use axum::Router;
-use axum::extract::{OriginalUri, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use http::{Method, Request};
+use http::{Method, Request, Response as HttpResponse};
 use http_body_util::{BodyExt as _, Full};
 use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infobip_auth::mock::{self, ExchangeApp, MockConfig, MockServer};
-use infobip_auth::source::{AuthCodeFlow, PendingAuthorization, Transport};
+use infobip_auth::source::{AuthCodeFlow, AuthorizationGrant, PendingAuthorization, Transport};
 use infobip_auth::{BoxError, InfobipAuthLayer, RefreshPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower::{Service as _, ServiceBuilder, ServiceExt as _};
-use tower_http::follow_redirect::FollowRedirectLayer;
 
 /// One client for everything: HTTPS for Infobip, plain HTTP for the loopback server.
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -65,18 +70,25 @@ pub type Pending = HashMap<String, PendingAuthorization>;
 /// grow the map without bound.
 pub const MAX_PENDING: usize = 10_000;
 
+/// The cookie that names, in the browser that went to `/connect`, the authorization it started.
+const STATE_COOKIE: &str = "infobip_state";
+
 /// Keeps `pending` until its callback, after forgetting the expired ones (their callbacks
-/// would be refused anyway).
-///
-/// # Errors
-/// When `MAX_PENDING` authorizations are still under way.
-pub fn remember(map: &mut Pending, pending: PendingAuthorization) -> Result<(), &'static str> {
+/// would be refused anyway). When `MAX_PENDING` are still under way, the one expiring first
+/// makes room: a flood of `/connect` requests shortens how long each authorization waits for
+/// its callback instead of locking every other user out.
+pub fn remember(map: &mut Pending, pending: PendingAuthorization) {
     map.retain(|_, kept| !kept.is_expired());
     if map.len() >= MAX_PENDING {
-        return Err("too many authorizations under way: try again in a few minutes");
+        let first_to_expire = map
+            .iter()
+            .min_by_key(|(_, kept)| kept.expires_at())
+            .map(|(state, _)| state.clone());
+        if let Some(state) = first_to_expire {
+            map.remove(&state);
+        }
     }
     map.insert(pending.state().to_owned(), pending);
-    Ok(())
 }
 
 /// What the handlers share.
@@ -108,35 +120,24 @@ pub async fn round() -> Result<String, BoxError> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let app_url = format!("http://{}", listener.local_addr()?);
     let redirect_uri = format!("{app_url}/callback");
-    let exchange_app = ExchangeApp::new(
-        EXAMPLE_CLIENT_ID,
-        EXAMPLE_CLIENT_SECRET,
-        &redirect_uri,
-        mock::DEMO_USERNAME,
-    );
-    let server = MockServer::start_with(MockConfig::demo().exchange_app(exchange_app)).await?;
+    let server = demo_server(&redirect_uri).await?;
     let mut log = format!(
         "embedded Infobip-compatible server at {}\n",
         server.base_url()
     );
 
     let client = http_client();
-    let flow = AuthCodeFlow::builder(server.base_url(), EXAMPLE_CLIENT_ID)
-        .client_secret(EXAMPLE_CLIENT_SECRET)
-        .redirect_uri(&redirect_uri)
-        .scope("sms:message:send")
-        .transport(Transport::new(client.clone()))
-        .build()?;
-    let (app, mut rounds) = app(flow, client.clone(), server.base_url(), "41793026727");
+    let (app, mut rounds) = demo_app(&server, &redirect_uri, client.clone())?;
     let serving = tokio::spawn(async move { axum::serve(listener, router(app)).await });
 
-    // The user's browser: follows Infobip's 302 to the callback, as a browser would.
-    let browser = ServiceBuilder::new()
-        .layer(FollowRedirectLayer::new())
-        .service(client);
-    let page = browser
-        .oneshot(Request::get(format!("{app_url}/connect")).body(Full::default())?)
-        .await?;
+    // The user's browser: `/connect` redirects it to Infobip's authorization page, which
+    // approves at once and redirects it to `/callback`; it sends the app's cookie back there.
+    let connect = browse(&client, &format!("{app_url}/connect"), None).await?;
+    let cookie = header_text(&connect, header::SET_COOKIE)?;
+    let cookie = cookie.split(';').next().unwrap_or_default();
+    let approval = browse(&client, header_text(&connect, header::LOCATION)?, None).await?;
+    let callback = header_text(&approval, header::LOCATION)?;
+    let page = browse(&client, callback, Some(cookie)).await?;
     let status = page.status();
     let text = page.into_body().collect().await?.to_bytes();
     writeln!(
@@ -156,6 +157,55 @@ pub async fn round() -> Result<String, BoxError> {
     serving.abort();
     server.shutdown().await;
     Ok(log)
+}
+
+/// The embedded server, with the example's Exchange app registered to call back `redirect_uri`.
+pub async fn demo_server(redirect_uri: &str) -> Result<MockServer, BoxError> {
+    let exchange_app = ExchangeApp::new(
+        EXAMPLE_CLIENT_ID,
+        EXAMPLE_CLIENT_SECRET,
+        redirect_uri,
+        mock::DEMO_USERNAME,
+    );
+    Ok(MockServer::start_with(MockConfig::demo().exchange_app(exchange_app)).await?)
+}
+
+/// The app's routes against `server` (from [`demo_server`]), for tests.
+pub fn demo_router(server: &MockServer, redirect_uri: &str) -> Result<Router, BoxError> {
+    let (app, _) = demo_app(server, redirect_uri, http_client())?;
+    Ok(router(app))
+}
+
+fn demo_app(
+    server: &MockServer,
+    redirect_uri: &str,
+    client: HttpClient,
+) -> Result<(Arc<App>, mpsc::UnboundedReceiver<String>), BoxError> {
+    let flow = AuthCodeFlow::builder(server.base_url(), EXAMPLE_CLIENT_ID)
+        .client_secret(EXAMPLE_CLIENT_SECRET)
+        .redirect_uri(redirect_uri)
+        .scope("sms:message:send")
+        .transport(Transport::new(client.clone()))
+        .build()?;
+    Ok(app(flow, client, server.base_url(), "41793026727"))
+}
+
+/// One `GET` by the demo's browser, sending `cookie` if it has one.
+async fn browse(
+    client: &HttpClient,
+    url: &str,
+    cookie: Option<&str>,
+) -> Result<HttpResponse<hyper::body::Incoming>, BoxError> {
+    let mut request = Request::get(url);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    Ok(client.request(request.body(Full::default())?).await?)
+}
+
+fn header_text<B>(answer: &HttpResponse<B>, name: header::HeaderName) -> Result<&str, BoxError> {
+    let value = answer.headers().get(&name).ok_or(format!("no {name}"))?;
+    Ok(value.to_str()?)
 }
 
 /// Serves the app against a real Infobip account until Ctrl-C.
@@ -221,47 +271,78 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// `GET /connect`: to Infobip's authorization page, with a fresh `state`.
+/// `GET /connect`: to Infobip's authorization page, with a fresh `state`, also set in a cookie
+/// so that only this browser can complete the authorization.
 async fn connect(State(app): State<Arc<App>>) -> Response {
     let (url, pending) = match app.flow.authorize_url() {
         Ok(made) => made,
         Err(err) => return (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     };
-    if let Err(full) = remember(&mut lock(&app.pending), pending) {
-        return (StatusCode::SERVICE_UNAVAILABLE, full).into_response();
-    }
-    (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
+    let lifetime = pending
+        .expires_at()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    // `Lax`: the browser sends it on Infobip's redirect back, a top-level navigation.
+    let secure = if app.flow.redirect_uri().starts_with("https:") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{STATE_COOKIE}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        pending.state(),
+        lifetime.as_secs()
+    );
+    remember(&mut lock(&app.pending), pending);
+    let headers = [
+        (header::LOCATION, url.to_string()),
+        (header::SET_COOKIE, cookie),
+    ];
+    (StatusCode::FOUND, headers).into_response()
 }
 
 /// `GET /callback?code=…&state=…`: connect the account, then send an SMS on its behalf.
 async fn callback(
     State(app): State<Arc<App>>,
     OriginalUri(uri): OriginalUri,
-    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
-    let pending = query
-        .get("state")
-        .and_then(|state| lock(&app.pending).remove(state));
-    let Some(pending) = pending else {
-        return (StatusCode::BAD_REQUEST, "unknown or missing state").into_response();
-    };
-    let page = match connect_and_send(&app, pending, &uri.to_string()).await {
-        Ok(page) => page,
-        // Typed errors: a cancelled or expired authorization, a forged callback, a refused
-        // code.
-        Err(err) => format!("could not connect the account: {err}"),
+    // The cookie names the authorization this browser started, used up here; `callback` then
+    // refuses a `state` other than its own (a link someone sent from an authorization of theirs).
+    let pending = state_cookie(&headers).and_then(|state| lock(&app.pending).remove(state));
+    let (status, page) = match pending.map(|pending| app.flow.callback(pending, &uri.to_string())) {
+        None => (
+            StatusCode::BAD_REQUEST,
+            "no authorization under way in this browser".to_owned(),
+        ),
+        // Checked before any network call: a cancelled or expired authorization, a forged
+        // callback.
+        Some(Err(err)) => (StatusCode::BAD_REQUEST, format!("not connected: {err}")),
+        Some(Ok(grant)) => match connect_and_send(&app, grant).await {
+            Ok(page) => (StatusCode::OK, page),
+            // A refused code, or Infobip out of reach.
+            Err(err) => (
+                StatusCode::BAD_GATEWAY,
+                format!("could not connect the account: {err}"),
+            ),
+        },
     };
     let _ = app.rounds.send(page.clone());
-    page.into_response()
+    let forget = format!("{STATE_COOKIE}=; Path=/; Max-Age=0");
+    (status, [(header::SET_COOKIE, forget)], page).into_response()
 }
 
-async fn connect_and_send(
-    app: &App,
-    pending: PendingAuthorization,
-    callback: &str,
-) -> Result<String, BoxError> {
-    // Checked before any network call; `pending` is used up, so it yields one grant at most.
-    let grant = app.flow.callback(pending, callback)?;
+/// The `state` in the browser's `STATE_COOKIE`.
+fn state_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(STATE_COOKIE)?.strip_prefix('='))
+}
+
+async fn connect_and_send(app: &App, grant: AuthorizationGrant) -> Result<String, BoxError> {
     let source = app.flow.exchange(grant).await?;
     let account = source.account();
     // Keep-alive refreshes the one-minute token while the account sends nothing.
@@ -269,10 +350,11 @@ async fn connect_and_send(
         InfobipAuthLayer::new(source).refresh_policy(RefreshPolicy::default().keep_alive(true));
     lock(&app.connected).insert(account.account_key.clone(), layer.clone());
 
-    let sms = format!(
-        r#"{{"messages":[{{"destinations":[{{"to":"{}"}}],"from":"InfoSMS","text":"Connected to {}"}}]}}"#,
-        app.sms_to, account.username
-    );
+    let sms = serde_json::json!({"messages": [{
+        "destinations": [{"to": app.sms_to}],
+        "from": "InfoSMS",
+        "text": format!("Connected to {}", account.username),
+    }]});
     let mut api = ServiceBuilder::new()
         .layer(layer)
         .service(app.client.clone());
@@ -281,7 +363,7 @@ async fn connect_and_send(
         .uri(format!("{}/sms/2/text/advanced", app.api_base_url))
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::from(sms)))?;
+        .body(Full::new(Bytes::from(sms.to_string())))?;
     let answer = api.ready().await?.call(request).await?;
     Ok(format!(
         "connected {} <{}> of account {}; POST /sms/2/text/advanced on its behalf → {}",

@@ -105,6 +105,12 @@ pub async fn tour(client: HttpClient, log: &mut String) -> Result<Vec<Row>, BoxE
     tokio::time::sleep(SESSION_LENGTH + SESSION_LENGTH / 4).await;
     rows.push(renewed("IBSSO, idle gap", layer.clone(), &client, &server, log).await?);
     layer.revoke().await?;
+    let counters = server.counters();
+    writeln!(
+        log,
+        "{:<20} → ended on shutdown: {} session(s) made, {} ended",
+        "IBSSO session", counters.session_creates, counters.session_deletes
+    )?;
 
     // OAuth 2.0 client credentials: `POST /auth/1/oauth2/token` → `Bearer <access_token>`,
     // renewed ahead of `expires_in`.

@@ -45,6 +45,22 @@ async fn every_method_sends_its_sms() -> Result<(), BoxError> {
             .ok_or(format!("no row for {method}: {log}"))?;
         assert!(row.2.starts_with(outcome), "{log}");
     }
+    // The code exchanged for a token, then the token refreshed: two token requests.
+    let exchange = rows
+        .iter()
+        .find(|row| row.method == "Exchange auth code")
+        .ok_or(format!("no Exchange row: {log}"))?;
+    assert_eq!(
+        (exchange.scheme.as_str(), exchange.token_requests),
+        ("IBSSO", 2),
+        "{log}"
+    );
+    assert!(exchange.outcome.starts_with("200 OK"), "{log}");
+    // `revoke` ended the session in use (the one before it was ended by its renewal).
+    assert!(
+        log.contains("ended on shutdown: 2 session(s) made, 2 ended"),
+        "{log}"
+    );
     let forbidden = table
         .iter()
         .find(|row| row.0 == "API key, no scope")
