@@ -95,7 +95,7 @@
 //!
 //! Every other request is checked against a table of operations: the `Authorization` header
 //! (`App <key>`, `Basic <base64>`, `IBSSO <session or Exchange token>`, `Bearer <OAuth token>`)
-//! must use a scheme the operation accepts and be valid, else `401` with `messageId`
+//! must be sent once, use a scheme the operation accepts and be valid, else `401` with `messageId`
 //! `UNAUTHORIZED` and text `Invalid login details`; it must hold one of the operation's scopes,
 //! else `403` with `messageId` `FORBIDDEN` and text `Forbidden`. Every authenticated use of a
 //! session extends it. Unknown paths get `404`.

@@ -73,14 +73,14 @@ impl Scheme {
             .find(|scheme| scheme.as_str().eq_ignore_ascii_case(word))
     }
 
-    /// The scheme and credentials of an `Authorization` header, if it has a known scheme.
+    /// The scheme and credentials of the `Authorization` header, if there is exactly one (the
+    /// field is single-valued, RFC 9110 §11.6.2) and it has a known scheme.
     pub(crate) fn from_headers(headers: &HeaderMap) -> Option<(Self, &str)> {
-        let (word, credentials) = headers
-            .get(AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .trim()
-            .split_once(' ')?;
+        let mut values = headers.get_all(AUTHORIZATION).into_iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return None;
+        };
+        let (word, credentials) = value.to_str().ok()?.trim().split_once(' ')?;
         Some((Self::from_header_word(word)?, credentials.trim()))
     }
 

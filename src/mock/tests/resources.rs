@@ -115,6 +115,40 @@ async fn missing_unknown_and_malformed_credentials_get_401() -> TestResult {
     Ok(())
 }
 
+/// `Authorization` is a single-valued field (RFC 9110 §11.6.2): a request with two is refused
+/// whatever they hold, so a client that adds its credential beside one already set is caught
+/// rather than served by whichever the server reads first.
+#[tokio::test]
+async fn several_authorization_headers_get_401() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let key = format!("App {DEMO_API_KEY}");
+    let session = format!("IBSSO {}", http.session_token().await?);
+    for pair in [[&key, &key], [&key, &session], [&session, &key]] {
+        let mut request = Request::post(format!("{}/sms/2/text/advanced", http.base))
+            .header(CONTENT_TYPE, "application/json");
+        for value in pair {
+            request = request.header(AUTHORIZATION, value.as_str());
+        }
+        http.send(request.body(Full::from(SMS))?)
+            .await?
+            .assert_unauthorized();
+    }
+    let delete = Request::delete(format!("{}/auth/1/session", http.base))
+        .header(AUTHORIZATION, session.as_str())
+        .header(AUTHORIZATION, session.as_str())
+        .body(Full::default())?;
+    http.send(delete).await?.assert_unauthorized();
+    let counters = server.counters();
+    assert_eq!(counters.unauthorized, 3);
+    assert_eq!(counters.resource_requests("none"), 3, "{counters:?}");
+    assert_eq!(
+        counters.session_events,
+        [SessionEvent::Created { session: 1 }]
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_credential_without_the_scope_gets_403() -> TestResult {
     let config = MockConfig::new().api_key("reader", "inbound-message:read");
