@@ -21,8 +21,22 @@ const OAUTH_TOKEN: &str = "/auth/1/oauth2/token";
 const AUTHORIZE: &str = "/exchange/1/oauth/authorize";
 const EXCHANGE_TOKEN: &str = "/exchange/1/oauth/token";
 
-/// Answers one request; `Err` drops the connection (an injected fault).
+/// Answers one request; `Err` drops the connection (an injected fault). An answer to `HEAD`
+/// keeps its status and headers but not its content (RFC 9110 §9.3.2), which hyper drops
+/// itself over HTTP/1.1 but would send over HTTP/2.
 pub(crate) async fn handle<B>(state: Arc<State>, req: Request<B>) -> Result<Reply, DropConnection>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if req.method() == Method::HEAD {
+        let reply = route(state, req).await?;
+        return Ok(reply.map(|_| reply::full(Bytes::new())));
+    }
+    route(state, req).await
+}
+
+async fn route<B>(state: Arc<State>, req: Request<B>) -> Result<Reply, DropConnection>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
