@@ -112,8 +112,8 @@
 //! | `GET`, `POST /settings/2/api-keys` | `account-management:manage` | `IBSSO`, `Basic`, `Bearer` (no API key) | `200 {}` |
 //!
 //! [`MockConfig::all_operations`] adds all 943 operations of Infobip's OpenAPI specification,
-//! each with its own scopes and schemes, and [`MockConfig::operation`] adds your own; they
-//! answer `200 {}`.
+//! each with its own scopes and schemes (one that lists scopes but no scheme takes any), and
+//! [`MockConfig::operation`] adds your own; they answer `200 {}`.
 //!
 //! # Faults and counters
 //!

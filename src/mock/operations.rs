@@ -103,7 +103,8 @@ pub(crate) struct Operation {
     pub(crate) template: String,
     /// Any one of these grants access; empty means any valid credential does.
     pub(crate) scopes: BTreeSet<String>,
-    /// The schemes accepted; empty (with no scopes) means the operation is public.
+    /// The schemes accepted; empty means any, or with no scopes either, that the operation is
+    /// public.
     pub(crate) schemes: BTreeSet<Scheme>,
 }
 

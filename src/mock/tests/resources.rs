@@ -337,3 +337,31 @@ async fn configured_operations_are_enforced() -> TestResult {
         .assert_forbidden();
     Ok(())
 }
+
+/// An operation that lists scopes but no scheme (the specification's `GET /sms/1/text/query`)
+/// takes any scheme, as the crate's catalogue reads it (`Operation::accepts`) and as OpenAPI
+/// reads an operation without its own `security`: the document's applies. It used to take
+/// none, so no credential could ever call it.
+#[tokio::test]
+async fn scopes_without_schemes_take_any_scheme() -> TestResult {
+    let config = MockConfig::demo()
+        .api_key("reader", "inbound-message:read")
+        .operation(Method::GET, "/custom/1/things", "sms:manage", "")
+        .all_operations();
+    let server = MockServer::start_with(config).await?;
+    let http = Http::new(&server);
+    let key = format!("App {DEMO_API_KEY}");
+    let session = format!("IBSSO {}", http.session_token().await?);
+    for path in ["/custom/1/things", "/sms/1/text/query"] {
+        for auth in [&key, &session] {
+            let answer = http.get(path, Some(auth)).await?;
+            assert_eq!(answer.status, StatusCode::OK, "{path} {}", &auth[..5]);
+        }
+        http.get(path, Some("App reader")).await?.assert_forbidden();
+        http.get(path, Some("App unknown"))
+            .await?
+            .assert_unauthorized();
+        http.get(path, None).await?.assert_unauthorized();
+    }
+    Ok(())
+}
