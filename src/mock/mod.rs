@@ -98,7 +98,8 @@
 //! must be sent once, use a scheme the operation accepts and be valid, else `401` with `messageId`
 //! `UNAUTHORIZED` and text `Invalid login details`; it must hold one of the operation's scopes,
 //! else `403` with `messageId` `FORBIDDEN` and text `Forbidden`. Every authenticated use of a
-//! session extends it. Unknown paths get `404`.
+//! session extends it. Unknown paths get `404`; a path is matched with its percent-encoded
+//! unreserved characters decoded, and as written otherwise (case, slashes, a trailing slash).
 //!
 //! Which status Infobip gives a valid credential of a scheme the operation does not accept (an
 //! API key on `/settings/2/api-keys`) is not documented: this server answers `401`, as for a

@@ -365,3 +365,45 @@ async fn scopes_without_schemes_take_any_scheme() -> TestResult {
     }
     Ok(())
 }
+
+/// A path is routed as a server reads it: a percent-encoded unreserved character is that
+/// character (RFC 3986 §6.2.2.2), as the crate's catalogue reads paths too; reserved ones, case
+/// and slashes count as written.
+#[tokio::test]
+async fn percent_encoded_unreserved_characters_route_as_themselves() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let key = format!("App {DEMO_API_KEY}");
+    for path in [
+        "/sms/1/inbox/report%73",
+        "/%73ms/1/inbox/reports",
+        "/sms/1/%69%6E%62ox/reports",
+    ] {
+        assert_eq!(
+            http.get(path, Some(&key)).await?.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    http.get("/settings/2/api-key%73", Some(&key))
+        .await?
+        .assert_unauthorized();
+    for path in [
+        "/sms/1/inbox%2Freports",
+        "/sms/1/inbox/reports%2F",
+        "/SMS/1/inbox/reports",
+        "/sms/1/inbox/reports/",
+        "/sms/1/inbox/reports%",
+        "/sms/1/inbox/reports%7",
+        "/sms/1/inbox/report%7g",
+    ] {
+        let answer = http.get(path, Some(&key)).await?;
+        answer.assert_refused(StatusCode::NOT_FOUND, "NOT_FOUND", "");
+    }
+    let paths: Vec<String> = server.received().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths.first().map(String::as_str),
+        Some("/sms/1/inbox/report%73")
+    );
+    Ok(())
+}
