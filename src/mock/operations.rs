@@ -216,7 +216,7 @@ impl Operations {
 
 /// `path` with every `%XX` that encodes a letter, a digit, `-`, `.`, `_` or `~` replaced by
 /// that character; any other `%` is kept as written.
-fn decode_unreserved(path: &str) -> Cow<'_, str> {
+pub(crate) fn decode_unreserved(path: &str) -> Cow<'_, str> {
     if !path.contains('%') {
         return Cow::Borrowed(path);
     }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 
 use super::Fault;
+use super::operations::decode_unreserved;
 use super::reply::{self, DropConnection, Refusal, Reply};
 use super::state::{State, TokenEndpoint};
 use crate::BoxError;
@@ -42,7 +43,8 @@ where
     B::Error: Into<BoxError>,
 {
     let method = req.method().clone();
-    match (method, req.uri().path()) {
+    let path = decode_unreserved(req.uri().path()).into_owned();
+    match (method, path.as_str()) {
         (Method::POST, SESSION) => token_endpoint(&state, TokenEndpoint::Session, req).await,
         (Method::DELETE, SESSION) => session::destroy(&state, req.headers()).await,
         (Method::POST, OAUTH_TOKEN) => token_endpoint(&state, TokenEndpoint::OAuth, req).await,

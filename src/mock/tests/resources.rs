@@ -400,6 +400,14 @@ async fn percent_encoded_unreserved_characters_route_as_themselves() -> TestResu
         let answer = http.get(path, Some(&key)).await?;
         answer.assert_refused(StatusCode::NOT_FOUND, "NOT_FOUND", "");
     }
+    // The authentication endpoints are read the same way.
+    let login = json!({"username": DEMO_USERNAME, "password": DEMO_PASSWORD}).to_string();
+    let json = Some("application/json");
+    let created = http
+        .call(Method::POST, "/auth/1/%73ession", None, json, login)
+        .await?;
+    assert_eq!(created.status, StatusCode::OK);
+    assert_eq!(server.counters().session_creates, 1);
     let paths: Vec<String> = server.received().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths.first().map(String::as_str),
