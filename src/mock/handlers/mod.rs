@@ -9,6 +9,7 @@ mod session;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode};
 
 use super::Fault;
@@ -23,15 +24,21 @@ const AUTHORIZE: &str = "/exchange/1/oauth/authorize";
 const EXCHANGE_TOKEN: &str = "/exchange/1/oauth/token";
 
 /// Answers one request; `Err` drops the connection (an injected fault). An answer to `HEAD`
-/// keeps its status and headers but not its content (RFC 9110 §9.3.2), which hyper drops
-/// itself over HTTP/1.1 but would send over HTTP/2.
+/// keeps its status and headers, and the length its content would have, but not the content
+/// (RFC 9110 §9.3.2), which hyper drops itself over HTTP/1.1 but would send over HTTP/2.
 pub(crate) async fn handle<B>(state: Arc<State>, req: Request<B>) -> Result<Reply, DropConnection>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     if req.method() == Method::HEAD {
-        let reply = route(state, req).await?;
+        let mut reply = route(state, req).await?;
+        if let Some(length) = http_body::Body::size_hint(reply.body()).exact() {
+            reply
+                .headers_mut()
+                .entry(CONTENT_LENGTH)
+                .or_insert_with(|| HeaderValue::from(length));
+        }
         return Ok(reply.map(|_| reply::full(Bytes::new())));
     }
     route(state, req).await
