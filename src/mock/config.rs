@@ -555,7 +555,8 @@ impl MockConfig {
     /// writes it (`/sms/1/reports/{id}`), the scopes that grant it (any one suffices; none
     /// means any valid credential) and the accepted schemes, named as the specification does
     /// (`Basic`, `APIKeyHeader`, `IBSSOTokenHeader`, `OAuth2`) or by their header word (`App`,
-    /// `Basic`, `IBSSO`, `Bearer`). An operation with neither scopes nor schemes is public.
+    /// `Basic`, `IBSSO`, `Bearer`; none means any). An operation with neither scopes nor
+    /// schemes is public.
     ///
     /// A template the router cannot hold, or an unknown scheme, makes
     /// [`MockServer::start_with`](super::MockServer::start_with) fail.

@@ -30,7 +30,7 @@ pub struct Counters {
     /// the same time: more than one means a client did not share its refresh.
     pub max_token_requests_in_flight: u64,
     /// Resource requests by the scheme of their `Authorization` header: `App`, `Basic`,
-    /// `IBSSO`, `Bearer`, or `none` when the header is absent or unreadable.
+    /// `IBSSO`, `Bearer`, or `none` when the header is absent, unreadable or sent more than once.
     pub resource_requests_by_scheme: BTreeMap<String, u64>,
     /// Resource requests answered `401`.
     pub unauthorized: u64,

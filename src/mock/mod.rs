@@ -95,10 +95,11 @@
 //!
 //! Every other request is checked against a table of operations: the `Authorization` header
 //! (`App <key>`, `Basic <base64>`, `IBSSO <session or Exchange token>`, `Bearer <OAuth token>`)
-//! must use a scheme the operation accepts and be valid, else `401` with `messageId`
+//! must be sent once, use a scheme the operation accepts and be valid, else `401` with `messageId`
 //! `UNAUTHORIZED` and text `Invalid login details`; it must hold one of the operation's scopes,
 //! else `403` with `messageId` `FORBIDDEN` and text `Forbidden`. Every authenticated use of a
-//! session extends it. Unknown paths get `404`.
+//! session extends it. Unknown paths get `404`; a path is matched with its percent-encoded
+//! unreserved characters decoded, and as written otherwise (case, slashes, a trailing slash).
 //!
 //! Which status Infobip gives a valid credential of a scheme the operation does not accept (an
 //! API key on `/settings/2/api-keys`) is not documented: this server answers `401`, as for a
@@ -112,8 +113,8 @@
 //! | `GET`, `POST /settings/2/api-keys` | `account-management:manage` | `IBSSO`, `Basic`, `Bearer` (no API key) | `200 {}` |
 //!
 //! [`MockConfig::all_operations`] adds all 943 operations of Infobip's OpenAPI specification,
-//! each with its own scopes and schemes, and [`MockConfig::operation`] adds your own; they
-//! answer `200 {}`.
+//! each with its own scopes and schemes (one that lists scopes but no scheme takes any), and
+//! [`MockConfig::operation`] adds your own; they answer `200 {}`.
 //!
 //! # Faults and counters
 //!

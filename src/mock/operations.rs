@@ -1,6 +1,7 @@
 //! The protected operations: which scopes and which authentication schemes each
 //! `method path-template` accepts, found for a request path with `matchit`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
@@ -73,14 +74,14 @@ impl Scheme {
             .find(|scheme| scheme.as_str().eq_ignore_ascii_case(word))
     }
 
-    /// The scheme and credentials of an `Authorization` header, if it has a known scheme.
+    /// The scheme and credentials of the `Authorization` header, if there is exactly one (the
+    /// field is single-valued, RFC 9110 §11.6.2) and it has a known scheme.
     pub(crate) fn from_headers(headers: &HeaderMap) -> Option<(Self, &str)> {
-        let (word, credentials) = headers
-            .get(AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .trim()
-            .split_once(' ')?;
+        let mut values = headers.get_all(AUTHORIZATION).into_iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return None;
+        };
+        let (word, credentials) = value.to_str().ok()?.trim().split_once(' ')?;
         Some((Self::from_header_word(word)?, credentials.trim()))
     }
 
@@ -103,7 +104,8 @@ pub(crate) struct Operation {
     pub(crate) template: String,
     /// Any one of these grants access; empty means any valid credential does.
     pub(crate) scopes: BTreeSet<String>,
-    /// The schemes accepted; empty (with no scopes) means the operation is public.
+    /// The schemes accepted; empty means any, or with no scopes either, that the operation is
+    /// public.
     pub(crate) schemes: BTreeSet<Scheme>,
 }
 
@@ -194,9 +196,11 @@ impl Operations {
         self.paths.iter().map(BTreeMap::len).sum()
     }
 
-    /// The operation for a request.
+    /// The operation for a request, its path read as a server reads it: a percent-encoded
+    /// unreserved character is that character (RFC 3986 §6.2.2.2).
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
-        let Ok(found) = self.router.at(path) else {
+        let path = decode_unreserved(path);
+        let Ok(found) = self.router.at(&path) else {
             return Lookup::NotFound;
         };
         match self
@@ -208,6 +212,36 @@ impl Operations {
             None => Lookup::MethodNotAllowed,
         }
     }
+}
+
+/// `path` with every `%XX` that encodes a letter, a digit, `-`, `.`, `_` or `~` replaced by
+/// that character; any other `%` is kept as written.
+pub(crate) fn decode_unreserved(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let mut decoded = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(at) = rest.find('%') {
+        decoded.push_str(&rest[..at]);
+        let unreserved = rest
+            .get(at + 1..at + 3)
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|&byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte));
+        match unreserved {
+            Some(byte) => {
+                decoded.push(char::from(byte));
+                rest = &rest[at + 3..];
+            }
+            None => {
+                decoded.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    decoded.push_str(rest);
+    Cow::Owned(decoded)
 }
 
 /// Splits a list written with commas and/or white space.

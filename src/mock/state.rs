@@ -375,8 +375,8 @@ impl State {
         }
     }
 
-    /// Whether a credential may call an operation that accepts `schemes` and is granted by any
-    /// one of `scopes` (by any valid credential when `scopes` is empty).
+    /// Whether a credential may call an operation that accepts `schemes` (any scheme when
+    /// empty) and is granted by any one of `scopes` (by any valid credential when empty).
     pub(crate) fn access(
         &self,
         credential: Option<(Scheme, &str)>,
@@ -386,7 +386,7 @@ impl State {
         let Some((scheme, credentials)) = credential else {
             return Access::Unauthorized;
         };
-        if !schemes.contains(&scheme) {
+        if !schemes.is_empty() && !schemes.contains(&scheme) {
             return Access::Unauthorized;
         }
         match self.authenticate(scheme, credentials) {

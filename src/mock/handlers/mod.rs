@@ -9,9 +9,11 @@ mod session;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode};
 
 use super::Fault;
+use super::operations::decode_unreserved;
 use super::reply::{self, DropConnection, Refusal, Reply};
 use super::state::{State, TokenEndpoint};
 use crate::BoxError;
@@ -21,14 +23,35 @@ const OAUTH_TOKEN: &str = "/auth/1/oauth2/token";
 const AUTHORIZE: &str = "/exchange/1/oauth/authorize";
 const EXCHANGE_TOKEN: &str = "/exchange/1/oauth/token";
 
-/// Answers one request; `Err` drops the connection (an injected fault).
+/// Answers one request; `Err` drops the connection (an injected fault). An answer to `HEAD`
+/// keeps its status and headers, and the length its content would have, but not the content
+/// (RFC 9110 §9.3.2), which hyper drops itself over HTTP/1.1 but would send over HTTP/2.
 pub(crate) async fn handle<B>(state: Arc<State>, req: Request<B>) -> Result<Reply, DropConnection>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
+    if req.method() == Method::HEAD {
+        let mut reply = route(state, req).await?;
+        if let Some(length) = http_body::Body::size_hint(reply.body()).exact() {
+            reply
+                .headers_mut()
+                .entry(CONTENT_LENGTH)
+                .or_insert_with(|| HeaderValue::from(length));
+        }
+        return Ok(reply.map(|_| reply::full(Bytes::new())));
+    }
+    route(state, req).await
+}
+
+async fn route<B>(state: Arc<State>, req: Request<B>) -> Result<Reply, DropConnection>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let method = req.method().clone();
-    match (method, req.uri().path()) {
+    let path = decode_unreserved(req.uri().path()).into_owned();
+    match (method, path.as_str()) {
         (Method::POST, SESSION) => token_endpoint(&state, TokenEndpoint::Session, req).await,
         (Method::DELETE, SESSION) => session::destroy(&state, req.headers()).await,
         (Method::POST, OAUTH_TOKEN) => token_endpoint(&state, TokenEndpoint::OAuth, req).await,

@@ -4,6 +4,7 @@ mod exchange;
 mod faults;
 mod oauth2;
 mod resources;
+mod robustness;
 mod server;
 mod session;
 mod throttle;

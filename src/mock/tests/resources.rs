@@ -115,6 +115,40 @@ async fn missing_unknown_and_malformed_credentials_get_401() -> TestResult {
     Ok(())
 }
 
+/// `Authorization` is a single-valued field (RFC 9110 §11.6.2): a request with two is refused
+/// whatever they hold, so a client that adds its credential beside one already set is caught
+/// rather than served by whichever the server reads first.
+#[tokio::test]
+async fn several_authorization_headers_get_401() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let key = format!("App {DEMO_API_KEY}");
+    let session = format!("IBSSO {}", http.session_token().await?);
+    for pair in [[&key, &key], [&key, &session], [&session, &key]] {
+        let mut request = Request::post(format!("{}/sms/2/text/advanced", http.base))
+            .header(CONTENT_TYPE, "application/json");
+        for value in pair {
+            request = request.header(AUTHORIZATION, value.as_str());
+        }
+        http.send(request.body(Full::from(SMS))?)
+            .await?
+            .assert_unauthorized();
+    }
+    let delete = Request::delete(format!("{}/auth/1/session", http.base))
+        .header(AUTHORIZATION, session.as_str())
+        .header(AUTHORIZATION, session.as_str())
+        .body(Full::default())?;
+    http.send(delete).await?.assert_unauthorized();
+    let counters = server.counters();
+    assert_eq!(counters.unauthorized, 3);
+    assert_eq!(counters.resource_requests("none"), 3, "{counters:?}");
+    assert_eq!(
+        counters.session_events,
+        [SessionEvent::Created { session: 1 }]
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_credential_without_the_scope_gets_403() -> TestResult {
     let config = MockConfig::new().api_key("reader", "inbound-message:read");
@@ -301,5 +335,83 @@ async fn configured_operations_are_enforced() -> TestResult {
     http.call(Method::PUT, path, Some("App key"), None, "")
         .await?
         .assert_forbidden();
+    Ok(())
+}
+
+/// An operation that lists scopes but no scheme (the specification's `GET /sms/1/text/query`)
+/// takes any scheme, as the crate's catalogue reads it (`Operation::accepts`) and as OpenAPI
+/// reads an operation without its own `security`: the document's applies. It used to take
+/// none, so no credential could ever call it.
+#[tokio::test]
+async fn scopes_without_schemes_take_any_scheme() -> TestResult {
+    let config = MockConfig::demo()
+        .api_key("reader", "inbound-message:read")
+        .operation(Method::GET, "/custom/1/things", "sms:manage", "")
+        .all_operations();
+    let server = MockServer::start_with(config).await?;
+    let http = Http::new(&server);
+    let key = format!("App {DEMO_API_KEY}");
+    let session = format!("IBSSO {}", http.session_token().await?);
+    for path in ["/custom/1/things", "/sms/1/text/query"] {
+        for auth in [&key, &session] {
+            let answer = http.get(path, Some(auth)).await?;
+            assert_eq!(answer.status, StatusCode::OK, "{path} {}", &auth[..5]);
+        }
+        http.get(path, Some("App reader")).await?.assert_forbidden();
+        http.get(path, Some("App unknown"))
+            .await?
+            .assert_unauthorized();
+        http.get(path, None).await?.assert_unauthorized();
+    }
+    Ok(())
+}
+
+/// A path is routed as a server reads it: a percent-encoded unreserved character is that
+/// character (RFC 3986 §6.2.2.2), as the crate's catalogue reads paths too; reserved ones, case
+/// and slashes count as written.
+#[tokio::test]
+async fn percent_encoded_unreserved_characters_route_as_themselves() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let key = format!("App {DEMO_API_KEY}");
+    for path in [
+        "/sms/1/inbox/report%73",
+        "/%73ms/1/inbox/reports",
+        "/sms/1/%69%6E%62ox/reports",
+    ] {
+        assert_eq!(
+            http.get(path, Some(&key)).await?.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    http.get("/settings/2/api-key%73", Some(&key))
+        .await?
+        .assert_unauthorized();
+    for path in [
+        "/sms/1/inbox%2Freports",
+        "/sms/1/inbox/reports%2F",
+        "/SMS/1/inbox/reports",
+        "/sms/1/inbox/reports/",
+        "/sms/1/inbox/reports%",
+        "/sms/1/inbox/reports%7",
+        "/sms/1/inbox/report%7g",
+    ] {
+        let answer = http.get(path, Some(&key)).await?;
+        answer.assert_refused(StatusCode::NOT_FOUND, "NOT_FOUND", "");
+    }
+    // The authentication endpoints are read the same way.
+    let login = json!({"username": DEMO_USERNAME, "password": DEMO_PASSWORD}).to_string();
+    let json = Some("application/json");
+    let created = http
+        .call(Method::POST, "/auth/1/%73ession", None, json, login)
+        .await?;
+    assert_eq!(created.status, StatusCode::OK);
+    assert_eq!(server.counters().session_creates, 1);
+    let paths: Vec<String> = server.received().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths.first().map(String::as_str),
+        Some("/sms/1/inbox/report%73")
+    );
     Ok(())
 }

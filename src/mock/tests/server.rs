@@ -19,6 +19,46 @@ async fn serves_http2_without_tls() -> TestResult {
     Ok(())
 }
 
+/// An answer to `HEAD` has no content (RFC 9110 §9.3.2). hyper leaves that out over HTTP/1.1
+/// but sends it over HTTP/2, where the client refuses the stream.
+#[tokio::test]
+async fn head_is_answered_without_content_over_both_protocols() -> TestResult {
+    let server = MockServer::start().await?;
+    for http2 in [false, true] {
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .http2_only(http2)
+            .build_http();
+        for (path, status) in [
+            ("/sms/2/text/advanced", StatusCode::METHOD_NOT_ALLOWED),
+            ("/nowhere", StatusCode::NOT_FOUND),
+            ("/auth/1/session", StatusCode::METHOD_NOT_ALLOWED),
+        ] {
+            let request = Request::head(server.url(path))
+                .header(AUTHORIZATION, format!("App {DEMO_API_KEY}"))
+                .body(Full::default())?;
+            let response = client.request(request).await?;
+            assert_eq!(response.status(), status, "{path}");
+            let length = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .cloned();
+            let body = response.into_body().collect().await?.to_bytes();
+            let get = Request::get(server.url(path))
+                .header(AUTHORIZATION, format!("App {DEMO_API_KEY}"))
+                .body(Full::default())?;
+            let content = client.request(get).await?.into_body().collect().await?;
+            let expected = http::HeaderValue::from(content.to_bytes().len());
+            assert_eq!(
+                length,
+                Some(expected),
+                "{path}: the length of a GET's content"
+            );
+            assert!(body.is_empty(), "{path} over HTTP/2: {http2}");
+        }
+    }
+    Ok(())
+}
+
 async fn refuses_connections(base_url: &str) -> bool {
     let Some(address) = base_url.strip_prefix("http://") else {
         return false;
