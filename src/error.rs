@@ -210,14 +210,33 @@ impl Error {
         self.previous_ended
     }
 
-    /// Marks the failure of a fetch whose request to end the `previous` credential went
-    /// unanswered (the connection broke, or the time ran out, after it was sent), so the
-    /// server may have ended it: the cache stops sending it, as after
-    /// [`with_previous_ended`](Self::with_previous_ended), but keeps it for the next fetch to
-    /// end first.
-    pub(crate) fn with_previous_in_doubt(mut self) -> Self {
+    /// Marks the failure of a [`TokenSource::fetch`](crate::source::TokenSource::fetch) whose
+    /// request to end the `previous` credential went unanswered (the connection broke, or the
+    /// time ran out, after it was sent), so the server may have ended it: the cache stops
+    /// sending it, as after [`with_previous_ended`](Self::with_previous_ended), but keeps it
+    /// for the next fetch to end first.
+    ///
+    /// ```
+    /// # use infobip_auth::{Error, ErrorKind};
+    /// let err = Error::new(ErrorKind::Timeout).with_previous_in_doubt();
+    /// assert!(err.is_previous_in_doubt() && !err.is_previous_ended());
+    /// ```
+    #[must_use]
+    pub fn with_previous_in_doubt(mut self) -> Self {
         self.previous_in_doubt = true;
         self
+    }
+
+    /// Whether the fetch that failed may have ended the previous credential (see
+    /// [`with_previous_in_doubt`](Self::with_previous_in_doubt)).
+    ///
+    /// ```
+    /// # use infobip_auth::{Error, ErrorKind};
+    /// assert!(!Error::new(ErrorKind::Transport).is_previous_in_doubt());
+    /// ```
+    #[must_use]
+    pub fn is_previous_in_doubt(&self) -> bool {
+        self.previous_in_doubt
     }
 
     /// Whether the previous credential must not be sent again: the failed fetch ended it, or
