@@ -205,8 +205,9 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     /// Whether [`fetch`](TokenSource::fetch) ends `previous` at the server before the new
     /// credential exists (an IBSSO session): once a renewal starts, the cache then sends the
     /// old credential no more, and requests wait for the new one, or get the old one back if
-    /// the renewal fails without ending it. `false` by default: the old credential serves
-    /// while its successor is fetched.
+    /// the renewal fails without ending it (a failure says it did with
+    /// [`Error::with_previous_ended`], or may have with [`Error::with_previous_in_doubt`]).
+    /// `false` by default: the old credential serves while its successor is fetched.
     ///
     /// ```
     /// use infobip_auth::source::{ApiKey, TokenSource};
