@@ -154,6 +154,43 @@ async fn a_renewal_that_ended_the_session_but_failed_sends_nothing_with_it() -> 
     Ok(())
 }
 
+/// Against a server whose sessions end an hour after they were made however busy (as
+/// Infobip's pages say they may), `max_lifetime` renews each ahead of its end, so no request
+/// meets a `401`. Without it, the busy session dies at the server and requests meet `401`s
+/// (each cured by a renewal and a replay, at the cost of a round trip).
+#[tokio::test(start_paused = true)]
+async fn max_lifetime_renews_ahead_of_a_server_that_ends_sessions_at_an_age() -> Result<(), BoxError>
+{
+    let mut unauthorized = Vec::new();
+    for max_lifetime in [Some(60 * MINUTE), None] {
+        let config = MockConfig::new()
+            .user(USER, PASSWORD, SCOPES)
+            .session_max_lifetime(60 * MINUTE);
+        let server = MockServer::start_with(config).await?;
+        let client = client();
+        let mut session =
+            Session::builder(server.base_url(), USER, PASSWORD).transport(transport(&client));
+        if let Some(lifetime) = max_lifetime {
+            session = session.max_lifetime(lifetime);
+        }
+        let mut service = InfobipAuthLayer::new(session.build()?).layer(client);
+        // Busy for three hours: a request every minute.
+        for _ in 0..180 {
+            assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+            tokio::time::sleep(MINUTE).await;
+        }
+        let counters = server.counters();
+        assert!(counters.session_creates >= 3, "{counters:?}");
+        unauthorized.push(counters.unauthorized);
+    }
+    assert_eq!(unauthorized[0], 0, "renewed ahead");
+    assert!(
+        unauthorized[1] >= 2,
+        "the server does end busy sessions: {unauthorized:?}"
+    );
+    Ok(())
+}
+
 /// A renewal ends the old session before it creates the next, as Infobip wants: from then on
 /// no request is sent with the old one. Requests wait for the new session instead of coming
 /// back `401` (found by the model test: here through a layer that never replays, like a

@@ -40,6 +40,7 @@ pub struct MockConfig {
     pub(crate) oauth_clients: Vec<ClientConfig>,
     pub(crate) exchange_apps: Vec<ExchangeApp>,
     pub(crate) session_idle_timeout: Duration,
+    pub(crate) session_max_lifetime: Option<Duration>,
     pub(crate) oauth_token_lifetime: Duration,
     pub(crate) expires_in_as_string: bool,
     pub(crate) exchange_token_lifetime: Duration,
@@ -113,6 +114,7 @@ impl MockConfig {
             oauth_clients: Vec::new(),
             exchange_apps: Vec::new(),
             session_idle_timeout: Duration::from_secs(60 * 60),
+            session_max_lifetime: None,
             oauth_token_lifetime: Duration::from_secs(3600),
             expires_in_as_string: false,
             exchange_token_lifetime: Duration::from_secs(60),
@@ -354,6 +356,38 @@ impl MockConfig {
     /// ```
     pub fn session_idle_timeout(mut self, idle: Duration) -> Self {
         self.session_idle_timeout = idle;
+        self
+    }
+
+    /// Ends every IBSSO session this long after it was created, however busy (none by
+    /// default: sessions end only when idle). Infobip's pages say both that sessions "expire
+    /// after 60 minutes" and that they end after a period of inactivity; this plays the first,
+    /// which `Session`'s `max_lifetime` renews ahead of.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use infobip_auth::mock::{MockConfig, MockServer, DEMO_PASSWORD, DEMO_USERNAME};
+    /// use infobip_auth::source::{Session, TokenSource};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let config = MockConfig::demo().session_max_lifetime(Duration::from_secs(60 * 60));
+    /// let server = MockServer::start_with(config).await?;
+    /// let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    ///     .transport(transport())
+    ///     .build()?;
+    /// let first = session.fetch(None).await?;
+    /// // A login within the hour gets the live session; after it, a new one.
+    /// assert_eq!(session.fetch(None).await?.header(), first.header());
+    /// tokio::time::sleep(Duration::from_secs(60 * 60)).await;
+    /// assert_ne!(session.fetch(None).await?.header(), first.header());
+    /// # Ok(()) }
+    /// ```
+    pub fn session_max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.session_max_lifetime = Some(lifetime);
         self
     }
 
@@ -651,6 +685,7 @@ impl fmt::Debug for MockConfig {
             .field("oauth_clients", &client_ids)
             .field("exchange_apps", &self.exchange_apps)
             .field("session_idle_timeout", &self.session_idle_timeout)
+            .field("session_max_lifetime", &self.session_max_lifetime)
             .field("oauth_token_lifetime", &self.oauth_token_lifetime)
             .field("expires_in_as_string", &self.expires_in_as_string)
             .field("exchange_token_lifetime", &self.exchange_token_lifetime)

@@ -48,6 +48,7 @@ pub(crate) struct Settings {
     pub(crate) clients: HashMap<String, Client>,
     pub(crate) apps: HashMap<String, ExchangeApp>,
     pub(crate) session_idle_timeout: Duration,
+    pub(crate) session_max_lifetime: Option<Duration>,
     pub(crate) oauth_token_lifetime: Duration,
     pub(crate) expires_in_as_string: bool,
     pub(crate) exchange_token_lifetime: Duration,
@@ -67,6 +68,16 @@ struct Session {
     username: String,
     number: u64,
     expires_at: Instant,
+    /// The end of its fixed lifetime, if sessions have one, whatever their use.
+    ends_at: Option<Instant>,
+}
+
+impl Session {
+    /// Used now: it lives `idle` longer, up to its fixed end.
+    fn extend(&mut self, now: Instant, idle: Duration) {
+        let idle_end = deadline(now, idle);
+        self.expires_at = self.ends_at.map_or(idle_end, |end| idle_end.min(end));
+    }
 }
 
 /// An access token (OAuth client credentials) or an Exchange token.
@@ -233,6 +244,7 @@ impl State {
                 .collect(),
             apps,
             session_idle_timeout: config.session_idle_timeout,
+            session_max_lifetime: config.session_max_lifetime,
             oauth_token_lifetime: config.oauth_token_lifetime,
             expires_in_as_string: config.expires_in_as_string,
             exchange_token_lifetime: config.exchange_token_lifetime,
@@ -297,20 +309,20 @@ impl State {
             .iter_mut()
             .find(|(_, s)| s.username == username)
         {
-            session.expires_at = deadline(now, idle);
+            session.extend(now, idle);
             return token.clone();
         }
         live.sessions_created += 1;
         let number = live.sessions_created;
         let token = uuid_like();
-        live.sessions.insert(
-            token.clone(),
-            Session {
-                username: username.to_owned(),
-                number,
-                expires_at: deadline(now, idle),
-            },
-        );
+        let mut session = Session {
+            username: username.to_owned(),
+            number,
+            expires_at: now,
+            ends_at: (self.settings.session_max_lifetime).map(|lifetime| deadline(now, lifetime)),
+        };
+        session.extend(now, idle);
+        live.sessions.insert(token.clone(), session);
         live.session_event(SessionEvent::Created { session: number });
         token
     }
@@ -360,7 +372,7 @@ impl State {
                     if session.expires_at <= now {
                         return None;
                     }
-                    session.expires_at = deadline(now, idle);
+                    session.extend(now, idle);
                     let username = session.username.clone();
                     return self.settings.users.get(&username).map(|u| u.scopes.clone());
                 }
