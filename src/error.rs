@@ -74,7 +74,10 @@ pub struct Error {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// `401`: the credential is missing, wrong, revoked or expired (Infobip's `UNAUTHORIZED`).
+    /// `401`: the credential is missing, wrong, revoked or expired (Infobip's `UNAUTHORIZED`);
+    /// also a token endpoint's `400` with OAuth's `invalid_client`, `unauthorized_client` or
+    /// `invalid_grant`, which for an Exchange code means it was used already, expired or is
+    /// not this app's: start the authorization again.
     InvalidCredentials(ApiError),
     /// `403`, or refused before sending: the credential holds none of the endpoint's scopes.
     Forbidden(Box<Forbidden>),
