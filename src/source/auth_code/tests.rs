@@ -1741,3 +1741,26 @@ mod properties {
         }
     }
 }
+
+/// Without a store nothing is saved, so nothing can fall behind: a refused refresh whose
+/// runtime ends before the (empty) save of the dead token runs leaves `store_error` empty, as
+/// its docs say for a source with no store.
+#[test]
+fn without_a_store_a_save_cut_off_reports_nothing() -> TestResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let source = runtime.block_on(async {
+        let fake = FakeExchange::default();
+        let flow = confidential(&fake)?;
+        let source = connect(&flow, &fake).await?;
+        fake.state().tokens.clear(); // revoked behind our back
+        let current = source.credential();
+        assert_reauthorization_required(source.fetch(Some(&current)).await.err().as_ref());
+        Ok::<_, BoxError>(source)
+    })?;
+    // The save's task has not run: the runtime ends here.
+    drop(runtime);
+    assert!(source.store_error().is_none(), "{:?}", source.store_error());
+    Ok(())
+}
