@@ -36,7 +36,11 @@ pub async fn send_across_a_revocation(
         .transport(Transport::reqwest(reqwest::Client::builder())?)
         .build()?;
     let auth = InfobipAuthLayer::new(source);
-    let client = ClientBuilder::new(reqwest::Client::new())
+    // Redirects stop where they would leave the origin the credential is for.
+    let reqwest = reqwest::Client::builder()
+        .redirect(infobip_auth::reqwest::redirect_policy())
+        .build()?;
+    let client = ClientBuilder::new(reqwest)
         .with(auth.reqwest_middleware())
         .build();
 

@@ -14,7 +14,10 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let auth = InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e")?;
-//! let client = ClientBuilder::new(reqwest::Client::new())
+//! let reqwest = reqwest::Client::builder()
+//!     .redirect(infobip_auth::reqwest::redirect_policy()) // see below
+//!     .build()?;
+//! let client = ClientBuilder::new(reqwest)
 //!     .with(auth.reqwest_middleware())
 //!     .build();
 //! let response = client
@@ -33,7 +36,10 @@
 //!
 //! reqwest follows redirects inside the middleware, and drops `Authorization` when one leads to
 //! another origin (scheme, host or port): a `401` from there is handed back as it came, with
-//! no renewal, no replay and no [`Error`], since that origin never saw the credential.
+//! no renewal, no replay and no [`Error`], since that origin never saw the credential. But
+//! reqwest 0.13 sends the credential again on a further redirect within that other origin:
+//! build the client with [`redirect_policy`], which stops at the first redirect that leaves
+//! the request's origin.
 
 use http::header::AUTHORIZATION;
 use http::{Extensions, StatusCode, Uri};
@@ -42,6 +48,39 @@ use reqwest_middleware::{Middleware, Next};
 use crate::cache::Refusal;
 use crate::future::{invalid_credentials, mark_refused};
 use crate::{Error, ErrorKind, InfobipAuthLayer};
+
+/// The redirect policy for a reqwest client that carries Infobip credentials: redirects within
+/// the request's origin are followed as reqwest's default policy follows them (at most ten),
+/// and the first that leads to another origin is not: its `3xx` is handed back.
+///
+/// reqwest drops `Authorization` on a redirect to another origin, but 0.13 sends it again on a
+/// further redirect within that origin (each hop is rebuilt from the first request's headers,
+/// and only a change of origin from the hop before strips them), so the credential would reach
+/// a host it was never meant for. Stopping at the origin's edge keeps it home.
+///
+/// ```
+/// use infobip_auth::InfobipAuthLayer;
+/// use reqwest_middleware::ClientBuilder;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let auth = InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e")?;
+/// let reqwest = reqwest::Client::builder()
+///     .redirect(infobip_auth::reqwest::redirect_policy())
+///     .build()?;
+/// let client = ClientBuilder::new(reqwest).with(auth.reqwest_middleware()).build();
+/// # let _ = client; Ok(()) }
+/// ```
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    let within_origin = reqwest::redirect::Policy::default();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let first = attempt.previous().first().map(reqwest::Url::origin);
+        if first.is_some_and(|first| first != attempt.url().origin()) {
+            attempt.stop()
+        } else {
+            within_origin.redirect(attempt)
+        }
+    })
+}
 
 /// Authenticates `reqwest` requests with an [`InfobipAuthLayer`]'s source and cache.
 ///
