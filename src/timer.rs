@@ -8,7 +8,8 @@ use crate::Error;
 /// The timer `make` starts, or why there is none. Tokio panics when a timer is made outside a
 /// runtime (found out here first, without a panic) or on a runtime built without its time
 /// driver, which it offers no way to ask about: that panic is caught, and only tokio's hook
-/// prints its message. `needs` is the error's reason outside a runtime.
+/// prints its message (a build with `panic = "abort"` ends there, as tokio makes it). `needs`
+/// is the error's reason outside a runtime.
 pub(crate) fn start<T>(needs: &'static str, make: impl FnOnce() -> T) -> Result<T, Error> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(Error::no_runtime(needs));
