@@ -220,28 +220,13 @@ pub(crate) fn decode_unreserved(path: &str) -> Cow<'_, str> {
     if !path.contains('%') {
         return Cow::Borrowed(path);
     }
-    let mut decoded = String::with_capacity(path.len());
-    let mut rest = path;
-    while let Some(at) = rest.find('%') {
-        decoded.push_str(&rest[..at]);
-        let unreserved = rest
-            .get(at + 1..at + 3)
-            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            .filter(|&byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte));
-        match unreserved {
-            Some(byte) => {
-                decoded.push(char::from(byte));
-                rest = &rest[at + 3..];
-            }
-            None => {
-                decoded.push('%');
-                rest = &rest[at + 1..];
-            }
-        }
-    }
-    decoded.push_str(rest);
-    Cow::Owned(decoded)
+    // The scope catalogue's decoding, so that both read a path alike. Decoding never
+    // lengthens a path: it always fits.
+    let mut buffer = vec![0; path.len()];
+    crate::scope::routes::decode_unreserved(path, &mut buffer)
+        .map_or(Cow::Borrowed(path), |decoded| {
+            Cow::Owned(decoded.to_owned())
+        })
 }
 
 /// Splits a list written with commas and/or white space.

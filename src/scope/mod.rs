@@ -153,7 +153,7 @@ mod classify;
 mod classify_tower_http;
 mod future;
 mod layer;
-mod routes;
+pub(crate) mod routes;
 mod scheme;
 mod set;
 

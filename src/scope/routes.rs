@@ -147,7 +147,7 @@ const DECODED_MAX: usize = 2048;
 
 /// `path` with every percent-encoded unreserved character (`A-Z a-z 0-9 - . _ ~`) decoded, in
 /// `buffer`; `None` when it does not fit. Other encodings stay: `%2F` is no `/`.
-fn decode_unreserved<'b>(path: &str, buffer: &'b mut [u8]) -> Option<&'b str> {
+pub(crate) fn decode_unreserved<'b>(path: &str, buffer: &'b mut [u8]) -> Option<&'b str> {
     let mut rest = path.as_bytes();
     let mut len = 0;
     while let Some((&first, after)) = rest.split_first() {
