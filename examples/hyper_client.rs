@@ -3,6 +3,8 @@
 //! Sends one SMS to the embedded server. For Infobip itself, use an HTTPS connector (for
 //! example `hyper-rustls`) and your base URL; nothing else changes.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
@@ -26,6 +28,8 @@ pub async fn send_sms(base_url: &str) -> Result<(StatusCode, String), BoxError> 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 
     let infobip = ServiceBuilder::new()
+        // Outside the layer: the limit covers a token request the layer waits for too.
+        .timeout(Duration::from_secs(30))
         .layer(InfobipAuthLayer::api_key(DEMO_API_KEY)?.allow_origin(base_url)?)
         .service(client);
 

@@ -6,6 +6,8 @@
 //! credentials, has the server revoke the token, and sends again: the middleware renews the
 //! token after the `401` and replays the request.
 
+use std::time::Duration;
+
 use infobip_auth::mock::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, MockServer};
 use infobip_auth::source::{ClientCredentials, Transport};
 use infobip_auth::{BoxError, InfobipAuthLayer};
@@ -39,6 +41,7 @@ pub async fn send_across_a_revocation(
     // Redirects stop where they would leave the origin the credential is for.
     let reqwest = reqwest::Client::builder()
         .redirect(infobip_auth::reqwest::redirect_policy())
+        .timeout(Duration::from_secs(30))
         .build()?;
     let client = ClientBuilder::new(reqwest)
         .with(auth.reqwest_middleware())

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -60,7 +61,11 @@ pub async fn check_health_across_a_renewal(oauth_base_url: &str) -> Result<Calls
         .transport(Transport::new(http))
         .build()?;
     let auth = InfobipAuthLayer::new(source);
-    let channel = Channel::from_shared(url)?.connect().await?;
+    // A limit on each call, as copied code should have.
+    let channel = Channel::from_shared(url)?
+        .timeout(Duration::from_secs(30))
+        .connect()
+        .await?;
     // The renewal after `UNAUTHENTICATED` goes inside the auth layer.
     let channel = ServiceBuilder::new()
         .layer(auth.clone())
