@@ -212,18 +212,20 @@ where
     /// that several paths hand back is copied once more, measured by `benches/callgrind.rs`).
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let response = match self.as_mut().project().sent.as_pin_mut() {
-            Some(future) => match future.poll(cx) {
-                Poll::Ready(Ok(response)) if response.status() != StatusCode::UNAUTHORIZED => {
-                    return Poll::Ready(Ok(response));
-                }
-                Poll::Ready(Ok(response)) => response,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
-                Poll::Pending => return Poll::Pending,
-            },
+        let mut sent = self.as_mut().project().sent;
+        let result = match sent.as_mut().as_pin_mut() {
+            Some(future) => ready!(future.poll(cx)),
             None => return self.poll_rare(cx),
         };
-        self.refused(response, cx)
+        // Done with: polled again, the future answers an error instead of polling it again.
+        sent.set(None);
+        match result {
+            Ok(response) if response.status() != StatusCode::UNAUTHORIZED => {
+                Poll::Ready(Ok(response))
+            }
+            Ok(response) => self.refused(response, cx),
+            Err(error) => Poll::Ready(Err(error.into())),
+        }
     }
 }
 
@@ -240,10 +242,9 @@ where
         response: Response<ResB>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Response<ResB>, BoxError>> {
-        let mut this = self.as_mut().project();
-        match unauthorized(*this.on_401, this.rare, response) {
-            Ok(()) => this.sent.set(None),
-            Err(response) => return Poll::Ready(Ok(response)),
+        let this = self.as_mut().project();
+        if let Err(response) = unauthorized(*this.on_401, this.rare, response) {
+            return Poll::Ready(Ok(response));
         }
         self.poll_rare(cx)
     }

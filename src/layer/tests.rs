@@ -357,6 +357,61 @@ async fn a_fixed_key_401_is_final() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// A response future polled again once it has answered says so with an error: it never polls
+/// the inner future again, which (an `async` block's) would panic.
+#[tokio::test]
+async fn a_future_polled_after_its_answer_answers_an_error() -> Result<(), BoxError> {
+    // Answers 401 to `token-1` and to the key "refused", fails "broken", and takes the rest.
+    let inner = service_fn(|req: Request<Full<Bytes>>| async move {
+        match authorization(&req).as_str() {
+            "App broken" => Err(BoxError::from("broken")),
+            "Bearer token-1" | "App refused" => Ok(status(StatusCode::UNAUTHORIZED)),
+            _ => Ok(status(StatusCode::OK)),
+        }
+    });
+    let (_, renewing) = renewing();
+    // Each sent after `warm_up` requests through the same service (the first fills its copy
+    // of the header: the next one takes the hot path).
+    let cases = [
+        (
+            "answered",
+            InfobipAuthLayer::api_key("key")?,
+            1,
+            StatusCode::OK,
+        ),
+        (
+            "401 handed back",
+            InfobipAuthLayer::api_key("refused")?,
+            0,
+            StatusCode::UNAUTHORIZED,
+        ),
+        ("replayed", renewing.clone(), 0, StatusCode::OK),
+        ("hot path", renewing, 1, StatusCode::OK),
+        (
+            "failed",
+            InfobipAuthLayer::api_key("broken")?,
+            0,
+            StatusCode::OK,
+        ),
+    ];
+    for (case, layer, warm_up, expected) in cases {
+        let mut service = layer.layer(inner);
+        for _ in 0..warm_up {
+            service.ready().await?.call(post("{}")).await?;
+        }
+        let mut future = Box::pin(service.ready().await?.call(post("{}")));
+        match (&mut future).await {
+            Ok(response) => assert_eq!(response.status(), expected, "{case}"),
+            Err(error) => assert_eq!(error.to_string(), "broken", "{case}"),
+        }
+        assert!(
+            matches!(poll_once(&mut future), Poll::Ready(Err(_))),
+            "{case}: polled again"
+        );
+    }
+    Ok(())
+}
+
 /// An API key or Basic credentials need no fetch, so no tokio runtime: a client driven by
 /// another executor (here, one poll by hand) gets the header.
 #[test]
