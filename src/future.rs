@@ -20,8 +20,9 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::cache::{CacheKey, Lookup, Refusal};
+use crate::layer::no_room_for_the_credential;
 use crate::replay::Snapshot;
-use crate::{ApiError, BoxError, Error, ErrorKind};
+use crate::{ApiError, BoxError, Credential, Error, ErrorKind};
 
 pin_project! {
     /// Response future of [`InfobipAuth`](crate::InfobipAuth).
@@ -342,9 +343,7 @@ where
                 } = std::mem::replace(&mut rare.step, Step::Idle)
                 {
                     *on_401 = on_401.for_credential(id);
-                    request
-                        .headers_mut()
-                        .insert(AUTHORIZATION, credential.header().clone());
+                    set_credential(&mut request, &credential)?;
                     rare.step = Step::Readying { service, request };
                 }
             }
@@ -354,9 +353,7 @@ where
                     return Poll::Ready(Err(polled_after_completion()));
                 };
                 let mut request = snapshot.into_request();
-                request
-                    .headers_mut()
-                    .insert(AUTHORIZATION, credential.header().clone());
+                set_credential(&mut request, &credential)?;
                 // The renewal was the one a 401 gets: a refused replay is handed back, and the
                 // cache backs off before renewing again.
                 *on_401 = on_401.for_replay(id);
@@ -376,6 +373,18 @@ where
                 }
             }
         }
+    }
+}
+
+/// Sets the credential on a request the caller left without `Authorization`, or fails if its
+/// header map is full.
+fn set_credential<B>(request: &mut Request<B>, credential: &Credential) -> Result<(), Error> {
+    match request
+        .headers_mut()
+        .try_insert(AUTHORIZATION, credential.header().clone())
+    {
+        Ok(_) => Ok(()),
+        Err(_) => Err(no_room_for_the_credential()),
     }
 }
 

@@ -357,6 +357,68 @@ async fn a_fixed_key_401_is_final() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// A request whose header map is full has no room for the credential: it fails (`append`
+/// would panic) and is not sent, while one with the caller's own `Authorization` goes as it is.
+#[tokio::test]
+async fn a_request_with_a_full_header_map_fails_without_a_panic() -> Result<(), BoxError> {
+    let full = |own: Option<&'static str>| -> Result<Request<Full<Bytes>>, BoxError> {
+        let mut request = post("{}");
+        let headers = request.headers_mut();
+        if let Some(own) = own {
+            headers.insert(AUTHORIZATION, http::HeaderValue::from_static(own));
+        }
+        for n in 0.. {
+            let name = http::HeaderName::from_bytes(format!("x-{n}").as_bytes())?;
+            if headers
+                .try_insert(name, http::HeaderValue::from_static("v"))
+                .is_err()
+            {
+                break;
+            }
+        }
+        Ok(request)
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let inner = service_fn({
+        let calls = calls.clone();
+        move |req: Request<Full<Bytes>>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, Infallible>(Response::new(authorization(&req))) }
+        }
+    });
+    // A key on the slow path, then on the hot path; a token waited for.
+    let (_, renewing) = renewing();
+    for (case, layer, sent_before) in [
+        ("slow path", InfobipAuthLayer::api_key("key")?, 0),
+        ("hot path", InfobipAuthLayer::api_key("key")?, 1),
+        ("waiting", renewing, 0),
+    ] {
+        let mut service = layer.layer(inner.clone());
+        for _ in 0..sent_before {
+            service.ready().await?.call(post("{}")).await?;
+        }
+        let before = calls.load(Ordering::SeqCst);
+        let error = service
+            .ready()
+            .await?
+            .call(full(None)?)
+            .await
+            .err()
+            .ok_or(case)?;
+        assert!(
+            matches!(
+                Error::find(&*error).map(Error::kind),
+                Some(ErrorKind::Config(_))
+            ),
+            "{case}: {error}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), before, "{case}: not sent");
+        let own = service.ready().await?.call(full(Some("App mine"))?).await?;
+        assert_eq!(own.body(), "App mine", "{case}");
+    }
+    Ok(())
+}
+
 /// A response future polled again once it has answered says so with an error: it never polls
 /// the inner future again, which (an `async` block's) would panic.
 #[tokio::test]
