@@ -20,8 +20,9 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::cache::{CacheKey, Lookup, Refusal};
+use crate::layer::no_room_for_the_credential;
 use crate::replay::Snapshot;
-use crate::{ApiError, BoxError, Error, ErrorKind};
+use crate::{ApiError, BoxError, Credential, Error, ErrorKind};
 
 pin_project! {
     /// Response future of [`InfobipAuth`](crate::InfobipAuth).
@@ -212,18 +213,20 @@ where
     /// that several paths hand back is copied once more, measured by `benches/callgrind.rs`).
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let response = match self.as_mut().project().sent.as_pin_mut() {
-            Some(future) => match future.poll(cx) {
-                Poll::Ready(Ok(response)) if response.status() != StatusCode::UNAUTHORIZED => {
-                    return Poll::Ready(Ok(response));
-                }
-                Poll::Ready(Ok(response)) => response,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
-                Poll::Pending => return Poll::Pending,
-            },
+        let mut sent = self.as_mut().project().sent;
+        let result = match sent.as_mut().as_pin_mut() {
+            Some(future) => ready!(future.poll(cx)),
             None => return self.poll_rare(cx),
         };
-        self.refused(response, cx)
+        // Done with: polled again, the future answers an error instead of polling it again.
+        sent.set(None);
+        match result {
+            Ok(response) if response.status() != StatusCode::UNAUTHORIZED => {
+                Poll::Ready(Ok(response))
+            }
+            Ok(response) => self.refused(response, cx),
+            Err(error) => Poll::Ready(Err(error.into())),
+        }
     }
 }
 
@@ -240,10 +243,9 @@ where
         response: Response<ResB>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Response<ResB>, BoxError>> {
-        let mut this = self.as_mut().project();
-        match unauthorized(*this.on_401, this.rare, response) {
-            Ok(()) => this.sent.set(None),
-            Err(response) => return Poll::Ready(Ok(response)),
+        let this = self.as_mut().project();
+        if let Err(response) = unauthorized(*this.on_401, this.rare, response) {
+            return Poll::Ready(Ok(response));
         }
         self.poll_rare(cx)
     }
@@ -341,9 +343,7 @@ where
                 } = std::mem::replace(&mut rare.step, Step::Idle)
                 {
                     *on_401 = on_401.for_credential(id);
-                    request
-                        .headers_mut()
-                        .insert(AUTHORIZATION, credential.header().clone());
+                    set_credential(&mut request, &credential)?;
                     rare.step = Step::Readying { service, request };
                 }
             }
@@ -353,9 +353,7 @@ where
                     return Poll::Ready(Err(polled_after_completion()));
                 };
                 let mut request = snapshot.into_request();
-                request
-                    .headers_mut()
-                    .insert(AUTHORIZATION, credential.header().clone());
+                set_credential(&mut request, &credential)?;
                 // The renewal was the one a 401 gets: a refused replay is handed back, and the
                 // cache backs off before renewing again.
                 *on_401 = on_401.for_replay(id);
@@ -375,6 +373,18 @@ where
                 }
             }
         }
+    }
+}
+
+/// Sets the credential on a request the caller left without `Authorization`, or fails if its
+/// header map is full.
+fn set_credential<B>(request: &mut Request<B>, credential: &Credential) -> Result<(), Error> {
+    match request
+        .headers_mut()
+        .try_insert(AUTHORIZATION, credential.header().clone())
+    {
+        Ok(_) => Ok(()),
+        Err(_) => Err(no_room_for_the_credential()),
     }
 }
 

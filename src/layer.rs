@@ -541,25 +541,30 @@ impl<S: Clone> InfobipAuth<S> {
             return None;
         }
         let (header, id) = self.cache.cached(&self.local)?;
-        Some(self.authorize(request, header.clone(), id))
+        self.authorize(request, header.clone(), id)
     }
 
     /// Sets `header`, unless the caller set an `Authorization` of their own, which wins.
+    /// `None` when the request's header map is full: the slow path sends a caller's own
+    /// `Authorization` as it is, and fails the rest.
     #[inline(always)]
     fn authorize<B: 'static>(
         &self,
         request: &mut Request<B>,
         header: HeaderValue,
         id: u64,
-    ) -> (On401, Option<Replay<S, B>>) {
+    ) -> Option<(On401, Option<Replay<S, B>>)> {
         // First: a copy for the replay is of the request as the caller made it.
         let check = self.check(id, request);
         // One lookup sets the credential or finds a caller's own, which wins.
-        if request.headers_mut().append(AUTHORIZATION, header) {
-            take_back_ours(request);
-            return (On401::Pass, None);
+        match request.headers_mut().try_append(AUTHORIZATION, header) {
+            Ok(false) => Some(check),
+            Ok(true) => {
+                take_back_ours(request);
+                Some((On401::Pass, None))
+            }
+            Err(_) => None,
         }
-        check
     }
 
     /// Everything but the hot path: a caller's own credential, a refused origin, a credential
@@ -593,9 +598,23 @@ impl<S: Clone> InfobipAuth<S> {
                 }
             },
         };
-        let (on_401, replay) = self.authorize(&mut request, header, id);
-        ResponseFuture::sent(self.inner.call(request), on_401, replay)
+        match self.authorize(&mut request, header, id) {
+            Some((on_401, replay)) => {
+                ResponseFuture::sent(self.inner.call(request), on_401, replay)
+            }
+            None => ResponseFuture::failed(no_room_for_the_credential()),
+        }
     }
+}
+
+/// A request whose header map holds as many headers as a map can: no room for the credential.
+#[cold]
+pub(crate) fn no_room_for_the_credential() -> Error {
+    ConfigError::Invalid {
+        what: "request",
+        reason: "its headers fill the header map: no room for Authorization",
+    }
+    .into()
 }
 
 /// Removes the credential the layer appended after the caller's own `Authorization`, keeping

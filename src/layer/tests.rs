@@ -357,6 +357,123 @@ async fn a_fixed_key_401_is_final() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// A request whose header map is full has no room for the credential: it fails (`append`
+/// would panic) and is not sent, while one with the caller's own `Authorization` goes as it is.
+#[tokio::test]
+async fn a_request_with_a_full_header_map_fails_without_a_panic() -> Result<(), BoxError> {
+    let full = |own: Option<&'static str>| -> Result<Request<Full<Bytes>>, BoxError> {
+        let mut request = post("{}");
+        let headers = request.headers_mut();
+        if let Some(own) = own {
+            headers.insert(AUTHORIZATION, http::HeaderValue::from_static(own));
+        }
+        for n in 0.. {
+            let name = http::HeaderName::from_bytes(format!("x-{n}").as_bytes())?;
+            if headers
+                .try_insert(name, http::HeaderValue::from_static("v"))
+                .is_err()
+            {
+                break;
+            }
+        }
+        Ok(request)
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let inner = service_fn({
+        let calls = calls.clone();
+        move |req: Request<Full<Bytes>>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, Infallible>(Response::new(authorization(&req))) }
+        }
+    });
+    // A key on the slow path, then on the hot path; a token waited for.
+    let (_, renewing) = renewing();
+    for (case, layer, sent_before) in [
+        ("slow path", InfobipAuthLayer::api_key("key")?, 0),
+        ("hot path", InfobipAuthLayer::api_key("key")?, 1),
+        ("waiting", renewing, 0),
+    ] {
+        let mut service = layer.layer(inner.clone());
+        for _ in 0..sent_before {
+            service.ready().await?.call(post("{}")).await?;
+        }
+        let before = calls.load(Ordering::SeqCst);
+        let error = service
+            .ready()
+            .await?
+            .call(full(None)?)
+            .await
+            .err()
+            .ok_or(case)?;
+        assert!(
+            matches!(
+                Error::find(&*error).map(Error::kind),
+                Some(ErrorKind::Config(_))
+            ),
+            "{case}: {error}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), before, "{case}: not sent");
+        let own = service.ready().await?.call(full(Some("App mine"))?).await?;
+        assert_eq!(own.body(), "App mine", "{case}");
+    }
+    Ok(())
+}
+
+/// A response future polled again once it has answered says so with an error: it never polls
+/// the inner future again, which (an `async` block's) would panic.
+#[tokio::test]
+async fn a_future_polled_after_its_answer_answers_an_error() -> Result<(), BoxError> {
+    // Answers 401 to `token-1` and to the key "refused", fails "broken", and takes the rest.
+    let inner = service_fn(|req: Request<Full<Bytes>>| async move {
+        match authorization(&req).as_str() {
+            "App broken" => Err(BoxError::from("broken")),
+            "Bearer token-1" | "App refused" => Ok(status(StatusCode::UNAUTHORIZED)),
+            _ => Ok(status(StatusCode::OK)),
+        }
+    });
+    let (_, renewing) = renewing();
+    // Each sent after `warm_up` requests through the same service (the first fills its copy
+    // of the header: the next one takes the hot path).
+    let cases = [
+        (
+            "answered",
+            InfobipAuthLayer::api_key("key")?,
+            1,
+            StatusCode::OK,
+        ),
+        (
+            "401 handed back",
+            InfobipAuthLayer::api_key("refused")?,
+            0,
+            StatusCode::UNAUTHORIZED,
+        ),
+        ("replayed", renewing.clone(), 0, StatusCode::OK),
+        ("hot path", renewing, 1, StatusCode::OK),
+        (
+            "failed",
+            InfobipAuthLayer::api_key("broken")?,
+            0,
+            StatusCode::OK,
+        ),
+    ];
+    for (case, layer, warm_up, expected) in cases {
+        let mut service = layer.layer(inner);
+        for _ in 0..warm_up {
+            service.ready().await?.call(post("{}")).await?;
+        }
+        let mut future = Box::pin(service.ready().await?.call(post("{}")));
+        match (&mut future).await {
+            Ok(response) => assert_eq!(response.status(), expected, "{case}"),
+            Err(error) => assert_eq!(error.to_string(), "broken", "{case}"),
+        }
+        assert!(
+            matches!(poll_once(&mut future), Poll::Ready(Err(_))),
+            "{case}: polled again"
+        );
+    }
+    Ok(())
+}
+
 /// An API key or Basic credentials need no fetch, so no tokio runtime: a client driven by
 /// another executor (here, one poll by hand) gets the header.
 #[test]
