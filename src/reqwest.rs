@@ -47,6 +47,7 @@ use reqwest_middleware::{Middleware, Next};
 
 use crate::cache::Refusal;
 use crate::future::{invalid_credentials, mark_refused};
+use crate::layer::no_room_for_the_credential;
 use crate::{Error, ErrorKind, InfobipAuthLayer};
 
 /// The redirect policy for a reqwest client that carries Infobip credentials: redirects within
@@ -199,9 +200,7 @@ impl Middleware for InfobipAuthMiddleware {
         } else {
             None
         };
-        request
-            .headers_mut()
-            .insert(AUTHORIZATION, credential.header().clone());
+        set_credential(request.headers_mut(), &credential)?;
         let sent_to = request.url().clone();
         let mut response = next.clone().run(request, extensions).await?;
         if !refused_by(&response, &sent_to) {
@@ -214,9 +213,7 @@ impl Middleware for InfobipAuthMiddleware {
                     .get()
                     .await
                     .map_err(reqwest_middleware::Error::middleware)?;
-                replay
-                    .headers_mut()
-                    .insert(AUTHORIZATION, credential.header().clone());
+                set_credential(replay.headers_mut(), &credential)?;
                 let mut response = next.run(replay, extensions).await?;
                 if refused_by(&response, &sent_to) {
                     cache.refused_after_renewal(renewed);
@@ -230,6 +227,18 @@ impl Middleware for InfobipAuthMiddleware {
         mark_refused(response.extensions_mut(), invalid_credentials);
         Ok(response)
     }
+}
+
+/// Sets the credential, or fails where a full header map has no room for it (`insert` would
+/// panic).
+fn set_credential(
+    headers: &mut http::HeaderMap,
+    credential: &crate::Credential,
+) -> Result<(), reqwest_middleware::Error> {
+    headers
+        .try_insert(AUTHORIZATION, credential.header().clone())
+        .map(drop)
+        .map_err(|_| reqwest_middleware::Error::middleware(no_room_for_the_credential()))
 }
 
 /// The host reqwest gives a response built from an `http::Response` without its URL, as a

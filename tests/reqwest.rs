@@ -430,3 +430,32 @@ async fn the_redirect_policy_follows_redirects_within_the_origin() -> Result<(),
     assert_eq!(response.status(), 200, "followed, with the credential");
     Ok(())
 }
+
+/// A request whose header map is full has no room for the credential: it fails with a typed
+/// error and is not sent (`insert` would panic).
+#[tokio::test]
+async fn a_request_with_a_full_header_map_fails_without_a_panic() -> Result<(), BoxError> {
+    let server = MockServer::start().await?;
+    let auth = InfobipAuthLayer::api_key(mock::DEMO_API_KEY)?.allow_origin(server.base_url())?;
+    let mut headers = http::HeaderMap::new();
+    for n in 0.. {
+        let name = http::HeaderName::from_bytes(format!("x-{n}").as_bytes())?;
+        if headers
+            .try_insert(name, http::HeaderValue::from_static("v"))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let sent = reqwest_client(&auth)
+        .post(server.url("/sms/2/text/advanced"))
+        .headers(headers)
+        .body(SMS)
+        .send()
+        .await;
+    let error = sent.err().ok_or("sent")?;
+    let ours = infobip_auth::reqwest::find_error(&error).ok_or("not the layer's error")?;
+    assert!(matches!(ours.kind(), ErrorKind::Config(_)), "{ours:?}");
+    assert_eq!(server.counters().resource_requests("App"), 0);
+    Ok(())
+}
