@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http::header::AUTHORIZATION;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -343,7 +343,7 @@ where
                 } = std::mem::replace(&mut rare.step, Step::Idle)
                 {
                     *on_401 = on_401.for_credential(id);
-                    set_credential(&mut request, &credential)?;
+                    set_credential(request.headers_mut(), &credential)?;
                     rare.step = Step::Readying { service, request };
                 }
             }
@@ -353,7 +353,7 @@ where
                     return Poll::Ready(Err(polled_after_completion()));
                 };
                 let mut request = snapshot.into_request();
-                set_credential(&mut request, &credential)?;
+                set_credential(request.headers_mut(), &credential)?;
                 // The renewal was the one a 401 gets: a refused replay is handed back, and the
                 // cache backs off before renewing again.
                 *on_401 = on_401.for_replay(id);
@@ -377,12 +377,12 @@ where
 }
 
 /// Sets the credential on a request the caller left without `Authorization`, or fails if its
-/// header map is full.
-fn set_credential<B>(request: &mut Request<B>, credential: &Credential) -> Result<(), Error> {
-    match request
-        .headers_mut()
-        .try_insert(AUTHORIZATION, credential.header().clone())
-    {
+/// header map is full (`insert` would panic).
+pub(crate) fn set_credential(
+    headers: &mut HeaderMap,
+    credential: &Credential,
+) -> Result<(), Error> {
+    match headers.try_insert(AUTHORIZATION, credential.header().clone()) {
         Ok(_) => Ok(()),
         Err(_) => Err(no_room_for_the_credential()),
     }

@@ -46,8 +46,7 @@ use http::{Extensions, StatusCode, Uri};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::cache::Refusal;
-use crate::future::{invalid_credentials, mark_refused};
-use crate::layer::no_room_for_the_credential;
+use crate::future::{invalid_credentials, mark_refused, set_credential};
 use crate::{Error, ErrorKind, InfobipAuthLayer};
 
 /// The redirect policy for a reqwest client that carries Infobip credentials: redirects within
@@ -200,7 +199,8 @@ impl Middleware for InfobipAuthMiddleware {
         } else {
             None
         };
-        set_credential(request.headers_mut(), &credential)?;
+        set_credential(request.headers_mut(), &credential)
+            .map_err(reqwest_middleware::Error::middleware)?;
         let sent_to = request.url().clone();
         let mut response = next.clone().run(request, extensions).await?;
         if !refused_by(&response, &sent_to) {
@@ -213,7 +213,8 @@ impl Middleware for InfobipAuthMiddleware {
                     .get()
                     .await
                     .map_err(reqwest_middleware::Error::middleware)?;
-                set_credential(replay.headers_mut(), &credential)?;
+                set_credential(replay.headers_mut(), &credential)
+                    .map_err(reqwest_middleware::Error::middleware)?;
                 let mut response = next.run(replay, extensions).await?;
                 if refused_by(&response, &sent_to) {
                     cache.refused_after_renewal(renewed);
@@ -227,18 +228,6 @@ impl Middleware for InfobipAuthMiddleware {
         mark_refused(response.extensions_mut(), invalid_credentials);
         Ok(response)
     }
-}
-
-/// Sets the credential, or fails where a full header map has no room for it (`insert` would
-/// panic).
-fn set_credential(
-    headers: &mut http::HeaderMap,
-    credential: &crate::Credential,
-) -> Result<(), reqwest_middleware::Error> {
-    headers
-        .try_insert(AUTHORIZATION, credential.header().clone())
-        .map(drop)
-        .map_err(|_| reqwest_middleware::Error::middleware(no_room_for_the_credential()))
 }
 
 /// The host reqwest gives a response built from an `http::Response` without its URL, as a
