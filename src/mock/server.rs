@@ -222,7 +222,8 @@ impl MockServer {
     /// faults (a renewal's `DELETE` and its create each take their own); faults are used one
     /// per `DELETE`, in the order they were queued. A faulted `DELETE` answers the fault
     /// instead and leaves the session alive; a [`Fault::Delay`] ends it after the delay, and
-    /// [`Fault::AnswerLost`] ends it and then drops the connection. Throttled deletes are answered `429` before any fault is used.
+    /// [`Fault::AnswerLost`] ends it and then drops the connection. Throttled deletes are
+    /// answered `429` before any fault is used.
     ///
     /// ```
     /// use http::StatusCode;

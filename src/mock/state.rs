@@ -319,7 +319,10 @@ impl State {
             username: username.to_owned(),
             number,
             expires_at: now,
-            ends_at: (self.settings.session_max_lifetime).map(|lifetime| deadline(now, lifetime)),
+            ends_at: self
+                .settings
+                .session_max_lifetime
+                .map(|lifetime| deadline(now, lifetime)),
         };
         session.extend(now, idle);
         live.sessions.insert(token.clone(), session);
