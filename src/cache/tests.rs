@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::test_helpers::{TestSource, transient};
+use crate::{Error, ErrorKind};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const MINUTE: Duration = Duration::from_secs(60);
