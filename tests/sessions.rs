@@ -1014,14 +1014,14 @@ async fn a_delete_that_cannot_connect_leaves_the_session_alive_not_in_doubt() ->
     Ok(())
 }
 
-/// A client that does not say whether its request left (here, one of its own that fails the
-/// way a socket does) keeps the cautious reading: the `DELETE` may have ended the session, so
+/// A failure that does not say whether the request left (here, a connection reset by a client
+/// of the test's own) keeps the cautious reading: the `DELETE` may have ended the session, so
 /// when the create fails too the session is in doubt.
 #[tokio::test]
 async fn a_client_that_cannot_tell_leaves_the_session_in_doubt() -> Result<(), BoxError> {
     let silent = tower::service_fn(|_: Request<Full<Bytes>>| async {
         Err::<http::Response<Full<Bytes>>, _>(std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused,
+            std::io::ErrorKind::ConnectionReset,
         ))
     });
     let session = Session::builder("https://xyz12.api.infobip.com", USER, PASSWORD)

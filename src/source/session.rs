@@ -215,9 +215,8 @@ impl TokenSource for Session {
     ///
     /// A `5xx` or `429` to ending the previous session fails the renewal, to be retried after
     /// a backoff while the old session keeps serving if it is still valid; so does a `DELETE`
-    /// that never left, which cannot have ended it (the client could not connect: refused, no
-    /// such host, a failed TLS handshake; hyper-util's client and reqwest tell this, any other
-    /// client's failure counts as unanswered). A `DELETE` left unanswered (a broken
+    /// that never left, which cannot have ended it (a refused connection, or any failure to
+    /// connect that reqwest reports). A `DELETE` left unanswered (a broken
     /// connection, a timeout) may or may not have ended it, and the create tells which:
     /// Infobip hands a login the session still alive, so the same token back means the
     /// `DELETE` did nothing (the renewal fails as after a `5xx`), and another token is the new
