@@ -38,6 +38,10 @@ type AnyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// The timeout is tokio's: a token request outside a tokio runtime, or on one built without
 /// timers, fails at once with [`ErrorKind::Config`] saying so.
 ///
+/// hyper-util's client and reqwest tell a request they could not connect for (so never sent)
+/// from one sent and left unanswered; ending an IBSSO [`Session`](crate::source::Session)
+/// relies on it. Any other client's failure is taken as possibly sent.
+///
 /// ```
 /// use bytes::Bytes;
 /// use http::{Request, Response};
@@ -414,6 +418,33 @@ fn transport(err: BoxError) -> Error {
     Error::new(ErrorKind::Transport).with_source(err)
 }
 
+/// Whether `err` is a token request that never left this machine: the client could not
+/// connect (refused, no such host, a failed TLS handshake), so the server knows nothing of it.
+/// Only hyper-util's client (reqwest's too) says so; a failure from any other client, a
+/// timeout among them, may have come after the request was sent.
+pub(crate) fn never_sent(err: &Error) -> bool {
+    if !matches!(err.kind(), ErrorKind::Transport) {
+        return false;
+    }
+    let mut next = std::error::Error::source(err);
+    while let Some(cause) = next {
+        if cause
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        {
+            return true;
+        }
+        // An `io::Error`'s `source` skips the error it wraps.
+        next = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
+    }
+    false
+}
+
 /// A request that could not be built.
 fn unbuildable(err: http::Error) -> Error {
     Error::new(ErrorKind::Transport).with_source(err)
@@ -639,6 +670,31 @@ mod tests {
             refused.as_ref().map_err(Error::kind),
             Err(ErrorKind::ResponseTooLarge { limit: 10 })
         ));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn only_a_connection_never_made_counts_as_never_sent() -> Result<(), BoxError> {
+        // Bound but not listening: every connection to it is refused.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let uri = format!("http://{}/auth/1/session", socket.local_addr()?);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        let refused = || async {
+            let request = Request::delete(&uri).body(Full::default())?;
+            let err = client.request(request).await.err().ok_or("connected")?;
+            Ok::<_, BoxError>(Box::new(err) as BoxError)
+        };
+        assert!(never_sent(&transport(refused().await?)));
+        // A layer of the caller's may wrap it in an `io::Error`, whose `source` skips it.
+        let wrapped = std::io::Error::other(refused().await?);
+        assert!(never_sent(&transport(Box::new(wrapped))));
+        // Another client's words tell nothing, nor does a timeout.
+        let other = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!never_sent(&transport(Box::new(other))));
+        assert!(!never_sent(&Error::new(ErrorKind::Timeout)));
         Ok(())
     }
 

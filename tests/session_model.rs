@@ -6,7 +6,7 @@
 //! idle gaps shorter and longer than the idle timeout, `refresh()`, `revoke()` (alone, with a
 //! request right behind, or given up by its caller after 300 ms), the server ending the
 //! session on its own, failed and slow session creates and deletes (some acted on, their
-//! answers lost), and other clients filling the 10 requests/s windows of the create and delete
+//! answers lost; deletes also never sent, their connection refused), and other clients filling the 10 requests/s windows of the create and delete
 //! endpoints. Every request, the source's too, passes a recorder that keeps a model of the sessions alive at the server (ended by a
 //! `DELETE`, by the server, by idleness, or at the maximum age, which the recorder enforces on
 //! the server's behalf) and checks, as each event happens:
@@ -27,6 +27,8 @@
 //!   a request succeeds; a last `revoke()` leaves nothing alive.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,6 +44,7 @@ use infobip_auth::mock::{Fault, MockConfig, MockServer, SessionEvent};
 use infobip_auth::source::{Session, Transport};
 use infobip_auth::{BoxError, Error, InfobipAuthLayer, ReplayPolicy};
 use proptest::prelude::*;
+use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower::{Layer as _, Service, ServiceExt as _};
@@ -92,6 +95,9 @@ enum DeleteFault {
     AnswerLost,
     /// Ends the session after 1.5 s.
     Slow,
+    /// Never reaches the server: the recorder sends it to a loopback port that refuses the
+    /// connection, so the session is certainly alive.
+    Unreachable,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -450,6 +456,10 @@ struct Recorder {
     client: HttpClient,
     server: Arc<MockServer>,
     model: Shared,
+    /// How many of the next `DELETE`s go to `refusing` instead of the server.
+    unreachable_deletes: Arc<AtomicUsize>,
+    /// A loopback address where nothing listens.
+    refusing: SocketAddr,
 }
 
 impl Service<Request<Full<Bytes>>> for Recorder {
@@ -474,7 +484,7 @@ enum Kind {
 }
 
 impl Recorder {
-    async fn record(self, request: Request<Full<Bytes>>) -> Reply {
+    async fn record(self, mut request: Request<Full<Bytes>>) -> Reply {
         let header = |name| {
             request
                 .headers()
@@ -501,6 +511,13 @@ impl Recorder {
                 }
             }
         };
+        let refused = matches!(kind, Kind::Delete(_))
+            && (self.unreachable_deletes)
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if refused && let Ok(uri) = format!("http://{}{SESSION_PATH}", self.refusing).parse() {
+            *request.uri_mut() = uri;
+        }
         let destroyed_before = destroyed(&self.server);
         let answer = async {
             let response = self.client.request(request).await?;
@@ -525,7 +542,9 @@ impl Recorder {
                     None if destroyed(&self.server) > destroyed_before => Some(StatusCode::OK),
                     status => status,
                 };
-                model.delete_answered(sent, token.as_deref(), status, answer.is_err());
+                // One that never left leaves no doubt: the session is alive.
+                let unanswered = answer.is_err() && !refused;
+                model.delete_answered(sent, token.as_deref(), status, unanswered);
             }
             Kind::Resource(id) => model.resource_answered(id, token.as_deref(), status),
         }
@@ -568,6 +587,8 @@ struct Case {
     faults: usize,
     /// Faults injected into deletes: some may be left for the last `revoke()`.
     delete_faults: usize,
+    /// Bound to the recorder's refusing address, and not listening, for the case's length.
+    _nothing_listening: TcpSocket,
 }
 
 impl Case {
@@ -581,10 +602,15 @@ impl Case {
                 .map_err(|e| e.to_string())?,
         );
         let model = Arc::new(Mutex::new(Model::new(max_age)));
+        let nothing_listening = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        (nothing_listening.bind(SocketAddr::from(([127, 0, 0, 1], 0))))
+            .map_err(|e| e.to_string())?;
         let recorder = Recorder {
             client: Client::builder(TokioExecutor::new()).build_http(),
             server: server.clone(),
             model: model.clone(),
+            unreachable_deletes: Arc::default(),
+            refusing: nothing_listening.local_addr().map_err(|e| e.to_string())?,
         };
         let mut session = Session::builder(server.base_url(), USER, PASSWORD)
             .transport(Transport::new(recorder.clone()))
@@ -607,6 +633,7 @@ impl Case {
             next_id: 1,
             faults: 0,
             delete_faults: 0,
+            _nothing_listening: nothing_listening,
         })
     }
 
@@ -713,6 +740,10 @@ impl Case {
                     CreateFault::Slow => Fault::Delay(Duration::from_millis(1_500)),
                 });
             }
+            Op::FailDelete(DeleteFault::Unreachable) => {
+                self.delete_faults += 1;
+                (self.services[0].get_ref().unreachable_deletes).fetch_add(1, Ordering::SeqCst);
+            }
             Op::FailDelete(fault) => {
                 self.delete_faults += 1;
                 self.server.inject_delete(match *fault {
@@ -726,6 +757,7 @@ impl Case {
                     DeleteFault::Truncated => Fault::Truncated,
                     DeleteFault::AnswerLost => Fault::AnswerLost,
                     DeleteFault::Slow => Fault::Delay(Duration::from_millis(1_500)),
+                    DeleteFault::Unreachable => return Ok(()),
                 });
             }
             Op::FillCreateWindow => {
@@ -873,6 +905,7 @@ fn op() -> impl Strategy<Value = Op> {
         Just(DeleteFault::Truncated),
         Just(DeleteFault::AnswerLost),
         Just(DeleteFault::Slow),
+        Just(DeleteFault::Unreachable),
     ];
     let fault = prop_oneof![
         Just(CreateFault::Status500),
@@ -1009,4 +1042,27 @@ fn a_delete_whose_answer_is_lost_sends_nothing_with_the_ended_session() -> Resul
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(run(Some(MAX_AGE), ops))
+}
+
+/// A renewal whose `DELETE` never left (its connection refused): the session is certainly
+/// alive, so no create follows until a later `DELETE` ends it (one used to follow at once, as
+/// after a `DELETE` left unanswered, and a login was sent while the session lived).
+#[test]
+fn a_delete_that_never_left_is_followed_by_no_create() -> Result<(), String> {
+    let send = Op::Send {
+        no_replay: false,
+        drop: false,
+    };
+    let ops = vec![
+        send,
+        Op::FailDelete(DeleteFault::Unreachable),
+        Op::Refresh,
+        send,
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run(None, ops))
 }

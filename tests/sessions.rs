@@ -3,19 +3,26 @@
 
 mod support;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use infobip_auth::mock::{Fault, MockConfig, MockServer, SessionEvent};
-use infobip_auth::source::Session;
-use infobip_auth::{BoxError, InfobipAuthLayer, ReplayPolicy};
-use tower::Layer as _;
+use infobip_auth::source::{Session, TokenSource as _, Transport};
+use infobip_auth::{BoxError, Credential, ErrorKind, InfobipAuthLayer, ReplayPolicy};
+use tokio::net::TcpSocket;
+use tower::{Layer as _, Service};
 
 use support::{
-    Authenticated, assert_backoff, assert_malformed_answer_typed, assert_refused_without_a_loop,
-    assert_retry_after_waited_out, assert_transient_500s_then_recovery, client,
-    drop_a_request_mid_fetch, malformed_answers, ours, reports, requests_over_time, send,
-    send_concurrently, sms, transport,
+    Authenticated, HttpClient, assert_backoff, assert_malformed_answer_typed,
+    assert_refused_without_a_loop, assert_retry_after_waited_out,
+    assert_transient_500s_then_recovery, client, drop_a_request_mid_fetch, malformed_answers, ours,
+    reports, requests_over_time, send, send_concurrently, sms, transport,
 };
 
 const USER: &str = "alice";
@@ -888,5 +895,145 @@ async fn a_revoke_whose_answer_is_lost_is_finished_by_the_next() -> Result<(), B
         [created(1), destroyed(1), created(2), destroyed(2)]
     );
     assert_eq!(counters.unauthorized, 0, "sent with the ended session");
+    Ok(())
+}
+
+/// A loopback address where nothing listens: a socket bound to it (so no other test takes the
+/// port) but not listening, which refuses every connection.
+fn nothing_listening() -> Result<(TcpSocket, SocketAddr), BoxError> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let address = socket.local_addr()?;
+    Ok((socket, address))
+}
+
+/// `client`, sending every request to `refusing` instead while `cut_off` is set: the session
+/// endpoint cannot be reached, and the requests never leave.
+fn cut_off_while(
+    client: HttpClient,
+    cut_off: Arc<AtomicBool>,
+    refusing: SocketAddr,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = http::Response<Incoming>,
+    Error = hyper_util::client::legacy::Error,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |mut request: Request<Full<Bytes>>| {
+        if cut_off.load(Ordering::SeqCst) {
+            let path = request.uri().path().to_owned();
+            if let Ok(uri) = format!("http://{refusing}{path}").parse() {
+                *request.uri_mut() = uri;
+            }
+        }
+        client.request(request)
+    })
+}
+
+/// A renewal whose `DELETE` could not be sent at all (the session endpoint refuses the
+/// connection) knows the session is alive: the renewal fails as after a `5xx`, the session
+/// keeps serving through the backoff, and the next renewal ends it and makes a new one.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_cannot_connect_keeps_serving_the_live_session() -> Result<(), BoxError> {
+    let server = server(60 * MINUTE).await?;
+    let (_socket, refusing) = nothing_listening()?;
+    let cut_off = Arc::new(AtomicBool::new(false));
+    let session = Session::builder(server.base_url(), USER, PASSWORD)
+        .transport(Transport::new(cut_off_while(
+            client(),
+            Arc::clone(&cut_off),
+            refusing,
+        )))
+        .build()?;
+    let layer = InfobipAuthLayer::new(session);
+    let mut service = layer.layer(client());
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+
+    cut_off.store(true, Ordering::SeqCst);
+    let failed = layer.refresh().await;
+    let err = failed.as_ref().err().ok_or("renewed while cut off")?;
+    assert!(
+        err.is_transient() && !err.is_previous_in_doubt() && !err.is_previous_ended(),
+        "{err:?}"
+    );
+    assert!(matches!(err.kind(), ErrorKind::Transport), "{err:?}");
+    // The live session serves through the backoff.
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(counters.session_events, [created(1)]);
+    assert_eq!(counters.session_deletes, 0, "none reached the server");
+
+    cut_off.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(2)).await; // past the backoff
+    layer.refresh().await?;
+    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2)]
+    );
+    assert_eq!(counters.resource_requests("IBSSO"), 3);
+    assert_eq!(counters.unauthorized, 0);
+    Ok(())
+}
+
+/// The source alone, through each client that tells a connection it could not make: ending a
+/// session at an address that refuses the connection fails the renewal with no create tried
+/// (it would be refused too, and leave the live session in doubt).
+#[tokio::test]
+async fn a_delete_that_cannot_connect_leaves_the_session_alive_not_in_doubt() -> Result<(), BoxError>
+{
+    let (_socket, refusing) = nothing_listening()?;
+    let base = format!("http://{refusing}");
+    let transports = [
+        ("hyper-util", transport(&client())),
+        #[cfg(feature = "reqwest")]
+        ("reqwest", Transport::reqwest(reqwest::Client::builder())?),
+    ];
+    let previous = Credential::new("IBSSO", "live-session")?;
+    for (name, transport) in transports {
+        let session = Session::builder(&base, USER, PASSWORD)
+            .transport(transport)
+            .build()?;
+        let err = session
+            .fetch(Some(&previous))
+            .await
+            .err()
+            .ok_or("connected to nothing")?;
+        assert!(
+            matches!(err.kind(), ErrorKind::Transport),
+            "{name}: {err:?}"
+        );
+        assert!(
+            err.is_transient() && !err.is_previous_in_doubt() && !err.is_previous_ended(),
+            "{name}: {err:?}"
+        );
+    }
+    Ok(())
+}
+
+/// A failure that does not say whether the request left (here, a connection reset by a client
+/// of the test's own) keeps the cautious reading: the `DELETE` may have ended the session, so
+/// when the create fails too the session is in doubt.
+#[tokio::test]
+async fn a_client_that_cannot_tell_leaves_the_session_in_doubt() -> Result<(), BoxError> {
+    let silent = tower::service_fn(|_: Request<Full<Bytes>>| async {
+        Err::<http::Response<Full<Bytes>>, _>(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        ))
+    });
+    let session = Session::builder("https://xyz12.api.infobip.com", USER, PASSWORD)
+        .transport(Transport::new(silent))
+        .build()?;
+    let previous = Credential::new("IBSSO", "live-session")?;
+    let err = session
+        .fetch(Some(&previous))
+        .await
+        .err()
+        .ok_or("no server, yet a session")?;
+    assert!(matches!(err.kind(), ErrorKind::Transport), "{err:?}");
+    assert!(err.is_previous_in_doubt(), "{err:?}");
     Ok(())
 }

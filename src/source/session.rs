@@ -188,9 +188,10 @@ impl Session {
     }
 }
 
-/// Whether a request failed without an answer from the server, which may have acted on it.
+/// Whether a request failed without an answer from the server, which may have acted on it. A
+/// request the client could not send at all (it could not connect) is not one.
 fn unanswered(err: &Error) -> bool {
-    matches!(err.kind(), ErrorKind::Transport | ErrorKind::Timeout)
+    matches!(err.kind(), ErrorKind::Transport | ErrorKind::Timeout) && !transport::never_sent(err)
 }
 
 /// The body of `POST /auth/1/session`, borrowing the password so no copy outlives the request.
@@ -213,12 +214,14 @@ impl TokenSource for Session {
     /// Ends `previous` (if any), then creates a session.
     ///
     /// A `5xx` or `429` to ending the previous session fails the renewal, to be retried after
-    /// a backoff while the old session keeps serving if it is still valid. A `DELETE` left
-    /// unanswered (a broken connection, a timeout) may or may not have ended it, and the create
-    /// tells which: Infobip hands a login the session still alive, so the same token back
-    /// means the `DELETE` did nothing (the renewal fails as after a `5xx`), and another token
-    /// is the new session. If the create fails too, the old session is not sent again, only
-    /// ended first by the next renewal (where a `401` says it had ended). Any other answer
+    /// a backoff while the old session keeps serving if it is still valid; so does a `DELETE`
+    /// that never left, which cannot have ended it (a refused connection, or any failure to
+    /// connect that reqwest reports). A `DELETE` left unanswered (a broken
+    /// connection, a timeout) may or may not have ended it, and the create tells which:
+    /// Infobip hands a login the session still alive, so the same token back means the
+    /// `DELETE` did nothing (the renewal fails as after a `5xx`), and another token is the new
+    /// session. If the create fails too, the old session is not sent again, only ended first
+    /// by the next renewal (where a `401` says it had ended). Any other answer
     /// (`2xx`, `401` for an ended session, another `4xx`, or a redirect, which is never
     /// followed) lets the new session be created. If that fails after the previous session was
     /// ended, the error says so ([`Error::is_previous_ended`]): the cache stops sending the
