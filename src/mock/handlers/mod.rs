@@ -51,11 +51,16 @@ where
 {
     let method = req.method().clone();
     let path = decode_unreserved(req.uri().path()).into_owned();
-    match (method, path.as_str()) {
+    // No endpoint here ends with a slash: matching without one ignores a trailing slash, as
+    // the scope catalogue does.
+    let endpoint = path.strip_suffix('/').unwrap_or(&path);
+    match (method, endpoint) {
         (Method::POST, SESSION) => token_endpoint(&state, TokenEndpoint::Session, req).await,
         (Method::DELETE, SESSION) => session::destroy(&state, req.headers()).await,
         (Method::POST, OAUTH_TOKEN) => token_endpoint(&state, TokenEndpoint::OAuth, req).await,
-        (Method::GET, AUTHORIZE) => Ok(exchange::authorize(&state, req.uri().query())),
+        (Method::GET | Method::HEAD, AUTHORIZE) => {
+            Ok(exchange::authorize(&state, req.uri().query()))
+        }
         (Method::POST, EXCHANGE_TOKEN) => {
             token_endpoint(&state, TokenEndpoint::Exchange, req).await
         }
