@@ -122,8 +122,8 @@
 //! # Faults and counters
 //!
 //! [`MockServer::inject`] queues a [`Fault`] for the next token-endpoint request (an error
-//! status with `Retry-After`, an exact body, a truncated body, a dropped connection, a delay,
-//! or an answer lost after the server acted);
+//! status with `Retry-After`, an exact body, a dropped connection, a delay, or an answer cut
+//! or lost after the server acted);
 //! [`MockServer::set_latency`] slows every token endpoint; [`MockServer::inject_delete`] and
 //! [`MockServer::set_delete_latency`] do the same for session `DELETE`s; [`MockServer::revoke_api_key`],
 //! [`MockServer::revoke_token`], [`MockServer::revoke_all_tokens`] and

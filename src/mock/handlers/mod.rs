@@ -12,10 +12,10 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode};
 
-use super::Fault;
 use super::operations::decode_unreserved;
 use super::reply::{self, DropConnection, Refusal, Reply};
 use super::state::{State, TokenEndpoint};
+use super::{Fault, faults};
 use crate::BoxError;
 
 const SESSION: &str = "/auth/1/session";
@@ -89,6 +89,7 @@ where
         tokio::time::sleep(latency).await;
     }
     let answer_lost = fault == Some(Fault::AnswerLost);
+    let truncated = fault == Some(Fault::Truncated);
     if let Some(fault) = fault
         && let Some(instead) = fault.apply().await
     {
@@ -101,6 +102,9 @@ where
     };
     if answer_lost {
         return Err(DropConnection);
+    }
+    if truncated {
+        return Ok(faults::cut(answered).await);
     }
     Ok(answered)
 }
