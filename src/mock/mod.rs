@@ -88,8 +88,14 @@
 //! | `POST /auth/1/session` | `application/json` `{"username","password"}` (+ optional `"unsafe": bool`) | `200 {"token"}`; a user's live session is returned again (and extended) until it is destroyed or expires; `401` `UNAUTHORIZED` for wrong credentials; `400` for another content type, a missing or unexpected field; `429` over the rate |
 //! | `DELETE /auth/1/session` | `Authorization: IBSSO <token>` | `200` with no body; `401` for an unknown or expired token; `429` over the rate |
 //! | `POST /auth/1/oauth2/token` | form `client_id`, `client_secret`, `grant_type=client_credentials` | `200 {"access_token","expires_in","token_type":"Bearer"}` (`expires_in` a number, or a string with [`MockConfig::expires_in_as_string`]); `401` for an unknown client or a wrong secret, its body Infobip's `OAuthApiException`: `{"error":"invalid_client","requestError":{…}}`; `400` for another content type, grant type, a missing or unexpected field; `429` over the rate |
-//! | `GET /exchange/1/oauth/authorize` | query `response_type=code`, `client_id`, `state`, `redirect_uri`, `scope`, optional `code_challenge` (+ `code_challenge_method=S256`) | `302`, `Location: <redirect_uri>?code=<16 hex>&state=<state>`, approved for the app's user; `400` for an unknown client or another redirect URI |
-//! | `POST /exchange/1/oauth/token` | form `grant_type=authorization_code`, `client_id`, `code`, `redirect_uri` and `client_secret` or (PKCE) `code_verifier`; or `grant_type=refresh_token`, `code=<token>` | `200 {"token","tokenType":"IBSSO","accountKey","userKey","username","email","locale","roles","groups"}`; codes are single use and live one minute, tokens live one minute; `400` for a reused, expired or unknown code, a wrong verifier, another `redirect_uri` or `client_id`; `401` for a wrong secret or refreshing an expired token |
+//! | `GET /exchange/1/oauth/authorize` | query `response_type=code`, `client_id`, `state`, `redirect_uri`, `scope`, optional `code_challenge` (+ `code_challenge_method=S256`) | `302`, `Location: <redirect_uri>?code=<16 hex>&state=<state>`, approved for the app's user; `400` for an unknown client or another redirect URI; `HEAD` as `GET` |
+//! | `POST /exchange/1/oauth/token` | form `grant_type=authorization_code`, `client_id`, `code`, `redirect_uri` and `client_secret` or (PKCE) `code_verifier`; or `grant_type=refresh_token`, `code=<token>` | `200 {"token","tokenType":"IBSSO","accountKey","userKey","username","email","locale","roles","groups"}`; codes are single use and live one minute, tokens live one minute; `400` for a reused, expired or unknown code, a wrong verifier (of any length: Infobip's guide only recommends 43 to 128 characters, and its example sends `123`), another `redirect_uri` or `client_id`; `401` for a wrong secret or refreshing an expired token |
+//!
+//! The authorize endpoint plays a user who approves. Infobip's guide says a user who cancels
+//! is sent back to the page they came from, not to the redirect URI: the app never hears of
+//! the denial, and its pending authorization just expires. A test plays that by not following
+//! the `302`; the server never sends `error=access_denied` to the redirect URI, as Infobip
+//! documents no such callback.
 //!
 //! # Protected operations
 //!
