@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_LENGTH, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
@@ -61,8 +61,36 @@ pub enum Fault {
         /// The body to send.
         body: Bytes,
     },
-    /// Answer `200` whose `Content-Length` promises more than is sent, then close the
-    /// connection.
+    /// Act on the request as usual, then send the answer's status and headers with a
+    /// `Content-Length` that promises more than is sent (the whole body, or one byte when it
+    /// has none, as a session `DELETE`'s `200`), send the first half of the body, and close
+    /// the connection. As with [`Fault::AnswerLost`], the server's state changed (the session
+    /// created or ended, the token issued, the code used); the client sees the status, then
+    /// a body it cannot read whole. A `200` is never sent for an act not done.
+    ///
+    /// ```
+    /// use infobip_auth::mock::{Fault, MockServer, SessionEvent};
+    /// # use infobip_auth::mock::{DEMO_PASSWORD, DEMO_USERNAME};
+    /// # use infobip_auth::source::{Session, TokenSource};
+    /// use infobip_auth::InfobipAuthLayer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let transport = || infobip_auth::source::Transport::new(
+    /// #     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #         .build_http::<http_body_util::Full<bytes::Bytes>>(),
+    /// # );
+    /// let server = MockServer::start().await?;
+    /// # let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
+    /// #     .transport(transport())
+    /// #     .build()?;
+    /// // `session` logs the demo user in.
+    /// let layer = InfobipAuthLayer::new(session);
+    /// layer.credential().await?;
+    /// server.inject_delete(Fault::Truncated);
+    /// let _ = layer.revoke().await;
+    /// // Whatever the client made of the cut answer, the session has ended.
+    /// assert_eq!(server.counters().session_events.last(), Some(&SessionEvent::Destroyed { session: 1 }));
+    /// # Ok(()) }
+    /// ```
     Truncated,
     /// Close the connection without answering.
     CloseConnection,
@@ -100,8 +128,9 @@ pub enum Fault {
 
 impl Fault {
     /// Applies the fault: `None` to act on the request (after a [`Fault::Delay`]; for
-    /// [`Fault::AnswerLost`] the caller drops the connection afterwards), otherwise the answer
-    /// to give instead, where `Err` drops the connection.
+    /// [`Fault::AnswerLost`] the caller drops the connection afterwards, for
+    /// [`Fault::Truncated`] it sends its answer through [`cut`]), otherwise the answer to give
+    /// instead, where `Err` drops the connection.
     pub(crate) async fn apply(self) -> Option<Result<Reply, DropConnection>> {
         match self {
             Fault::Status {
@@ -122,31 +151,37 @@ impl Fault {
                 content_type,
                 body,
             } => Some(Ok(reply::raw(status, content_type, body))),
-            Fault::Truncated => Some(Ok(truncated())),
             Fault::CloseConnection => Some(Err(DropConnection)),
             Fault::Delay(delay) => {
                 tokio::time::sleep(delay).await;
                 None
             }
-            Fault::AnswerLost => None,
+            Fault::Truncated | Fault::AnswerLost => None,
         }
     }
 }
 
-/// `200` with a `Content-Length` of a whole token answer, of which only the first half is
-/// sent before the body fails and hyper closes the connection. The body yields once between
-/// the two so that hyper flushes the head and the first half.
-fn truncated() -> Reply {
-    const WHOLE: &[u8] = br#"{"token":"00000000-0000-4000-8000-000000000000"}"#;
-    let half = Bytes::from_static(&WHOLE[..WHOLE.len() / 2]);
+/// `answer` with a `Content-Length` of its whole body (one byte when it has none), of which
+/// only the first half is sent before the body fails and hyper closes the connection. The body
+/// yields once between the two so that hyper flushes the head and the first half.
+pub(crate) async fn cut(answer: Reply) -> Reply {
+    let (mut parts, body) = answer.into_parts();
+    let whole = body
+        .collect()
+        .await
+        .map(|body| body.to_bytes())
+        .unwrap_or_default();
+    let half = whole.slice(..whole.len() / 2);
     let first = stream::iter([Ok::<_, BoxError>(Frame::data(half))]);
     let then_fail = stream::once(async {
         tokio::task::yield_now().await;
         Err::<Frame<Bytes>, BoxError>(Box::new(DropConnection))
     });
-    let mut reply = Response::new(BodyExt::boxed(StreamBody::new(first.chain(then_fail))));
-    let headers = reply.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(WHOLE.len()));
-    reply
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(whole.len().max(1)));
+    Response::from_parts(
+        parts,
+        BodyExt::boxed(StreamBody::new(first.chain(then_fail))),
+    )
 }

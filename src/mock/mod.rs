@@ -88,8 +88,14 @@
 //! | `POST /auth/1/session` | `application/json` `{"username","password"}` (+ optional `"unsafe": bool`) | `200 {"token"}`; a user's live session is returned again (and extended) until it is destroyed or expires; `401` `UNAUTHORIZED` for wrong credentials; `400` for another content type, a missing or unexpected field; `429` over the rate |
 //! | `DELETE /auth/1/session` | `Authorization: IBSSO <token>` | `200` with no body; `401` for an unknown or expired token; `429` over the rate |
 //! | `POST /auth/1/oauth2/token` | form `client_id`, `client_secret`, `grant_type=client_credentials` | `200 {"access_token","expires_in","token_type":"Bearer"}` (`expires_in` a number, or a string with [`MockConfig::expires_in_as_string`]); `401` for an unknown client or a wrong secret, its body Infobip's `OAuthApiException`: `{"error":"invalid_client","requestError":{…}}`; `400` for another content type, grant type, a missing or unexpected field; `429` over the rate |
-//! | `GET /exchange/1/oauth/authorize` | query `response_type=code`, `client_id`, `state`, `redirect_uri`, `scope`, optional `code_challenge` (+ `code_challenge_method=S256`) | `302`, `Location: <redirect_uri>?code=<16 hex>&state=<state>`, approved for the app's user; `400` for an unknown client or another redirect URI |
-//! | `POST /exchange/1/oauth/token` | form `grant_type=authorization_code`, `client_id`, `code`, `redirect_uri` and `client_secret` or (PKCE) `code_verifier`; or `grant_type=refresh_token`, `code=<token>` | `200 {"token","tokenType":"IBSSO","accountKey","userKey","username","email","locale","roles","groups"}`; codes are single use and live one minute, tokens live one minute; `400` for a reused, expired or unknown code, a wrong verifier, another `redirect_uri` or `client_id`; `401` for a wrong secret or refreshing an expired token |
+//! | `GET /exchange/1/oauth/authorize` | query `response_type=code`, `client_id`, `state`, `redirect_uri`, `scope`, optional `code_challenge` (+ `code_challenge_method=S256`) | `302`, `Location: <redirect_uri>?code=<16 hex>&state=<state>`, approved for the app's user; `400` for an unknown client or another redirect URI; `HEAD` as `GET` |
+//! | `POST /exchange/1/oauth/token` | form `grant_type=authorization_code`, `client_id`, `code`, `redirect_uri` and `client_secret` or (PKCE) `code_verifier`; or `grant_type=refresh_token`, `code=<token>` | `200 {"token","tokenType":"IBSSO","accountKey","userKey","username","email","locale","roles","groups"}`; codes are single use and live one minute, tokens live one minute; `400` for a reused, expired or unknown code, a wrong verifier (of any length: Infobip's guide only recommends 43 to 128 characters, and its example sends `123`), another `redirect_uri` or `client_id`; `401` for a wrong secret or refreshing an expired token |
+//!
+//! The authorize endpoint plays a user who approves. Infobip's guide says a user who cancels
+//! is sent back to the page they came from, not to the redirect URI: the app never hears of
+//! the denial, and its pending authorization just expires. A test plays that by not following
+//! the `302`; the server never sends `error=access_denied` to the redirect URI, as Infobip
+//! documents no such callback.
 //!
 //! # Protected operations
 //!
@@ -98,8 +104,11 @@
 //! must be sent once, use a scheme the operation accepts and be valid, else `401` with `messageId`
 //! `UNAUTHORIZED` and text `Invalid login details`; it must hold one of the operation's scopes,
 //! else `403` with `messageId` `FORBIDDEN` and text `Forbidden`. Every authenticated use of a
-//! session extends it. Unknown paths get `404`; a path is matched with its percent-encoded
-//! unreserved characters decoded, and as written otherwise (case, slashes, a trailing slash).
+//! session extends it. Unknown paths get `404`, known ones asked with another method `405`. A
+//! path is read as the crate's scope catalogue reads it: its percent-encoded unreserved
+//! characters decoded, a trailing slash ignored when the path means nothing with it, and as
+//! written otherwise (case, doubled slashes); a path parameter is never empty. `HEAD` is
+//! answered as `GET` would be, checks included, without the content (RFC 9110 §9.3.2).
 //!
 //! Which status Infobip gives a valid credential of a scheme the operation does not accept (an
 //! API key on `/settings/2/api-keys`) is not documented: this server answers `401`, as for a
@@ -119,8 +128,8 @@
 //! # Faults and counters
 //!
 //! [`MockServer::inject`] queues a [`Fault`] for the next token-endpoint request (an error
-//! status with `Retry-After`, an exact body, a truncated body, a dropped connection, a delay,
-//! or an answer lost after the server acted);
+//! status with `Retry-After`, an exact body, a dropped connection, a delay, or an answer cut
+//! or lost after the server acted);
 //! [`MockServer::set_latency`] slows every token endpoint; [`MockServer::inject_delete`] and
 //! [`MockServer::set_delete_latency`] do the same for session `DELETE`s; [`MockServer::revoke_api_key`],
 //! [`MockServer::revoke_token`], [`MockServer::revoke_all_tokens`] and

@@ -126,9 +126,13 @@ pub(crate) enum Lookup<'a> {
     NotFound,
 }
 
-/// The table of protected operations, routed by path.
+/// The table of protected operations, routed by method and path.
 pub(crate) struct Operations {
+    /// Every routed path, whatever its methods: to tell `405` from `404`.
     router: matchit::Router<usize>,
+    /// Per method, the paths it has: routed apart, as the scope catalogue routes them, so that
+    /// `PUT /a/b` finds `PUT /a/{id}` even where `/a/b` has only other methods.
+    by_method: BTreeMap<String, matchit::Router<usize>>,
     /// Per routed path: method → operation.
     paths: Vec<BTreeMap<String, Operation>>,
 }
@@ -181,14 +185,26 @@ impl Operations {
         }
 
         let mut router = matchit::Router::new();
+        let mut by_method: BTreeMap<String, matchit::Router<usize>> = BTreeMap::new();
         let mut paths = Vec::with_capacity(table.len());
         for (key, methods) in table {
+            let cannot_route =
+                |err: matchit::InsertError| invalid(format!("cannot route {key:?}: {err}"));
             router
                 .insert(key.clone(), paths.len())
-                .map_err(|err| invalid(format!("cannot route {key:?}: {err}")))?;
+                .map_err(cannot_route)?;
+            for method in methods.keys() {
+                (by_method.entry(method.clone()).or_default())
+                    .insert(key.clone(), paths.len())
+                    .map_err(cannot_route)?;
+            }
             paths.push(methods);
         }
-        Ok(Self { router, paths })
+        Ok(Self {
+            router,
+            by_method,
+            paths,
+        })
     }
 
     /// How many `method path` operations the table holds.
@@ -196,20 +212,45 @@ impl Operations {
         self.paths.iter().map(BTreeMap::len).sum()
     }
 
-    /// The operation for a request, its path read as a server reads it: a percent-encoded
-    /// unreserved character is that character (RFC 3986 §6.2.2.2).
+    /// The operation for a request, its path read as the crate's scope catalogue reads it: a
+    /// percent-encoded unreserved character is that character (RFC 3986 §6.2.2.2), a
+    /// parameter never matches an empty segment, and a trailing slash is ignored when the path
+    /// has no operation for the method with it. `HEAD` is answered as `GET` where no `HEAD`
+    /// is configured (RFC 9110 §9.3.2).
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
         let path = decode_unreserved(path);
-        let Ok(found) = self.router.at(&path) else {
-            return Lookup::NotFound;
+        let without_slash = path.strip_suffix('/').filter(|rest| !rest.is_empty());
+        let mut lookup = Lookup::NotFound;
+        for path in std::iter::once(path.as_ref()).chain(without_slash) {
+            match self.at(method, path) {
+                Lookup::Found(operation) => return Lookup::Found(operation),
+                Lookup::MethodNotAllowed => lookup = Lookup::MethodNotAllowed,
+                Lookup::NotFound => {}
+            }
+        }
+        lookup
+    }
+
+    /// The operation for `method` at `path` as written.
+    fn at(&self, method: &Method, path: &str) -> Lookup<'_> {
+        let routed = |router: &matchit::Router<usize>| {
+            let found = router.at(path).ok()?;
+            let no_empty_parameter = found.params.iter().all(|(_, value)| !value.is_empty());
+            no_empty_parameter.then_some(*found.value)
         };
-        match self
-            .paths
-            .get(*found.value)
-            .and_then(|methods| methods.get(method.as_str()))
-        {
+        let operation = |method: &Method| {
+            let index = routed(self.by_method.get(method.as_str())?)?;
+            self.paths.get(index)?.get(method.as_str())
+        };
+        let found = operation(method).or_else(|| {
+            (method == Method::HEAD)
+                .then(|| operation(&Method::GET))
+                .flatten()
+        });
+        match found {
             Some(operation) => Lookup::Found(operation),
-            None => Lookup::MethodNotAllowed,
+            None if routed(&self.router).is_some() => Lookup::MethodNotAllowed,
+            None => Lookup::NotFound,
         }
     }
 }
@@ -294,6 +335,64 @@ mod tests {
         assert!(matches!(
             table.lookup(&Method::GET, "/nowhere"),
             Lookup::NotFound
+        ));
+        Ok(())
+    }
+
+    /// Every operation, its parameters filled, as written, with a trailing slash, with a
+    /// doubled slash, with an empty parameter and with an encoded letter: the mock finds the
+    /// operation the scope catalogue finds, or none when it finds none.
+    #[test]
+    fn reads_paths_as_the_scope_catalogue_does() -> io::Result<()> {
+        let table = Operations::build(true, &[])?;
+        let catalog = crate::Catalog::infobip();
+        let mut checked = 0;
+        for op in catalog.operations() {
+            let filled: Vec<String> = (op.template.split('/'))
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        "p1"
+                    } else {
+                        segment
+                    }
+                    .to_owned()
+                })
+                .collect();
+            let path = filled.join("/");
+            let empty_parameter = path.replace("/p1", "/");
+            let paths = [
+                format!("{path}/"),
+                format!("{path}//"),
+                path.replacen('/', "//", 2),
+                empty_parameter.clone(),
+                format!("{empty_parameter}/"),
+                path.replacen('s', "%73", 1),
+                path.clone(),
+            ];
+            for path in &paths {
+                let expected = catalog.lookup(op.method, path).map(|found| found.template);
+                let found = match table.lookup(op.method, path) {
+                    Lookup::Found(found) => Some(found.template.as_str()),
+                    Lookup::MethodNotAllowed | Lookup::NotFound => None,
+                };
+                assert_eq!(found, expected, "{} {path}", op.method);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 943 * 7);
+        Ok(())
+    }
+
+    #[test]
+    fn head_is_looked_up_as_get() -> io::Result<()> {
+        let table = Operations::build(false, &[])?;
+        let Lookup::Found(op) = table.lookup(&Method::HEAD, "/sms/1/inbox/reports") else {
+            panic!("HEAD is not routed as GET");
+        };
+        assert_eq!(op.template, "/sms/1/inbox/reports");
+        assert!(matches!(
+            table.lookup(&Method::HEAD, "/sms/2/text/advanced"),
+            Lookup::MethodNotAllowed
         ));
         Ok(())
     }

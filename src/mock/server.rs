@@ -221,8 +221,9 @@ impl MockServer {
     /// Queues a fault for a coming `DELETE /auth/1/session`, apart from the token endpoints'
     /// faults (a renewal's `DELETE` and its create each take their own); faults are used one
     /// per `DELETE`, in the order they were queued. A faulted `DELETE` answers the fault
-    /// instead and leaves the session alive; a [`Fault::Delay`] ends it after the delay, and
-    /// [`Fault::AnswerLost`] ends it and then drops the connection. Throttled deletes are
+    /// instead and leaves the session alive; a [`Fault::Delay`] ends it after the delay,
+    /// [`Fault::AnswerLost`] ends it and then drops the connection, and [`Fault::Truncated`]
+    /// ends it and then cuts the `200`. Throttled deletes are
     /// answered `429` before any fault is used.
     ///
     /// ```

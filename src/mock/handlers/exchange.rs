@@ -14,7 +14,9 @@ use crate::mock::state::{Code, State, Token, deadline, insert_live, random_hex, 
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
-/// Auto-approves for the app's user: `302` to `redirect_uri?code=<16 hex>&state=<state>`.
+/// Auto-approves for the app's user: `302` to `redirect_uri?code=<16 hex>&state=<state>`. No
+/// denial is played: Infobip sends a user who cancels back to the referring page, so the
+/// redirect URI never hears of it.
 pub(super) fn authorize(state: &State, query: Option<&str>) -> Reply {
     authorize_inner(state, query.unwrap_or_default()).unwrap_or_else(Refusal::into_reply)
 }
@@ -148,6 +150,8 @@ fn exchange_code(state: &State, fields: &Fields) -> Result<Reply, Refusal> {
     // without a challenge, and lists `client_id`, `code_verifier`, `code`, `redirect_uri` and
     // `grant_type` (no secret) for the PKCE flow, which is for apps that cannot keep a secret.
     // So a secret is required exactly when the code has no challenge; one sent anyway is checked.
+    // A verifier of any length is checked against the challenge: the guide calls 43 to 128
+    // characters "recommended", and its own example sends `code_verifier=123`.
     match (&issued.challenge, verifier) {
         (Some(challenge), Some(verifier)) => {
             if s256(verifier) != *challenge {

@@ -12,10 +12,10 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode};
 
-use super::Fault;
 use super::operations::decode_unreserved;
 use super::reply::{self, DropConnection, Refusal, Reply};
 use super::state::{State, TokenEndpoint};
+use super::{Fault, faults};
 use crate::BoxError;
 
 const SESSION: &str = "/auth/1/session";
@@ -51,11 +51,16 @@ where
 {
     let method = req.method().clone();
     let path = decode_unreserved(req.uri().path()).into_owned();
-    match (method, path.as_str()) {
+    // No endpoint here ends with a slash: matching without one ignores a trailing slash, as
+    // the scope catalogue does.
+    let endpoint = path.strip_suffix('/').unwrap_or(&path);
+    match (method, endpoint) {
         (Method::POST, SESSION) => token_endpoint(&state, TokenEndpoint::Session, req).await,
         (Method::DELETE, SESSION) => session::destroy(&state, req.headers()).await,
         (Method::POST, OAUTH_TOKEN) => token_endpoint(&state, TokenEndpoint::OAuth, req).await,
-        (Method::GET, AUTHORIZE) => Ok(exchange::authorize(&state, req.uri().query())),
+        (Method::GET | Method::HEAD, AUTHORIZE) => {
+            Ok(exchange::authorize(&state, req.uri().query()))
+        }
         (Method::POST, EXCHANGE_TOKEN) => {
             token_endpoint(&state, TokenEndpoint::Exchange, req).await
         }
@@ -84,6 +89,7 @@ where
         tokio::time::sleep(latency).await;
     }
     let answer_lost = fault == Some(Fault::AnswerLost);
+    let truncated = fault == Some(Fault::Truncated);
     if let Some(fault) = fault
         && let Some(instead) = fault.apply().await
     {
@@ -96,6 +102,9 @@ where
     };
     if answer_lost {
         return Err(DropConnection);
+    }
+    if truncated {
+        return Ok(faults::cut(answered).await);
     }
     Ok(answered)
 }

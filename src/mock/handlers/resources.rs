@@ -32,7 +32,7 @@ where
                 Access::Unauthorized => Refusal::unauthorized().into_reply(),
                 Access::Forbidden => Refusal::forbidden().into_reply(),
                 Access::Granted => match reply::read_body(body).await {
-                    Ok(body) => respond(&parts.method, operation, &body),
+                    Ok(body) => respond(answered_as(&parts.method), operation, &body),
                     Err(refusal) => refusal.into_reply(),
                 },
             }
@@ -40,6 +40,16 @@ where
     };
     state.record_resource(parts.method.clone(), path, scheme, answer.status());
     answer
+}
+
+/// The method whose answer a request gets: `HEAD` gets `GET`'s (RFC 9110 §9.3.2), without the
+/// content, which [`handle`](super::handle) leaves out.
+fn answered_as(method: &Method) -> &Method {
+    if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    }
 }
 
 /// What an authorized request gets.

@@ -3,10 +3,10 @@
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use crate::mock::Fault;
 use crate::mock::operations::Scheme;
 use crate::mock::reply::{self, DropConnection, Refusal, Reply};
 use crate::mock::state::State;
+use crate::mock::{Fault, faults};
 
 /// The request body; `unsafe` (a session not bound to the caller's IP) is accepted and ignored.
 #[derive(Deserialize)]
@@ -46,7 +46,8 @@ pub(super) fn create(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<
 /// `DELETE /auth/1/session` with `Authorization: IBSSO <token>` → `200` with no body; `429`
 /// before anything else when over the configured rate. The latency and the next fault set for
 /// deletes come first; a fault answers instead, and the session stays alive, except
-/// [`Fault::AnswerLost`], which ends it and then drops the connection.
+/// [`Fault::AnswerLost`], which ends it and then drops the connection, and [`Fault::Truncated`],
+/// which ends it and then cuts the answer.
 pub(super) async fn destroy(state: &State, headers: &HeaderMap) -> Result<Reply, DropConnection> {
     let Some((fault, latency)) = state.session_delete() else {
         return Ok(reply::documented_error(StatusCode::TOO_MANY_REQUESTS));
@@ -55,6 +56,7 @@ pub(super) async fn destroy(state: &State, headers: &HeaderMap) -> Result<Reply,
         tokio::time::sleep(latency).await;
     }
     let answer_lost = fault == Some(Fault::AnswerLost);
+    let truncated = fault == Some(Fault::Truncated);
     if let Some(fault) = fault
         && let Some(instead) = fault.apply().await
     {
@@ -68,6 +70,9 @@ pub(super) async fn destroy(state: &State, headers: &HeaderMap) -> Result<Reply,
     };
     if answer_lost {
         return Err(DropConnection);
+    }
+    if truncated {
+        return Ok(faults::cut(answered).await);
     }
     Ok(answered)
 }

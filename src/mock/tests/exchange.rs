@@ -207,6 +207,34 @@ async fn pkce_s256_checks_the_verifier() -> TestResult {
     Ok(())
 }
 
+/// Infobip's guide calls 43 to 128 characters for the verifier "recommended", and its own PKCE
+/// example sends `code_verifier=123` with `code_challenge=pmWkWSBC…` (which is S256 of `123`):
+/// a short verifier is accepted as Infobip accepts it, and only a wrong one is refused.
+#[tokio::test]
+async fn pkce_accepts_the_short_verifier_of_infobips_example() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let example = [(
+        "code_challenge",
+        "pmWkWSBCL51Bfkhn79xPuKBKHz__H6B-mY6G9_eieuM",
+    )];
+    let form = |code: &str, verifier: &str| {
+        let mut form = with_secret(code);
+        form.retain(|(k, _)| *k != "client_secret");
+        form.push(("code_verifier", verifier.to_owned()));
+        form
+    };
+    let code1 = code(&http, &example).await?;
+    exchange(&http, &form(&code1, "124")).await?.assert_refused(
+        StatusCode::BAD_REQUEST,
+        "BAD_REQUEST",
+        "code_verifier",
+    );
+    let answer = exchange(&http, &form(&code1, "123")).await?;
+    assert_eq!(answer.status, StatusCode::OK);
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_client_secret_is_required_exactly_without_pkce() -> TestResult {
     // Infobip's guide: `client_secret` is required to exchange a plain code; the PKCE flow's

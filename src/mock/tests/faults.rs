@@ -111,11 +111,51 @@ async fn truncated_bodies_fail_to_read() -> TestResult {
         .parse()?;
     assert!(promised > 0);
     assert!(response.into_body().collect().await.is_err());
-    // The server still answers on a new connection.
+    // The server acted before the answer was cut: the session was created, and the next
+    // login, on a new connection, is handed it again.
+    assert_eq!(
+        server.counters().session_events,
+        [SessionEvent::Created { session: 1 }]
+    );
     assert_eq!(
         http.login(DEMO_USERNAME, DEMO_PASSWORD).await?.status,
         StatusCode::OK
     );
+    assert_eq!(server.counters().session_events.len(), 1);
+    Ok(())
+}
+
+/// A cut `200` to a `DELETE` is a `200` for a session that has ended: a client that believes
+/// the status is right.
+#[tokio::test]
+async fn a_truncated_delete_ends_the_session_then_cuts_the_answer() -> TestResult {
+    let server = MockServer::start().await?;
+    let http = Http::new(&server);
+    let auth = format!("IBSSO {}", http.session_token().await?);
+    server.inject_delete(Fault::Truncated);
+    let request = Request::delete(format!("{}/auth/1/session", http.base))
+        .header(AUTHORIZATION, &auth)
+        .body(Full::default())?;
+    let response = http.client.request(request).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.into_body().collect().await.is_err());
+    assert_eq!(
+        server.counters().session_events,
+        [
+            SessionEvent::Created { session: 1 },
+            SessionEvent::Destroyed { session: 1 },
+        ]
+    );
+    http.send_sms(Some(&auth)).await?.assert_unauthorized();
+
+    // Cut or not, an answer keeps its status: a DELETE of an ended session is still a 401.
+    server.inject_delete(Fault::Truncated);
+    let request = Request::delete(format!("{}/auth/1/session", http.base))
+        .header(AUTHORIZATION, &auth)
+        .body(Full::default())?;
+    let response = http.client.request(request).await?;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.into_body().collect().await.is_err());
     Ok(())
 }
 

@@ -392,7 +392,6 @@ async fn percent_encoded_unreserved_characters_route_as_themselves() -> TestResu
         "/sms/1/inbox%2Freports",
         "/sms/1/inbox/reports%2F",
         "/SMS/1/inbox/reports",
-        "/sms/1/inbox/reports/",
         "/sms/1/inbox/reports%",
         "/sms/1/inbox/reports%7",
         "/sms/1/inbox/report%7g",
@@ -413,5 +412,91 @@ async fn percent_encoded_unreserved_characters_route_as_themselves() -> TestResu
         paths.first().map(String::as_str),
         Some("/sms/1/inbox/report%73")
     );
+    Ok(())
+}
+
+/// `HEAD` is answered as `GET` would be (RFC 9110 §9.3.2): the same checks, the same status.
+#[tokio::test]
+async fn head_is_checked_and_answered_as_get() -> TestResult {
+    let config = (MockConfig::demo().api_key("sender", "message:send")).user(
+        "admin",
+        "admin-password",
+        "account-management:manage",
+    );
+    let server = MockServer::start_with(config).await?;
+    let http = Http::new(&server);
+    let head = |path: &'static str, auth: Option<&'static str>| {
+        http.call(Method::HEAD, path, auth, None, Bytes::new())
+    };
+    let key = format!("App {DEMO_API_KEY}");
+    let answer = head(INBOX, None).await?;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.body.is_empty());
+    assert_eq!(
+        head(INBOX, Some("App sender")).await?.status,
+        StatusCode::FORBIDDEN
+    );
+    let answer = http.call(Method::HEAD, INBOX, Some(&key), None, "").await?;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.body.is_empty());
+    // An API key is refused on key management, whatever the method.
+    let answer = http
+        .call(Method::HEAD, API_KEYS, Some(&key), None, "")
+        .await?;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let answer = http
+        .call(
+            Method::HEAD,
+            API_KEYS,
+            Some(&basic("admin", "admin-password")),
+            None,
+            "",
+        )
+        .await?;
+    assert_eq!(answer.status, StatusCode::OK);
+
+    let counters = server.counters();
+    assert_eq!((counters.unauthorized, counters.forbidden), (2, 1));
+    let methods: Vec<Method> = server.received().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, [Method::HEAD; 5]);
+    Ok(())
+}
+
+/// A trailing slash is ignored where the path means nothing with it, as the scope catalogue
+/// reads paths; a parameter is never empty.
+#[tokio::test]
+async fn a_trailing_slash_is_ignored_as_the_catalogue_ignores_it() -> TestResult {
+    let server = MockServer::start_with(MockConfig::demo().all_operations()).await?;
+    let http = Http::new(&server);
+    let key = format!("App {DEMO_API_KEY}");
+    for path in ["/sms/1/inbox/reports/", "/sms/1/inbox/report%73/"] {
+        let answer = http.get(path, Some(&key)).await?;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        assert_eq!(answer.json()?["messageCount"], json!(0), "{path}");
+    }
+    let json = Some("application/json");
+    let answer = http
+        .call(Method::POST, "/sms/2/text/advanced/", Some(&key), json, SMS)
+        .await?;
+    assert_eq!(answer.status, StatusCode::OK);
+    // Without a credential, it is the operation's 401 and no 404.
+    http.get("/sms/1/inbox/reports/", None)
+        .await?
+        .assert_unauthorized();
+    // `/2fa/2/applications/` is the list, not an application with an empty id.
+    let catalog = crate::Catalog::infobip();
+    let list = catalog
+        .lookup(&Method::GET, "/2fa/2/applications/")
+        .map(|op| op.template);
+    assert_eq!(list, Some("/2fa/2/applications"));
+    assert_eq!(
+        http.get("/2fa/2/applications/", None).await?.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Only one slash is ignored, and a path means what it says before its slash is dropped.
+    let doubled = http.get("/sms/1/inbox/reports//", Some(&key)).await?;
+    doubled.assert_refused(StatusCode::NOT_FOUND, "NOT_FOUND", "Not found");
+    let paths: Vec<String> = server.received().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths[0], "/sms/1/inbox/reports/", "recorded as sent");
     Ok(())
 }

@@ -29,6 +29,7 @@ async fn head_is_answered_without_content_over_both_protocols() -> TestResult {
             .http2_only(http2)
             .build_http();
         for (path, status) in [
+            ("/sms/1/inbox/reports", StatusCode::OK),
             ("/sms/2/text/advanced", StatusCode::METHOD_NOT_ALLOWED),
             ("/nowhere", StatusCode::NOT_FOUND),
             ("/auth/1/session", StatusCode::METHOD_NOT_ALLOWED),
