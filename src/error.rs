@@ -106,7 +106,7 @@ pub enum ErrorKind {
     },
     /// The authorization-code token has expired: the user must authorize the app again.
     ReauthorizationRequired,
-    /// The user refused the authorization, or Infobip reported an `error` to the callback.
+    /// The callback reported an `error` (OAuth 2.0's way to say the authorization was refused).
     AuthorizationDenied {
         /// The `error` parameter of the callback.
         error: String,

@@ -125,13 +125,17 @@ fn scope_pool() -> &'static [String] {
 /// The operation `method path` calls: every segment equal, a parameter matching any non-empty
 /// segment, and among several matches the one with a static segment where they first differ.
 /// The path is read as a server reads it: percent-encoded unreserved characters decoded, and
-/// one trailing slash dropped if the path matches nothing with it.
+/// one trailing slash dropped if the path matches nothing with it. `HEAD` is looked up as
+/// `GET` when no `HEAD` operation matches.
 fn model_lookup<'a>(table: &'a [Row], method: &Method, path: &str) -> Option<&'a Row> {
     let path = decoded(path.split_once('?').map_or(path, |(p, _)| p));
-    model_lookup_as_written(table, method, &path).or_else(|| {
-        let without = path.strip_suffix('/').filter(|p| !p.is_empty())?;
-        model_lookup_as_written(table, method, without)
-    })
+    let with_method = |method: &Method| {
+        model_lookup_as_written(table, method, &path).or_else(|| {
+            let without = path.strip_suffix('/').filter(|p| !p.is_empty())?;
+            model_lookup_as_written(table, method, without)
+        })
+    };
+    with_method(method).or_else(|| (method == Method::HEAD).then(|| with_method(&Method::GET))?)
 }
 
 /// `path` with each `%XX` that encodes `A-Z a-z 0-9 - . _ ~` replaced by that character.

@@ -242,7 +242,9 @@ impl Catalog {
     /// parameters in templates match any one non-empty segment. A path is read as a server
     /// reads it: percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are the
     /// characters themselves (RFC 3986 §6.2.2.2), and a trailing slash is ignored when the
-    /// path matches nothing with it; case counts (paths are case-sensitive). Allocates nothing.
+    /// path matches nothing with it; case counts (paths are case-sensitive). `HEAD` calls the
+    /// operation `GET` does, when no operation of its own is listed (RFC 9110 §9.3.2).
+    /// Allocates nothing.
     ///
     /// ```
     /// use http::Method;
@@ -254,11 +256,18 @@ impl Catalog {
     /// assert_eq!(same("/sms/1/%6Cogs/"), Some("get-outbound-sms-message-logs"));
     /// assert_eq!(same("/SMS/1/logs"), None);
     /// assert!(catalog.lookup(&Method::GET, "/no/such/endpoint").is_none());
+    /// let head = catalog.lookup(&Method::HEAD, "/sms/1/logs").ok_or("not found")?;
+    /// assert_eq!(head.operation_id, "get-outbound-sms-message-logs");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn lookup(&self, method: &Method, path: &str) -> Option<Operation<'_>> {
-        let index = self.table.routes.find(method, path_only(path))?;
+        let path = path_only(path);
+        let index = self.table.routes.find(method, path).or_else(|| {
+            (method == Method::HEAD)
+                .then(|| self.table.routes.find(&Method::GET, path))
+                .flatten()
+        })?;
         self.table.entries.get(index).map(Entry::operation)
     }
 

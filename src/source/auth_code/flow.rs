@@ -208,8 +208,10 @@ impl AuthCodeFlow {
     ///   constant time) or is missing, the code is missing or not 16 hexadecimal characters, a
     ///   parameter appears twice, or `pending` lacks the PKCE verifier this flow needs;
     /// - [`ErrorKind::AuthorizationExpired`] when the state matches but `pending` has expired;
-    /// - [`ErrorKind::AuthorizationDenied`] when Infobip reports `error=…` (the user cancelled)
-    ///   with this flow's `state`.
+    /// - [`ErrorKind::AuthorizationDenied`] when the callback carries `error=…` (OAuth 2.0's
+    ///   way to report a refusal) with this flow's `state`. Infobip's guide sends a user who
+    ///   cancels back to the referring page instead, so a cancelled authorization may simply
+    ///   never reach the callback: let pending ones expire.
     ///
     /// ```
     /// # use infobip_auth::{ErrorKind, source::{AuthCodeFlow, PendingAuthorization, Transport}};
