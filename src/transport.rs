@@ -509,14 +509,22 @@ pub(crate) fn token_credential(scheme: &str, token: &str) -> Result<Credential, 
 }
 
 /// A count of seconds sent as a JSON number or a numeric string (`expires_in`: Infobip's
-/// examples disagree on which); `None` for anything else, infinities and NaN included.
+/// examples disagree on which); `None` for anything else. A string past `f64` (`"1e400"`) is
+/// the largest `f64` of its sign, as the same number unquoted is ([`any_number`]); words that
+/// Rust would read as numbers (`"inf"`, `"NaN"`) are no count.
 pub(crate) fn seconds(value: &serde_json::Value) -> Option<f64> {
-    let seconds = match value {
-        serde_json::Value::Number(n) => n.as_f64()?,
-        serde_json::Value::String(s) => s.trim().parse().ok()?,
-        _ => return None,
-    };
-    seconds.is_finite().then_some(seconds)
+    match value {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => {
+            let s = s.trim();
+            let numeric = s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+            let seconds: f64 = s.parse().ok().filter(|_| numeric)?;
+            Some(seconds.clamp(f64::MIN, f64::MAX))
+        }
+        _ => None,
+    }
 }
 
 /// Reads a field such as `expires_in` as any JSON value, keeping a number JSON allows but

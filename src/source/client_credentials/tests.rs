@@ -252,6 +252,11 @@ fn an_expires_in_that_cannot_be_right_gets_a_safe_lifetime() {
         (Some(json!("999999999999")), MAX_LIFETIME),
         (Some(json!(59)), Duration::from_secs(59)),
         (Some(json!("86400")), MAX_LIFETIME),
+        // Past `f64`, quoted or not: the longest lifetime, and none for a negative one.
+        (Some(json!("1e400")), MAX_LIFETIME),
+        (Some(json!(" 1E400 ")), MAX_LIFETIME),
+        (Some(json!("-1e400")), DEFAULT_LIFETIME),
+        (Some(json!("infinity")), DEFAULT_LIFETIME),
     ];
     for (value, expected) in cases {
         assert_eq!(lifetime(value.as_ref()), expected, "{value:?}");
