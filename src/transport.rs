@@ -38,9 +38,10 @@ type AnyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// The timeout is tokio's: a token request outside a tokio runtime, or on one built without
 /// timers, fails at once with [`ErrorKind::Config`] saying so.
 ///
-/// hyper-util's client and reqwest tell a request they could not connect for (so never sent)
-/// from one sent and left unanswered; ending an IBSSO [`Session`](crate::source::Session)
-/// relies on it. Any other client's failure is taken as possibly sent.
+/// A refused connection (and, through reqwest, any failure to connect) is told from a request
+/// sent and left unanswered: ending an IBSSO [`Session`](crate::source::Session) relies on it.
+/// A layer that wraps the client's error should keep it as the source; any other failure is
+/// taken as possibly sent.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -419,28 +420,34 @@ fn transport(err: BoxError) -> Error {
 }
 
 /// Whether `err` is a token request that never left this machine: the client could not
-/// connect (refused, no such host, a failed TLS handshake), so the server knows nothing of it.
-/// Only hyper-util's client (reqwest's too) says so; a failure from any other client, a
-/// timeout among them, may have come after the request was sent.
+/// connect, so the server knows nothing of it. A refused connection says so whatever the
+/// client (TCP refuses only a connection being made, never one that carried a request), and
+/// reqwest also tells a host it could not resolve or a TLS handshake that failed. Any other
+/// failure, a timeout among them, may have come after the request was sent.
 pub(crate) fn never_sent(err: &Error) -> bool {
     if !matches!(err.kind(), ErrorKind::Transport) {
         return false;
     }
     let mut next = std::error::Error::source(err);
     while let Some(cause) = next {
+        #[cfg(feature = "reqwest")]
         if cause
-            .downcast_ref::<hyper_util::client::legacy::Error>()
-            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+            .downcast_ref::<::reqwest::Error>()
+            .is_some_and(::reqwest::Error::is_connect)
         {
             return true;
         }
-        // An `io::Error`'s `source` skips the error it wraps.
-        next = match cause.downcast_ref::<std::io::Error>() {
-            Some(io) => io
-                .get_ref()
-                .map(|inner| inner as &(dyn std::error::Error + 'static)),
-            None => cause.source(),
+        let Some(io) = cause.downcast_ref::<std::io::Error>() else {
+            next = cause.source();
+            continue;
         };
+        if io.kind() == std::io::ErrorKind::ConnectionRefused {
+            return true;
+        }
+        // An `io::Error`'s `source` skips the error it wraps.
+        next = io
+            .get_ref()
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
     }
     false
 }
@@ -699,9 +706,11 @@ mod tests {
         // A layer of the caller's may wrap it in an `io::Error`, whose `source` skips it.
         let wrapped = std::io::Error::other(refused().await?);
         assert!(never_sent(&transport(Box::new(wrapped))));
-        // Another client's words tell nothing, nor does a timeout.
-        let other = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert!(!never_sent(&transport(Box::new(other))));
+        // Any client's refused connection, and nothing that may come after sending.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(never_sent(&transport(Box::new(refused))));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!never_sent(&transport(Box::new(reset))));
         assert!(!never_sent(&Error::new(ErrorKind::Timeout)));
         Ok(())
     }
