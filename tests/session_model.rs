@@ -941,13 +941,18 @@ proptest! {
         max_age in proptest::option::of(Just(MAX_AGE)),
         ops in proptest::collection::vec(op(), 1..40),
     ) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        runtime.block_on(run(max_age, ops)).map_err(TestCaseError::fail)?;
+        run_paused(max_age, ops).map_err(TestCaseError::fail)?;
     }
+}
+
+/// Runs `ops` on a fresh runtime with tokio's paused clock.
+fn run_paused(max_age: Option<Duration>, ops: Vec<Op>) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run(max_age, ops))
 }
 
 /// A renewal whose create outlasts an idle sample (here 1.5 s against samples every 0.5 s),
@@ -967,12 +972,7 @@ fn a_slow_renewal_keeps_its_ended_session_out_of_service() -> Result<(), String>
         Op::Idle(Duration::from_millis(700)),
         send,
     ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(run(None, ops))
+    run_paused(None, ops)
 }
 
 /// A request waiting for a slow renewal when `revoke()` is called: the session the renewal
@@ -991,12 +991,7 @@ fn a_request_never_carries_the_session_a_revoke_waited_for() -> Result<(), Strin
             give_up: false,
         },
     ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(run(None, ops))
+    run_paused(None, ops)
 }
 
 /// A `revoke()` given up while a slow `DELETE` that then fails runs: the session is kept, and
@@ -1019,12 +1014,7 @@ fn a_revoke_given_up_mid_delete_loses_no_session() -> Result<(), String> {
             drop: false,
         },
     ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(run(None, ops))
+    run_paused(None, ops)
 }
 
 /// A renewal ahead of the maximum age whose `DELETE` ended the session but whose answer was
@@ -1036,12 +1026,7 @@ fn a_delete_whose_answer_is_lost_sends_nothing_with_the_ended_session() -> Resul
         Op::FailDelete(DeleteFault::AnswerLost),
         Op::Busy(Duration::from_secs(8)),
     ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(run(Some(MAX_AGE), ops))
+    run_paused(Some(MAX_AGE), ops)
 }
 
 /// A renewal whose `DELETE` never left (its connection refused): the session is certainly
@@ -1059,10 +1044,5 @@ fn a_delete_that_never_left_is_followed_by_no_create() -> Result<(), String> {
         Op::Refresh,
         send,
     ];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(run(None, ops))
+    run_paused(None, ops)
 }

@@ -822,17 +822,7 @@ async fn a_renewal_whose_delete_never_arrived_keeps_serving_the_live_session()
     );
     assert_eq!(server.counters().session_events, [created(1)]);
     assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
-    tokio::time::sleep(Duration::from_secs(2)).await; // past the backoff
-    layer.refresh().await?;
-    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
-    let counters = server.counters();
-    assert_eq!(
-        counters.session_events,
-        [created(1), destroyed(1), created(2)]
-    );
-    assert_eq!(counters.resource_requests("IBSSO"), 3);
-    assert_eq!(counters.unauthorized, 0);
-    Ok(())
+    renews_after_the_backoff(&layer, &mut service, &server).await
 }
 
 /// A renewal's `DELETE` whose answer was lost, and a create that fails too: nothing tells
@@ -966,17 +956,7 @@ async fn a_renewal_that_cannot_connect_keeps_serving_the_live_session() -> Resul
     assert_eq!(counters.session_deletes, 0, "none reached the server");
 
     cut_off.store(false, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(2)).await; // past the backoff
-    layer.refresh().await?;
-    assert_eq!(send(&mut service, reports(&server)).await?, StatusCode::OK);
-    let counters = server.counters();
-    assert_eq!(
-        counters.session_events,
-        [created(1), destroyed(1), created(2)]
-    );
-    assert_eq!(counters.resource_requests("IBSSO"), 3);
-    assert_eq!(counters.unauthorized, 0);
-    Ok(())
+    renews_after_the_backoff(&layer, &mut service, &server).await
 }
 
 /// The source alone, through each client that tells a connection it could not make: ending a
@@ -1035,5 +1015,25 @@ async fn a_client_that_cannot_tell_leaves_the_session_in_doubt() -> Result<(), B
         .ok_or("no server, yet a session")?;
     assert!(matches!(err.kind(), ErrorKind::Transport), "{err:?}");
     assert!(err.is_previous_in_doubt(), "{err:?}");
+    Ok(())
+}
+
+/// Past the backoff, a renewal ends the first session and makes a second, which serves: three
+/// requests in all, none refused.
+async fn renews_after_the_backoff(
+    layer: &InfobipAuthLayer,
+    service: &mut Authenticated,
+    server: &MockServer,
+) -> Result<(), BoxError> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    layer.refresh().await?;
+    assert_eq!(send(service, reports(server)).await?, StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(
+        counters.session_events,
+        [created(1), destroyed(1), created(2)]
+    );
+    assert_eq!(counters.resource_requests("IBSSO"), 3);
+    assert_eq!(counters.unauthorized, 0);
     Ok(())
 }
