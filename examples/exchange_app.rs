@@ -564,7 +564,13 @@ async fn resume_saved(app: &App) -> Result<(), BoxError> {
         match app.flow.resume(file.clone()).await {
             Ok(source) => {
                 let account_key = source.account().account_key;
-                lock(&app.connected).insert(account_key, Connection::new(source));
+                let connection = Connection::new(source);
+                // Keep-alive starts with the layer's first credential, which a connection made
+                // in this run takes for its first SMS: without it, an idle one would die.
+                if let Err(err) = connection.layer.credential().await {
+                    eprintln!("account {account_key}: {err}");
+                }
+                lock(&app.connected).insert(account_key, connection);
             }
             Err(err) if matches!(err.kind(), ErrorKind::ReauthorizationRequired) => {
                 file.delete().await?;

@@ -343,3 +343,18 @@ async fn a_token_that_died_before_the_restart_is_deleted() -> Result<(), BoxErro
     assert!(!file.exists());
     Ok(())
 }
+
+/// A connection picked up after a restart is kept alive as one made in this run: idle past
+/// its token's minute, it still sends.
+#[tokio::test(start_paused = true)]
+async fn a_connection_resumed_after_a_restart_is_kept_alive_while_idle() -> Result<(), BoxError> {
+    let dir = TempDir::new("resumed-idle");
+    let (server, router) = app(Some(&dir.0)).await?;
+    let account_key = Browser::default().connect_account(&router).await?;
+    drop(router);
+
+    let restarted = restart(&server, Some(&dir.0)).await?;
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    assert_eq!(post(&restarted, &account_key, "sms").await?, StatusCode::OK);
+    Ok(())
+}
