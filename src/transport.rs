@@ -41,7 +41,10 @@ type AnyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// A refused connection (and, through reqwest, any failure to connect) is told from a request
 /// sent and left unanswered: ending an IBSSO [`Session`](crate::source::Session) relies on it.
 /// A layer that wraps the client's error should keep it as the source; any other failure is
-/// taken as possibly sent.
+/// taken as possibly sent. So the client must not retry a request that may have been sent (a
+/// retry layer, a reqwest retry policy beyond its default, which retries only what the server
+/// refused unread): a retry that meets a refused connection would pass a `DELETE` that
+/// arrived for one that never left, and the session it ended would be sent until its `401`.
 ///
 /// ```
 /// use bytes::Bytes;
