@@ -170,7 +170,11 @@ struct App {
     /// Authorizations under way, by `state`.
     pending: Mutex<Pending>,
     /// Connected accounts, by account key.
-    connected: Mutex<HashMap<String, Connection>>,
+    connected: Mutex<HashMap<String, Arc<Connection>>>,
+    /// Held while a connection is replaced or forgotten, its token file included, so that one
+    /// change's save or delete never lands in the middle of another's for the same account.
+    /// One for all accounts keeps it simple; a change waits at most for a refresh under way.
+    changing: tokio::sync::Mutex<()>,
     /// Where each account's token is saved; `None` keeps them in memory only.
     token_dir: Option<PathBuf>,
     /// Tells `main` what each callback page said.
@@ -207,7 +211,8 @@ pub async fn round(token_dir: Option<PathBuf>) -> Result<String, BoxError> {
     }
 
     let client = http_client();
-    let (app, mut rounds) = demo_app(&server, &redirect_uri, client.clone(), token_dir).await?;
+    let (app, mut rounds) =
+        demo_app(server.base_url(), &redirect_uri, client.clone(), token_dir).await?;
     let serving = tokio::spawn(async move { axum::serve(listener, router(app)).await });
 
     // The user's browser: `/connect` redirects it to Infobip's authorization page, which
@@ -250,30 +255,31 @@ pub async fn demo_server(redirect_uri: &str) -> Result<MockServer, BoxError> {
     Ok(MockServer::start_with(MockConfig::demo().exchange_app(exchange_app)).await?)
 }
 
-/// The app's routes against `server` (from [`demo_server`]), for tests: a new app, as after a
-/// restart, resuming the connections saved in `token_dir`.
+/// The app's routes against the server from [`demo_server`], reached at `base_url` (its own,
+/// or a test's proxy), for tests: a new app, as after a restart, resuming the connections
+/// saved in `token_dir`.
 pub async fn demo_router(
-    server: &MockServer,
+    base_url: &str,
     redirect_uri: &str,
     token_dir: Option<PathBuf>,
 ) -> Result<Router, BoxError> {
-    let (app, _) = demo_app(server, redirect_uri, http_client(), token_dir).await?;
+    let (app, _) = demo_app(base_url, redirect_uri, http_client(), token_dir).await?;
     Ok(router(app))
 }
 
 async fn demo_app(
-    server: &MockServer,
+    base_url: &str,
     redirect_uri: &str,
     client: HttpClient,
     token_dir: Option<PathBuf>,
 ) -> Result<(Arc<App>, mpsc::UnboundedReceiver<String>), BoxError> {
-    let flow = AuthCodeFlow::builder(server.base_url(), EXAMPLE_CLIENT_ID)
+    let flow = AuthCodeFlow::builder(base_url, EXAMPLE_CLIENT_ID)
         .client_secret(EXAMPLE_CLIENT_SECRET)
         .redirect_uri(redirect_uri)
         .scope("sms:message:send")
         .transport(Transport::new(client.clone()))
         .build()?;
-    app(flow, client, server.base_url(), "41793026727", token_dir).await
+    app(flow, client, base_url, "41793026727", token_dir).await
 }
 
 /// One `GET` by the demo's browser, sending `cookie` if it has one.
@@ -341,6 +347,7 @@ async fn app(
         sms_to: sms_to.to_owned(),
         pending: Mutex::new(Pending::new()),
         connected: Mutex::new(HashMap::new()),
+        changing: tokio::sync::Mutex::new(()),
         token_dir,
         rounds,
     };
@@ -448,22 +455,25 @@ async fn callback(
 async fn connect_and_send(app: &App, grant: AuthorizationGrant) -> Result<String, BoxError> {
     let source = app.flow.exchange(grant).await?;
     let account = source.account();
+    let connection = Arc::new(Connection::new(source));
+    let changing = app.changing.lock().await;
     // A reconnect replaces the account's connection: the old one is forgotten first, so that
     // none of its refreshes saves over the new token.
-    forget(app, &account.account_key).await?;
+    forget(app, &account.account_key, None, &changing).await?;
     if let Some(dir) = &app.token_dir {
         // A failed save does not lose the connection: the source keeps the token in memory
         // and saves again at its next refresh. The error names no token.
-        if let Err(err) = source
+        if let Err(err) = connection
+            .source
             .save_to(TokenFile::new(dir, &account.account_key)?)
             .await
         {
             eprintln!("account {}: {err}", account.account_key);
         }
     }
-    let connection = Connection::new(source);
     let layer = connection.layer.clone();
     lock(&app.connected).insert(account.account_key.clone(), connection);
+    drop(changing);
 
     let status = send_sms(app, layer, &format!("Connected to {}", account.username)).await?;
     Ok(format!(
@@ -478,16 +488,18 @@ async fn send(State(app): State<Arc<App>>, UrlPath(account_key): UrlPath<String>
     let Some(connection) = connection else {
         return (StatusCode::NOT_FOUND, "not connected").into_response();
     };
-    match send_sms(&app, connection.layer, "Still connected").await {
+    match send_sms(&app, connection.layer.clone(), "Still connected").await {
         Ok(status) => (
             StatusCode::OK,
             format!("POST /sms/2/text/advanced → {status}"),
         )
             .into_response(),
         // The token died (no refresh came in time, or Infobip refused one): only a new
-        // authorization helps, so the connection is of no more use.
+        // authorization helps, so the connection is of no more use. Only this one: a reconnect
+        // may have replaced it meanwhile.
         Err(err) if needs_reauthorization(&err) => {
-            let _ = forget(&app, &account_key).await;
+            let changing = app.changing.lock().await;
+            let _ = forget(&app, &account_key, Some(&connection), &changing).await;
             (StatusCode::CONFLICT, "authorize the app again at /connect").into_response()
         }
         Err(err) => (StatusCode::BAD_GATEWAY, err.to_string()).into_response(),
@@ -523,20 +535,40 @@ async fn disconnect(
     State(app): State<Arc<App>>,
     UrlPath(account_key): UrlPath<String>,
 ) -> Response {
-    match forget(&app, &account_key).await {
+    let changing = app.changing.lock().await;
+    match forget(&app, &account_key, None, &changing).await {
         Ok(true) => (StatusCode::OK, "disconnected").into_response(),
         Ok(false) => (StatusCode::NOT_FOUND, "not connected").into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
 }
 
+/// Proof that the caller holds `App::changing`.
+type Changing<'a> = tokio::sync::MutexGuard<'a, ()>;
+
 /// Forgets `account_key`'s connection and its saved token; `false` when it was not connected.
+/// With `only`, forgets nothing unless that connection is still the account's: a failed one
+/// must not take a newer connection, or its file, with it.
 ///
 /// Infobip offers no way to end an Exchange token (`InfobipAuthLayer::revoke` only forgets
 /// it, and the source would hand it back), so dropping the layer is what ends it: nothing
 /// refreshes the token any more, and it dies within its minute.
-async fn forget(app: &App, account_key: &str) -> Result<bool, BoxError> {
-    let connection = lock(&app.connected).remove(account_key);
+async fn forget(
+    app: &App,
+    account_key: &str,
+    only: Option<&Arc<Connection>>,
+    _changing: &Changing<'_>,
+) -> Result<bool, BoxError> {
+    let connection = {
+        let mut connected = lock(&app.connected);
+        let held = connected.get(account_key);
+        let is_the_one = |held: &Arc<Connection>| only.is_none_or(|only| Arc::ptr_eq(only, held));
+        if held.is_some_and(is_the_one) {
+            connected.remove(account_key)
+        } else {
+            None
+        }
+    };
     let Some(connection) = connection else {
         return Ok(false);
     };
@@ -550,7 +582,8 @@ async fn forget(app: &App, account_key: &str) -> Result<bool, BoxError> {
 }
 
 /// Picks up the connections saved in the token directory by an earlier run, within their
-/// tokens' minute; a token that died meanwhile is deleted (only a new authorization helps).
+/// tokens' minute; a token that died meanwhile is deleted (only a new authorization helps), and
+/// so is what a save cut short by a crash left beside the files.
 async fn resume_saved(app: &App) -> Result<(), BoxError> {
     let Some(dir) = &app.token_dir else {
         return Ok(());
@@ -558,13 +591,19 @@ async fn resume_saved(app: &App) -> Result<(), BoxError> {
     create_private_dir(dir).await?;
     let mut entries = tokio::fs::read_dir(dir).await?;
     while let Some(entry) = entries.next_entry().await? {
-        let Some(file) = TokenFile::at(entry.path()) else {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "partial") {
+            // A save cut short by a crash: half a token at most, of no use.
+            let _ = tokio::fs::remove_file(&path).await;
+            continue;
+        }
+        let Some(file) = TokenFile::at(path) else {
             continue;
         };
         match app.flow.resume(file.clone()).await {
             Ok(source) => {
                 let account_key = source.account().account_key;
-                let connection = Connection::new(source);
+                let connection = Arc::new(Connection::new(source));
                 // Keep-alive starts with the layer's first credential, which a connection made
                 // in this run takes for its first SMS: without it, an idle one would die.
                 if let Err(err) = connection.layer.credential().await {
@@ -586,14 +625,14 @@ async fn resume_saved(app: &App) -> Result<(), BoxError> {
 /// its owner alone. A real app keeps tokens in its database instead (a row per account,
 /// encrypted at rest), shared by all its instances.
 #[derive(Clone, Debug)]
-struct TokenFile {
+pub struct TokenFile {
     path: PathBuf,
 }
 
 impl TokenFile {
     /// `<dir>/<account_key>.json`. Account keys are hex digits; anything else is refused
     /// rather than let into a path.
-    fn new(dir: &Path, account_key: &str) -> Result<Self, BoxError> {
+    pub fn new(dir: &Path, account_key: &str) -> Result<Self, BoxError> {
         if account_key.is_empty() || !account_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err("an account key that cannot name a file".into());
         }
@@ -620,13 +659,23 @@ impl TokenStore for TokenFile {
     async fn save(&self, token: &StoredToken) -> Result<(), BoxError> {
         let json = Zeroizing::new(serde_json::to_vec(token)?);
         // Written beside the file, then renamed over it: a crash mid-write never leaves half
-        // a token, and a reader never sees one.
-        let partial = self.path.with_extension("json.partial");
-        let _ = tokio::fs::remove_file(&partial).await;
-        let mut file = create_private_file(&partial).await?;
-        file.write_all(&json).await?;
-        file.sync_all().await?;
-        tokio::fs::rename(&partial, &self.path).await?;
+        // a token, and a reader never sees one. Each save has a side file of its own, so two
+        // saves at once (two tabs approving) never write into one another's.
+        let partial = self
+            .path
+            .with_extension(format!("json.{:016x}.partial", rand::random::<u64>()));
+        let file = create_private_file(&partial).await?;
+        let written = async {
+            let mut file = file;
+            file.write_all(&json).await?;
+            file.sync_all().await?;
+            drop(file);
+            tokio::fs::rename(&partial, &self.path).await
+        };
+        if let Err(err) = written.await {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(err.into());
+        }
         Ok(())
     }
 

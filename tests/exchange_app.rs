@@ -7,15 +7,19 @@ mod exchange_app;
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
+use axum::response::IntoResponse as _;
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt as _, Full};
-use infobip_auth::BoxError;
 use infobip_auth::mock::MockServer;
-use infobip_auth::source::{PendingAuthorization, StoredToken};
+use infobip_auth::source::{PendingAuthorization, StoredToken, TokenStore as _};
+use infobip_auth::{Account, BoxError};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tower::ServiceExt as _;
 
 /// Where the app calls back: an address no test listens on (the tests hand the callback to the
@@ -96,7 +100,8 @@ async fn app(token_dir: Option<&Path>) -> Result<(MockServer, Router), BoxError>
 
 /// A new app against `server`, as after a restart.
 async fn restart(server: &MockServer, token_dir: Option<&Path>) -> Result<Router, BoxError> {
-    exchange_app::demo_router(server, REDIRECT_URI, token_dir.map(Path::to_path_buf)).await
+    let token_dir = token_dir.map(Path::to_path_buf);
+    exchange_app::demo_router(server.base_url(), REDIRECT_URI, token_dir).await
 }
 
 /// A browser's cookie jar: the app's one cookie, as the app last set it.
@@ -356,5 +361,150 @@ async fn a_connection_resumed_after_a_restart_is_kept_alive_while_idle() -> Resu
     let restarted = restart(&server, Some(&dir.0)).await?;
     tokio::time::sleep(Duration::from_secs(150)).await;
     assert_eq!(post(&restarted, &account_key, "sms").await?, StatusCode::OK);
+    Ok(())
+}
+
+/// The embedded server behind a loopback proxy that can hold one SMS request until the test
+/// lets it go: a send caught between taking its connection and hearing back.
+struct Proxy {
+    base_url: String,
+    hold: Arc<Mutex<Option<Hold>>>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+/// The held request's signals: it arrived; it may go on.
+type Hold = (oneshot::Sender<()>, oneshot::Receiver<()>);
+
+impl Proxy {
+    async fn start(server: &MockServer) -> Result<Self, BoxError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let hold = Arc::new(Mutex::new(None::<Hold>));
+        let upstream = server.base_url().to_owned();
+        let held = Arc::clone(&hold);
+        let forward = move |request: Request<Body>| {
+            let upstream = upstream.clone();
+            let held = Arc::clone(&held);
+            async move {
+                let (mut parts, body) = request.into_parts();
+                if parts.uri.path() == "/sms/2/text/advanced" {
+                    let hold = held.lock().map_or(None, |mut hold| hold.take());
+                    if let Some((arrived, go_on)) = hold {
+                        let _ = arrived.send(());
+                        let _ = go_on.await;
+                    }
+                }
+                let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+                parts.uri = format!("{upstream}{path}").parse()?;
+                let body = Full::new(body.collect().await?.to_bytes());
+                let answer = support::client()
+                    .request(Request::from_parts(parts, body))
+                    .await?;
+                Ok::<_, BoxError>(answer.map(Body::new))
+            }
+        };
+        let proxy = Router::new().fallback(move |request: Request<Body>| async move {
+            forward(request)
+                .await
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+        });
+        let serving = tokio::spawn(async move {
+            let _ = axum::serve(listener, proxy).await;
+        });
+        Ok(Self {
+            base_url,
+            hold,
+            serving,
+        })
+    }
+
+    /// Holds the next SMS request: the first receiver hears when it arrives; sending on the
+    /// second lets it go on.
+    fn hold_next_sms(&self) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (arrived, on_arrival) = oneshot::channel();
+        let (go_on, released) = oneshot::channel();
+        if let Ok(mut hold) = self.hold.lock() {
+            *hold = Some((arrived, released));
+        }
+        (on_arrival, go_on)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+/// A send whose token dies while a reconnect of the same account completes forgets only its
+/// own connection: the new one stays, and so does its saved token.
+#[tokio::test]
+async fn a_send_that_finds_its_token_dead_leaves_a_reconnect_made_meanwhile() -> Result<(), BoxError>
+{
+    let dir = TempDir::new("reconnected-meanwhile");
+    let server = exchange_app::demo_server(REDIRECT_URI).await?;
+    let proxy = Proxy::start(&server).await?;
+    let router =
+        exchange_app::demo_router(&proxy.base_url, REDIRECT_URI, Some(dir.0.clone())).await?;
+    let mut browser = Browser::default();
+    let account_key = browser.connect_account(&router).await?;
+
+    // A send takes the connection; its SMS is held on the way.
+    let (arrived, go_on) = proxy.hold_next_sms();
+    let send = tokio::spawn(post_owned(router.clone(), account_key.clone()));
+    arrived.await?;
+    // Its token is revoked, and the user connects the account again meanwhile.
+    server.revoke_all_tokens();
+    assert_eq!(browser.connect_account(&router).await?, account_key);
+    let _ = go_on.send(());
+    // The old token is refused and cannot be refreshed: that send asks for a new
+    // authorization, which the reconnect already made.
+    assert_eq!(send.await??, StatusCode::CONFLICT);
+
+    assert_eq!(post(&router, &account_key, "sms").await?, StatusCode::OK);
+    let restarted =
+        exchange_app::demo_router(&proxy.base_url, REDIRECT_URI, Some(dir.0.clone())).await?;
+    assert_eq!(post(&restarted, &account_key, "sms").await?, StatusCode::OK);
+    Ok(())
+}
+
+async fn post_owned(router: Router, account_key: String) -> Result<StatusCode, BoxError> {
+    post(&router, &account_key, "sms").await
+}
+
+/// Two saves of one account at once (two tabs approving together) leave one whole token,
+/// never a torn file or a failed save, and no side file behind.
+#[tokio::test]
+async fn two_saves_at_once_leave_one_whole_token() -> Result<(), BoxError> {
+    let dir = TempDir::new("saves-at-once");
+    std::fs::create_dir_all(&dir.0)?;
+    let file = exchange_app::TokenFile::new(&dir.0, "8F0792F86035A9F4290821F1EE6BC06A")?;
+    let expires_at = SystemTime::now() + Duration::from_secs(60);
+    let long = "b".repeat(64 * 1024);
+    let short_token = StoredToken::new("IBSSO", "a", expires_at, Account::default());
+    let long_token = StoredToken::new("IBSSO", &long, expires_at, Account::default());
+    for _ in 0..20 {
+        let (first, second) = tokio::join!(file.save(&short_token), file.save(&long_token));
+        first?;
+        second?;
+        let loaded = file.load().await?.ok_or("no token saved")?;
+        assert!(loaded.expose_token() == "a" || loaded.expose_token() == long);
+    }
+    assert_eq!(std::fs::read_dir(&dir.0)?.count(), 1);
+    Ok(())
+}
+
+/// A save that fails after writing its side file removes it.
+#[tokio::test]
+async fn a_failed_save_leaves_no_side_file() -> Result<(), BoxError> {
+    let dir = TempDir::new("failed-save");
+    let account_key = "8F0792F86035A9F4290821F1EE6BC06A";
+    // A directory where the token file goes: the rename over it fails.
+    std::fs::create_dir_all(dir.token_file(account_key))?;
+    let file = exchange_app::TokenFile::new(&dir.0, account_key)?;
+    let expires_at = SystemTime::now() + Duration::from_secs(60);
+    let token = StoredToken::new("IBSSO", "a", expires_at, Account::default());
+    assert!(file.save(&token).await.is_err());
+    assert_eq!(std::fs::read_dir(&dir.0)?.count(), 1);
     Ok(())
 }

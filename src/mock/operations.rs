@@ -231,6 +231,24 @@ impl Operations {
         lookup
     }
 
+    /// The methods `path` has, as a `405`'s `Allow` header lists them (RFC 9110 §15.5.6):
+    /// every method the lookup finds an operation for, and `HEAD` where it finds `GET`.
+    pub(crate) fn allowed(&self, path: &str) -> String {
+        let mut allowed = BTreeSet::new();
+        for name in self.by_method.keys() {
+            let Ok(method) = Method::from_bytes(name.as_bytes()) else {
+                continue;
+            };
+            if matches!(self.lookup(&method, path), Lookup::Found(_)) {
+                allowed.insert(name.as_str());
+                if method == Method::GET {
+                    allowed.insert("HEAD");
+                }
+            }
+        }
+        allowed.into_iter().collect::<Vec<_>>().join(", ")
+    }
+
     /// The operation for `method` at `path` as written.
     fn at(&self, method: &Method, path: &str) -> Lookup<'_> {
         let routed = |router: &matchit::Router<usize>| {
@@ -348,17 +366,7 @@ mod tests {
         let catalog = crate::Catalog::infobip();
         let mut checked = 0;
         for op in catalog.operations() {
-            let filled: Vec<String> = (op.template.split('/'))
-                .map(|segment| {
-                    if segment.starts_with('{') {
-                        "p1"
-                    } else {
-                        segment
-                    }
-                    .to_owned()
-                })
-                .collect();
-            let path = filled.join("/");
+            let path = filled(op.template);
             let empty_parameter = path.replace("/p1", "/");
             let paths = [
                 format!("{path}/"),
@@ -380,6 +388,52 @@ mod tests {
             }
         }
         assert_eq!(checked, 943 * 7);
+        Ok(())
+    }
+
+    /// `template` with every parameter filled with `p1`.
+    fn filled(template: &str) -> String {
+        let segments: Vec<&str> = (template.split('/'))
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "p1"
+                } else {
+                    segment
+                }
+            })
+            .collect();
+        segments.join("/")
+    }
+
+    /// For every operation's path, a `405` lists the methods the scope catalogue finds an
+    /// operation for there, `HEAD` where `GET` is, the operation's own among them.
+    #[test]
+    fn allows_the_methods_the_scope_catalogue_finds() -> io::Result<()> {
+        let table = Operations::build(true, &[])?;
+        let catalog = crate::Catalog::infobip();
+        let methods = [
+            Method::DELETE,
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PATCH,
+            Method::POST,
+            Method::PUT,
+        ];
+        for op in catalog.operations() {
+            let path = filled(op.template);
+            let expected: Vec<&str> = (methods.iter())
+                .filter(|method| catalog.lookup(method, &path).is_some())
+                .map(Method::as_str)
+                .collect();
+            let allowed = table.allowed(&path);
+            assert_eq!(allowed, expected.join(", "), "{path}");
+            assert!(
+                allowed
+                    .split(", ")
+                    .any(|method| method == op.method.as_str())
+            );
+        }
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use http::header::{ALLOW, CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -162,8 +162,8 @@ impl Refusal {
         }
     }
 
-    /// `405` for a known path asked with another method.
-    pub(crate) fn method_not_allowed() -> Self {
+    /// `405` for a known path asked with another method: see [`method_not_allowed`].
+    fn method_not_allowed() -> Self {
         Self {
             status: StatusCode::METHOD_NOT_ALLOWED,
             message_id: "METHOD_NOT_ALLOWED",
@@ -180,6 +180,16 @@ impl Refusal {
         }
         json(self.status, &body)
     }
+}
+
+/// `405` for a known path asked with another method, with the `Allow` header RFC 9110
+/// §15.5.6 requires: `allowed`, the path's methods (`"GET, HEAD"`).
+pub(crate) fn method_not_allowed(allowed: &str) -> Reply {
+    let mut reply = Refusal::method_not_allowed().into_reply();
+    if let Ok(allowed) = HeaderValue::from_str(allowed) {
+        reply.headers_mut().insert(ALLOW, allowed);
+    }
+    reply
 }
 
 /// Reads a whole request body, refusing more than [`MAX_BODY`] bytes.

@@ -64,9 +64,9 @@ where
         (Method::POST, EXCHANGE_TOKEN) => {
             token_endpoint(&state, TokenEndpoint::Exchange, req).await
         }
-        (_, SESSION | OAUTH_TOKEN | AUTHORIZE | EXCHANGE_TOKEN) => {
-            Ok(Refusal::method_not_allowed().into_reply())
-        }
+        (_, SESSION) => Ok(reply::method_not_allowed("DELETE, POST")),
+        (_, OAUTH_TOKEN | EXCHANGE_TOKEN) => Ok(reply::method_not_allowed("POST")),
+        (_, AUTHORIZE) => Ok(reply::method_not_allowed("GET, HEAD")),
         _ => Ok(resources::handle(&state, req).await),
     }
 }

@@ -21,7 +21,9 @@ where
     let path = parts.uri.path();
     let answer = match state.settings.operations.lookup(&parts.method, path) {
         Lookup::NotFound => Refusal::not_found().into_reply(),
-        Lookup::MethodNotAllowed => Refusal::method_not_allowed().into_reply(),
+        Lookup::MethodNotAllowed => {
+            reply::method_not_allowed(&state.settings.operations.allowed(path))
+        }
         Lookup::Found(operation) => {
             let access = if operation.is_public() {
                 Access::Granted

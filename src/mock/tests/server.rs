@@ -60,6 +60,43 @@ async fn head_is_answered_without_content_over_both_protocols() -> TestResult {
     Ok(())
 }
 
+/// A `405` names the methods its path has in `Allow` (RFC 9110 §15.5.6), over both
+/// protocols: for the token endpoints and for the operations, `HEAD` where `GET` is.
+#[tokio::test]
+async fn a_405_lists_the_methods_of_its_path_over_both_protocols() -> TestResult {
+    let server = MockServer::start().await?;
+    for http2 in [false, true] {
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .http2_only(http2)
+            .build_http();
+        for (method, path, allowed) in [
+            (Method::DELETE, "/sms/2/text/advanced", "POST"),
+            (Method::HEAD, "/sms/2/text/advanced/", "POST"),
+            (Method::POST, "/sms/1/inbox/reports", "GET, HEAD"),
+            (Method::GET, "/auth/1/session", "DELETE, POST"),
+            (Method::GET, "/auth/1/oauth2/token", "POST"),
+            (Method::PUT, "/exchange/1/oauth/authorize", "GET, HEAD"),
+            (Method::GET, "/exchange/1/oauth/token/", "POST"),
+        ] {
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(server.url(path))
+                .header(AUTHORIZATION, format!("App {DEMO_API_KEY}"))
+                .body(Full::default())?;
+            let response = client.request(request).await?;
+            let case = format!("{method} {path} over HTTP/2: {http2}");
+            assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{case}");
+            let allow = response.headers().get(http::header::ALLOW);
+            assert_eq!(
+                allow.map(http::HeaderValue::to_str).transpose()?,
+                Some(allowed),
+                "{case}"
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn refuses_connections(base_url: &str) -> bool {
     let Some(address) = base_url.strip_prefix("http://") else {
         return false;
