@@ -105,10 +105,11 @@
 //! `UNAUTHORIZED` and text `Invalid login details`; it must hold one of the operation's scopes,
 //! else `403` with `messageId` `FORBIDDEN` and text `Forbidden`. Every authenticated use of a
 //! session extends it. Unknown paths get `404`, known ones asked with another method `405`,
-//! whose `Allow` header lists the path's methods (`HEAD` where `GET` is). A path is read as the crate's scope catalogue reads it: its percent-encoded unreserved
-//! characters decoded, a trailing slash ignored when the path means nothing with it, and as
-//! written otherwise (case, doubled slashes); a path parameter is never empty. `HEAD` is
-//! answered as `GET` would be, checks included, without the content (RFC 9110 §9.3.2).
+//! whose `Allow` header lists the path's methods (`HEAD` where `GET` is). A path is read as
+//! the crate's scope catalogue reads it: its percent-encoded unreserved characters decoded, a
+//! trailing slash ignored when the path means nothing with it, and as written otherwise
+//! (case, doubled slashes); a path parameter is never empty. `HEAD` is answered as `GET`
+//! would be, checks included, without the content (RFC 9110 §9.3.2).
 //!
 //! Which status Infobip gives a valid credential of a scheme the operation does not accept (an
 //! API key on `/settings/2/api-keys`) is not documented: this server answers `401`, as for a
