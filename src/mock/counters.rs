@@ -31,6 +31,9 @@ pub struct Counters {
     pub max_token_requests_in_flight: u64,
     /// Resource requests by the scheme of their `Authorization` header: `App`, `Basic`,
     /// `IBSSO`, `Bearer`, or `none` when the header is absent, unreadable or sent more than once.
+    /// Requests that a fault injected with
+    /// [`MockServer::inject_operation`](super::MockServer::inject_operation) answered are
+    /// counted too, a dropped connection included.
     pub resource_requests_by_scheme: BTreeMap<String, u64>,
     /// Resource requests answered `401`.
     pub unauthorized: u64,

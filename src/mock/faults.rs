@@ -1,4 +1,5 @@
-//! [`Fault`]: what a token endpoint does instead of answering normally.
+//! [`Fault`]: what an endpoint does instead of answering normally, and the one path that
+//! applies it for token endpoints, session `DELETE`s and protected operations alike.
 
 use std::time::Duration;
 
@@ -16,8 +17,10 @@ use crate::BoxError;
 /// A failure injected into the next token-endpoint request (`POST /auth/1/session`,
 /// `POST /auth/1/oauth2/token`, `POST /exchange/1/oauth/token`) with
 /// [`MockServer::inject`](super::MockServer::inject), or into the next session
-/// `DELETE /auth/1/session` with [`MockServer::inject_delete`](super::MockServer::inject_delete).
-/// Faults are used one per request, in the order they were injected.
+/// `DELETE /auth/1/session` with [`MockServer::inject_delete`](super::MockServer::inject_delete),
+/// or into the next request to a protected operation with
+/// [`MockServer::inject_operation`](super::MockServer::inject_operation). Faults are used one
+/// per request, in the order they were injected.
 ///
 /// ```
 /// use std::time::Duration;
@@ -65,8 +68,9 @@ pub enum Fault {
     /// `Content-Length` that promises more than is sent (the whole body, or one byte when it
     /// has none, as a session `DELETE`'s `200`), send the first half of the body, and close
     /// the connection. As with [`Fault::AnswerLost`], the server's state changed (the session
-    /// created or ended, the token issued, the code used); the client sees the status, then
-    /// a body it cannot read whole. A `200` is never sent for an act not done.
+    /// created or ended, the token issued, the code used, the operation answered and
+    /// recorded); the client sees the status, then a body it cannot read whole. A `200` is
+    /// never sent for an act not done.
     ///
     /// ```
     /// use infobip_auth::mock::{Fault, MockServer, SessionEvent};
@@ -96,8 +100,8 @@ pub enum Fault {
     CloseConnection,
     /// Wait this long, then answer normally.
     Delay(Duration),
-    /// Act on the request as usual (create the session, issue the token, end the session),
-    /// then close the connection without answering: the server's state changed, the client
+    /// Act on the request as usual (create the session, issue the token, end the session,
+    /// answer and record the operation), then close the connection without answering: the server's state changed, the client
     /// sees a broken connection.
     ///
     /// ```
@@ -126,45 +130,70 @@ pub enum Fault {
     AnswerLost,
 }
 
-impl Fault {
-    /// Applies the fault: `None` to act on the request (after a [`Fault::Delay`]; for
-    /// [`Fault::AnswerLost`] the caller drops the connection afterwards, for
-    /// [`Fault::Truncated`] it sends its answer through [`cut`]), otherwise the answer to give
-    /// instead, where `Err` drops the connection.
-    pub(crate) async fn apply(self) -> Option<Result<Reply, DropConnection>> {
+/// What becomes of an answer once the server has acted on a request.
+pub(crate) enum Aftermath {
+    /// Send it.
+    Send,
+    /// Send it cut short ([`Fault::Truncated`]).
+    Cut,
+    /// Drop the connection instead ([`Fault::AnswerLost`]).
+    Lose,
+}
+
+impl Aftermath {
+    /// The answer as the client gets it; `Err` drops the connection.
+    pub(crate) async fn apply(self, answer: Reply) -> Result<Reply, DropConnection> {
         match self {
-            Fault::Status {
-                status,
-                retry_after,
-            } => {
-                let mut reply = reply::documented_error(status);
-                if let Some(delay) = retry_after {
-                    let seconds = whole_seconds(delay);
-                    reply
-                        .headers_mut()
-                        .insert(RETRY_AFTER, HeaderValue::from(seconds));
-                }
-                Some(Ok(reply))
-            }
-            Fault::Body {
-                status,
-                content_type,
-                body,
-            } => Some(Ok(reply::raw(status, content_type, body))),
-            Fault::CloseConnection => Some(Err(DropConnection)),
-            Fault::Delay(delay) => {
-                tokio::time::sleep(delay).await;
-                None
-            }
-            Fault::Truncated | Fault::AnswerLost => None,
+            Aftermath::Send => Ok(answer),
+            Aftermath::Cut => Ok(cut(answer).await),
+            Aftermath::Lose => Err(DropConnection),
         }
+    }
+}
+
+/// Applies a request's fault, if any, before the server acts: `Ok` to act on the request
+/// (after a [`Fault::Delay`]) and then apply the [`Aftermath`] to the answer, `Err` with the
+/// answer to give instead, where an inner `Err` drops the connection. Every endpoint that
+/// takes faults goes through here, so a fault means the same everywhere.
+pub(crate) async fn before_acting(
+    fault: Option<Fault>,
+) -> Result<Aftermath, Result<Reply, DropConnection>> {
+    let Some(fault) = fault else {
+        return Ok(Aftermath::Send);
+    };
+    match fault {
+        Fault::Status {
+            status,
+            retry_after,
+        } => {
+            let mut reply = reply::documented_error(status);
+            if let Some(delay) = retry_after {
+                let seconds = whole_seconds(delay);
+                reply
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            Err(Ok(reply))
+        }
+        Fault::Body {
+            status,
+            content_type,
+            body,
+        } => Err(Ok(reply::raw(status, content_type, body))),
+        Fault::CloseConnection => Err(Err(DropConnection)),
+        Fault::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            Ok(Aftermath::Send)
+        }
+        Fault::Truncated => Ok(Aftermath::Cut),
+        Fault::AnswerLost => Ok(Aftermath::Lose),
     }
 }
 
 /// `answer` with a `Content-Length` of its whole body (one byte when it has none), of which
 /// only the first half is sent before the body fails and hyper closes the connection. The body
 /// yields once between the two so that hyper flushes the head and the first half.
-pub(crate) async fn cut(answer: Reply) -> Reply {
+async fn cut(answer: Reply) -> Reply {
     let (mut parts, body) = answer.into_parts();
     let whole = body
         .collect()

@@ -132,7 +132,11 @@
 //! status with `Retry-After`, an exact body, a dropped connection, a delay, or an answer cut
 //! or lost after the server acted);
 //! [`MockServer::set_latency`] slows every token endpoint; [`MockServer::inject_delete`] and
-//! [`MockServer::set_delete_latency`] do the same for session `DELETE`s; [`MockServer::revoke_api_key`],
+//! [`MockServer::set_delete_latency`] do the same for session `DELETE`s, and
+//! [`MockServer::inject_operation`] and [`MockServer::set_operation_latency`] for protected
+//! operations, so your client's retries, timeouts and error handling can be tried on its API
+//! calls (an error status, body or dropped connection answers there before the credential is
+//! checked, as a gateway's would); [`MockServer::revoke_api_key`],
 //! [`MockServer::revoke_token`], [`MockServer::revoke_all_tokens`] and
 //! [`MockServer::expire_all`] invalidate credentials behind the client's back.
 //! [`MockServer::counters`] and [`MockServer::received`] report what the server saw, without

@@ -444,6 +444,86 @@ impl MockServer {
         self.state.set_delete_latency(latency);
     }
 
+    /// Queues a fault for a coming request to a protected operation (any request that is not
+    /// to the authentication endpoints, an unknown path included), apart from the faults of
+    /// the token endpoints and of session `DELETE`s; faults are used one per request, in the
+    /// order they were queued. It lets a test try a client's retries and error handling on its
+    /// API calls.
+    ///
+    /// [`Fault::Status`], [`Fault::Body`] and [`Fault::CloseConnection`] answer before the
+    /// credential is checked, as a gateway's `429` or `503` comes whatever the credential:
+    /// nothing is done and no session is extended, but the request is counted under its
+    /// scheme, and listed in [`received`](Self::received) with the fault's status unless no
+    /// answer was sent. [`Fault::Delay`] waits, then answers as usual. [`Fault::Truncated`]
+    /// and [`Fault::AnswerLost`] answer as usual (the SMS is accepted, the request counted and
+    /// listed with its status), then cut or lose the answer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::{Request, StatusCode, header};
+    /// use http_body_util::Full;
+    /// use infobip_auth::mock::{Fault, MockServer, DEMO_API_KEY};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #     .build_http::<Full<bytes::Bytes>>();
+    /// let server = MockServer::start().await?;
+    /// let send_sms = || {
+    ///     let sms = r#"{"messages":[{"destinations":[{"to":"41793026727"}],"text":"Hi"}]}"#;
+    ///     Request::post(server.url("/sms/2/text/advanced"))
+    ///         .header(header::AUTHORIZATION, format!("App {DEMO_API_KEY}"))
+    ///         .header(header::CONTENT_TYPE, "application/json")
+    ///         .body(Full::from(sms))
+    /// };
+    /// server.inject_operation(Fault::Status {
+    ///     status: StatusCode::TOO_MANY_REQUESTS,
+    ///     retry_after: Some(Duration::from_secs(3)),
+    /// });
+    /// let busy = client.request(send_sms()?).await?;
+    /// assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+    /// assert_eq!(busy.headers()[header::RETRY_AFTER], "3");
+    /// // One fault per request: the retry is accepted.
+    /// assert_eq!(client.request(send_sms()?).await?.status(), StatusCode::OK);
+    /// assert_eq!(server.counters().resource_requests("App"), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn inject_operation(&self, fault: Fault) {
+        self.state.inject_operation(fault);
+    }
+
+    /// Delays every answer to a protected operation (any request that is not to the
+    /// authentication endpoints) by `latency` (zero by default; apart from
+    /// [`set_latency`](Self::set_latency) and [`set_delete_latency`](Self::set_delete_latency)),
+    /// to try a client's timeouts. The wait comes before the credential is checked and is
+    /// timed on tokio's clock, so a test on a paused clock does not wait it out.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::{Request, StatusCode, header};
+    /// use http_body_util::Full;
+    /// use infobip_auth::mock::{MockServer, DEMO_API_KEY};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+    /// #     .build_http::<Full<bytes::Bytes>>();
+    /// // The clock is tokio's paused one.
+    /// let server = MockServer::start().await?;
+    /// let inbox = || {
+    ///     Request::get(server.url("/sms/1/inbox/reports"))
+    ///         .header(header::AUTHORIZATION, format!("App {DEMO_API_KEY}"))
+    ///         .body(Full::default())
+    /// };
+    /// server.set_operation_latency(Duration::from_secs(30));
+    /// // A client that gives up after ten seconds gives up; one that waits a minute is answered.
+    /// let given_up = tokio::time::timeout(Duration::from_secs(10), client.request(inbox()?)).await;
+    /// assert!(given_up.is_err());
+    /// let answer = tokio::time::timeout(Duration::from_secs(60), client.request(inbox()?)).await??;
+    /// assert_eq!(answer.status(), StatusCode::OK);
+    /// # Ok(()) }
+    /// ```
+    pub fn set_operation_latency(&self, latency: Duration) {
+        self.state.set_operation_latency(latency);
+    }
+
     /// The resource requests answered so far, in order: method, path, the scheme of the
     /// credential (never the credential) and the status. The most recent 100,000 are kept, so a
     /// server that runs for days does not grow without end; [`counters`](Self::counters) count

@@ -149,6 +149,11 @@ pub(crate) struct Live {
     /// renewal sends a `DELETE` before its create, and a test aims at one or the other.
     delete_faults: VecDeque<Fault>,
     delete_latency: Duration,
+    /// Faults and latency for protected operations (every request the operations table
+    /// answers), apart again: a test of a client's retries aims at its API calls, not its
+    /// logins.
+    operation_faults: VecDeque<Fault>,
+    operation_latency: Duration,
     in_flight: u64,
     throttle: Throttle,
     /// Everything but the session events, which are kept apart, bounded.
@@ -460,13 +465,21 @@ impl State {
         Some((fault, live.delete_latency))
     }
 
-    /// Records an answered resource request.
+    /// Takes the fault and latency the next resource request gets.
+    pub(crate) fn operation_request(&self) -> (Option<Fault>, Duration) {
+        let mut live = self.live();
+        let fault = live.operation_faults.pop_front();
+        (fault, live.operation_latency)
+    }
+
+    /// Records a resource request with the status it was answered, or `None` when its
+    /// connection was closed without an answer: counted, but not in the log of answers.
     pub(crate) fn record_resource(
         &self,
         method: Method,
         path: &str,
         scheme: &str,
-        status: StatusCode,
+        status: Option<StatusCode>,
     ) {
         let mut live = self.live();
         let counters = &mut live.counters;
@@ -474,6 +487,9 @@ impl State {
             .resource_requests_by_scheme
             .entry(scheme.to_owned())
             .or_default() += 1;
+        let Some(status) = status else {
+            return;
+        };
         if status == StatusCode::UNAUTHORIZED {
             counters.unauthorized += 1;
         } else if status == StatusCode::FORBIDDEN {
@@ -514,6 +530,14 @@ impl State {
 
     pub(crate) fn set_delete_latency(&self, latency: Duration) {
         self.live().delete_latency = latency;
+    }
+
+    pub(crate) fn inject_operation(&self, fault: Fault) {
+        self.live().operation_faults.push_back(fault);
+    }
+
+    pub(crate) fn set_operation_latency(&self, latency: Duration) {
+        self.live().operation_latency = latency;
     }
 
     pub(crate) fn revoke_api_key(&self, key: &str) {
@@ -689,7 +713,7 @@ mod tests {
     fn the_log_of_received_requests_keeps_the_most_recent() -> io::Result<()> {
         let state = State::new(MockConfig::demo())?;
         for n in 0..=RECEIVED_KEPT {
-            state.record_resource(Method::GET, &n.to_string(), "App", StatusCode::OK);
+            state.record_resource(Method::GET, &n.to_string(), "App", Some(StatusCode::OK));
         }
         let received = state.received();
         assert_eq!(received.len(), RECEIVED_KEPT);

@@ -1,5 +1,6 @@
 //! Routing a request to its handler, and what every token endpoint shares: counting, latency
-//! and faults.
+//! and faults. Session `DELETE`s and protected operations apply their faults through the same
+//! [`faults::before_acting`].
 
 mod exchange;
 mod oauth2;
@@ -12,10 +13,10 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode};
 
+use super::faults;
 use super::operations::decode_unreserved;
 use super::reply::{self, DropConnection, Refusal, Reply};
 use super::state::{State, TokenEndpoint};
-use super::{Fault, faults};
 use crate::BoxError;
 
 const SESSION: &str = "/auth/1/session";
@@ -67,7 +68,7 @@ where
         (_, SESSION) => Ok(reply::method_not_allowed("DELETE, POST")),
         (_, OAUTH_TOKEN | EXCHANGE_TOKEN) => Ok(reply::method_not_allowed("POST")),
         (_, AUTHORIZE) => Ok(reply::method_not_allowed("GET, HEAD")),
-        _ => Ok(resources::handle(&state, req).await),
+        _ => resources::handle(&state, req).await,
     }
 }
 
@@ -88,25 +89,16 @@ where
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let answer_lost = fault == Some(Fault::AnswerLost);
-    let truncated = fault == Some(Fault::Truncated);
-    if let Some(fault) = fault
-        && let Some(instead) = fault.apply().await
-    {
-        return instead;
-    }
+    let aftermath = match faults::before_acting(fault).await {
+        Ok(aftermath) => aftermath,
+        Err(instead) => return instead,
+    };
     let (parts, body) = req.into_parts();
     let answered = match reply::read_body(body).await {
         Ok(body) => answer(state, endpoint, &parts.headers, &body),
         Err(refusal) => refusal.into_reply(),
     };
-    if answer_lost {
-        return Err(DropConnection);
-    }
-    if truncated {
-        return Ok(faults::cut(answered).await);
-    }
-    Ok(answered)
+    aftermath.apply(answered).await
 }
 
 fn answer(state: &State, endpoint: TokenEndpoint, headers: &HeaderMap, body: &[u8]) -> Reply {

@@ -2,23 +2,39 @@
 //! operations table, then answered like Infobip.
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 
 use crate::BoxError;
+use crate::mock::faults;
 use crate::mock::operations::{Lookup, Operation, Scheme};
-use crate::mock::reply::{self, Refusal, Reply};
+use crate::mock::reply::{self, DropConnection, Refusal, Reply};
 use crate::mock::state::{Access, State, random_hex, uuid_like};
 
-/// Checks the credential against the operation, answers, and records the request.
-pub(super) async fn handle<B>(state: &State, req: Request<B>) -> Reply
+/// Waits the latency set for operations and takes the next fault set for them, then checks
+/// the credential against the operation, answers, and records the request; `Err` drops the
+/// connection. A fault that answers instead comes before any check, as a gateway's `429` or
+/// `503` comes whatever the credential and the path.
+pub(super) async fn handle<B>(state: &State, req: Request<B>) -> Result<Reply, DropConnection>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
+    let (fault, latency) = state.operation_request();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let (parts, body) = req.into_parts();
     let credential = Scheme::from_headers(&parts.headers);
     let scheme = credential.map_or("none", |(scheme, _)| scheme.as_str());
     let path = parts.uri.path();
+    let aftermath = match faults::before_acting(fault).await {
+        Ok(aftermath) => aftermath,
+        Err(instead) => {
+            let status = instead.as_ref().ok().map(Response::status);
+            state.record_resource(parts.method.clone(), path, scheme, status);
+            return instead;
+        }
+    };
     let answer = match state.settings.operations.lookup(&parts.method, path) {
         Lookup::NotFound => Refusal::not_found().into_reply(),
         Lookup::MethodNotAllowed => {
@@ -40,8 +56,8 @@ where
             }
         }
     };
-    state.record_resource(parts.method.clone(), path, scheme, answer.status());
-    answer
+    state.record_resource(parts.method.clone(), path, scheme, Some(answer.status()));
+    aftermath.apply(answer).await
 }
 
 /// The method whose answer a request gets: `HEAD` gets `GET`'s (RFC 9110 §9.3.2), without the

@@ -3,10 +3,10 @@
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
+use crate::mock::faults;
 use crate::mock::operations::Scheme;
 use crate::mock::reply::{self, DropConnection, Refusal, Reply};
 use crate::mock::state::State;
-use crate::mock::{Fault, faults};
 
 /// The request body; `unsafe` (a session not bound to the caller's IP) is accepted and ignored.
 #[derive(Deserialize)]
@@ -46,7 +46,7 @@ pub(super) fn create(state: &State, headers: &HeaderMap, body: &[u8]) -> Result<
 /// `DELETE /auth/1/session` with `Authorization: IBSSO <token>` → `200` with no body; `429`
 /// before anything else when over the configured rate. The latency and the next fault set for
 /// deletes come first; a fault answers instead, and the session stays alive, except
-/// [`Fault::AnswerLost`], which ends it and then drops the connection, and [`Fault::Truncated`],
+/// `Fault::AnswerLost`, which ends it and then drops the connection, and `Fault::Truncated`,
 /// which ends it and then cuts the answer.
 pub(super) async fn destroy(state: &State, headers: &HeaderMap) -> Result<Reply, DropConnection> {
     let Some((fault, latency)) = state.session_delete() else {
@@ -55,24 +55,15 @@ pub(super) async fn destroy(state: &State, headers: &HeaderMap) -> Result<Reply,
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let answer_lost = fault == Some(Fault::AnswerLost);
-    let truncated = fault == Some(Fault::Truncated);
-    if let Some(fault) = fault
-        && let Some(instead) = fault.apply().await
-    {
-        return instead;
-    }
+    let aftermath = match faults::before_acting(fault).await {
+        Ok(aftermath) => aftermath,
+        Err(instead) => return instead,
+    };
     let answered = match Scheme::from_headers(headers) {
         Some((Scheme::Ibsso, token)) if state.destroy_session(token) => {
             reply::empty(StatusCode::OK)
         }
         _ => Refusal::unauthorized().into_reply(),
     };
-    if answer_lost {
-        return Err(DropConnection);
-    }
-    if truncated {
-        return Ok(faults::cut(answered).await);
-    }
-    Ok(answered)
+    aftermath.apply(answered).await
 }

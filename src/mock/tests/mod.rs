@@ -3,6 +3,7 @@
 mod exchange;
 mod faults;
 mod oauth2;
+mod operation_faults;
 mod resources;
 mod robustness;
 mod server;
