@@ -101,8 +101,8 @@ pub enum Fault {
     /// Wait this long, then answer normally.
     Delay(Duration),
     /// Act on the request as usual (create the session, issue the token, end the session,
-    /// answer and record the operation), then close the connection without answering: the server's state changed, the client
-    /// sees a broken connection.
+    /// answer and record the operation), then close the connection without answering: the
+    /// server's state changed, the client sees a broken connection.
     ///
     /// ```
     /// use infobip_auth::mock::{Fault, MockServer, SessionEvent, DEMO_PASSWORD, DEMO_USERNAME};
