@@ -341,17 +341,23 @@ impl Error {
     /// ```
     #[must_use]
     pub fn find<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a Error> {
-        let mut next = Some(err);
-        while let Some(err) = next {
-            if let Some(found) = err.downcast_ref::<Error>() {
-                return Some(found);
-            }
-            next = match err.downcast_ref::<std::io::Error>() {
-                Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
-                None => err.source(),
-            };
-        }
-        None
+        causes(err).find_map(|err| err.downcast_ref::<Error>())
+    }
+}
+
+/// `err`, then each error that caused it, in turn.
+pub(crate) fn causes<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |&err| cause_of(err))
+}
+
+/// The error that caused `err`: its `source`, or for an `io::Error` the error it wraps, which
+/// its `source` skips.
+fn cause_of<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    match err.downcast_ref::<std::io::Error>() {
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+        None => err.source(),
     }
 }
 

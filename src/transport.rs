@@ -428,31 +428,19 @@ fn transport(err: BoxError) -> Error {
 /// reqwest also tells a host it could not resolve or a TLS handshake that failed. Any other
 /// failure, a timeout among them, may have come after the request was sent.
 pub(crate) fn never_sent(err: &Error) -> bool {
-    if !matches!(err.kind(), ErrorKind::Transport) {
-        return false;
-    }
-    let mut next = std::error::Error::source(err);
-    while let Some(cause) = next {
-        #[cfg(feature = "reqwest")]
-        if cause
-            .downcast_ref::<::reqwest::Error>()
-            .is_some_and(::reqwest::Error::is_connect)
-        {
-            return true;
-        }
-        let Some(io) = cause.downcast_ref::<std::io::Error>() else {
-            next = cause.source();
-            continue;
-        };
-        if io.kind() == std::io::ErrorKind::ConnectionRefused {
-            return true;
-        }
-        // An `io::Error`'s `source` skips the error it wraps.
-        next = io
-            .get_ref()
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-    }
-    false
+    matches!(err.kind(), ErrorKind::Transport)
+        && crate::error::causes(err).any(|cause| {
+            #[cfg(feature = "reqwest")]
+            if cause
+                .downcast_ref::<::reqwest::Error>()
+                .is_some_and(::reqwest::Error::is_connect)
+            {
+                return true;
+            }
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        })
 }
 
 /// A request that could not be built.
