@@ -151,13 +151,18 @@ impl Aftermath {
     }
 }
 
-/// Applies a request's fault, if any, before the server acts: `Ok` to act on the request
-/// (after a [`Fault::Delay`]) and then apply the [`Aftermath`] to the answer, `Err` with the
-/// answer to give instead, where an inner `Err` drops the connection. Every endpoint that
-/// takes faults goes through here, so a fault means the same everywhere.
+/// Waits out the endpoint's `latency`, then applies a request's fault, if any, before the
+/// server acts: `Ok` to act on the request (after a [`Fault::Delay`]) and then apply the
+/// [`Aftermath`] to the answer, `Err` with the answer to give instead, where an inner `Err`
+/// drops the connection. Every endpoint that takes faults goes through here, so a fault and a
+/// latency mean the same everywhere.
 pub(crate) async fn before_acting(
     fault: Option<Fault>,
+    latency: Duration,
 ) -> Result<Aftermath, Result<Reply, DropConnection>> {
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let Some(fault) = fault else {
         return Ok(Aftermath::Send);
     };

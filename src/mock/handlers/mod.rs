@@ -86,10 +86,7 @@ where
     let Some((_in_flight, fault, latency)) = state.token_request(endpoint) else {
         return Ok(reply::documented_error(StatusCode::TOO_MANY_REQUESTS));
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let aftermath = match faults::before_acting(fault).await {
+    let aftermath = match faults::before_acting(fault, latency).await {
         Ok(aftermath) => aftermath,
         Err(instead) => return instead,
     };

@@ -20,14 +20,11 @@ where
     B::Error: Into<BoxError>,
 {
     let (fault, latency) = state.operation_request();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
     let (parts, body) = req.into_parts();
     let credential = Scheme::from_headers(&parts.headers);
     let scheme = credential.map_or("none", |(scheme, _)| scheme.as_str());
     let path = parts.uri.path();
-    let aftermath = match faults::before_acting(fault).await {
+    let aftermath = match faults::before_acting(fault, latency).await {
         Ok(aftermath) => aftermath,
         Err(instead) => {
             let status = instead.as_ref().ok().map(Response::status);

@@ -52,10 +52,7 @@ pub(super) async fn destroy(state: &State, headers: &HeaderMap) -> Result<Reply,
     let Some((fault, latency)) = state.session_delete() else {
         return Ok(reply::documented_error(StatusCode::TOO_MANY_REQUESTS));
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let aftermath = match faults::before_acting(fault).await {
+    let aftermath = match faults::before_acting(fault, latency).await {
         Ok(aftermath) => aftermath,
         Err(instead) => return instead,
     };
