@@ -281,6 +281,17 @@ async fn serve(app: axum::Router) -> Result<String, BoxError> {
     Ok(base_url)
 }
 
+/// A loopback server that answers every request with a `307` to `location`; its base URL.
+async fn redirecting_to(location: String) -> Result<String, BoxError> {
+    serve(axum::Router::new().fallback(move || async move {
+        (
+            http::StatusCode::TEMPORARY_REDIRECT,
+            [(http::header::LOCATION, location)],
+        )
+    }))
+    .await
+}
+
 #[tokio::test]
 async fn a_401_from_the_host_a_redirect_went_to_keeps_the_credential() -> Result<(), BoxError> {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -302,13 +313,7 @@ async fn a_401_from_the_host_a_redirect_went_to_keeps_the_credential() -> Result
     .await?;
     // The allowed origin, which sends the upload on to the other one.
     let location = format!("{storage}/upload");
-    let front = serve(axum::Router::new().fallback(move || async move {
-        (
-            http::StatusCode::TEMPORARY_REDIRECT,
-            [(http::header::LOCATION, location)],
-        )
-    }))
-    .await?;
+    let front = redirecting_to(location).await?;
     let auth = support::oauth(&server)?.allow_origin(&front)?;
     let before = auth.credential().await?.expose_token().to_owned();
 
@@ -372,13 +377,7 @@ async fn a_second_redirect_within_another_origin_carries_no_credential() -> Resu
     )
     .await?;
     let location = format!("{other}/first");
-    let front = serve(axum::Router::new().fallback(move || async move {
-        (
-            http::StatusCode::TEMPORARY_REDIRECT,
-            [(http::header::LOCATION, location)],
-        )
-    }))
-    .await?;
+    let front = redirecting_to(location).await?;
     let auth = support::oauth(&server)?.allow_origin(&front)?;
     let response = policed_client(&auth)?
         .post(format!("{front}/upload"))
