@@ -30,7 +30,10 @@ impl TokenSource for Tokens {
 #[tokio::test]
 async fn the_header_is_sensitive_on_every_path() -> Result<(), BoxError> {
     for (case, layer) in [
-        ("API key", InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e")?),
+        (
+            "API key",
+            InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e")?,
+        ),
         ("Basic", InfobipAuthLayer::basic("Aladdin", "openSesame")?),
         ("renewing", InfobipAuthLayer::new(Tokens::default())),
     ] {

@@ -125,18 +125,27 @@ async fn fetch_refresh_ahead_invalidation_and_backoff_are_traced() -> Result<(),
         ("a fetch starting", "fetching a credential"),
         ("a fetch's outcome", "fetched a credential"),
         ("a refresh ahead", "refreshing ahead of expiry"),
-        ("an invalidation after a 401", "credential refused (401): invalidated"),
+        (
+            "an invalidation after a 401",
+            "credential refused (401): invalidated",
+        ),
         ("a failed fetch", "credential fetch failed"),
         ("a backoff", "backing off before the next fetch"),
     ] {
         let found = lines(message);
         assert!(!found.is_empty(), "no event for {what}");
         assert!(
-            found.iter().all(|line| line.contains("source=\"audit_tokens\"")),
+            found
+                .iter()
+                .all(|line| line.contains("source=\"audit_tokens\"")),
             "{what} without its source: {found:?}"
         );
     }
-    let outcomes = [lines("fetched a credential"), lines("credential fetch failed")].concat();
+    let outcomes = [
+        lines("fetched a credential"),
+        lines("credential fetch failed"),
+    ]
+    .concat();
     assert!(
         outcomes.iter().all(|line| line.contains("elapsed=")),
         "an outcome without its duration: {outcomes:?}"
