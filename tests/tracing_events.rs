@@ -37,7 +37,7 @@ impl TokenSource for Tokens {
     }
 
     fn name(&self) -> &'static str {
-        "audit_tokens"
+        "counted_tokens"
     }
 }
 
@@ -137,7 +137,7 @@ async fn fetch_refresh_ahead_invalidation_and_backoff_are_traced() -> Result<(),
         assert!(
             found
                 .iter()
-                .all(|line| line.contains("source=\"audit_tokens\"")),
+                .all(|line| line.contains("source=\"counted_tokens\"")),
             "{what} without its source: {found:?}"
         );
     }
