@@ -113,7 +113,9 @@ impl InfobipAuthLayer {
     }
 
     /// Also sends credentials to `base_url`'s origin. The first origin added replaces the
-    /// default "any HTTPS host under `infobip.com`".
+    /// default "any HTTPS host under `infobip.com`". A request to an origin not allowed fails
+    /// with [`ErrorKind::HostNotAllowed`] before it is sent ("credentials are not sent to
+    /// http://127.0.0.1:8080"): the cure is this method, with that origin.
     ///
     /// # Errors
     /// See [`BaseUrl::new`]: plain HTTP is allowed for loopback hosts only.
@@ -123,6 +125,26 @@ impl InfobipAuthLayer {
     /// let layer = InfobipAuthLayer::api_key("key")?.allow_origin("https://xyz12.api.infobip.com")?;
     /// assert!(InfobipAuthLayer::api_key("key")?.allow_origin("http://example.com").is_err());
     /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    ///
+    /// A test server on loopback (the `mock` server) is refused until its origin is allowed:
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use infobip_auth::{Error, ErrorKind, InfobipAuthLayer};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// let client = service_fn(|_: Request<String>| async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) });
+    /// let request = || Request::get("http://127.0.0.1:8080/sms/1/inbox/reports").body(String::new());
+    ///
+    /// let refused = InfobipAuthLayer::api_key("key")?.layer(client).oneshot(request()?).await;
+    /// let error = refused.err().ok_or("sent")?;
+    /// let kind = Error::find(&*error).map(Error::kind);
+    /// assert!(matches!(kind, Some(ErrorKind::HostNotAllowed { origin }) if origin == "http://127.0.0.1:8080"));
+    ///
+    /// let allowed = InfobipAuthLayer::api_key("key")?.allow_origin("http://127.0.0.1:8080")?;
+    /// assert!(allowed.layer(client).oneshot(request()?).await.is_ok());
+    /// # Ok(()) }
     /// ```
     pub fn allow_origin(self, base_url: &str) -> Result<Self, ConfigError> {
         let base = BaseUrl::new(base_url)?;

@@ -22,7 +22,8 @@
 //!   not asked for a token per request.
 //! * **`403`.** [`ScopeCheckLayer`] names the scopes the endpoint needs (from a catalogue of all
 //!   943 Infobip operations) and the ones the credential holds, and refuses before sending what
-//!   is certain to be refused.
+//!   is certain to be refused. It is a tower layer: the `reqwest` middleware has no scope
+//!   check, and [`Catalog::lookup`] names the scopes behind a `403` that came through it.
 //! * **gRPC.** A gRPC server refuses with HTTP 200 and `grpc-status: 16` (`UNAUTHENTICATED`), not
 //!   a `401`: [`GrpcRenewalLayer`], from [`InfobipAuthLayer::grpc_renewal`] and put inside the
 //!   auth layer, renews the refused credential so the caller's retry carries the new one.
@@ -59,6 +60,53 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # One client, many requests
+//!
+//! Build the layered client once, at start-up, and clone it per request (an axum app keeps it
+//! in its state): clones share one credential and one token request at a time. The cache lives
+//! as long as the layer or a service made from it, and a `401` is renewed and replayed only
+//! while it lives. A service built for one request that owned the only copy of its layer
+//! fetches a token for that request alone, and hands its `401` back unreplayed.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use http::{Request, Response, StatusCode};
+//! use infobip_auth::{Credential, Error, InfobipAuthLayer, source::TokenSource};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! /// Makes `token-1`, `token-2`, ...
+//! #[derive(Debug, Default)]
+//! struct Numbered(AtomicUsize);
+//!
+//! impl TokenSource for Numbered {
+//!     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
+//!         let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+//!         Ok(Credential::new("Bearer", &format!("token-{n}"))?)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+//! // Stands in for Infobip, which revoked `token-1` and takes any later token.
+//! let infobip = service_fn(|request: Request<String>| async move {
+//!     let revoked = request.headers()["authorization"] == "Bearer token-1";
+//!     let status = if revoked { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+//!     Response::builder().status(status).body(String::new())
+//! });
+//! let sms = || Request::post("https://xyz12.api.infobip.com/sms/2/text/advanced").body("{}".to_owned());
+//!
+//! // Built once; each request takes a clone. `token-1` is refused, `token-2` fetched, and the
+//! // request replayed with it.
+//! let client = ServiceBuilder::new().layer(InfobipAuthLayer::new(Numbered::default())).service(infobip);
+//! assert_eq!(client.clone().oneshot(sms()?).await?.status(), StatusCode::OK);
+//!
+//! // Built for one request: nothing outlives it to renew with, so the 401 comes back.
+//! let once = ServiceBuilder::new().layer(InfobipAuthLayer::new(Numbered::default())).service(infobip);
+//! let response = once.oneshot(sms()?).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert!(response.extensions().get::<Error>().is_some());
+//! # Ok(()) }
+//! ```
+//!
 //! The [`mock`] module (feature `mock`) runs an Infobip-compatible server on loopback for
 //! examples and your own tests; `cargo run --example quickstart` shows every method against it.
 //!
@@ -91,7 +139,13 @@
 //! itself answered to the layer's credential is not an `Err` but the response, with the
 //! [`Error`] in its extensions (unless renewing for its replay failed: that error is the `Err`);
 //! so is any `401` under [`ScopeCheckLayer`], and any `403` unless it is told to
-//! `reject_forbidden`.
+//! `reject_forbidden`. So [`InvalidCredentials`](ErrorKind::InvalidCredentials) as an `Err`
+//! is a token endpoint refusing what the source sent it (a wrong client secret or password,
+//! an authorization code already used), and in a `401` response's extensions, the API
+//! refusing the credential sent (a revoked key, or a token refused again after its renewal).
+//!
+//! An [`Error`]'s `Display` says what failed; what caused it (your credential store's own
+//! error, an I/O error) is its [`source`](std::error::Error::source): log the chain.
 //!
 //! ```
 //! use http::{Request, Response, StatusCode};

@@ -34,6 +34,7 @@ pub struct BaseUrl {
 
 impl BaseUrl {
     /// Parses a base URL. A path is kept as a prefix of every endpoint; a query is refused.
+    /// Write the scheme: a host alone (`xyz12.api.infobip.com`) is refused.
     ///
     /// # Errors
     /// [`ConfigError::InvalidUrl`] for anything but an absolute `http`/`https` URL with a host;
@@ -41,7 +42,8 @@ impl BaseUrl {
     ///
     /// ```
     /// # use infobip_auth::BaseUrl;
-    /// assert!(BaseUrl::new("api.infobip.com").is_err()); // no scheme
+    /// assert!(BaseUrl::new("xyz12.api.infobip.com").is_err()); // no scheme
+    /// assert!(BaseUrl::new("https://xyz12.api.infobip.com").is_ok());
     /// ```
     pub fn new(url: &str) -> Result<Self, ConfigError> {
         let invalid = |reason| ConfigError::InvalidUrl {

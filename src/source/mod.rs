@@ -39,6 +39,56 @@
 //! assert_eq!(layer.credential().await?.header(), "Bearer token-from-vault");
 //! # Ok(()) }
 //! ```
+//!
+//! An API key that a vault rotates is an `App` credential that expires with the rotation, so
+//! the cache reads the vault again before the old key is retired. A key retired early is
+//! refused once: the cache reads the vault again and replays the request with the new key.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http::{Request, StatusCode};
+//! use http_body_util::Full;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use infobip_auth::mock::{DEMO_SCOPES, MockConfig, MockServer};
+//! use infobip_auth::{Credential, Error, ErrorKind, InfobipAuthLayer, source::TokenSource};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! /// The API key a vault holds now; the vault replaces it every hour.
+//! #[derive(Debug)]
+//! struct VaultKey(Arc<Mutex<String>>);
+//!
+//! impl TokenSource for VaultKey {
+//!     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
+//!         let key = self.0.lock().map_err(|_| Error::new(ErrorKind::Store))?.clone();
+//!         Ok(Credential::new("App", &key)?.expires_in(Duration::from_secs(3600)))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+//! let config = MockConfig::new().api_key("key-1", DEMO_SCOPES).api_key("key-2", DEMO_SCOPES);
+//! let infobip = MockServer::start_with(config).await?; // Infobip-compatible, on loopback
+//! let vault = Arc::new(Mutex::new("key-1".to_owned()));
+//!
+//! // The source names no base URL: the layer allows the test server's origin.
+//! let auth = InfobipAuthLayer::new(VaultKey(vault.clone())).allow_origin(infobip.base_url())?;
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let client = ServiceBuilder::new().layer(auth).service(client);
+//! let sms = || {
+//!     Request::post(infobip.url("/sms/2/text/advanced"))
+//!         .header("content-type", "application/json")
+//!         .body(Full::new(Bytes::from_static(br#"{"messages":[{"destinations":[{"to":"41793026727"}],"text":"Hi"}]}"#)))
+//! };
+//! assert_eq!(client.clone().oneshot(sms()?).await?.status(), StatusCode::OK);
+//!
+//! // Rotated early: the vault holds key-2 and Infobip no longer takes key-1.
+//! *vault.lock().map_err(|_| "vault poisoned")? = "key-2".to_owned();
+//! infobip.revoke_api_key("key-1");
+//! assert_eq!(client.clone().oneshot(sms()?).await?.status(), StatusCode::OK);
+//! assert_eq!(infobip.counters().unauthorized, 1); // key-1 refused once, then replayed
+//! # Ok(()) }
+//! ```
 
 mod api_key;
 pub mod auth_code;
