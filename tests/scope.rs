@@ -224,7 +224,9 @@ fn filled(template: &str) -> String {
         out.push_str(&rest[..start]);
         out.push_str(values[n % values.len()]);
         n += 1;
-        rest = rest[start..].find('}').map_or("", |end| &rest[start + end + 1..]);
+        rest = rest[start..]
+            .find('}')
+            .map_or("", |end| &rest[start + end + 1..]);
     }
     out.push_str(rest);
     out + "?limit=5&from=2026-01-01T00%3A00%3A00"
@@ -331,7 +333,10 @@ async fn twenty_operations_drawn_from_the_catalogue_end_to_end() -> Result<(), B
             } else {
                 use base64::Engine as _;
                 let pair = format!("user-without-{index}:pw");
-                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
             };
             direct
                 .headers_mut()
