@@ -348,6 +348,26 @@ mod tests {
         assert!(!has_dot_segment("/a/..b/c.") && !has_dot_segment("/a.b"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_path_resolves_to_one_without_dot_segments(
+            segments in proptest::collection::vec(
+                proptest::prop_oneof!["\\.{1,2}", "[a-z.]{0,3}", ".{0,3}"],
+                0..8,
+            ),
+        ) {
+            let path = format!("/{}", segments.join("/"));
+            let mut buffer = [0; 64];
+            let resolved = remove_dot_segments(&path, &mut buffer);
+            proptest::prop_assert!(resolved.is_some() || path.len() >= 63, "{}", path);
+            if let Some(resolved) = resolved {
+                proptest::prop_assert!(resolved.starts_with('/'), "{}", resolved);
+                proptest::prop_assert!(!has_dot_segment(resolved), "{} -> {}", path, resolved);
+                proptest::prop_assert!(resolved.len() <= path.len() + 1);
+            }
+        }
+    }
+
     #[test]
     fn static_and_parameter_siblings_go_to_separate_layers() -> Result<(), InsertError> {
         let mut routes = Routes::default();
