@@ -164,3 +164,255 @@ async fn a_revoked_key_gets_its_401_explained_in_the_servers_words() -> Result<(
     server.shutdown().await;
     Ok(())
 }
+
+/// One row of `data/x_scopes_by_operation.tsv`, read here independently of the crate.
+struct Row {
+    method: Method,
+    template: String,
+    scopes: Vec<String>,
+    schemes: Vec<String>,
+}
+
+fn rows() -> Vec<Row> {
+    include_str!("../data/x_scopes_by_operation.tsv")
+        .lines()
+        .skip(1)
+        .filter(|line| !line.is_empty())
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let list = |field: &str| -> Vec<String> {
+                field
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            };
+            Some(Row {
+                method: Method::from_bytes(fields.get(1)?.as_bytes()).ok()?,
+                template: (*fields.get(2)?).to_owned(),
+                scopes: list(fields.get(4)?),
+                schemes: list(fields.get(5)?),
+            })
+        })
+        .collect()
+}
+
+/// Twenty distinct rows, drawn with a fixed seed so that a failure names the same ones again.
+fn twenty_drawn(count: usize) -> Vec<usize> {
+    let mut state: u64 = 0x5eed_2026_0b1f_u64;
+    let mut drawn = Vec::new();
+    while drawn.len() < 20 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let index = usize::try_from(state % count as u64).unwrap_or_default();
+        if !drawn.contains(&index) {
+            drawn.push(index);
+        }
+    }
+    drawn
+}
+
+/// `template` with its parameters filled in as a caller would: an id, a phone number, a value
+/// needing percent-encoding; and a query string.
+fn filled(template: &str) -> String {
+    let values = ["4F2A-91c", "41793026727", "a%20b%2Fc"];
+    let mut out = String::new();
+    let mut rest = template;
+    let mut n = 0;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        out.push_str(values[n % values.len()]);
+        n += 1;
+        rest = rest[start..]
+            .find('}')
+            .map_or("", |end| &rest[start + end + 1..]);
+    }
+    out.push_str(rest);
+    out + "?limit=5&from=2026-01-01T00%3A00%3A00"
+}
+
+fn header_word(openapi: &str) -> &'static str {
+    match openapi {
+        "APIKeyHeader" => "App",
+        "Basic" => "Basic",
+        "IBSSOTokenHeader" => "IBSSO",
+        _ => "Bearer",
+    }
+}
+
+/// Twenty operations drawn from the catalogue, and three chosen, end to end over loopback against the embedded server
+/// protecting all of them: the `403` names exactly the operation's template and scopes and
+/// hands back the server's bytes; a credential whose scopes are not declared is never said to
+/// lack one; declared scopes that grant none are refused before sending, and one that grants
+/// is sent and served; a scheme the operation does not take is refused before sending.
+#[tokio::test]
+async fn twenty_operations_drawn_from_the_catalogue_end_to_end() -> Result<(), BoxError> {
+    let rows = rows();
+    assert_eq!(rows.len(), 943);
+    let mut drawn = twenty_drawn(rows.len());
+    // And, on purpose, operations the draw is unlikely to bring: ones that refuse API keys or
+    // take nothing else, and one listing no scope.
+    for (method, template) in [
+        (Method::GET, "/settings/2/api-keys/{apiKeyId}"),
+        (Method::POST, "/forms/1/forms/{id}/data"),
+        (Method::GET, "/vocalize/2/campaigns/{campaignId}"),
+    ] {
+        let index = rows
+            .iter()
+            .position(|row| row.method == method && row.template == template)
+            .ok_or(template)?;
+        drawn.push(index);
+    }
+    // Scopes no drawn operation lists: a credential holding only one of them holds nothing
+    // these operations need.
+    let unrelated = ["billing:usage:view", "ai:read", "metrics:manage"];
+    let mut config = MockConfig::new().all_operations();
+    for &index in &drawn {
+        let row = &rows[index];
+        let other = unrelated
+            .iter()
+            .find(|s| !row.scopes.iter().any(|held| held == *s))
+            .ok_or("no unrelated scope")?;
+        let granting = row.scopes.last().map_or(*other, String::as_str);
+        config = config
+            .api_key(format!("key-without-{index}"), other)
+            .api_key(format!("key-with-{index}"), granting)
+            .user(format!("user-without-{index}"), "pw", other);
+    }
+    let server = MockServer::start_with(config).await?;
+    let raw = http_client();
+
+    for &index in &drawn {
+        let row = &rows[index];
+        let what = format!("{} {}", row.method, row.template);
+        let path = filled(&row.template);
+        let body = if row.method == Method::POST { SMS } else { "" };
+        let other = unrelated
+            .iter()
+            .find(|s| !row.scopes.iter().any(|held| held == *s))
+            .ok_or("no unrelated scope")?;
+        // A scheme the operation takes, and whose credential carries no scope of its own.
+        let takes_app = row.schemes.is_empty() || row.schemes.iter().any(|s| s == "APIKeyHeader");
+        let undeclared = if takes_app {
+            InfobipAuthLayer::api_key(&format!("key-without-{index}"))?
+        } else {
+            InfobipAuthLayer::basic(&format!("user-without-{index}"), "pw")?
+        }
+        .allow_origin(server.base_url())?;
+        let client = ServiceBuilder::new()
+            .layer(undeclared.clone())
+            .layer(undeclared.scope_check())
+            .service(http_client());
+        let response = client
+            .oneshot(request(&server, row.method.clone(), &path, body))
+            .await?;
+        let status = response.status();
+        let meaning = response.extensions().get::<Error>().cloned();
+        let returned = response.into_body().collect().await?.to_bytes();
+        if row.scopes.is_empty() {
+            assert_ne!(status, StatusCode::FORBIDDEN, "{what}");
+        } else {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{what}");
+            let forbidden = meaning
+                .as_ref()
+                .and_then(Error::forbidden)
+                .ok_or(format!("{what}: not explained"))?;
+            assert_eq!(forbidden.method, row.method, "{what}");
+            assert_eq!(forbidden.endpoint, row.template, "{what}");
+            let required: Scopes = row.scopes.join(",").parse()?;
+            assert_eq!(forbidden.required.as_ref(), Some(&required), "{what}");
+            assert_eq!(forbidden.held, None, "{what}: scopes were never declared");
+            let text = meaning.map(|e| e.to_string()).unwrap_or_default();
+            assert!(!text.contains("holds"), "{what}: {text}");
+            // The server's own bytes, as a client without the check receives them.
+            let word = if takes_app { "App" } else { "Basic" };
+            let mut direct = request(&server, row.method.clone(), &path, body);
+            let value = if takes_app {
+                format!("App key-without-{index}")
+            } else {
+                use base64::Engine as _;
+                let pair = format!("user-without-{index}:pw");
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            };
+            direct
+                .headers_mut()
+                .insert(header::AUTHORIZATION, value.parse()?);
+            let expected = raw.request(direct).await?;
+            assert_eq!(expected.status(), StatusCode::FORBIDDEN, "{what} ({word})");
+            let expected = expected.into_body().collect().await?.to_bytes();
+            assert_eq!(returned, expected, "{what}");
+        }
+
+        if takes_app && !row.scopes.is_empty() {
+            // Declared scopes that grant none of the operation's: refused, nothing sent.
+            let before = server.counters().resource_requests("App");
+            let key = ApiKey::new(&format!("key-without-{index}"))?.with_scopes(other.parse()?);
+            let auth = InfobipAuthLayer::new(key).allow_origin(server.base_url())?;
+            let client = ServiceBuilder::new()
+                .layer(auth.clone())
+                .layer(auth.scope_check())
+                .service(http_client());
+            let err = client
+                .oneshot(request(&server, row.method.clone(), &path, body))
+                .await
+                .err()
+                .ok_or(format!("{what}: sent"))?;
+            let refused = Error::find(&*err)
+                .and_then(Error::forbidden)
+                .ok_or(format!("{what}: not forbidden"))?;
+            assert_eq!(refused.endpoint, row.template, "{what}");
+            assert_eq!(refused.held, Some(other.parse()?), "{what}");
+            assert_eq!(server.counters().resource_requests("App"), before, "{what}");
+
+            // Declared to hold one of them: sent, and served.
+            let granting = row.scopes.last().ok_or("no scope")?;
+            let key = ApiKey::new(&format!("key-with-{index}"))?.with_scopes(granting.parse()?);
+            let auth = InfobipAuthLayer::new(key).allow_origin(server.base_url())?;
+            let client = ServiceBuilder::new()
+                .layer(auth.clone())
+                .layer(auth.scope_check())
+                .service(http_client());
+            let response = client
+                .oneshot(request(&server, row.method.clone(), &path, body))
+                .await?;
+            assert_eq!(response.status(), StatusCode::OK, "{what}");
+            assert!(response.extensions().get::<Error>().is_none(), "{what}");
+        }
+
+        // A scheme the operation does not take: refused before sending, naming those it takes.
+        let refused_scheme = ["APIKeyHeader", "Basic"]
+            .into_iter()
+            .find(|name| !row.schemes.is_empty() && !row.schemes.iter().any(|s| s == name));
+        if let Some(name) = refused_scheme {
+            let auth = if name == "Basic" {
+                InfobipAuthLayer::basic(&format!("user-without-{index}"), "pw")?
+            } else {
+                InfobipAuthLayer::api_key("any")?
+            }
+            .allow_origin(server.base_url())?;
+            let client = ServiceBuilder::new()
+                .layer(auth.clone())
+                .layer(auth.scope_check())
+                .service(http_client());
+            let err = client
+                .oneshot(request(&server, row.method.clone(), &path, body))
+                .await
+                .err()
+                .ok_or(format!("{what}: sent"))?;
+            let Some(ErrorKind::SchemeNotAccepted { accepted, .. }) =
+                Error::find(&*err).map(Error::kind)
+            else {
+                return Err(format!("{what}: not refused for its scheme").into());
+            };
+            let words: Vec<&str> = accepted.iter().map(|s| s.header_scheme()).collect();
+            let expected: Vec<&str> = row.schemes.iter().map(|s| header_word(s)).collect();
+            assert_eq!(words, expected, "{what}");
+        }
+    }
+    server.shutdown().await;
+    Ok(())
+}

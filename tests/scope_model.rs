@@ -3,13 +3,14 @@
 //! Proptest draws requests from Infobip's catalogue itself: an operation of
 //! `data/x_scopes_by_operation.tsv`, its path template filled with generated segments, and
 //! then maybe changed (a query, a trailing slash, a doubled slash, a segment in other case or
-//! percent-encoded, an extra segment, or a path the catalogue lacks). The credential has a
-//! scheme (API key, Basic, IBSSO, Bearer, an unknown word or none) and held scopes (unknown,
-//! none, some of the operation's, others, names Infobip never uses), and reaches the check
-//! standalone (`ScopeCheckLayer::held`) or through the auth layer (scopes reported by the
-//! token source, declared over them, or a caller's own `Authorization`). The inner service
-//! answers any status, with a body in one of Infobip's three error shapes, empty, oversized,
-//! cut, not UTF-8, split over many (empty) frames, ending in trailers, an error or a stall.
+//! percent-encoded, an extra segment, a dot segment, or a path the catalogue lacks). The
+//! credential has a scheme (API key, Basic, IBSSO, Bearer, an unknown word or none) and held
+//! scopes (unknown, none, some of the operation's, others, names Infobip never uses), and
+//! reaches the check standalone (`ScopeCheckLayer::held`) or through the auth layer (scopes
+//! reported by the token source, declared over them, or a caller's own `Authorization`). The
+//! inner service answers any status, with a body in one of Infobip's three error shapes,
+//! empty, oversized, cut, not UTF-8, split over many (empty) frames, ending in trailers, an
+//! error or a stall.
 //!
 //! The model reads the TSV itself, independently of the crate's parser and router, and checks:
 //!
@@ -17,7 +18,8 @@
 //!   scheme, or the held scopes are known and hold none of its scopes; a refusal names the
 //!   accepted schemes, or the required and held scopes, and nothing reaches the inner service;
 //! - the operation found is the one the data gives the path read as a server reads it
-//!   (percent-encoded unreserved characters decoded, a trailing slash ignored, case kept);
+//!   (percent-encoded unreserved characters decoded, dot segments resolved, a trailing slash
+//!   ignored, case kept);
 //! - a path the catalogue lacks is never refused; anything not refused reaches the inner
 //!   service unchanged (method, URI, headers, body);
 //! - a `401` carries `InvalidCredentials`, a `403` a `Forbidden` naming the operation's
@@ -124,11 +126,11 @@ fn scope_pool() -> &'static [String] {
 
 /// The operation `method path` calls: every segment equal, a parameter matching any non-empty
 /// segment, and among several matches the one with a static segment where they first differ.
-/// The path is read as a server reads it: percent-encoded unreserved characters decoded, and
-/// one trailing slash dropped if the path matches nothing with it. `HEAD` is looked up as
+/// The path is read as a server reads it: percent-encoded unreserved characters decoded, dot
+/// segments resolved, and one trailing slash dropped if the path matches nothing with it. `HEAD` is looked up as
 /// `GET` when no `HEAD` operation matches.
 fn model_lookup<'a>(table: &'a [Row], method: &Method, path: &str) -> Option<&'a Row> {
-    let path = decoded(path.split_once('?').map_or(path, |(p, _)| p));
+    let path = without_dots(&decoded(path.split_once('?').map_or(path, |(p, _)| p)));
     let with_method = |method: &Method| {
         model_lookup_as_written(table, method, &path).or_else(|| {
             let without = path.strip_suffix('/').filter(|p| !p.is_empty())?;
@@ -163,6 +165,32 @@ fn decoded(path: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `path` with its `.` and `..` segments resolved, as RFC 3986 §5.2.4 resolves them: a `..`
+/// takes the segment before it away (none above the root), and a dot segment at the end
+/// leaves the path ending in `/`.
+fn without_dots(path: &str) -> String {
+    let Some(rest) = path.strip_prefix('/') else {
+        return path.to_owned();
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let mut kept: Vec<&str> = Vec::new();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." | ".." => {
+                if *segment == ".." {
+                    kept.pop();
+                }
+                if last {
+                    kept.push("");
+                }
+            }
+            other => kept.push(other),
+        }
+    }
+    format!("/{}", kept.join("/"))
 }
 
 fn model_lookup_as_written<'a>(table: &'a [Row], method: &Method, path: &str) -> Option<&'a Row> {
@@ -215,6 +243,8 @@ enum Change {
     ExtraSegment(String),
     /// The n-th (modulo) segment emptied.
     Emptied(usize),
+    /// A dot segment (`.`, `..`, maybe percent-encoded) inserted before the n-th (modulo).
+    Dotted(usize, &'static str),
     Elsewhere(String),
 }
 
@@ -396,6 +426,8 @@ fn change() -> impl Strategy<Value = Change> {
         1 => (0usize..8).prop_map(Change::PercentEncoded),
         1 => segment().prop_map(Change::ExtraSegment),
         1 => (0usize..8).prop_map(Change::Emptied),
+        1 => (0usize..8, prop::sample::select(vec![".", "..", "%2E", "%2e%2E", ".%2e"]))
+            .prop_map(|(i, dots)| Change::Dotted(i, dots)),
         1 => "(/[a-z0-9]{1,8}){1,4}".prop_map(Change::Elsewhere),
     ]
 }
@@ -614,6 +646,10 @@ impl Case {
                 if let Some(s) = segments.get_mut(i) {
                     s.clear();
                 }
+            }
+            Change::Dotted(i, dots) => {
+                let i = at(*i);
+                segments.insert(i, (*dots).to_owned());
             }
             Change::Elsewhere(path) => return path.clone(),
         }

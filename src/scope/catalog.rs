@@ -241,10 +241,10 @@ impl Catalog {
     /// it. `path` is the request path without the query (a query, if present, is ignored);
     /// parameters in templates match any one non-empty segment. A path is read as a server
     /// reads it: percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are the
-    /// characters themselves (RFC 3986 §6.2.2.2), and a trailing slash is ignored when the
-    /// path matches nothing with it; case counts (paths are case-sensitive). `HEAD` calls the
-    /// operation `GET` does, when no operation of its own is listed (RFC 9110 §9.3.2).
-    /// Allocates nothing.
+    /// characters themselves (RFC 3986 §6.2.2.2), `.` and `..` segments are resolved (§5.2.4),
+    /// and a trailing slash is ignored when the path matches nothing with it; case counts
+    /// (paths are case-sensitive). `HEAD` calls the operation `GET` does, when no operation
+    /// of its own is listed (RFC 9110 §9.3.2). Allocates nothing.
     ///
     /// ```
     /// use http::Method;
@@ -528,6 +528,37 @@ mod tests {
         ] {
             assert_eq!(id(Method::GET, path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn dot_segments_are_resolved_as_a_server_resolves_them() {
+        let catalog = Catalog::infobip();
+        let id = |method, path| catalog.lookup(&method, path).map(|op| op.operation_id);
+        let logs = Some("get-outbound-sms-message-logs");
+        for path in [
+            "/sms/1/x/../logs",
+            "/sms/1/./logs",
+            "/sms/2/../1/logs",
+            "/sms/1/logs/.",
+            "/sms/1/logs/x/..",
+            "/sms/1/%2E/logs",
+            "/sms/1/x/%2e%2E/logs?limit=5",
+            "/../sms/1/logs",
+        ] {
+            assert_eq!(id(Method::GET, path), logs, "{path}");
+        }
+        // Written, this path fills the parameters of an item's operation; the server deletes
+        // the catalogue `X`, which `catalogs:use` does not grant.
+        assert_eq!(
+            id(Method::DELETE, "/catalogs/1/catalogs/X/items/.."),
+            Some("delete-catalog")
+        );
+        // Dots inside a segment are no dot segment.
+        assert_eq!(
+            id(Method::GET, "/2fa/2/applications/..x"),
+            Some("get-2fa-application")
+        );
+        assert_eq!(id(Method::GET, "/sms/1/logs/../.."), None);
     }
 
     #[test]

@@ -401,6 +401,43 @@ mod tests {
     }
 
     #[test]
+    fn a_dotted_path_is_explained_by_the_operation_the_server_runs() -> Result<(), ConfigError> {
+        // Written, the path fills `/catalogs/1/catalogs/{catalogId}/items/{itemId}`, which
+        // `catalogs:use` grants; the server resolves `..` and deletes the catalogue.
+        let held: Scopes = "catalogs:use".parse()?;
+        let path = "/catalogs/1/catalogs/X/items/..";
+        let catalog = Catalog::infobip();
+        let err = classify(
+            &Method::DELETE,
+            path,
+            StatusCode::FORBIDDEN,
+            SEED_403,
+            &catalog,
+            Some(&held),
+        );
+        let forbidden = err.as_ref().and_then(Error::forbidden);
+        assert_eq!(
+            forbidden.map(|f| (f.endpoint.as_str(), f.required.clone())),
+            Some((
+                "/catalogs/1/catalogs/{id}",
+                Some("catalogs:manage".parse()?)
+            ))
+        );
+        let refused = preflight(
+            &Method::DELETE,
+            path,
+            Some(AuthScheme::ApiKey),
+            Some(&held),
+            &catalog,
+        );
+        assert!(matches!(
+            refused.as_ref().map_err(Error::kind),
+            Err(ErrorKind::Forbidden(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
     fn statuses_are_classified_as_documented() {
         #[derive(Debug, PartialEq)]
         enum Class {

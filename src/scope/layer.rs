@@ -256,6 +256,9 @@ impl ScopeCheckLayer {
     /// error in its extensions. A `401` stays a response either way, so that the auth layer
     /// around this one can renew the credential and replay the request.
     ///
+    /// The `403` response itself is dropped: its headers, and the parts of its body the error
+    /// does not keep (the newer shape's `violations` and `resources`), are lost to the caller.
+    ///
     /// ```
     /// use infobip_auth::scope::ScopeCheckLayer;
     /// use infobip_auth::{Error, ErrorKind};

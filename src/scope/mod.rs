@@ -112,8 +112,9 @@
 //!   trip and puts the refusal where the mistake is. With unknown scopes the request is sent.
 //!
 //! Endpoints absent from the catalogue, and requests whose scheme is unknown, always pass. The
-//! endpoint is found as a server routes the request ([`Catalog::lookup`]): a trailing slash or a
-//! percent-encoded unreserved character (`%73` for `s`) makes no difference, case does.
+//! endpoint is found as a server routes the request ([`Catalog::lookup`]): a trailing slash, a
+//! percent-encoded unreserved character (`%73` for `s`) or a dot segment (`x/..`) makes no
+//! difference, case does.
 //! Turn the checks off with [`preflight(false)`](ScopeCheckLayer::preflight) if your catalogue
 //! may be older than Infobip's (a scope added to an endpoint since would be refused here), or
 //! correct the entry with [`Catalog::with_operation`]. Refusing locally returns an error, not a

@@ -84,13 +84,14 @@ impl Routes {
     }
 
     /// The value of the template `path` calls, read as servers read it: percent-encoded
-    /// unreserved characters decoded first (RFC 3986 §6.2.2.2: `/sm%73` is `/sms`), and a
-    /// trailing slash ignored when the path matches nothing with it. Case is kept: paths are
-    /// case-sensitive. A path of over [`DECODED_MAX`] bytes is matched as written. Allocates
-    /// nothing.
+    /// unreserved characters decoded first (RFC 3986 §6.2.2.2: `/sm%73` is `/sms`), then dot
+    /// segments resolved (§5.2.4: `/sms/2/../1/logs` is `/sms/1/logs`), and a trailing slash
+    /// ignored when the path matches nothing with it. Case is kept: paths are case-sensitive.
+    /// A path of over [`DECODED_MAX`] bytes is matched as written, or not at all when it has
+    /// dot segments. Allocates nothing.
     pub(super) fn find(&self, method: &Method, path: &str) -> Option<usize> {
-        if path.contains('%') {
-            self.find_decoded(method, path)
+        if path.contains('%') || has_dot_segment(path) {
+            self.find_normalized(method, path)
         } else {
             self.find_written(method, path)
         }
@@ -98,10 +99,16 @@ impl Routes {
 
     #[cold]
     #[inline(never)]
-    fn find_decoded(&self, method: &Method, path: &str) -> Option<usize> {
-        let mut buffer = [0; DECODED_MAX];
-        let decoded = decode_unreserved(path, &mut buffer);
-        self.find_written(method, decoded.unwrap_or(path))
+    fn find_normalized(&self, method: &Method, path: &str) -> Option<usize> {
+        let mut decoded = [0; DECODED_MAX];
+        let path = decode_unreserved(path, &mut decoded).unwrap_or(path);
+        if !has_dot_segment(path) {
+            return self.find_written(method, path);
+        }
+        // Matched as written, a dot segment would fill a parameter of an operation the server
+        // does not run: better no operation than the wrong one.
+        let mut resolved = [0; DECODED_MAX];
+        self.find_written(method, remove_dot_segments(path, &mut resolved)?)
     }
 
     /// As [`Routes::at`], then without a trailing slash.
@@ -163,6 +170,53 @@ pub(crate) fn decode_unreserved<'b>(path: &str, buffer: &'b mut [u8]) -> Option<
         rest = after;
     }
     // Only ASCII triplets were replaced, by ASCII: still UTF-8.
+    std::str::from_utf8(buffer.get(..len)?).ok()
+}
+
+/// Whether a segment of `path` is `.` or `..`.
+fn has_dot_segment(path: &str) -> bool {
+    path.contains("/.") && path.split('/').any(|segment| matches!(segment, "." | ".."))
+}
+
+/// `path` with its `.` and `..` segments resolved as RFC 3986 §5.2.4 does for an absolute
+/// path (a `..` above the root stays at the root), in `buffer`; `None` when it does not fit or
+/// `path` does not start with `/`.
+fn remove_dot_segments<'b>(path: &str, buffer: &'b mut [u8]) -> Option<&'b str> {
+    fn push(buffer: &mut [u8], len: &mut usize, bytes: &[u8]) -> Option<()> {
+        let end = len.checked_add(bytes.len())?;
+        buffer.get_mut(*len..end)?.copy_from_slice(bytes);
+        *len = end;
+        Some(())
+    }
+    let mut len = 0;
+    let mut segments = path.strip_prefix('/')?.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match segment {
+            "." | ".." => {
+                if segment == ".." {
+                    // Back to the `/` that starts the last segment kept.
+                    len = buffer
+                        .get(..len)?
+                        .iter()
+                        .rposition(|&byte| byte == b'/')
+                        .unwrap_or(0);
+                }
+                // A dot segment at the end leaves the path ending in `/`.
+                if last {
+                    push(buffer, &mut len, b"/")?;
+                }
+            }
+            _ => {
+                push(buffer, &mut len, b"/")?;
+                push(buffer, &mut len, segment.as_bytes())?;
+            }
+        }
+    }
+    if len == 0 {
+        push(buffer, &mut len, b"/")?;
+    }
+    // Whole segments of a `str`, split at ASCII `/`: still UTF-8.
     std::str::from_utf8(buffer.get(..len)?).ok()
 }
 
@@ -269,6 +323,49 @@ mod tests {
             assert_eq!(decode(path).as_deref(), Some(decoded), "{path}");
         }
         assert_eq!(decode(&"/a".repeat(17)), None, "longer than the buffer");
+    }
+
+    #[test]
+    fn dot_segments_are_removed_as_rfc_3986_says() {
+        let mut buffer = [0; 32];
+        let mut resolve = |path| remove_dot_segments(path, &mut buffer).map(str::to_owned);
+        for (path, resolved) in [
+            ("/a/b/c/./../../g", "/a/g"),
+            ("/a/./b", "/a/b"),
+            ("/a/b/.", "/a/b/"),
+            ("/a/b/..", "/a/"),
+            ("/..", "/"),
+            ("/../../a", "/a"),
+            ("/a/../..", "/"),
+            ("/a/..b/.c/", "/a/..b/.c/"),
+            ("/", "/"),
+        ] {
+            assert_eq!(resolve(path).as_deref(), Some(resolved), "{path}");
+        }
+        assert_eq!(resolve("a/./b"), None, "not absolute");
+        assert_eq!(resolve(&"/a".repeat(17)), None, "longer than the buffer");
+        assert!(has_dot_segment("/a/../b") && has_dot_segment("/a/."));
+        assert!(!has_dot_segment("/a/..b/c.") && !has_dot_segment("/a.b"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_path_resolves_to_one_without_dot_segments(
+            segments in proptest::collection::vec(
+                proptest::prop_oneof!["\\.{1,2}", "[a-z.]{0,3}", ".{0,3}"],
+                0..8,
+            ),
+        ) {
+            let path = format!("/{}", segments.join("/"));
+            let mut buffer = [0; 64];
+            let resolved = remove_dot_segments(&path, &mut buffer);
+            proptest::prop_assert!(resolved.is_some() || path.len() >= 63, "{}", path);
+            if let Some(resolved) = resolved {
+                proptest::prop_assert!(resolved.starts_with('/'), "{}", resolved);
+                proptest::prop_assert!(!has_dot_segment(resolved), "{} -> {}", path, resolved);
+                proptest::prop_assert!(resolved.len() <= path.len() + 1);
+            }
+        }
     }
 
     #[test]

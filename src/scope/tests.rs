@@ -894,3 +894,34 @@ fn a_stalled_403_body_waits_for_its_end_on_a_runtime_without_timers() -> Result<
         Ok(())
     })
 }
+
+/// The catalogue describes Infobip's API, not every server's: a request to another host whose
+/// path happens to match an Infobip template must not be refused for Infobip's rules.
+#[tokio::test]
+#[ignore = "bug: the scope check judges requests to any host by Infobip's catalogue"]
+async fn a_request_to_another_host_is_not_judged_by_infobips_catalogue() -> Result<(), BoxError> {
+    let calls = Calls::default();
+    let service = ScopeCheckLayer::new()
+        .held("sms:manage".parse()?)
+        .layer(calls.answering(StatusCode::OK, b"{}"));
+    let elsewhere = Request::get("https://crm.example.com/people/2/persons")
+        .header(AUTHORIZATION, "Bearer crm-token")
+        .body(Full::new(Bytes::new()))?;
+    let response = service.oneshot(elsewhere).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Through the auth layer: a caller's own `Authorization` to another host passes the auth
+    // layer untouched, then meets the scheme check of Infobip's `/saas/1/...` operations.
+    let auth = InfobipAuthLayer::api_key("key")?;
+    let service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(calls.answering(StatusCode::OK, b"{}"));
+    let elsewhere = Request::post("https://crm.example.com/saas/1/contacts/import")
+        .header(AUTHORIZATION, "Basic dXNlcjpwdw==")
+        .body(Full::new(Bytes::new()))?;
+    let response = service.oneshot(elsewhere).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(calls.count(), 2);
+    Ok(())
+}
