@@ -499,7 +499,11 @@ impl fmt::Display for Error {
                 write!(f, "invalid authorization callback: {reason}")
             }
             ErrorKind::HostNotAllowed { origin } => {
-                write!(f, "credentials are not sent to {origin}")
+                write!(
+                    f,
+                    "credentials are not sent to {origin}: it is not an allowed origin \
+                     (add it with `InfobipAuthLayer::allow_origin` if it should be)"
+                )
             }
             ErrorKind::Config(err) => fmt::Display::fmt(err, f),
         }

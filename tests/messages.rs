@@ -88,6 +88,25 @@ async fn a_refusal_quoting_the_credential_is_shown_without_it() -> TestResult {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_request_to_another_host_says_how_to_allow_it() -> TestResult {
+    let layer = InfobipAuthLayer::api_key(mock::DEMO_API_KEY)?;
+    let elsewhere = Request::get("https://user:pa55@example.com/sms/1/inbox/reports?token=t0k")
+        .body(Full::<Bytes>::default())?;
+    let err = ServiceBuilder::new()
+        .layer(layer)
+        .service(client())
+        .oneshot(elsewhere)
+        .await
+        .err()
+        .ok_or("sent")?;
+    let said = report(&*err);
+    assert!(said.contains("https://example.com"), "{said}");
+    assert!(said.contains("allow_origin"), "no advice: {said}");
+    assert_says_no_secret(&*err, &["pa55".to_owned(), "t0k".to_owned()]);
+    Ok(())
+}
+
 /// Any URL on loopback where nothing listens.
 async fn closed_port() -> Result<String, BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
