@@ -10,10 +10,11 @@ use crate::credential::REDACTED;
 /// Every form in which a server may quote a secret it was sent: as sent; percent-encoded by any
 /// encoder (each byte as it is or as `%XX` in either case, a space also as `+`: form encoding,
 /// and encoders that keep `/` or `!` as they are); JSON-escaped, with or without `/` escaped
-/// and non-ASCII escaped as `\u` (serde, JavaScript, Python and PHP defaults); and JSON-escaped
-/// twice (a JSON request quoted in a JSON error). Zeroized on drop.
+/// and non-ASCII escaped as `\u` (serde, JavaScript, Python and PHP defaults); JSON-escaped
+/// twice (a JSON request quoted in a JSON error); and inside the base64 of the request it was
+/// sent in (see [`in_base64`]). Zeroized on drop.
 pub(super) struct Echoes {
-    /// The secrets as sent and JSON-escaped, sorted longest first without repeats (a plain
+    /// The secrets as sent, JSON-escaped and in base64, sorted longest first without repeats (a plain
     /// secret's forms are often all alike).
     forms: Vec<Zeroizing<String>>,
     /// The secrets themselves, matched percent-encoded in any way.
@@ -31,6 +32,12 @@ impl Echoes {
             }
             let json = json_escaped(secret, false, false);
             let twice = json_escaped(&json, false, false);
+            let sent = [
+                Zeroizing::new(secret.to_owned()),
+                form_encoded(secret),
+                json.clone(),
+            ];
+            forms.extend(sent.iter().flat_map(|sent| in_base64(sent)));
             forms.extend([
                 Zeroizing::new(secret.to_owned()),
                 json_escaped(secret, true, false),
@@ -176,6 +183,38 @@ fn partial_at_end(text: &str, form: &str) -> Option<usize> {
         .map(|len| text.len() - len)
 }
 
+/// `secret` as a form value (`application/x-www-form-urlencoded`, space as `+`), as a token
+/// request sends it.
+fn form_encoded(secret: &str) -> Zeroizing<String> {
+    let encoded = Zeroizing::new(serde_urlencoded::to_string([("", secret)]).unwrap_or_default());
+    Zeroizing::new(encoded.strip_prefix('=').unwrap_or_default().to_owned())
+}
+
+/// What shows of `sent` in the base64 of a request that carried it (a server may quote the
+/// request so): wherever it began, the groups of three of its bytes that fill whole base64
+/// characters, in the standard and URL-safe alphabets, and with `/` JSON-escaped as `\/`. At
+/// most two bytes at each end are left in characters shared with their neighbours; a `sent`
+/// too short to fill two groups has none.
+fn in_base64(sent: &str) -> Vec<Zeroizing<String>> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut forms = Vec::new();
+    for skip in 0..3 {
+        let Some(rest) = sent.as_bytes().get(skip..) else {
+            break;
+        };
+        let groups = &rest[..rest.len() / 3 * 3];
+        if groups.len() < 6 {
+            break;
+        }
+        let standard = Zeroizing::new(STANDARD_NO_PAD.encode(groups));
+        forms.push(Zeroizing::new(standard.replace('/', "\\/")));
+        forms.push(standard);
+        forms.push(Zeroizing::new(URL_SAFE_NO_PAD.encode(groups)));
+    }
+    forms
+}
+
 /// `text` as the inside of a JSON string: `"`, `\` and control characters escaped as serde does;
 /// `/` as `\/` when `slash`; every non-ASCII character as `\u` escapes (UTF-16) when `ascii`.
 fn json_escaped(text: &str, slash: bool, ascii: bool) -> Zeroizing<String> {
@@ -291,6 +330,43 @@ mod tests {
             let mut text = format!("<{quote}>");
             echoes.redact(&mut text, false);
             assert_eq!(text, "<[redacted]>", "{quote}");
+        }
+    }
+
+    #[test]
+    fn a_request_echoed_in_base64_loses_its_secrets() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let secret = "kQ3v/Z8w+N1pL5sR7=";
+        let form = serde_urlencoded::to_string([("client_secret", secret)]).unwrap_or_default();
+        let json = serde_json::json!({ "password": secret }).to_string();
+        let echoes = Echoes::of(&[secret]);
+        for prefix in ["", "a", "ab"] {
+            for body in [format!("{prefix}{form}&x=1"), format!("{prefix}{json}")] {
+                for encoded in [STANDARD.encode(&body), URL_SAFE_NO_PAD.encode(&body)] {
+                    for quoted in [encoded.clone(), encoded.replace('/', "\\/")] {
+                        let mut text = format!("cannot read {quoted}");
+                        echoes.redact(&mut text, false);
+                        // What is left decodes to at most two bytes of the secret at each end.
+                        let inner = &secret.as_bytes()[2..secret.len() - 2];
+                        for left in text.split(REDACTED) {
+                            let decoded = [STANDARD, URL_SAFE_NO_PAD].map(|engine| {
+                                let left = left.rsplit(' ').next().unwrap_or_default();
+                                let left = left.replace("\\/", "/");
+                                let whole = left.len() / 4 * 4;
+                                engine.decode(&left[..whole]).unwrap_or_default()
+                            });
+                            for decoded in decoded {
+                                assert!(
+                                    !decoded.windows(3).any(|w| inner.windows(3).any(|i| i == w)),
+                                    "{body:?} as {text}"
+                                );
+                            }
+                        }
+                        assert!(text.contains(REDACTED), "{body:?} as {text}");
+                    }
+                }
+            }
         }
     }
 
