@@ -38,7 +38,10 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// use infobip_auth::{Error, ErrorKind};
 /// let err = Error::new(ErrorKind::ReauthorizationRequired);
 /// assert!(!err.is_transient());
-/// assert_eq!(err.to_string(), "the token has expired: the user must authorize the app again");
+/// assert_eq!(
+///     err.to_string(),
+///     "the Exchange token has expired or was revoked: the user must authorize the app again"
+/// );
 /// ```
 #[derive(Clone)]
 pub struct Error {
@@ -481,9 +484,10 @@ impl fmt::Display for Error {
             ErrorKind::ResponseTooLarge { limit } => {
                 write!(f, "token response larger than {limit} bytes")
             }
-            ErrorKind::ReauthorizationRequired => {
-                f.write_str("the token has expired: the user must authorize the app again")
-            }
+            ErrorKind::ReauthorizationRequired => f.write_str(
+                "the Exchange token has expired or was revoked: \
+                     the user must authorize the app again",
+            ),
             ErrorKind::AuthorizationDenied { error, description } => {
                 write!(f, "authorization denied: {error}")?;
                 if let Some(description) = description {
