@@ -6,10 +6,10 @@ mod support;
 use std::error::Error as StdError;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use infobip_auth::mock::{self, Fault, MockServer};
-use infobip_auth::source::{AuthCodeFlow, ClientCredentials, Session};
+use infobip_auth::source::ClientCredentials;
 use infobip_auth::{BoxError, Error, InfobipAuthLayer};
 use support::{client, reports, transport};
 use tower::{ServiceBuilder, ServiceExt as _};
@@ -144,6 +144,8 @@ mod traced {
     use std::fmt::{self, Write as _};
     use std::sync::{Arc, Mutex};
 
+    use http::Method;
+    use infobip_auth::source::{AuthCodeFlow, Session};
     use tracing::field::{Field, Visit};
     use tracing::span::{Attributes, Id, Record};
     use tracing::{Event, Metadata};

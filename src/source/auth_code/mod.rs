@@ -248,7 +248,7 @@ impl AuthCode {
             Err(err) => {
                 event!(
                     warn,
-                    error = crate::trace::with_causes(&err),
+                    error = crate::trace::with_causes(err),
                     "saving the Exchange token failed: it is served from memory, and saved again at the next refresh"
                 );
                 Some(err.clone())
