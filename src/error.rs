@@ -657,15 +657,16 @@ impl ApiError {
         }
     }
 
-    /// Takes `echoes` out of what the server said. The kept part of an unreadable body may
-    /// have been cut, so a start of an echo at its end goes too.
+    /// Takes whole `echoes` out of what the server said. The kept start of an unreadable body
+    /// stays the body's first bytes otherwise (it shows in no message): where it was cut is
+    /// not known here, and a character that merely begins an echo is no echo.
     fn redact(&mut self, echoes: &Echoes) {
         for said in [&mut self.code, &mut self.text].into_iter().flatten() {
             echoes.redact(said, false);
         }
         if let Some(raw) = self.raw.take() {
             let mut raw = String::from(raw);
-            echoes.redact(&mut raw, true);
+            echoes.redact(&mut raw, false);
             self.raw = Some(kept(raw));
         }
     }
@@ -1193,11 +1194,11 @@ mod tests {
             }
             assert!(shown.contains(crate::credential::REDACTED), "{shown}");
         }
-        // A 403's answer, kept unreadable, cut inside the echo.
+        // A 403's answer, kept unreadable.
         let sent = http::HeaderValue::from_static("IBSSO 2f9b3c1a-5d6e-4f70-8a9b-0c1d2e3f4a5b");
         let api = ApiError::from_body(
             StatusCode::FORBIDDEN,
-            b"<p>IBSSO 2f9b3c1a-5d6e-4f70-8a9b-0c1d",
+            b"<p>2f9b3c1a-5d6e-4f70-8a9b-0c1d2e3f4a5b",
         );
         let forbidden = Forbidden::new(Method::GET, "/x").with_api(api);
         let err = Error::new(ErrorKind::Forbidden(Box::new(forbidden))).without_credential(&sent);
