@@ -38,7 +38,10 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// use infobip_auth::{Error, ErrorKind};
 /// let err = Error::new(ErrorKind::ReauthorizationRequired);
 /// assert!(!err.is_transient());
-/// assert_eq!(err.to_string(), "the token has expired: the user must authorize the app again");
+/// assert_eq!(
+///     err.to_string(),
+///     "the Exchange token has expired or was revoked: the user must authorize the app again"
+/// );
 /// ```
 #[derive(Clone)]
 pub struct Error {
@@ -345,6 +348,43 @@ impl Error {
     }
 }
 
+/// What a server said about a request it refused, without the credential the request carried.
+impl Error {
+    /// This error with `sent` (the refused request's `Authorization`) taken out of the server's
+    /// words, in any form [`Echoes`] knows: a gateway that explains a refusal may quote the
+    /// header, and the error ends up in logs. A Basic credential's password goes too, decoded.
+    pub(crate) fn without_credential(mut self, sent: &http::HeaderValue) -> Self {
+        let api = match &mut self.kind {
+            ErrorKind::InvalidCredentials(api) => api,
+            ErrorKind::Forbidden(forbidden) => match &mut forbidden.api {
+                Some(api) => api,
+                None => return self,
+            },
+            _ => return self,
+        };
+        let Ok(sent) = sent.to_str() else {
+            return self;
+        };
+        let mut secrets = vec![zeroize::Zeroizing::new(sent.to_owned())];
+        if let Some((scheme, token)) = sent.split_once(' ') {
+            secrets.push(zeroize::Zeroizing::new(token.trim().to_owned()));
+            if scheme.eq_ignore_ascii_case("Basic") {
+                use base64::Engine as _;
+                let decoded = base64::engine::general_purpose::STANDARD.decode(token.trim());
+                let decoded = zeroize::Zeroizing::new(decoded.unwrap_or_default());
+                if let Some((_, password)) = std::str::from_utf8(&decoded)
+                    .ok()
+                    .and_then(|pair| pair.split_once(':'))
+                {
+                    secrets.push(zeroize::Zeroizing::new(password.to_owned()));
+                }
+            }
+        }
+        api.redact(&Echoes::of(&secrets));
+        self
+    }
+}
+
 /// `err`, then each error that caused it, in turn.
 pub(crate) fn causes<'a>(
     err: &'a (dyn StdError + 'static),
@@ -444,9 +484,10 @@ impl fmt::Display for Error {
             ErrorKind::ResponseTooLarge { limit } => {
                 write!(f, "token response larger than {limit} bytes")
             }
-            ErrorKind::ReauthorizationRequired => {
-                f.write_str("the token has expired: the user must authorize the app again")
-            }
+            ErrorKind::ReauthorizationRequired => f.write_str(
+                "the Exchange token has expired or was revoked: \
+                     the user must authorize the app again",
+            ),
             ErrorKind::AuthorizationDenied { error, description } => {
                 write!(f, "authorization denied: {error}")?;
                 if let Some(description) = description {
@@ -462,7 +503,11 @@ impl fmt::Display for Error {
                 write!(f, "invalid authorization callback: {reason}")
             }
             ErrorKind::HostNotAllowed { origin } => {
-                write!(f, "credentials are not sent to {origin}")
+                write!(
+                    f,
+                    "credentials are not sent to {origin}: it is not an allowed origin \
+                     (add it with `InfobipAuthLayer::allow_origin` if it should be)"
+                )
             }
             ErrorKind::Config(err) => fmt::Display::fmt(err, f),
         }
@@ -531,6 +576,20 @@ fn whole_chars(bytes: &[u8]) -> &[u8] {
     }
 }
 
+/// At most [`RAW_KEPT`] bytes of redacted `raw`, cut at a character and not through a marker:
+/// `[reda` would read as the server's words.
+fn kept(mut raw: String) -> Box<str> {
+    let mut end = raw.len().min(RAW_KEPT);
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    let redacted = crate::credential::REDACTED;
+    let marker = (end.saturating_sub(redacted.len() - 1)..end)
+        .find(|&at| raw.get(at..).is_some_and(|rest| rest.starts_with(redacted)));
+    raw.truncate(marker.unwrap_or(end));
+    raw.into_boxed_str()
+}
+
 impl ApiError {
     /// Reads an error body. A body in none of the known shapes keeps its first bytes as
     /// [`ApiError::raw`]; nothing here fails.
@@ -584,16 +643,7 @@ impl ApiError {
             let mut raw = String::from_utf8_lossy(whole_chars(window)).into_owned();
             // Cut here or by the transport's size limit: a start of a secret at the end goes too.
             echoes.redact(&mut raw, true);
-            let mut end = raw.len().min(RAW_KEPT);
-            while !raw.is_char_boundary(end) {
-                end -= 1;
-            }
-            // Not through a marker: `[reda` would read as the server's words.
-            let redacted = crate::credential::REDACTED;
-            let marker = (end.saturating_sub(redacted.len() - 1)..end)
-                .find(|&at| raw.get(at..).is_some_and(|rest| rest.starts_with(redacted)));
-            raw.truncate(marker.unwrap_or(end));
-            raw.into_boxed_str()
+            kept(raw)
         });
         let (mut code, mut text) = (code, text);
         for said in [&mut code, &mut text].into_iter().flatten() {
@@ -604,6 +654,20 @@ impl ApiError {
             code,
             text,
             raw,
+        }
+    }
+
+    /// Takes whole `echoes` out of what the server said. The kept start of an unreadable body
+    /// stays the body's first bytes otherwise (it shows in no message): where it was cut is
+    /// not known here, and a character that merely begins an echo is no echo.
+    fn redact(&mut self, echoes: &Echoes) {
+        for said in [&mut self.code, &mut self.text].into_iter().flatten() {
+            echoes.redact(said, false);
+        }
+        if let Some(raw) = self.raw.take() {
+            let mut raw = String::from(raw);
+            echoes.redact(&mut raw, false);
+            self.raw = Some(kept(raw));
         }
     }
 
@@ -1100,6 +1164,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_refusal_quoting_the_credential_sent_shows_none_of_it() {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode("john:pa ss/w+rd");
+        let cases = [
+            (
+                "App k3y-0123456789",
+                "Invalid login details for App k3y-0123456789".to_owned(),
+            ),
+            (&*format!("Basic {basic}"), format!("no user for {basic}")),
+            // The password, decoded, form-encoded as a gateway may quote it.
+            (
+                &*format!("Basic {basic}"),
+                "wrong password pa+ss%2Fw%2Brd".to_owned(),
+            ),
+        ];
+        for (sent, text) in cases {
+            let body = serde_json::json!({ "errorCode": "E401", "description": text });
+            let api = ApiError::from_body(StatusCode::UNAUTHORIZED, body.to_string().as_bytes());
+            let sent =
+                http::HeaderValue::from_str(sent).unwrap_or(http::HeaderValue::from_static("x"));
+            let err = Error::new(ErrorKind::InvalidCredentials(api)).without_credential(&sent);
+            let shown = format!("{err} {err:?}");
+            for secret in ["k3y-0123456789", &basic, "pa ss/w+rd", "pa+ss%2Fw%2Brd"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+            assert!(shown.contains(crate::credential::REDACTED), "{shown}");
+        }
+        // A 403's answer, kept unreadable.
+        let sent = http::HeaderValue::from_static("IBSSO 2f9b3c1a-5d6e-4f70-8a9b-0c1d2e3f4a5b");
+        let api = ApiError::from_body(
+            StatusCode::FORBIDDEN,
+            b"<p>2f9b3c1a-5d6e-4f70-8a9b-0c1d2e3f4a5b",
+        );
+        let forbidden = Forbidden::new(Method::GET, "/x").with_api(api);
+        let err = Error::new(ErrorKind::Forbidden(Box::new(forbidden))).without_credential(&sent);
+        let raw = err
+            .forbidden()
+            .and_then(|f| f.api.as_ref())
+            .and_then(ApiError::raw);
+        assert_eq!(raw, Some("<p>[redacted]"));
     }
 
     #[test]

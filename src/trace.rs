@@ -14,3 +14,10 @@ macro_rules! event {
 }
 
 pub(crate) use event;
+
+/// `err` as tracing records an error, so that a subscriber shows its causes too: the words
+/// that say which transport error it was, or why the store failed.
+#[cfg(feature = "tracing")]
+pub(crate) fn with_causes(err: &crate::Error) -> &(dyn std::error::Error + 'static) {
+    err
+}

@@ -241,7 +241,13 @@ impl Transport {
             Ok(answer) => {
                 event!(debug, %method, path, status = answer.status().as_u16(), "token endpoint answered")
             }
-            Err(error) => event!(debug, %method, path, %error, "token endpoint unreachable"),
+            Err(error) => event!(
+                debug,
+                %method,
+                path,
+                error = crate::trace::with_causes(error),
+                "token endpoint unreachable"
+            ),
         }
         answer
     }

@@ -260,7 +260,13 @@ fn trace_outcome(source: &'static str, started: Instant, result: &Result<Credent
             let lifetime = credential.lifetime();
             event!(info, source, ?elapsed, ?lifetime, "fetched a credential");
         }
-        Err(error) => event!(warn, source, ?elapsed, %error, "credential fetch failed"),
+        Err(error) => event!(
+            warn,
+            source,
+            ?elapsed,
+            error = crate::trace::with_causes(error),
+            "credential fetch failed"
+        ),
     }
 }
 

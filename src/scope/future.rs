@@ -252,6 +252,11 @@ impl<B: Body> Reading<B> {
                 held,
             )
         });
+        // A server may quote the refused credential in its answer.
+        let classified = classified.map(|error| match &sent.authorization {
+            Some(authorization) => error.without_credential(authorization),
+            None => error,
+        });
         if let Some(error) = classified {
             if config.reject_forbidden && parts.status == StatusCode::FORBIDDEN {
                 return Err(error.into());

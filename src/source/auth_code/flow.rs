@@ -246,7 +246,11 @@ impl AuthCodeFlow {
         });
         #[cfg(feature = "tracing")]
         if let Err(error) = &checked {
-            event!(debug, %error, "authorization callback refused before any request");
+            event!(
+                debug,
+                error = crate::trace::with_causes(error),
+                "authorization callback refused before any request"
+            );
         }
         checked
     }

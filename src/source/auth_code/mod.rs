@@ -248,7 +248,7 @@ impl AuthCode {
             Err(err) => {
                 event!(
                     warn,
-                    error = %err,
+                    error = crate::trace::with_causes(err),
                     "saving the Exchange token failed: it is served from memory, and saved again at the next refresh"
                 );
                 Some(err.clone())
@@ -415,7 +415,11 @@ impl Drop for UnsavedGuard {
         if !self.saved && lock(&self.source.0.store).is_some() {
             let cut_off =
                 Error::new(ErrorKind::Store).with_source("the save was dropped before it ended");
-            event!(warn, error = %cut_off, "saving the Exchange token failed");
+            event!(
+                warn,
+                error = crate::trace::with_causes(&cut_off),
+                "saving the Exchange token failed"
+            );
             *lock(&self.source.0.store_error) = Some(cut_off);
         }
     }
