@@ -6,7 +6,8 @@
 //! does not read as a `401`: the `grpc_renewal()` layer inside it does, and renews the refused
 //! credential, so the caller's retry carries the new one. The example starts a gRPC health
 //! server on loopback whose interceptor takes the embedded server's OAuth tokens, revokes the
-//! first one, and retries the refused call once.
+//! first one, and retries the refused call once. tonic gives the channel paths without a host,
+//! so the layer is told where they go (`relative_uris_go_to`); it refuses them otherwise.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -60,7 +61,11 @@ pub async fn check_health_across_a_renewal(oauth_base_url: &str) -> Result<Calls
     let source = ClientCredentials::builder(oauth_base_url, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
         .transport(Transport::new(http))
         .build()?;
-    let auth = InfobipAuthLayer::new(source);
+    // tonic hands the channel paths only (`/grpc.health.v1.Health/Check`) and the channel adds
+    // its origin: the layer is told which origin that is, and allows it.
+    let auth = InfobipAuthLayer::new(source)
+        .allow_origin(&url)?
+        .relative_uris_go_to(&url)?;
     // A limit on each call, as copied code should have.
     let channel = Channel::from_shared(url)?
         .timeout(Duration::from_secs(30))

@@ -41,7 +41,8 @@
 //! let session = Session::builder(server.base_url(), DEMO_USERNAME, DEMO_PASSWORD)
 //!     .transport(Transport::new(client))
 //!     .build()?;
-//! let auth = InfobipAuthLayer::new(session);
+//! // A tonic `Channel` is given paths only (it adds its own origin): say where they go.
+//! let auth = InfobipAuthLayer::new(session).relative_uris_go_to(server.base_url())?;
 //!
 //! // Stands in for a tonic `Channel` to a server that refuses the first session it sees.
 //! let refused = Arc::new(AtomicBool::new(false));
@@ -118,7 +119,8 @@ const UNAUTHENTICATED: &[u8] = b"16";
 /// let channel = service_fn(|_: Request<String>| async {
 ///     Response::builder().header("grpc-status", "16").body(String::new())
 /// });
-/// let auth = InfobipAuthLayer::new(Numbered::default()); // `token-1`, `token-2`, ...
+/// // `token-1`, `token-2`, ...; the channel's paths go to its origin.
+/// let auth = InfobipAuthLayer::new(Numbered::default()).relative_uris_go_to("https://grpc.api.infobip.com")?;
 /// let renewal: GrpcRenewalLayer = auth.grpc_renewal();
 /// let service = ServiceBuilder::new().layer(auth.clone()).layer(renewal).service(channel);
 /// service.oneshot(Request::post("/grpc.health.v1.Health/Check").body(String::new())?).await?;

@@ -12,7 +12,7 @@ use crate::cache::{CredentialCache, Local, Lookup};
 use crate::error::ConfigError;
 use crate::future::{On401, Replay, ResponseFuture};
 use crate::grpc::GrpcRenewalLayer;
-use crate::origin::{AllowedHosts, LastAllowed, origin_of};
+use crate::origin::{AllowedHosts, LastAllowed, is_relative, origin_of, redacted};
 use crate::scope::ScopeCheckLayer;
 use crate::source::{ApiKey, Basic, SharedTokenSource};
 use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, ReplayPolicy};
@@ -25,8 +25,11 @@ use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, Repl
 ///
 /// Credentials go only to the source's base URL, to origins added with
 /// [`allow_origin`](Self::allow_origin), or — for sources without a base URL, like API keys —
-/// to any HTTPS host under `infobip.com`. A request that already has an `Authorization`
-/// header is sent as it is: the caller's own credential wins, and the layer does not retry it.
+/// to any HTTPS host under `infobip.com`. A request whose URI names no host (a path, as a tonic
+/// `Channel` is given it) gets no credential unless
+/// [`relative_uris_go_to`](Self::relative_uris_go_to) says where such requests go. A request
+/// that already has an `Authorization` header is sent as it is: the caller's own credential
+/// wins, and the layer does not retry it.
 ///
 /// ```
 /// use http::{Request, Response};
@@ -57,6 +60,8 @@ use crate::{BaseUrl, BoxError, Credential, Error, ErrorKind, RefreshPolicy, Repl
 pub struct InfobipAuthLayer {
     pub(crate) cache: CredentialCache,
     pub(crate) hosts: AllowedHosts,
+    /// Where requests whose URI names no host go; allowed by `hosts` when set.
+    relative: Option<BaseUrl>,
     pub(crate) replay: ReplayPolicy,
 }
 
@@ -79,6 +84,7 @@ impl InfobipAuthLayer {
         Self {
             cache: CredentialCache::new(source, RefreshPolicy::default()),
             hosts,
+            relative: None,
             replay: ReplayPolicy::default(),
         }
     }
@@ -146,10 +152,73 @@ impl InfobipAuthLayer {
     /// assert!(allowed.layer(client).oneshot(request()?).await.is_ok());
     /// # Ok(()) }
     /// ```
+    ///
+    /// The first origin added ends the default, so an origin given to
+    /// [`relative_uris_go_to`](Self::relative_uris_go_to) before it that only the default
+    /// allowed is refused here: call that method after this one.
     pub fn allow_origin(self, base_url: &str) -> Result<Self, ConfigError> {
         let base = BaseUrl::new(base_url)?;
+        let hosts = self.hosts.with(base);
+        if let Some(relative) = &self.relative
+            && !hosts.allows_origin(relative)
+        {
+            return Err(ConfigError::InvalidUrl {
+                url: relative.to_string(),
+                reason: "relative URIs go here, but allow_origin ended the default Infobip \
+                         hosts: call relative_uris_go_to after allow_origin",
+            });
+        }
+        Ok(Self { hosts, ..self })
+    }
+
+    /// Sends credentials with requests whose URI names no scheme and host, taking them to go
+    /// to `url`'s origin. A tonic `Channel` is given such URIs (`/grpc.health.v1.Health/Check`)
+    /// and adds the origin it was built for below this layer; without this method those
+    /// requests fail with [`ErrorKind::HostNotAllowed`], and nothing is sent. Give the
+    /// channel's own origin: the layer cannot see where the channel connects.
+    ///
+    /// `url`'s origin must be one the layer sends credentials to (the source's base URL, an
+    /// origin from [`allow_origin`](Self::allow_origin), or by default HTTPS under
+    /// `infobip.com`), so call it after `allow_origin`. A URI with a host but no scheme
+    /// (`api.infobip.com:443`) still gets no credential. Only the origin counts: a path in `url`
+    /// is not added to the requests.
+    ///
+    /// # Errors
+    /// See [`BaseUrl::new`] (plain HTTP is for loopback hosts only);
+    /// [`ConfigError::InvalidUrl`] for an origin the layer does not send credentials to.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use infobip_auth::{ConfigError, InfobipAuthLayer};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // Stands in for a tonic `Channel` built for `https://grpc.api.infobip.com`.
+    /// let channel = service_fn(|request: Request<String>| async move {
+    ///     assert!(request.headers().contains_key("authorization"));
+    ///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+    /// });
+    /// let auth = InfobipAuthLayer::api_key("key")?.relative_uris_go_to("https://grpc.api.infobip.com")?;
+    /// let request = Request::post("/grpc.health.v1.Health/Check").body(String::new())?;
+    /// auth.layer(channel).oneshot(request).await?;
+    ///
+    /// // An API key goes to Infobip only, and never in clear text.
+    /// let remote = InfobipAuthLayer::api_key("key")?.relative_uris_go_to("http://remote.example");
+    /// assert!(matches!(remote, Err(ConfigError::InsecureUrl { .. })));
+    /// let other = InfobipAuthLayer::api_key("key")?.relative_uris_go_to("https://remote.example");
+    /// assert!(matches!(other, Err(ConfigError::InvalidUrl { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn relative_uris_go_to(self, url: &str) -> Result<Self, ConfigError> {
+        let origin = BaseUrl::new(url)?;
+        if !self.hosts.allows_origin(&origin) {
+            return Err(ConfigError::InvalidUrl {
+                url: redacted(url),
+                reason: "the layer sends no credentials to this origin: allow it first with \
+                         allow_origin",
+            });
+        }
         Ok(Self {
-            hosts: self.hosts.with(base),
+            relative: Some(origin),
             ..self
         })
     }
@@ -272,7 +341,8 @@ impl InfobipAuthLayer {
     /// let source = ClientCredentials::builder(server.base_url(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
     ///     .transport(Transport::new(client))
     ///     .build()?;
-    /// let auth = InfobipAuthLayer::new(source);
+    /// // A tonic `Channel` is given paths only: say where they go.
+    /// let auth = InfobipAuthLayer::new(source).relative_uris_go_to(server.base_url())?;
     /// // Stands in for a tonic `Channel` to a server that refuses every token.
     /// let channel = service_fn(|_: Request<String>| async {
     ///     Response::builder().header("grpc-status", "16").body(String::new())
@@ -363,6 +433,10 @@ impl<S> Layer<S> for InfobipAuthLayer {
             local: Local::default(),
             hosts: self.hosts.clone(),
             last_allowed: LastAllowed::default(),
+            relative_uris: self
+                .relative
+                .as_ref()
+                .is_some_and(|origin| self.hosts.allows_origin(origin)),
             replay: self.replay.clone(),
             renews: self.cache.source().renews(),
         }
@@ -374,6 +448,7 @@ impl fmt::Debug for InfobipAuthLayer {
         f.debug_struct("InfobipAuthLayer")
             .field("cache", &self.cache)
             .field("hosts", &self.hosts)
+            .field("relative", &self.relative)
             .field("replay", &self.replay)
             .finish()
     }
@@ -430,6 +505,9 @@ pub struct InfobipAuth<S> {
     hosts: AllowedHosts,
     /// Per service clone: the origin last allowed, so a repeat skips the host parsing.
     last_allowed: LastAllowed,
+    /// Whether requests whose URI names no host get the credential, decided when the layer
+    /// made this service (see [`InfobipAuthLayer::relative_uris_go_to`]).
+    relative_uris: bool,
     replay: ReplayPolicy,
     renews: bool,
 }
@@ -501,6 +579,7 @@ impl<S: Clone> Clone for InfobipAuth<S> {
             local: Local::default(),
             hosts: self.hosts.clone(),
             last_allowed: LastAllowed::default(),
+            relative_uris: self.relative_uris,
             replay: self.replay.clone(),
             renews: self.renews,
         }
@@ -513,6 +592,7 @@ impl<S: fmt::Debug> fmt::Debug for InfobipAuth<S> {
             .field("inner", &self.inner)
             .field("cache", &self.cache)
             .field("hosts", &self.hosts)
+            .field("relative_uris", &self.relative_uris)
             .field("replay", &self.replay)
             .finish()
     }
@@ -559,11 +639,18 @@ impl<S: Clone> InfobipAuth<S> {
         if !self
             .hosts
             .allows_repeat(request.uri(), &mut self.last_allowed)
+            && !self.allows_relative(request.uri())
         {
             return None;
         }
         let (header, id) = self.cache.cached(&self.local)?;
         self.authorize(request, header.clone(), id)
+    }
+
+    /// Whether `uri` names no host and such requests were given an allowed origin.
+    #[inline(always)]
+    fn allows_relative(&self, uri: &http::Uri) -> bool {
+        self.relative_uris && is_relative(uri)
     }
 
     /// Sets `header`, unless the caller set an `Authorization` of their own, which wins.
@@ -599,7 +686,7 @@ impl<S: Clone> InfobipAuth<S> {
         if request.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::sent(self.inner.call(request), On401::Pass, None);
         }
-        if !self.hosts.allows(request.uri()) {
+        if !self.hosts.allows(request.uri()) && !self.allows_relative(request.uri()) {
             let origin = origin_of(request.uri());
             return ResponseFuture::failed(ErrorKind::HostNotAllowed { origin }.into());
         }

@@ -42,7 +42,11 @@ impl BaseUrl {
     ///
     /// ```
     /// # use infobip_auth::BaseUrl;
-    /// assert!(BaseUrl::new("xyz12.api.infobip.com").is_err()); // no scheme
+    /// let no_scheme = BaseUrl::new("xyz12.api.infobip.com").err().map(|e| e.to_string());
+    /// assert_eq!(
+    ///     no_scheme.as_deref(),
+    ///     Some(r#"invalid URL "xyz12.api.infobip.com": no scheme: write https:// before the host"#)
+    /// );
     /// assert!(BaseUrl::new("https://xyz12.api.infobip.com").is_ok());
     /// ```
     pub fn new(url: &str) -> Result<Self, ConfigError> {
@@ -50,7 +54,14 @@ impl BaseUrl {
             url: redacted(url),
             reason,
         };
-        let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+        let uri = match url.parse::<Uri>() {
+            Ok(uri) if uri.scheme().is_some() => uri,
+            _ if host_without_scheme(url).is_some() => {
+                return Err(invalid("no scheme: write https:// before the host"));
+            }
+            Ok(_) => return Err(invalid("no scheme")),
+            Err(_) => return Err(invalid("not a URL")),
+        };
         let parts = uri.into_parts();
         let scheme = parts.scheme.ok_or_else(|| invalid("no scheme"))?;
         let authority = parts.authority.ok_or_else(|| invalid("no host"))?;
@@ -163,25 +174,58 @@ impl fmt::Debug for BaseUrl {
 }
 
 /// `url` as it may be shown: scheme, host, port and path, never user information or a query
-/// (either may hold a secret).
+/// (either may hold a secret). A host given without its scheme is shown without one.
 pub(crate) fn redacted(url: &str) -> String {
-    match url.parse::<Uri>() {
-        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
-            (Some(scheme), Some(authority)) => {
-                format!("{scheme}://{}{}", host_port(authority), uri.path())
-            }
-            _ => uri.path().to_owned(),
-        },
+    let parsed = url.parse::<Uri>();
+    if let Ok(uri) = &parsed
+        && let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority())
+    {
+        return format!("{scheme}://{}{}", host_port(authority), uri.path());
+    }
+    if let Some(uri) = host_without_scheme(url)
+        && let Some(authority) = uri.authority()
+    {
+        // The path `https://` gave a bare host is not shown as the user's.
+        let path = if url.contains('/') { uri.path() } else { "" };
+        return format!("{}{path}", host_port(authority));
+    }
+    match parsed {
+        Ok(uri) => uri.path().to_owned(),
         Err(_) => "(not a URL)".to_owned(),
     }
 }
 
-/// The origin a request goes to, for an error message: no user information, path or query.
+/// `url` read as if `https://` were written before it, when it names a host but no scheme
+/// (`xyz12.api.infobip.com`, `xyz12.api.infobip.com/infobip`).
+fn host_without_scheme(url: &str) -> Option<Uri> {
+    if url.contains("://") {
+        return None;
+    }
+    let uri: Uri = format!("https://{url}").parse().ok()?;
+    uri.authority()
+        .is_some_and(|authority| !authority.host().is_empty())
+        .then_some(uri)
+}
+
+/// What a refused request names as its origin, for an error message: no user information,
+/// path or query.
 pub(crate) fn origin_of(uri: &Uri) -> String {
     match (uri.scheme_str(), uri.authority()) {
         (Some(scheme), Some(authority)) => format!("{scheme}://{}", host_port(authority)),
-        _ => "(no host)".to_owned(),
+        (None, Some(authority)) => format!("{} (no scheme)", host_port(authority)),
+        (Some(scheme), None) => format!("{scheme}: (no host)"),
+        (None, None) => {
+            "(no host; name where such requests go with InfobipAuthLayer::relative_uris_go_to)"
+                .to_owned()
+        }
     }
+}
+
+/// Whether `uri` names neither a scheme nor a host: a path, as a tonic `Channel` (which adds
+/// its own origin) is given it.
+#[inline(always)]
+pub(crate) fn is_relative(uri: &Uri) -> bool {
+    uri.scheme().is_none() && uri.authority().is_none()
 }
 
 fn host_port(authority: &Authority) -> String {
@@ -227,11 +271,11 @@ pub(crate) enum AllowedHosts {
 }
 
 impl AllowedHosts {
-    /// Whether a request for `uri` may carry the credential. A URI without an authority is
-    /// addressed by the inner service (a tonic channel, a connection), which the caller chose.
+    /// Whether a request for `uri` may carry the credential. A URI without a scheme or a host
+    /// never may: where it goes is not known here (the layer decides for relative URIs).
     pub(crate) fn allows(&self, uri: &Uri) -> bool {
         let Some(authority) = uri.authority() else {
-            return uri.scheme().is_none();
+            return false;
         };
         match self {
             Self::Infobip => {
@@ -267,6 +311,11 @@ impl AllowedHosts {
             *last = seen;
         }
         allowed
+    }
+
+    /// Whether a request to `base`'s origin may carry the credential.
+    pub(crate) fn allows_origin(&self, base: &BaseUrl) -> bool {
+        self.allows(&base.origin_uri())
     }
 
     /// Adds an origin, ending the default "any Infobip host".
@@ -350,7 +399,6 @@ mod tests {
             "https://API.INFOBIP.COM/x",
             "https://XYZ.API.INFOBIP.COM:443/x",
             "https://oneapi.infobip.com:443/exchange/1/oauth/token",
-            "/relative/path/for/a/bound/channel",
         ] {
             assert!(hosts.allows(&uri(ok)), "{ok}");
         }
@@ -361,6 +409,10 @@ mod tests {
             "https://xyz.api.infobip.com:8443/",
             "https://xyz.api.infobip.com:80/",
             "https://example.com/",
+            // No scheme or no host: where it goes is the layer's to decide, not the list's.
+            "/relative/path/for/a/bound/channel",
+            "*",
+            "api.infobip.com:443",
         ] {
             assert!(!hosts.allows(&uri(refused)), "{refused}");
         }
@@ -566,6 +618,54 @@ mod tests {
     }
 
     #[test]
+    fn a_host_without_its_scheme_is_shown_and_told_to_write_https() {
+        for (url, shown) in [
+            ("xyz12.api.infobip.com", "xyz12.api.infobip.com"),
+            (
+                "xyz12.api.infobip.com/infobip",
+                "xyz12.api.infobip.com/infobip",
+            ),
+            (
+                "xyz12.api.infobip.com:8443/x?k=hunter2",
+                "xyz12.api.infobip.com:8443/x",
+            ),
+            (
+                "bob:hunter2@xyz12.api.infobip.com/x",
+                "xyz12.api.infobip.com/x",
+            ),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+            let err = BaseUrl::new(url).err().map(|e| e.to_string());
+            assert_eq!(
+                err,
+                Some(format!(
+                    "invalid URL \"{shown}\": no scheme: write https:// before the host"
+                )),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            redacted("https://bob:pw@h.example/x?q=1"),
+            "https://h.example/x"
+        );
+        assert_eq!(redacted("/only/a/path?q=1"), "/only/a/path");
+        assert_eq!(redacted("not a url"), "(not a URL)");
+    }
+
+    #[test]
+    fn a_refused_uri_without_a_scheme_or_host_says_so() {
+        assert_eq!(
+            origin_of(&uri("api.infobip.com:443")),
+            "api.infobip.com:443 (no scheme)"
+        );
+        let relative = origin_of(&uri("/grpc.health.v1.Health/Check"));
+        assert!(relative.starts_with("(no host") && relative.contains("relative_uris_go_to"));
+        assert!(is_relative(&uri("/grpc.health.v1.Health/Check")));
+        assert!(!is_relative(&uri("api.infobip.com:443")));
+        assert!(!is_relative(&uri("https://api.infobip.com/")));
+    }
+
+    #[test]
     fn refuses_clear_text_and_odd_urls() {
         for bad in [
             "http://api.infobip.com",
@@ -643,6 +743,7 @@ mod tests {
                 any_uri(),
                 any_uri().prop_map(|u| format!("{u}?password=hunter2secret")),
                 any_uri().prop_map(|u| u.replacen("://", "://admin:hunter2secret@", 1)),
+                any_uri().prop_map(|u| format!("admin:hunter2secret@{}", u.trim_start_matches("https://"))),
             ],
             path in ".{0,20}",
         ) {

@@ -575,11 +575,14 @@ async fn a_tonic_channel_renews_after_a_401_without_replaying_a_streaming_body()
     let accepted = Arc::new(AtomicUsize::new(1));
     let requests = Arc::new(AtomicUsize::new(0));
     let url = grpc_behind_a_gateway(accepted.clone(), requests.clone()).await?;
-    let channel = tonic::transport::Channel::from_shared(url)?
+    let channel = tonic::transport::Channel::from_shared(url.clone())?
         .connect()
         .await?;
     let (source, layer) = numbered();
-    let channel = layer.layer(channel);
+    let channel = layer
+        .allow_origin(&url)?
+        .relative_uris_go_to(&url)?
+        .layer(channel);
     let check = HealthCheckRequest {
         service: String::new(),
     };

@@ -1,13 +1,14 @@
 //! Host binding through the public API: look-alike hosts, ports, user information and
 //! loopback look-alikes get no credential, and a service clone that remembers the origin it
-//! last allowed tells it apart from every other authority, byte for byte.
+//! last allowed tells it apart from every other authority, byte for byte. A request whose URI
+//! names no host gets the credential only once `relative_uris_go_to` names an allowed origin.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use http::{Request, Response, Uri};
 use infobip_auth::{BoxError, ConfigError, Error, ErrorKind, InfobipAuthLayer};
-use tower::{Layer as _, ServiceExt as _, service_fn};
+use tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
 
 const KEY: &str = "003026bbc133714df1834b8638bb496e";
 
@@ -169,5 +170,98 @@ async fn the_remembered_origin_is_told_from_any_authority_one_byte_off() -> Resu
             "{len}: {seen:?}"
         );
     }
+    Ok(())
+}
+
+/// What a tonic `Channel` is given: a path, the channel adding its own origin below the layer.
+const GRPC_PATH: &str = "/grpc.health.v1.Health/Check";
+
+#[tokio::test]
+async fn a_request_with_no_host_gets_no_credential_by_default() -> Result<(), BoxError> {
+    let layer = InfobipAuthLayer::api_key(KEY)?;
+    let (mut service, seen) = recording(&layer);
+    // First on the slow path, then on the hot one, once an Infobip origin was allowed.
+    assert!(refused(&mut service, GRPC_PATH).await?);
+    assert!(!refused(&mut service, "https://api.infobip.com/sms/1/inbox/reports").await?);
+    for uri in [GRPC_PATH, "*", "/"] {
+        assert!(refused(&mut service, uri).await?, "{uri} was not refused");
+    }
+    assert_eq!(seen.lock().unwrap_or_else(PoisonError::into_inner).len(), 1);
+    // The refusal says what to do.
+    let err = service
+        .ready()
+        .await?
+        .call(request(GRPC_PATH)?)
+        .await
+        .err()
+        .ok_or("sent")?;
+    let message = Error::find(&*err).ok_or("not ours")?.to_string();
+    assert!(message.contains("relative_uris_go_to"), "{message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_with_no_host_goes_where_relative_uris_go_to_says() -> Result<(), BoxError> {
+    let layer =
+        InfobipAuthLayer::api_key(KEY)?.relative_uris_go_to("https://grpc.api.infobip.com")?;
+    let (mut service, seen) = recording(&layer);
+    for uri in [GRPC_PATH, GRPC_PATH, "https://api.infobip.com/x", GRPC_PATH] {
+        assert!(!refused(&mut service, uri).await?, "{uri} was refused");
+    }
+    // A host without a scheme is still refused: a client may send it in clear text.
+    assert!(refused(&mut service, "api.infobip.com:443").await?);
+    assert!(refused(&mut service, "grpc.api.infobip.com:443").await?);
+    assert_eq!(seen.lock().unwrap_or_else(PoisonError::into_inner).len(), 4);
+
+    // A loopback origin the layer allows, named after it was allowed.
+    let url = "http://127.0.0.1:50051";
+    let layer = InfobipAuthLayer::api_key(KEY)?
+        .allow_origin(url)?
+        .relative_uris_go_to(url)?;
+    let (mut service, _) = recording(&layer);
+    assert!(!refused(&mut service, GRPC_PATH).await?);
+    Ok(())
+}
+
+#[test]
+fn relative_uris_go_only_to_an_origin_the_layer_sends_credentials_to() -> Result<(), BoxError> {
+    // An API key never travels in clear text to a remote host, nor outside Infobip unasked.
+    let clear_text = InfobipAuthLayer::api_key(KEY)?.relative_uris_go_to("http://remote.example");
+    assert!(
+        matches!(clear_text, Err(ConfigError::InsecureUrl { .. })),
+        "{clear_text:?}"
+    );
+    for url in ["https://remote.example", "http://127.0.0.1:50051"] {
+        let other = InfobipAuthLayer::api_key(KEY)?.relative_uris_go_to(url);
+        assert!(
+            matches!(other, Err(ConfigError::InvalidUrl { .. })),
+            "{url}: {other:?}"
+        );
+    }
+    // The first `allow_origin` ends the default that allowed it: told at once.
+    let ended = InfobipAuthLayer::api_key(KEY)?
+        .relative_uris_go_to("https://grpc.api.infobip.com")?
+        .allow_origin("http://127.0.0.1:50051");
+    let message = ended.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("call relative_uris_go_to after allow_origin"),
+        "{message}"
+    );
+    // Once origins are listed, more only add to the list.
+    let listed = InfobipAuthLayer::api_key(KEY)?
+        .allow_origin("https://gateway.example")?
+        .relative_uris_go_to("https://gateway.example:443")?
+        .allow_origin("http://127.0.0.1:50051");
+    assert!(listed.is_ok(), "{listed:?}");
+    // A host written without its scheme is shown, and told what to write.
+    let message = InfobipAuthLayer::api_key(KEY)?
+        .relative_uris_go_to("grpc.api.infobip.com")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        r#"invalid URL "grpc.api.infobip.com": no scheme: write https:// before the host"#
+    );
     Ok(())
 }

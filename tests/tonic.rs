@@ -81,7 +81,10 @@ impl OAuthHealth {
         };
         let seen = Seen::default();
         let url = health_server(accept, seen.clone()).await?;
-        let auth = support::oauth(&server)?;
+        // The tokens come from the embedded server; the calls go to the health server.
+        let auth = support::oauth(&server)?
+            .allow_origin(&url)?
+            .relative_uris_go_to(&url)?;
         Ok(Self {
             server,
             url,
@@ -118,17 +121,42 @@ async fn a_tonic_channel_carries_the_credential_in_authorization_metadata() -> R
 {
     let seen = Seen::default();
     let url = health_server(|value| value == "App secret-key", seen.clone()).await?;
-    let channel = Channel::from_shared(url)?.connect().await?;
-    // tonic hands the channel path-only URIs; the channel itself is bound to the server.
-    let authenticated = ServiceBuilder::new()
-        .layer(InfobipAuthLayer::api_key("secret-key")?)
-        .service(channel);
+    let channel = Channel::from_shared(url.clone())?.connect().await?;
+    // tonic hands the channel path-only URIs; the channel itself is bound to the server, and
+    // the layer is told which one.
+    let auth = InfobipAuthLayer::api_key("secret-key")?
+        .allow_origin(&url)?
+        .relative_uris_go_to(&url)?;
+    let authenticated = ServiceBuilder::new().layer(auth).service(channel);
     let mut client = HealthClient::new(authenticated);
     for _ in 0..3 {
         let reply = client.check(CHECK).await?;
         assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
     }
     assert_eq!(all_seen(&seen), ["App secret-key"; 3]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tonic_channel_the_layer_was_not_told_of_gets_no_credential() -> Result<(), BoxError> {
+    let seen = Seen::default();
+    let url = health_server(|_| true, seen.clone()).await?;
+    let channel = Channel::from_shared(url)?.connect().await?;
+    // The channel's paths name no host the layer could check: nothing is sent.
+    let authenticated = ServiceBuilder::new()
+        .layer(InfobipAuthLayer::api_key("secret-key")?)
+        .service(channel);
+    let status = HealthClient::new(authenticated)
+        .check(CHECK)
+        .await
+        .err()
+        .ok_or("the call went through")?;
+    let kind = Error::find(&status).map(Error::kind);
+    assert!(
+        matches!(kind, Some(ErrorKind::HostNotAllowed { .. })),
+        "{status:?}"
+    );
+    assert_eq!(all_seen(&seen), Vec::<String>::new());
     Ok(())
 }
 

@@ -11,6 +11,8 @@ use crate::test_helpers::TestSource;
 use crate::{BoxError, Error, ErrorKind, GrpcRenewal, InfobipAuth, InfobipAuthLayer};
 
 const CALL: &str = "/grpc.health.v1.Health/Check";
+/// Where the channel's calls go: the paths it is given name no host.
+const CHANNEL: &str = "https://grpc.api.infobip.com";
 
 fn call() -> Request<String> {
     Request::post(CALL).body(String::new()).unwrap_or_default()
@@ -18,7 +20,11 @@ fn call() -> Request<String> {
 
 fn renewing() -> (TestSource, InfobipAuthLayer) {
     let source = TestSource::expiring(Duration::from_secs(3600));
-    (source.clone(), InfobipAuthLayer::new(source))
+    let layer = InfobipAuthLayer::new(source.clone()).relative_uris_go_to(CHANNEL);
+    (
+        source,
+        layer.unwrap_or_else(|_| unreachable!("an Infobip origin")),
+    )
 }
 
 /// A Trailers-Only answer: HTTP 200 with `grpc-status` among the headers.
@@ -105,7 +111,7 @@ async fn a_refusal_in_the_headers_carries_an_error_like_a_401() -> Result<(), Bo
     assert!(served.extensions().get::<Error>().is_none());
 
     // A source that does not renew: the layer does not look at the call.
-    let api_key = InfobipAuthLayer::api_key("key")?;
+    let api_key = InfobipAuthLayer::api_key("key")?.relative_uris_go_to(CHANNEL)?;
     let refused = stacked(&api_key, answering("16")).oneshot(call()).await?;
     assert!(refused.extensions().get::<Error>().is_none());
 
