@@ -132,7 +132,9 @@ pub enum ErrorKind {
     },
     /// The request goes to a host the credential was not made for.
     HostNotAllowed {
-        /// The scheme and authority of the refused request, e.g. `https://example.com`.
+        /// The scheme and authority of the refused request, e.g. `https://example.com`;
+        /// `(no host)` for a URI that names neither (a path, as a tonic channel sends), and
+        /// `host (no scheme)` for one with a host alone.
         origin: String,
     },
     /// The token source is configured wrongly.
@@ -502,6 +504,11 @@ impl fmt::Display for Error {
             ErrorKind::InvalidCallback { reason } => {
                 write!(f, "invalid authorization callback: {reason}")
             }
+            ErrorKind::HostNotAllowed { origin } if origin == crate::origin::NO_HOST => f
+                .write_str(
+                    "credentials are not sent with a request whose URI names no host \
+                     (name where such requests go with `InfobipAuthLayer::relative_uris_go_to`)",
+                ),
             ErrorKind::HostNotAllowed { origin } => {
                 write!(
                     f,

@@ -196,7 +196,10 @@ async fn a_request_with_no_host_gets_no_credential_by_default() -> Result<(), Bo
         .err()
         .ok_or("sent")?;
     let message = Error::find(&*err).ok_or("not ours")?.to_string();
-    assert!(message.contains("relative_uris_go_to"), "{message}");
+    assert!(
+        message.contains("names no host") && message.contains("relative_uris_go_to"),
+        "{message}"
+    );
     Ok(())
 }
 

@@ -126,8 +126,13 @@ fn required(transport: Option<Transport>) -> Result<Transport, ConfigError> {
 /// The URL of a token endpoint: `path` under `base`. The path is Infobip's by default; a
 /// gateway in front of Infobip may move it, so it is checked here rather than trusted.
 fn token_endpoint(base: &BaseUrl, path: &str) -> Result<http::Uri, ConfigError> {
+    // A query or fragment is not shown: it may hold a secret put there by mistake.
+    let shown = match path.find(['?', '#']) {
+        Some(at) => format!("{}…", &path[..at]),
+        None => path.to_owned(),
+    };
     let invalid = |reason| ConfigError::InvalidUrl {
-        url: path.to_owned(),
+        url: shown.clone(),
         reason,
     };
     if !path.starts_with('/') {

@@ -475,6 +475,17 @@ fn builder_refuses_what_cannot_work() {
         build(BASE, "client", "s3cret").token_path("token").build(),
         Err(ConfigError::InvalidUrl { .. })
     ));
+    // A query is refused without being shown: it may hold a secret.
+    let err = build(BASE, "client", "s3cret")
+        .token_path("/oauth/token?key=hush")
+        .build()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("/oauth/token…") && !err.contains("hush"),
+        "{err}"
+    );
     assert!(
         build("http://[::1]:8080", "client", "s3cret")
             .build()
