@@ -297,7 +297,8 @@ impl Error {
         }
     }
 
-    /// How long the server asked us to wait before the next try, if it said.
+    /// How long to wait before the next try: what the server asked (`Retry-After`), or, for a
+    /// failure the layer hands out again while it backs off, the time until its next try.
     ///
     /// ```
     /// # use infobip_auth::{Error, ErrorKind};

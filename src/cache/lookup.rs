@@ -111,7 +111,13 @@ impl CredentialCache {
                         self.shared.used.store(true, Ordering::Relaxed);
                         Lookup::Ready(credential, id)
                     }
-                    None => Lookup::Failed(failure.error.clone()),
+                    // Served again: it says when the next try is.
+                    None => Lookup::Failed(
+                        failure
+                            .error
+                            .clone()
+                            .with_retry_after(failure.retry_at - now),
+                    ),
                 };
             }
             // A fixed credential is published here and now: no task, no runtime needed.

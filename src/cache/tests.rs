@@ -523,10 +523,35 @@ async fn retry_after_spaces_the_next_fetch() {
     let cache = cache(&source);
     assert!(cache.get().await.is_err());
     tokio::time::advance(Duration::from_secs(19)).await;
-    assert!(cache.get().await.is_err());
+    let served_again = cache.get().await.err();
+    // The failure served again says when the next try is: when the backoff ends.
+    assert_eq!(
+        served_again.and_then(|e| e.retry_after()),
+        Some(Duration::from_secs(1))
+    );
     assert_eq!(source.fetches(), 1);
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(token(&cache.get().await), "token-2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_served_during_its_backoff_says_when_it_ends() {
+    let source = TestSource::expiring(HOUR);
+    source.fail_next([transient()]);
+    let cache = cache(&source);
+    let first = cache.get().await.err();
+    assert_eq!(
+        first.and_then(|e| e.retry_after()),
+        None,
+        "the server said nothing"
+    );
+    let again = cache.get().await.err();
+    let left = again.and_then(|e| e.retry_after());
+    // The first backoff is jittered within (0.5 s, 1 s].
+    assert!(
+        left.is_some_and(|d| d >= Duration::from_millis(500) && d <= Duration::from_secs(1)),
+        "{left:?}"
+    );
 }
 
 /// A `401` to a credential that answered a refusal backs off too; arriving while the server's
