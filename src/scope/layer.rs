@@ -64,7 +64,7 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ScopeCheckLayer {
-    config: Config,
+    pub(super) config: Config,
 }
 
 /// Everything a [`ScopeCheck`] and its futures need.
@@ -78,8 +78,8 @@ pub(super) struct Config {
     cache: Option<CredentialCache>,
     /// The hosts whose requests are judged: the auth layer's, or any HTTPS host under
     /// `infobip.com`. The catalogue describes Infobip's API and no other.
-    hosts: AllowedHosts,
-    preflight: bool,
+    pub(super) hosts: AllowedHosts,
+    pub(super) preflight: bool,
     pub(super) reject_forbidden: bool,
     pub(super) read_limit: usize,
     pub(super) read_timeout: Duration,
@@ -90,6 +90,37 @@ impl Config {
     /// one (a tonic channel's), whose host only the inner service knows; the catalogue is all
     /// the check has to go by, so it takes the request for Infobip's. `last` remembers the
     /// origin last judged, as the auth layer does.
+    /// The pre-flight check of a request for `method` and `path` sent with `authorization`.
+    pub(super) fn preflight(
+        &self,
+        method: &http::Method,
+        path: &str,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<(), crate::Error> {
+        let scheme = authorization
+            .and_then(|value| value.to_str().ok())
+            .and_then(AuthScheme::from_authorization);
+        self.with_held(authorization, |held| {
+            preflight(method, path, scheme, held, &self.catalog)
+        })
+    }
+
+    /// What the classification of a `401` or `403` to this request needs to know of it.
+    pub(super) fn sent(
+        self: &Arc<Self>,
+        method: &http::Method,
+        uri: http::Uri,
+        authorization: Option<&HeaderValue>,
+    ) -> Sent {
+        Sent {
+            config: Arc::clone(self),
+            method: method.clone(),
+            uri,
+            // Only an auth layer's credential is compared with it, when a 401 or 403 comes.
+            authorization: self.cache.as_ref().and(authorization.cloned()),
+        }
+    }
+
     #[inline]
     pub(super) fn judges(&self, uri: &http::Uri, last: &mut LastAllowed) -> bool {
         (uri.scheme().is_none() && uri.authority().is_none()) || self.hosts.allows_repeat(uri, last)
@@ -576,31 +607,16 @@ where
         }
         let authorization = request.headers().get(AUTHORIZATION);
         if config.preflight {
-            let scheme = authorization
-                .and_then(|value| value.to_str().ok())
-                .and_then(AuthScheme::from_authorization);
-            let checked = config.with_held(authorization, |held| {
-                preflight(
-                    request.method(),
-                    request.uri().path(),
-                    scheme,
-                    held,
-                    &config.catalog,
-                )
-            });
+            let checked = config.preflight(request.method(), request.uri().path(), authorization);
             if let Err(error) = checked {
                 // Not calling a service made ready is allowed: it keeps its readiness for the
                 // next call (as `tower::filter::Filter` does on a rejected request).
                 return ResponseFuture::refused(error);
             }
         }
-        let sent = Sent {
-            config: Arc::clone(&self.config),
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            // Only an auth layer's credential is compared with it, when a 401 or 403 comes.
-            authorization: config.cache.as_ref().and(authorization.cloned()),
-        };
+        let sent = self
+            .config
+            .sent(request.method(), request.uri().clone(), authorization);
         ResponseFuture::sent(self.inner.call(request), sent)
     }
 }

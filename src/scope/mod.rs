@@ -163,6 +163,8 @@ mod classify;
 mod classify_tower_http;
 mod future;
 mod layer;
+#[cfg(feature = "reqwest")]
+mod reqwest_check;
 pub(crate) mod routes;
 mod scheme;
 mod set;
@@ -175,6 +177,9 @@ pub use classify::{classify, preflight};
 pub use classify_tower_http::{ScopeClassifier, ScopeFailureClass, ScopeResponseClassifier};
 pub use future::ResponseFuture;
 pub use layer::{ScopeCheck, ScopeCheckLayer};
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use reqwest_check::ScopeCheckMiddleware;
 pub use scheme::AuthScheme;
 pub use set::{Scope, Scopes};
 
