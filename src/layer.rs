@@ -318,7 +318,7 @@ impl InfobipAuthLayer {
     /// # Ok(()) }
     /// ```
     pub fn scope_check(&self) -> ScopeCheckLayer {
-        ScopeCheckLayer::with_cache(self.cache.clone())
+        ScopeCheckLayer::with_cache(self.cache.clone(), self.hosts.clone())
     }
 
     /// A [`GrpcRenewalLayer`] that renews this layer's credential when a gRPC server refuses

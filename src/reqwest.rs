@@ -34,6 +34,13 @@
 //! [`InvalidCredentials`](ErrorKind::InvalidCredentials) in its extensions, unless a middleware
 //! inside it put one there first, which is kept.
 //!
+//! A `403` says nothing of the scope it lacked. Add the scope check after this middleware,
+//! `.with(auth.scope_check().reqwest_middleware())` (see
+//! [`ScopeCheckMiddleware`](crate::scope::ScopeCheckMiddleware)): requests to the layer's
+//! hosts that Infobip is certain to refuse fail before sending (an [`Error`], which
+//! [`find_error`] gets), and a `401` or `403` comes back with an [`Error`] naming the scopes
+//! in its extensions, status, headers and body as the server sent them.
+//!
 //! reqwest follows redirects inside the middleware, and drops `Authorization` when one leads to
 //! another origin (scheme, host or port): a `401` from there is handed back as it came, with
 //! no renewal, no replay and no [`Error`], since that origin never saw the credential. But

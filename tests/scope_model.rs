@@ -26,6 +26,8 @@
 //!   template, exactly its required scopes, the held ones and the server's words; any other
 //!   status carries nothing and its body is not read;
 //! - `reject_forbidden` turns exactly the `403`s into `Err`;
+//! - a request to another host than Infobip's (an absolute URI; a relative one is judged) is
+//!   never refused nor classified: it reaches the server, and its answer comes back untouched;
 //! - the body comes back byte for byte, with its trailers, error or stall, whatever was read;
 //! - every error is the crate's typed `Error`; nothing waits past `read_timeout` (paused clock).
 
@@ -52,6 +54,8 @@ use tower::{Layer as _, Service, ServiceExt as _, service_fn};
 /// The catalogue's data, read here without the crate's parser.
 const TSV: &str = include_str!("../data/x_scopes_by_operation.tsv");
 const HOST: &str = "https://xyz12.api.infobip.com";
+/// Another service's host, whose requests the check leaves alone.
+const ELSEWHERE: &str = "https://crm.example.com";
 /// The default read limit of a `401`/`403` body, and its frame cap.
 const DEFAULT_READ_LIMIT: usize = 64 * 1024;
 const MAX_FRAMES: usize = 1024;
@@ -264,6 +268,19 @@ enum HeldScope {
     Foreign(String),
 }
 
+/// Where the request goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Host {
+    /// An Infobip host: judged.
+    Infobip,
+    /// A relative URI (a tonic channel's): judged, standalone only (the auth layer is given
+    /// Infobip's host).
+    Relative,
+    /// Another service (a CRM): passed through untouched, standalone or with the caller's own
+    /// `Authorization` (the auth layer would not send its credential there).
+    Elsewhere,
+}
+
 /// How the credential reaches the check.
 #[derive(Clone, Copy, Debug)]
 enum Wiring {
@@ -316,7 +333,7 @@ struct Case {
     other_method: Option<Method>,
     params: Vec<String>,
     change: Change,
-    absolute: bool,
+    host: Host,
     /// The `Authorization` word: `App`, `Basic`, `IBSSO`, `Bearer` in some case, or another.
     word: Option<String>,
     held: Held,
@@ -540,7 +557,7 @@ fn case() -> impl Strategy<Value = Case> {
             prop::option::weighted(0.1, method),
             prop::collection::vec(segment(), 6),
             change(),
-            any::<bool>(),
+            prop::sample::select(vec![Host::Infobip, Host::Relative, Host::Elsewhere]),
             word(),
             held(),
             wiring(),
@@ -557,7 +574,7 @@ fn case() -> impl Strategy<Value = Case> {
     )
         .prop_map(
             |(
-                (op, other_method, params, change, absolute, word, held, wiring),
+                (op, other_method, params, change, host, word, held, wiring),
                 (
                     preflight,
                     reject_forbidden,
@@ -572,7 +589,7 @@ fn case() -> impl Strategy<Value = Case> {
                 other_method,
                 params,
                 change,
-                absolute,
+                host,
                 word,
                 held,
                 wiring,
@@ -719,16 +736,25 @@ impl Case {
         }
     }
 
+    /// Where the request goes, as far as its wiring allows.
+    fn host(&self) -> Host {
+        match (self.host, self.wiring) {
+            (Host::Relative, Wiring::Standalone) => Host::Relative,
+            (Host::Elsewhere, Wiring::Standalone | Wiring::CallersOwn) => Host::Elsewhere,
+            _ => Host::Infobip,
+        }
+    }
+
     fn read_limit(&self) -> usize {
         self.read_limit.unwrap_or(DEFAULT_READ_LIMIT)
     }
 
     fn request(&self) -> Result<Request<Full<Bytes>>, BoxError> {
         let path = self.path();
-        let uri = if self.absolute || !matches!(self.wiring, Wiring::Standalone) {
-            format!("{HOST}{path}")
-        } else {
-            path
+        let uri = match self.host() {
+            Host::Infobip => format!("{HOST}{path}"),
+            Host::Relative => path,
+            Host::Elsewhere => format!("{ELSEWHERE}{path}"),
         };
         let mut builder = Request::builder()
             .method(self.method())
@@ -1123,7 +1149,8 @@ fn check(
             !r.scopes.is_empty() && !r.scopes.iter().any(|s| h.iter().any(|x| x.as_str() == s))
         })
     });
-    let refused = case.preflight && (scheme_refused || scopes_refused);
+    let judged = case.host() != Host::Elsewhere;
+    let refused = judged && case.preflight && (scheme_refused || scopes_refused);
 
     ensure!(outcome.took <= case.read_timeout, "took {:?}", outcome.took);
 
@@ -1211,7 +1238,8 @@ fn check(
     );
 
     let status = case.answer.status;
-    let classified = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+    let classified =
+        judged && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN);
     let (prefix, waited) = case.answer.read_prefix(case.read_limit());
     let expected_took = if classified && waited {
         case.read_timeout
@@ -1287,7 +1315,7 @@ fn check(
         check_api(forbidden.api.as_ref().ok_or("no server answer")?)
     };
 
-    if status == StatusCode::FORBIDDEN && case.reject_forbidden {
+    if classified && status == StatusCode::FORBIDDEN && case.reject_forbidden {
         let Err(err) = &outcome.result else {
             return Err("a 403 with reject_forbidden came back as a response".into());
         };

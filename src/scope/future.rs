@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! Refused ──▶ Err (pre-flight; nothing was sent)
+//! Untouched ──▶ the response, body untouched (a request to a host that is not judged)
 //! Sent ──any status but 401/403──▶ the response, body untouched
 //!   └──401/403──▶ Reading (up to the read limit, ──▶ the response + Error in its extensions
 //!                  or the read timeout)             (or Err for a 403 with reject_forbidden)
@@ -68,6 +69,7 @@ pin_project! {
         B: Body,
     {
         Refused { error: Option<Error> },
+        Untouched { #[pin] future: F },
         Sent { #[pin] future: F, sent: Option<Sent> },
         Reading { reading: Option<Reading<B>> },
     }
@@ -111,6 +113,12 @@ impl<F, B: Body> ResponseFuture<F, B> {
         }
     }
 
+    pub(super) fn untouched(future: F) -> Self {
+        Self {
+            state: State::Untouched { future },
+        }
+    }
+
     pub(super) fn sent(future: F, sent: Sent) -> Self {
         Self {
             state: State::Sent {
@@ -137,6 +145,10 @@ where
                     return Poll::Ready(Err(error
                         .take()
                         .map_or_else(polled_after_completion, Into::into)));
+                }
+                StateProj::Untouched { future } => {
+                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
                 }
                 StateProj::Sent { future, sent } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;

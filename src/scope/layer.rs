@@ -15,7 +15,8 @@ use super::body::ResponseBody;
 use super::future::{ResponseFuture, Sent};
 use super::{AuthScheme, Catalog, Scopes, preflight};
 use crate::cache::CredentialCache;
-use crate::{BoxError, Credential};
+use crate::origin::{AllowedHosts, BaseUrl, LastAllowed};
+use crate::{BoxError, ConfigError, Credential};
 
 /// How much of a `401` or `403` body is read to classify it, unless told otherwise: Infobip's
 /// error bodies are a few hundred bytes; an answer far larger is no error body of theirs.
@@ -63,7 +64,7 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ScopeCheckLayer {
-    config: Config,
+    pub(super) config: Config,
 }
 
 /// Everything a [`ScopeCheck`] and its futures need.
@@ -75,13 +76,56 @@ pub(super) struct Config {
     held: Option<Arc<Scopes>>,
     /// The auth layer's cache, for the scopes of the credential it sends.
     cache: Option<CredentialCache>,
-    preflight: bool,
+    /// The hosts whose requests are judged: the auth layer's, or any HTTPS host under
+    /// `infobip.com`. The catalogue describes Infobip's API and no other.
+    pub(super) hosts: AllowedHosts,
+    pub(super) preflight: bool,
     pub(super) reject_forbidden: bool,
     pub(super) read_limit: usize,
     pub(super) read_timeout: Duration,
 }
 
 impl Config {
+    /// Whether a request for `uri` is Infobip's to judge: one to an allowed host, or a relative
+    /// one (a tonic channel's), whose host only the inner service knows; the catalogue is all
+    /// the check has to go by, so it takes the request for Infobip's. `last` remembers the
+    /// origin last judged, as the auth layer does.
+    /// The pre-flight check of a request for `method` and `path` sent with `authorization`.
+    pub(super) fn preflight(
+        &self,
+        method: &http::Method,
+        path: &str,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<(), crate::Error> {
+        let scheme = authorization
+            .and_then(|value| value.to_str().ok())
+            .and_then(AuthScheme::from_authorization);
+        self.with_held(authorization, |held| {
+            preflight(method, path, scheme, held, &self.catalog)
+        })
+    }
+
+    /// What the classification of a `401` or `403` to this request needs to know of it.
+    pub(super) fn sent(
+        self: &Arc<Self>,
+        method: &http::Method,
+        uri: http::Uri,
+        authorization: Option<&HeaderValue>,
+    ) -> Sent {
+        Sent {
+            config: Arc::clone(self),
+            method: method.clone(),
+            uri,
+            // Only an auth layer's credential is compared with it, when a 401 or 403 comes.
+            authorization: self.cache.as_ref().and(authorization.cloned()),
+        }
+    }
+
+    #[inline]
+    pub(super) fn judges(&self, uri: &http::Uri, last: &mut LastAllowed) -> bool {
+        (uri.scheme().is_none() && uri.authority().is_none()) || self.hosts.allows_repeat(uri, last)
+    }
+
     /// Runs `f` with the scopes held by the credential of a request sent with `authorization`:
     /// the declared ones, else the auth layer's current credential's when that is the one the
     /// request carries (not a caller's own header), else `None`.
@@ -114,7 +158,9 @@ impl Default for ScopeCheckLayer {
 impl ScopeCheckLayer {
     /// A scope check over [`Catalog::infobip`] that knows the scheme from each request's
     /// `Authorization` header, and no held scopes until [`held`](Self::held) declares them.
-    /// Pre-flight checks are on; a `403` is returned as the response.
+    /// Pre-flight checks are on; a `403` is returned as the response. It judges requests to
+    /// HTTPS hosts under `infobip.com` and relative URIs; [`allow_origin`](Self::allow_origin)
+    /// names other origins, and requests to any other host pass through untouched.
     ///
     /// ```
     /// use infobip_auth::scope::ScopeCheckLayer;
@@ -145,6 +191,7 @@ impl ScopeCheckLayer {
                 catalog: Catalog::infobip(),
                 held: None,
                 cache: None,
+                hosts: AllowedHosts::Infobip,
                 preflight: true,
                 reject_forbidden: false,
                 read_limit: DEFAULT_READ_LIMIT,
@@ -154,11 +201,56 @@ impl ScopeCheckLayer {
     }
 
     /// The scope check of an auth layer: it reads the scopes of the credential the auth layer
-    /// sends.
-    pub(crate) fn with_cache(cache: CredentialCache) -> Self {
+    /// sends, and judges the requests to the hosts it sends that credential to.
+    pub(crate) fn with_cache(cache: CredentialCache, hosts: AllowedHosts) -> Self {
         let mut layer = Self::new();
         layer.config.cache = Some(cache);
+        layer.config.hosts = hosts;
         layer
+    }
+
+    /// Also judges requests to `base_url`'s origin. The first origin added replaces the default
+    /// "any HTTPS host under `infobip.com`", as
+    /// [`InfobipAuthLayer::allow_origin`](crate::InfobipAuthLayer::allow_origin) does. Requests
+    /// to any other host pass through untouched: the catalogue describes Infobip's API, and a
+    /// `403` from another service means something else. A relative URI (a tonic channel's)
+    /// names no host and is judged. A check made by
+    /// [`InfobipAuthLayer::scope_check`](crate::InfobipAuthLayer::scope_check) judges the
+    /// auth layer's hosts already.
+    ///
+    /// # Errors
+    /// See [`BaseUrl::new`]: plain HTTP is allowed for loopback hosts only.
+    ///
+    /// ```
+    /// use http::{Request, Response, StatusCode};
+    /// use infobip_auth::scope::ScopeCheckLayer;
+    /// use infobip_auth::Error;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// // Stands in for a test server on loopback that answers every request with a `403`.
+    /// let server = service_fn(|_: Request<String>| async {
+    ///     let mut response = Response::new(String::new());
+    ///     *response.status_mut() = StatusCode::FORBIDDEN;
+    ///     Ok::<_, std::convert::Infallible>(response)
+    /// });
+    /// let request = || Request::post("http://127.0.0.1:8080/sms/2/text/advanced")
+    ///     .header("authorization", "App 003026bbc133714df1834b8638bb496e")
+    ///     .body(String::new());
+    ///
+    /// // Not an Infobip host: the 403 passes through unexplained.
+    /// let response = ScopeCheckLayer::new().layer(server).oneshot(request()?).await?;
+    /// assert!(response.extensions().get::<Error>().is_none());
+    ///
+    /// let layer = ScopeCheckLayer::new().allow_origin("http://127.0.0.1:8080")?;
+    /// let response = layer.layer(server).oneshot(request()?).await?;
+    /// assert!(response.extensions().get::<Error>().and_then(Error::forbidden).is_some());
+    /// assert!(ScopeCheckLayer::new().allow_origin("http://example.com").is_err()); // clear text
+    /// # Ok(()) }
+    /// ```
+    pub fn allow_origin(mut self, base_url: &str) -> Result<Self, ConfigError> {
+        let base = BaseUrl::new(base_url)?;
+        self.config.hosts = self.config.hosts.with(base);
+        Ok(self)
     }
 
     /// Looks operations up in `catalog` instead of [`Catalog::infobip`], for instance one with
@@ -376,6 +468,7 @@ impl<S> Layer<S> for ScopeCheckLayer {
         ScopeCheck {
             inner,
             config: Arc::new(self.config.clone()),
+            last_judged: LastAllowed::default(),
         }
     }
 }
@@ -417,6 +510,8 @@ pub struct ScopeCheck<S> {
     inner: S,
     /// Shared by clones: a replay clones the service per request, and this costs it one count.
     config: Arc<Config>,
+    /// Per service clone: the origin last judged, so a repeat skips the host parsing.
+    last_judged: LastAllowed,
 }
 
 impl<S> ScopeCheck<S> {
@@ -507,33 +602,21 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let config = &*self.config;
+        if !config.judges(request.uri(), &mut self.last_judged) {
+            return ResponseFuture::untouched(self.inner.call(request));
+        }
         let authorization = request.headers().get(AUTHORIZATION);
         if config.preflight {
-            let scheme = authorization
-                .and_then(|value| value.to_str().ok())
-                .and_then(AuthScheme::from_authorization);
-            let checked = config.with_held(authorization, |held| {
-                preflight(
-                    request.method(),
-                    request.uri().path(),
-                    scheme,
-                    held,
-                    &config.catalog,
-                )
-            });
+            let checked = config.preflight(request.method(), request.uri().path(), authorization);
             if let Err(error) = checked {
                 // Not calling a service made ready is allowed: it keeps its readiness for the
                 // next call (as `tower::filter::Filter` does on a rejected request).
                 return ResponseFuture::refused(error);
             }
         }
-        let sent = Sent {
-            config: Arc::clone(&self.config),
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            // Only an auth layer's credential is compared with it, when a 401 or 403 comes.
-            authorization: config.cache.as_ref().and(authorization.cloned()),
-        };
+        let sent = self
+            .config
+            .sent(request.method(), request.uri().clone(), authorization);
         ResponseFuture::sent(self.inner.call(request), sent)
     }
 }

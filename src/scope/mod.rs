@@ -28,6 +28,15 @@
 //! source). Standalone, [`ScopeCheckLayer::new`] knows the scheme from the header and the held
 //! scopes only if [`held`](ScopeCheckLayer::held) declares them.
 //!
+//! The catalogue describes Infobip's API and no other, so only requests to Infobip are judged:
+//! those to the hosts the auth layer sends its credential to (its source's base URL, its
+//! [`allow_origin`](crate::InfobipAuthLayer::allow_origin) list, or by default any HTTPS host
+//! under `infobip.com`), or for a standalone layer its own
+//! [`allow_origin`](ScopeCheckLayer::allow_origin) list or the same default. A request to any
+//! other host (a caller's own CRM, with its own `Authorization`) passes through untouched: not
+//! refused, and its `403` not read. A relative URI (a tonic channel's) names no host; the
+//! catalogue is all the check can go by, so it is judged as Infobip's.
+//!
 //! ```
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
@@ -154,6 +163,8 @@ mod classify;
 mod classify_tower_http;
 mod future;
 mod layer;
+#[cfg(feature = "reqwest")]
+mod reqwest_check;
 pub(crate) mod routes;
 mod scheme;
 mod set;
@@ -166,6 +177,9 @@ pub use classify::{classify, preflight};
 pub use classify_tower_http::{ScopeClassifier, ScopeFailureClass, ScopeResponseClassifier};
 pub use future::ResponseFuture;
 pub use layer::{ScopeCheck, ScopeCheckLayer};
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use reqwest_check::ScopeCheckMiddleware;
 pub use scheme::AuthScheme;
 pub use set::{Scope, Scopes};
 

@@ -898,7 +898,6 @@ fn a_stalled_403_body_waits_for_its_end_on_a_runtime_without_timers() -> Result<
 /// The catalogue describes Infobip's API, not every server's: a request to another host whose
 /// path happens to match an Infobip template must not be refused for Infobip's rules.
 #[tokio::test]
-#[ignore = "bug: the scope check judges requests to any host by Infobip's catalogue"]
 async fn a_request_to_another_host_is_not_judged_by_infobips_catalogue() -> Result<(), BoxError> {
     let calls = Calls::default();
     let service = ScopeCheckLayer::new()
@@ -923,5 +922,60 @@ async fn a_request_to_another_host_is_not_judged_by_infobips_catalogue() -> Resu
     let response = service.oneshot(elsewhere).await?;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(calls.count(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_standalone_check_judges_the_origins_it_is_given() -> Result<(), BoxError> {
+    const LOOPBACK: &str = "http://127.0.0.1:8080";
+    let to = |origin: &str| {
+        Request::post(format!("{origin}/sms/2/text/advanced"))
+            .header(AUTHORIZATION, "App key")
+            .body(Full::new(Bytes::new()))
+    };
+    let calls = Calls::default();
+    let reader = ScopeCheckLayer::new().held("inbound-message:read".parse()?);
+
+    // By default the loopback server is no Infobip host: sent, and its 403 left unexplained.
+    let service = reader.layer(calls.answering(StatusCode::FORBIDDEN, SEED_403));
+    let response = service.oneshot(to(LOOPBACK)?).await?;
+    assert!(error_of(&response).is_none());
+    assert_eq!(calls.count(), 1);
+
+    // Allowed, it is judged (and refused before sending), and Infobip's hosts no longer are.
+    let layer = reader.allow_origin(LOOPBACK)?;
+    let service = layer.layer(calls.answering(StatusCode::FORBIDDEN, SEED_403));
+    let refused = service.clone().oneshot(to("http://127.0.0.1:8080")?).await;
+    let refused = refused.err().ok_or("sent")?;
+    assert!(matches!(
+        ours(&refused).map(Error::kind),
+        Some(ErrorKind::Forbidden(_))
+    ));
+    assert_eq!(calls.count(), 1);
+    let response = service.clone().oneshot(to(HOST)?).await?;
+    assert!(error_of(&response).is_none());
+    assert_eq!(calls.count(), 2);
+
+    // A relative URI names no host: it is judged whatever the origins.
+    let relative = Request::post("/sms/2/text/advanced")
+        .header(AUTHORIZATION, "App key")
+        .body(Full::new(Bytes::new()))?;
+    assert!(service.oneshot(relative).await.is_err());
+    assert_eq!(calls.count(), 2);
+
+    // The scope check of an auth layer judges the auth layer's origins.
+    let auth = InfobipAuthLayer::api_key("key")?.allow_origin(LOOPBACK)?;
+    let service = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(calls.answering(StatusCode::FORBIDDEN, SEED_403));
+    let response = service.oneshot(to(LOOPBACK)?).await?;
+    assert!(forbidden_in(&response).is_ok());
+    assert_eq!(calls.count(), 3);
+
+    assert!(matches!(
+        ScopeCheckLayer::new().allow_origin("http://example.com"),
+        Err(crate::ConfigError::InsecureUrl { .. })
+    ));
     Ok(())
 }

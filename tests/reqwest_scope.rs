@@ -1,0 +1,158 @@
+//! The scope check for reqwest clients against the embedded server: a `403` explained, its
+//! body untouched, another host's answers left alone, and a pre-flight refusal that sends
+//! nothing.
+#![cfg(feature = "reqwest")]
+
+use infobip_auth::mock::{MockConfig, MockServer};
+use infobip_auth::reqwest::find_error;
+use infobip_auth::scope::ScopeCheckLayer;
+use infobip_auth::source::ApiKey;
+use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuthLayer, Scopes};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+
+const SMS: &str = r#"{"messages":[{"destinations":[{"to":"41793026727"}],"text":"Hi"}]}"#;
+
+/// A server knowing the key `reader`, which reads inbound messages and does not send them.
+async fn server() -> Result<MockServer, BoxError> {
+    Ok(MockServer::start_with(MockConfig::new().api_key("reader", "inbound-message:read")).await?)
+}
+
+/// The auth middleware with its scope check inside it, as the docs advise.
+fn checked_client(auth: &InfobipAuthLayer) -> ClientWithMiddleware {
+    ClientBuilder::new(reqwest::Client::new())
+        .with(auth.reqwest_middleware())
+        .with(auth.scope_check().reqwest_middleware())
+        .build()
+}
+
+/// Status, headers but `date`, and body bytes of a response.
+async fn whole(response: reqwest::Response) -> Result<(u16, Vec<String>, Vec<u8>), BoxError> {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != "date")
+        .map(|(name, value)| format!("{name}: {value:?}"))
+        .collect();
+    Ok((status, headers, response.bytes().await?.to_vec()))
+}
+
+#[tokio::test]
+async fn a_403_names_the_missing_scope_and_keeps_its_status_headers_and_body()
+-> Result<(), BoxError> {
+    let server = server().await?;
+    let auth = InfobipAuthLayer::api_key("reader")?.allow_origin(server.base_url())?;
+    let response = checked_client(&auth)
+        .post(server.url("/sms/2/text/advanced"))
+        .body(SMS)
+        .send()
+        .await?;
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    assert_eq!(response.url().as_str(), server.url("/sms/2/text/advanced"));
+    let error = response
+        .extensions()
+        .get::<Error>()
+        .ok_or("not explained")?;
+    let forbidden = error.forbidden().ok_or("not a 403")?;
+    let send: Scopes = "message:send,sms:message:send,sms:manage".parse()?;
+    assert_eq!(forbidden.required, Some(send));
+    assert_eq!(forbidden.endpoint, "/sms/2/text/advanced");
+    let api = forbidden
+        .api
+        .as_ref()
+        .ok_or("the server's words are missing")?;
+    assert_eq!(api.code(), Some("FORBIDDEN"));
+    let checked = whole(response).await?;
+
+    // The same request without the scope check: the same answer, byte for byte.
+    let plain = ClientBuilder::new(reqwest::Client::new())
+        .with(auth.reqwest_middleware())
+        .build();
+    let unchecked = plain
+        .post(server.url("/sms/2/text/advanced"))
+        .body(SMS)
+        .send()
+        .await?;
+    assert!(unchecked.extensions().get::<Error>().is_none());
+    assert_eq!(checked, whole(unchecked).await?);
+    assert!(String::from_utf8_lossy(&checked.2).contains("FORBIDDEN"));
+
+    // Read in part (the first 10 bytes, then the rest streamed): the same bytes still.
+    let partly = ClientBuilder::new(reqwest::Client::new())
+        .with(auth.reqwest_middleware())
+        .with(auth.scope_check().read_limit(10).reqwest_middleware())
+        .build();
+    let response = partly
+        .post(server.url("/sms/2/text/advanced"))
+        .body(SMS)
+        .send()
+        .await?;
+    assert!(response.extensions().get::<Error>().is_some());
+    assert_eq!(checked, whole(response).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_to_another_host_is_untouched() -> Result<(), BoxError> {
+    let infobip = server().await?;
+    let elsewhere = server().await?;
+    // Held scopes that would refuse sending an SMS before it is sent, were it Infobip's.
+    let check = ScopeCheckLayer::new()
+        .held("inbound-message:read".parse()?)
+        .allow_origin(infobip.base_url())?;
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(check.reqwest_middleware())
+        .build();
+    let send = |server: &MockServer| {
+        client
+            .post(server.url("/sms/2/text/advanced"))
+            .header("authorization", "App reader")
+            .body(SMS)
+            .send()
+    };
+
+    let refused = send(&infobip)
+        .await
+        .err()
+        .ok_or("sent to the judged host")?;
+    let error = find_error(&refused).ok_or("untyped")?;
+    assert!(matches!(error.kind(), ErrorKind::Forbidden(_)), "{error}");
+    assert_eq!(infobip.counters().resource_requests("App"), 0);
+
+    let response = send(&elsewhere).await?;
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    assert!(response.extensions().get::<Error>().is_none());
+    assert!(response.text().await?.contains("FORBIDDEN"));
+    assert_eq!(elsewhere.counters().resource_requests("App"), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn declared_scopes_refuse_before_sending_and_nothing_is_sent() -> Result<(), BoxError> {
+    let server = server().await?;
+    let key = ApiKey::new("reader")?.with_scopes("inbound-message:read".parse()?);
+    let auth = InfobipAuthLayer::new(key).allow_origin(server.base_url())?;
+    let client = checked_client(&auth);
+
+    let refused = client
+        .post(server.url("/sms/2/text/advanced"))
+        .body(SMS)
+        .send()
+        .await
+        .err()
+        .ok_or("sent")?;
+    let error = find_error(&refused).ok_or(format!("untyped: {refused}"))?;
+    let forbidden = error.forbidden().ok_or("not a scope refusal")?;
+    assert_eq!(forbidden.held, Some("inbound-message:read".parse()?));
+    assert!(forbidden.api.is_none(), "a server answer on a refusal");
+    assert_eq!(server.counters().resource_requests("App"), 0);
+
+    // What the key holds is sent, and answered.
+    let response = client
+        .get(server.url("/sms/1/inbox/reports"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(server.counters().resource_requests("App"), 1);
+    Ok(())
+}
