@@ -22,8 +22,8 @@
 //!   not asked for a token per request.
 //! * **`403`.** [`ScopeCheckLayer`] names the scopes the endpoint needs (from a catalogue of all
 //!   943 Infobip operations) and the ones the credential holds, and refuses before sending what
-//!   is certain to be refused. It is a tower layer: the `reqwest` middleware has no scope
-//!   check, and [`Catalog::lookup`] names the scopes behind a `403` that came through it.
+//!   is certain to be refused. With reqwest, its `reqwest_middleware()` (feature `reqwest`)
+//!   does the same after the auth middleware.
 //! * **gRPC.** A gRPC server refuses with HTTP 200 and `grpc-status: 16` (`UNAUTHENTICATED`), not
 //!   a `401`: [`GrpcRenewalLayer`], from [`InfobipAuthLayer::grpc_renewal`] and put inside the
 //!   auth layer, renews the refused credential so the caller's retry carries the new one.

@@ -1,7 +1,6 @@
 //! The scope check for reqwest clients against the embedded server: a `403` explained, its
 //! body untouched, another host's answers left alone, and a pre-flight refusal that sends
 //! nothing.
-#![cfg(feature = "reqwest")]
 
 use infobip_auth::mock::{MockConfig, MockServer};
 use infobip_auth::reqwest::find_error;
