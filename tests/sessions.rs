@@ -383,7 +383,12 @@ async fn a_throttled_session_endpoint_is_backed_off_from_and_recovers() -> Resul
             matches!(err.kind(), infobip_auth::ErrorKind::TokenEndpoint(api) if api.status() == 429),
             "{err:?}"
         );
-        assert_eq!(err.retry_after(), None);
+        // Infobip sends no `Retry-After` here: an error says at most when the backoff ends.
+        assert!(
+            err.retry_after()
+                .is_none_or(|left| left <= Duration::from_secs(2)),
+            "{err:?}"
+        );
     }
     assert!(refused.count() >= 1, "the first session was throttled");
     assert!(
