@@ -13,8 +13,10 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 
 use crate::scope::{AuthScheme, Scopes};
+pub(crate) use context::{Context, Ended};
 use echoes::Echoes;
 
+mod context;
 mod echoes;
 
 /// A boxed error, as Tower middleware returns.
@@ -56,6 +58,8 @@ pub struct Error {
     /// A credential still valid that the failed fetch hands back, for the cache to serve while
     /// it backs off (see [`Error::with_fallback`]). Never shown.
     fallback: Option<crate::Credential>,
+    /// What the kind leaves unsaid, for the message (see [`Context`]).
+    context: Option<Context>,
 }
 
 /// What went wrong, for callers to `match` on.
@@ -81,6 +85,11 @@ pub enum ErrorKind {
     /// also a token endpoint's `400` with OAuth's `invalid_client`, `unauthorized_client` or
     /// `invalid_grant`, which for an Exchange code means it was used already, expired or is
     /// not this app's: start the authorization again.
+    ///
+    /// Its message says which side refused: a token endpoint the source's own credentials (a
+    /// client secret, a password, a code; the layer returns it as an `Err`), or an API the
+    /// credential a request carried (in a `401` response's extensions), and then whether that
+    /// credential renews.
     InvalidCredentials(ApiError),
     /// `403`, or refused before sending: the credential holds none of the endpoint's scopes.
     Forbidden(Box<Forbidden>),
@@ -93,7 +102,9 @@ pub enum ErrorKind {
     },
     /// A token endpoint answered with an error status.
     TokenEndpoint(ApiError),
-    /// The token endpoint could not be reached, or the connection broke.
+    /// The token endpoint could not be reached, or the connection broke. Also a fetch that
+    /// ended without a result (its token source panicked, its runtime shut down, or a
+    /// `revoke()` ended the credential as it arrived), which its message names.
     Transport,
     /// A token request took longer than its timeout.
     Timeout,
@@ -158,6 +169,7 @@ impl Error {
             previous_ended: false,
             previous_in_doubt: false,
             fallback: None,
+            context: None,
         }
     }
 
@@ -264,6 +276,29 @@ impl Error {
     /// Takes out the credential set by [`with_fallback`](Self::with_fallback), if any.
     pub(crate) fn take_fallback(&mut self) -> Option<crate::Credential> {
         self.fallback.take()
+    }
+
+    /// Says where the error arose, in its message (see [`Context`]).
+    pub(crate) fn with_context(mut self, context: Context) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    /// How the fetch behind this error ended without a result, if it did.
+    pub(crate) fn ended(&self) -> Option<Ended> {
+        match self.context {
+            Some(Context::Ended(how)) => Some(how),
+            _ => None,
+        }
+    }
+
+    /// Gives a refusal not yet explained the context of `by`, the layer's own reading of it: a
+    /// scope check inside the auth layer made this error from the answer's body, without
+    /// knowing whether the source renews the credential.
+    pub(crate) fn explain_refusal(&mut self, by: &Error) {
+        if matches!(self.kind, ErrorKind::InvalidCredentials(_)) && self.context.is_none() {
+            self.context = by.context;
+        }
     }
 
     /// What went wrong.
@@ -459,6 +494,9 @@ impl fmt::Debug for Error {
         if self.previous_in_doubt {
             out.field("previous_in_doubt", &true);
         }
+        if let Some(context) = &self.context {
+            out.field("context", context);
+        }
         out.finish()
     }
 }
@@ -466,20 +504,38 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            ErrorKind::InvalidCredentials(api) => write!(f, "invalid credentials ({api})"),
-            ErrorKind::Forbidden(forbidden) => fmt::Display::fmt(forbidden, f),
-            ErrorKind::SchemeNotAccepted { scheme, accepted } => {
-                // The words users see in `Authorization`, not the OpenAPI scheme names.
-                let accepted: Vec<&str> = accepted.iter().map(|s| s.header_scheme()).collect();
-                write!(
+            ErrorKind::InvalidCredentials(api) => match self.context {
+                Some(Context::TokenRequest) => write!(
                     f,
-                    "the endpoint does not accept `{}` credentials (it accepts {})",
-                    scheme.header_scheme(),
-                    accepted.join(", ")
-                )
-            }
+                    "invalid credentials: the token endpoint refused the source's own \
+                     credentials, so it has no token ({api}): check the client ID and secret or \
+                     the username and password, or start the authorization again"
+                ),
+                Some(Context::Refused { renews: true }) => write!(
+                    f,
+                    "invalid credentials: the API refused the credential the request carried \
+                     ({api}): it was revoked or has expired; a new one is fetched, so a refusal \
+                     that persists is the account's"
+                ),
+                Some(Context::Refused { renews: false }) => write!(
+                    f,
+                    "invalid credentials: the API refused the credential the request carried \
+                     ({api}): an API key or a Basic login does not renew: replace it"
+                ),
+                _ => write!(f, "invalid credentials ({api})"),
+            },
+            ErrorKind::Forbidden(forbidden) => fmt::Display::fmt(forbidden, f),
+            ErrorKind::SchemeNotAccepted { scheme, accepted } => write!(
+                f,
+                "the endpoint does not accept `{}` credentials (it accepts {})",
+                scheme.header_scheme(),
+                SchemeWords(accepted)
+            ),
             ErrorKind::TokenEndpoint(api) => write!(f, "token request failed ({api})"),
-            ErrorKind::Transport => f.write_str("token request failed: transport error"),
+            ErrorKind::Transport => match self.ended() {
+                Some(how) => fmt::Display::fmt(&how, f),
+                None => f.write_str("token request failed: transport error"),
+            },
             ErrorKind::Timeout => f.write_str("token request timed out"),
             ErrorKind::MalformedResponse { reason } => {
                 write!(f, "malformed token response: {reason}")
@@ -794,6 +850,9 @@ pub struct Forbidden {
     pub held: Option<Scopes>,
     /// The server's answer; `None` when the request was refused before sending.
     pub api: Option<ApiError>,
+    /// The credential's scheme, when known, and the schemes the endpoint accepts (empty when
+    /// not known): a scheme the endpoint does not take explains a refusal before any scope.
+    pub scheme: Option<(AuthScheme, Vec<AuthScheme>)>,
 }
 
 impl Forbidden {
@@ -812,6 +871,7 @@ impl Forbidden {
             required: None,
             held: None,
             api: None,
+            scheme: None,
         }
     }
 
@@ -843,6 +903,26 @@ impl Forbidden {
         self
     }
 
+    /// Sets the credential's scheme and the schemes the endpoint accepts.
+    ///
+    /// ```
+    /// # use infobip_auth::{AuthScheme, Forbidden};
+    /// let f = Forbidden::new(http::Method::POST, "/settings/2/api-keys")
+    ///     .with_scheme(AuthScheme::ApiKey, vec![AuthScheme::Ibsso, AuthScheme::Basic]);
+    /// assert!(f.to_string().contains("does not accept `App` credentials (it accepts IBSSO, Basic)"));
+    /// ```
+    #[must_use]
+    pub fn with_scheme(mut self, scheme: AuthScheme, accepted: Vec<AuthScheme>) -> Self {
+        self.scheme = Some((scheme, accepted));
+        self
+    }
+
+    /// The scheme the endpoint does not accept, with those it does, if the credential's is one.
+    fn scheme_refused(&self) -> Option<(AuthScheme, &[AuthScheme])> {
+        let (scheme, accepted) = self.scheme.as_ref()?;
+        (!accepted.is_empty() && !accepted.contains(scheme)).then_some((*scheme, &accepted[..]))
+    }
+
     /// Sets the server's answer.
     ///
     /// ```
@@ -858,19 +938,70 @@ impl Forbidden {
     }
 }
 
+/// On one line: what the endpoint needs, what the credential holds, and, when that should have
+/// sufficed, that the refusal has another cause.
 impl fmt::Display for Forbidden {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "forbidden: {} {}", self.method, self.endpoint)?;
         if let Some(required) = &self.required {
             write!(f, " needs any of {required}")?;
         }
-        match &self.held {
-            Some(held) if held.is_empty() => f.write_str("; the credential holds no scope")?,
-            Some(held) => write!(f, "; the credential holds {held}")?,
-            None => {}
+        let refused_scheme = self.scheme_refused();
+        if let Some((scheme, accepted)) = refused_scheme {
+            write!(
+                f,
+                "; it does not accept `{}` credentials (it accepts {})",
+                scheme.header_scheme(),
+                SchemeWords(accepted)
+            )?;
+        }
+        match (&self.held, &self.required) {
+            (Some(held), _) if held.is_empty() => f.write_str("; the credential holds no scope")?,
+            // Scopes that grant the endpoint do not explain the refusal, unless the scheme does.
+            (Some(held), Some(required))
+                if refused_scheme.is_none() && held.grants_any(required) =>
+            {
+                let granting: Scopes = held
+                    .iter()
+                    .filter(|scope| required.contains(scope))
+                    .cloned()
+                    .collect();
+                if granting.len() < held.len() {
+                    write!(
+                        f,
+                        "; the credential holds {held}; this endpoint accepts {granting}"
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        "; the credential holds {held}, which this endpoint accepts"
+                    )?;
+                }
+                f.write_str(
+                    ", so the refusal has another cause: the account's permissions, an IP \
+                     allow-list, or a scope catalogue out of date",
+                )?;
+            }
+            (Some(held), _) => write!(f, "; the credential holds {held}")?,
+            (None, _) => {}
         }
         if let Some(api) = &self.api {
             write!(f, " ({api})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Schemes by the words users see in `Authorization`, not the OpenAPI scheme names.
+struct SchemeWords<'a>(&'a [AuthScheme]);
+
+impl fmt::Display for SchemeWords<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, scheme) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(scheme.header_scheme())?;
         }
         Ok(())
     }
@@ -1215,6 +1346,106 @@ mod tests {
             .and_then(|f| f.api.as_ref())
             .and_then(ApiError::raw);
         assert_eq!(raw, Some("<p>[redacted]"));
+    }
+
+    #[test]
+    fn a_403_the_held_scopes_do_not_explain_says_it_has_another_cause() -> Result<(), ConfigError> {
+        let api = ApiError::from_body(StatusCode::FORBIDDEN, b"");
+        let refused = |held: &str| -> Result<String, ConfigError> {
+            let forbidden = Forbidden::new(Method::POST, "/x")
+                .with_required("sms:manage,sms:message:send".parse()?)
+                .with_held(held.parse()?)
+                .with_api(api.clone());
+            Ok(forbidden.to_string())
+        };
+        assert_eq!(
+            refused("sms:manage")?,
+            "forbidden: POST /x needs any of sms:manage, sms:message:send; the credential holds \
+             sms:manage, which this endpoint accepts, so the refusal has another cause: the \
+             account's permissions, an IP allow-list, or a scope catalogue out of date \
+             (403 Forbidden)"
+        );
+        let some = refused("sms:manage,web:sdk")?;
+        assert!(
+            some.contains("holds sms:manage, web:sdk; this endpoint accepts sms:manage, so"),
+            "{some}"
+        );
+        // Scopes that do not grant it explain it: nothing more is said.
+        let none = refused("web:sdk")?;
+        assert!(
+            none.ends_with("the credential holds web:sdk (403 Forbidden)"),
+            "{none}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_403_to_a_scheme_the_endpoint_does_not_take_says_so() -> Result<(), ConfigError> {
+        let forbidden = Forbidden::new(Method::POST, "/settings/2/api-keys")
+            .with_required("account-management:manage".parse()?)
+            .with_held("account-management:manage".parse()?)
+            .with_scheme(
+                AuthScheme::ApiKey,
+                vec![AuthScheme::Ibsso, AuthScheme::Basic],
+            )
+            .with_api(ApiError::from_body(StatusCode::FORBIDDEN, b""));
+        let said = forbidden.to_string();
+        assert_eq!(
+            said,
+            "forbidden: POST /settings/2/api-keys needs any of account-management:manage; it \
+             does not accept `App` credentials (it accepts IBSSO, Basic); the credential holds \
+             account-management:manage (403 Forbidden)"
+        );
+        // A scheme it accepts changes nothing.
+        let accepted = forbidden.with_scheme(AuthScheme::Basic, vec![AuthScheme::Basic]);
+        assert!(accepted.to_string().contains("another cause"), "{accepted}");
+        Ok(())
+    }
+
+    #[test]
+    fn an_invalid_credential_says_which_side_refused_it_and_what_to_do() {
+        let api = ApiError::from_body(StatusCode::UNAUTHORIZED, b"");
+        let said = |context: Option<Context>| {
+            let err = Error::new(ErrorKind::InvalidCredentials(api.clone()));
+            context
+                .map_or(err.clone(), |c| err.with_context(c))
+                .to_string()
+        };
+        let token_request = said(Some(Context::TokenRequest));
+        assert!(
+            token_request.contains("token endpoint refused"),
+            "{token_request}"
+        );
+        assert!(
+            token_request.contains("client ID and secret"),
+            "{token_request}"
+        );
+        let renews = said(Some(Context::Refused { renews: true }));
+        assert!(renews.contains("the API refused"), "{renews}");
+        assert!(renews.contains("a new one is fetched"), "{renews}");
+        let fixed = said(Some(Context::Refused { renews: false }));
+        assert!(fixed.ends_with("does not renew: replace it"), "{fixed}");
+        assert_eq!(said(None), "invalid credentials (401 Unauthorized)");
+        let all = [token_request, renews, fixed];
+        assert!(!all.iter().any(|said| said.contains('\n')), "{all:?}");
+    }
+
+    #[test]
+    fn a_fetch_that_ended_without_a_result_says_how_not_transport() {
+        for (how, words) in [
+            (Ended::Panicked, "the token source panicked"),
+            (Ended::Cancelled, "its runtime shut down"),
+            (Ended::Revoked, "`revoke()` ended the new credential"),
+        ] {
+            let err = Error::new(ErrorKind::Transport).with_context(Context::Ended(how));
+            let said = err.to_string();
+            assert!(
+                said.contains(words) && !said.contains("transport"),
+                "{said}"
+            );
+            assert!(err.source().is_none(), "said once: {err:?}");
+            assert!(err.is_transient());
+        }
     }
 
     #[test]

@@ -193,12 +193,12 @@ where
     }
 }
 
-/// The value a `401` the layer could not cure carries in its extensions.
-pub(crate) fn invalid_credentials() -> Error {
-    Error::new(ErrorKind::InvalidCredentials(ApiError::from_body(
-        StatusCode::UNAUTHORIZED,
-        b"",
-    )))
+/// The value a `401` the layer could not cure carries in its extensions, to a credential whose
+/// source `renews` it or not.
+pub(crate) fn invalid_credentials(renews: bool) -> Error {
+    let api = ApiError::from_body(StatusCode::UNAUTHORIZED, b"");
+    Error::new(ErrorKind::InvalidCredentials(api))
+        .with_context(crate::error::Context::Refused { renews })
 }
 
 impl<S, B, ResB> Future for ResponseFuture<S, B>
@@ -269,11 +269,15 @@ where
 
 /// Attaches a refusal's meaning to a response's `extensions`, unless a layer inside (the scope
 /// check) already did: it read the body, which the auth layer, the gRPC renewal and the reqwest
-/// middleware do not.
+/// middleware do not. That one learns from `meaning` what it could not know: whether the
+/// refused credential renews.
 #[cold]
 pub(crate) fn mark_refused(extensions: &mut http::Extensions, meaning: impl FnOnce() -> Error) {
-    if extensions.get::<Error>().is_none() {
-        extensions.insert(meaning());
+    match extensions.get_mut::<Error>() {
+        Some(said) => said.explain_refusal(&meaning()),
+        None => {
+            extensions.insert(meaning());
+        }
     }
 }
 
@@ -285,6 +289,8 @@ fn unauthorized<S, B, ResB>(
     rare: &mut Option<Box<Rare<S, B>>>,
     mut response: Response<ResB>,
 ) -> Result<(), Response<ResB>> {
+    let renews = !matches!(on_401, On401::Final);
+    let refused = || invalid_credentials(renews);
     let renew = match on_401 {
         On401::Pass => return Err(response),
         On401::Final => None,
@@ -297,12 +303,12 @@ fn unauthorized<S, B, ResB>(
         On401::Renew { cache, id } => cache.find().map(|cache| (cache, id)),
     };
     let Some((cache, id)) = renew else {
-        mark_refused(response.extensions_mut(), invalid_credentials);
+        mark_refused(response.extensions_mut(), refused);
         return Err(response);
     };
     if cache.invalidate(id) == Refusal::BackedOff {
         // It had replaced a refused credential: no renewal, no replay, until the backoff ends.
-        mark_refused(response.extensions_mut(), invalid_credentials);
+        mark_refused(response.extensions_mut(), refused);
         return Err(response);
     }
     if let Some(rare) = rare.as_deref_mut().filter(|rare| rare.retry.is_some()) {
@@ -311,7 +317,7 @@ fn unauthorized<S, B, ResB>(
     }
     // No replay: start the renewal now, so the next request finds it.
     drop(cache.lookup(None));
-    mark_refused(response.extensions_mut(), invalid_credentials);
+    mark_refused(response.extensions_mut(), refused);
     Err(response)
 }
 

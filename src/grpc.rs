@@ -308,7 +308,9 @@ fn unauthenticated(headers: &HeaderMap) -> bool {
 #[inline(never)]
 fn unauthenticated_error() -> Error {
     let said = ApiError::from_body(StatusCode::OK, br#"{"code":"UNAUTHENTICATED"}"#);
+    // Only a source that renews is watched.
     Error::new(ErrorKind::InvalidCredentials(said))
+        .with_context(crate::error::Context::Refused { renews: true })
 }
 
 pin_project! {

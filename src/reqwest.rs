@@ -225,14 +225,14 @@ impl Middleware for InfobipAuthMiddleware {
                 let mut response = next.run(replay, extensions).await?;
                 if refused_by(&response, &sent_to) {
                     cache.refused_after_renewal(renewed);
-                    mark_refused(response.extensions_mut(), invalid_credentials);
+                    mark_refused(response.extensions_mut(), || invalid_credentials(true));
                 }
                 return Ok(response);
             }
             // No replay: start the renewal now, so the next request finds it.
             drop(cache.lookup(None));
         }
-        mark_refused(response.extensions_mut(), invalid_credentials);
+        mark_refused(response.extensions_mut(), || invalid_credentials(renews));
         Ok(response)
     }
 }

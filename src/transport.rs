@@ -476,6 +476,7 @@ pub(crate) fn check_status(answer: &Answer) -> Result<(), Error> {
         );
     let error = if status == StatusCode::UNAUTHORIZED || refused_client {
         Error::new(ErrorKind::InvalidCredentials(api))
+            .with_context(crate::error::Context::TokenRequest)
     } else {
         Error::new(ErrorKind::TokenEndpoint(api))
     };

@@ -136,6 +136,83 @@ async fn an_unreachable_token_endpoint_is_reported_with_its_cause() -> TestResul
     Ok(())
 }
 
+/// A `401` from the API and a token endpoint's refusal read differently, each with what to do:
+/// a key that does not renew is to be replaced, a token is renewed, a wrong secret is fixed.
+#[tokio::test]
+async fn a_refused_credential_says_which_side_refused_it_and_what_to_do() -> TestResult {
+    let server = MockServer::start().await?;
+    let base = server.base_url().to_owned();
+    let refused = |status: StatusCode| Fault::Status {
+        status,
+        retry_after: None,
+    };
+
+    // An API key the API refuses: it does not renew.
+    let api_key = InfobipAuthLayer::api_key(mock::DEMO_API_KEY)?.allow_origin(&base)?;
+    server.revoke_api_key(mock::DEMO_API_KEY);
+    let (status, said) = read(&api_key, &server).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let said = report(&said.ok_or("no error with the 401")?);
+    assert!(said.contains("the API refused the credential"), "{said}");
+    assert!(said.contains("does not renew: replace it"), "{said}");
+
+    // A token the API refuses, and its renewal too: the layer renews, so this is the account's.
+    let oauth = support::oauth(&server)?;
+    assert_eq!(read(&oauth, &server).await?.0, StatusCode::OK);
+    server.inject_operation(refused(StatusCode::UNAUTHORIZED));
+    server.inject_operation(refused(StatusCode::UNAUTHORIZED));
+    let (status, said) = read(&oauth, &server).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let said = report(&said.ok_or("no error with the 401")?);
+    assert!(said.contains("the API refused the credential"), "{said}");
+    assert!(said.contains("a new one is fetched"), "{said}");
+
+    // A token endpoint refusing the client's secret: there is no credential to send.
+    let wrong = ClientCredentials::builder(&base, mock::DEMO_CLIENT_ID, "wrong-s3cret")
+        .transport(transport(&client()))
+        .build()?;
+    let err = InfobipAuthLayer::new(wrong)
+        .credential()
+        .await
+        .err()
+        .ok_or("fetched")?;
+    let said = report(&err);
+    assert!(said.contains("token endpoint refused"), "{said}");
+    assert!(said.contains("check the client ID and secret"), "{said}");
+    assert!(!said.contains("the API refused"), "{said}");
+    assert_says_no_secret(&err, &["wrong-s3cret".to_owned()]);
+    server.shutdown().await;
+    Ok(())
+}
+
+/// A token source that panics.
+#[derive(Debug)]
+struct Panics;
+
+impl infobip_auth::source::TokenSource for Panics {
+    async fn fetch(
+        &self,
+        _previous: Option<&infobip_auth::Credential>,
+    ) -> Result<infobip_auth::Credential, Error> {
+        panic!("a bug in the source")
+    }
+}
+
+#[tokio::test]
+async fn a_source_that_panicked_is_no_transport_error() -> TestResult {
+    let err = InfobipAuthLayer::new(Panics)
+        .credential()
+        .await
+        .err()
+        .ok_or("fetched")?;
+    let said = report(&err);
+    assert!(said.contains("the token source panicked"), "{said}");
+    assert!(!said.contains("transport"), "{said}");
+    assert!(err.is_transient(), "its kind is kept: {err:?}");
+    assert_says_no_secret(&err, &[]);
+    Ok(())
+}
+
 #[cfg(feature = "tracing")]
 mod traced {
     //! Every event of the flows goes to a subscriber of this thread's, which writes each field
@@ -217,8 +294,15 @@ mod traced {
         (capture, guard)
     }
 
+    /// The `warn` lines of `text`: one per failure, with all an operator needs.
+    fn warnings(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|line| line.starts_with("WARN"))
+            .collect()
+    }
+
     #[tokio::test]
-    async fn a_failed_fetch_is_traced_with_its_cause() -> TestResult {
+    async fn a_failed_fetch_is_traced_once_at_warn_with_its_cause_and_backoff() -> TestResult {
         let (capture, _guard) = capture();
         let base = closed_port().await?;
         let source = ClientCredentials::builder(&base, "client-id", "client-s3cret")
@@ -226,16 +310,59 @@ mod traced {
             .build()?;
         let _ = InfobipAuthLayer::new(source).credential().await;
         let text = capture.text();
-        let failed = text
-            .lines()
-            .find(|line| line.contains("credential fetch failed"))
-            .ok_or_else(|| format!("no failure traced: {text}"))?;
-        assert!(failed.starts_with("WARN infobip_auth"), "{failed}");
+        let [failed] = warnings(&text)[..] else {
+            return Err(format!("not one warning: {text}").into());
+        };
+        assert!(failed.contains("credential renewal failed"), "{failed}");
         assert!(
             failed.to_lowercase().contains("refused"),
             "the cause is missing: {failed}"
         );
+        assert!(failed.contains("delay="), "no backoff: {failed}");
+        assert!(
+            text.contains("credential fetch failed"),
+            "no debug line: {text}"
+        );
         assert!(!text.contains("client-s3cret"), "{text}");
+        Ok(())
+    }
+
+    /// The embedded server's demo app, authorized and its code exchanged.
+    async fn exchanged(server: &MockServer) -> Result<infobip_auth::source::AuthCode, BoxError> {
+        let flow = AuthCodeFlow::builder(server.base_url(), mock::DEMO_APP_CLIENT_ID)
+            .client_secret(mock::DEMO_APP_CLIENT_SECRET)
+            .redirect_uri(mock::DEMO_REDIRECT_URI)
+            .scope("sms:message:send")
+            .transport(transport(&client()))
+            .build()?;
+        let (url, pending) = flow.authorize_url()?;
+        let authorized = client()
+            .oneshot(Request::get(url).body(Full::<Bytes>::default())?)
+            .await?;
+        let callback = authorized
+            .headers()
+            .get(http::header::LOCATION)
+            .ok_or("no redirect")?
+            .to_str()?
+            .to_owned();
+        Ok(flow.exchange(flow.callback(pending, &callback)?).await?)
+    }
+
+    #[tokio::test]
+    async fn a_refused_exchange_refresh_is_one_warning() -> TestResult {
+        let (capture, _guard) = capture();
+        let server = MockServer::start().await?;
+        let exchange = InfobipAuthLayer::new(exchanged(&server).await?);
+        exchange.credential().await?;
+        server.revoke_all_tokens();
+        let err = exchange.refresh().await.err().ok_or("refreshed")?;
+        let text = capture.text();
+        let [failed] = warnings(&text)[..] else {
+            return Err(format!("not one warning: {text}").into());
+        };
+        assert!(failed.contains("authorize the app again"), "{failed}");
+        assert!(failed.contains(&report(&err)), "{failed} without {err}");
+        server.shutdown().await;
         Ok(())
     }
 

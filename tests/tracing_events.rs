@@ -1,6 +1,7 @@
 //! With the `tracing` feature, the cache reports each thing the feature promises — a token
 //! fetch (source, outcome, duration), a refresh ahead, an invalidation after a `401`, a
-//! backoff — and never the token. (The sources' own tests check their secrets stay out.)
+//! backoff (with the failure's error) — and never the token. (The sources' own tests check
+//! their secrets stay out.)
 #![cfg(feature = "tracing")]
 
 use std::convert::Infallible;
@@ -149,6 +150,14 @@ async fn fetch_refresh_ahead_invalidation_and_backoff_are_traced() -> Result<(),
     assert!(
         outcomes.iter().all(|line| line.contains("elapsed=")),
         "an outcome without its duration: {outcomes:?}"
+    );
+    // The backoff's event is the failure's one at `warn`: it carries the error and the delay.
+    let backoffs = lines("backing off before the next fetch");
+    assert!(
+        backoffs
+            .iter()
+            .all(|line| line.contains("error=") && line.contains("delay=")),
+        "a backoff without its error or delay: {backoffs:?}"
     );
     assert_eq!(lines("fetched a credential").len(), 3, "one per token");
     let all = lines("");

@@ -34,12 +34,14 @@ pub(super) fn back_off(shared: &Arc<Shared>, state: &mut State, error: &Error, n
     let retry_at = later(now, shared.policy.backoff_delay(count, error.retry_after()))
         .max(state.failure.as_ref().map_or(now, |f| f.retry_at));
     let delay = retry_at.saturating_duration_since(now);
+    // The one `warn` of a failed renewal: what failed, and when the next try is.
     event!(
         warn,
         source = shared.source.name(),
+        error = crate::trace::with_causes(error),
         failures = count,
         ?delay,
-        "backing off before the next fetch"
+        "credential renewal failed: backing off before the next fetch"
     );
     // A runtime without timers has the end of the backoff found by the next lookup: a task
     // waiting for it would only panic.

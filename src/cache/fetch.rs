@@ -35,7 +35,7 @@ impl CredentialCache {
                 }
             };
             let result = flight.await;
-            if how_ended(&result) != Some(&Ended::Revoked) || looks == 0 {
+            if how_ended(&result) != Some(Ended::Revoked) || looks == 0 {
                 return self.renewed(result);
             }
             looks -= 1;
@@ -260,8 +260,9 @@ fn trace_outcome(source: &'static str, started: Instant, result: &Result<Credent
             let lifetime = credential.lifetime();
             event!(info, source, ?elapsed, ?lifetime, "fetched a credential");
         }
+        // At `debug`: the backoff that follows says it at `warn`, with its delay.
         Err(error) => event!(
-            warn,
+            debug,
             source,
             ?elapsed,
             error = crate::trace::with_causes(error),

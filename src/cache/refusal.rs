@@ -113,6 +113,6 @@ fn refused_again(shared: &Arc<Shared>, state: &mut State) {
     state.answers_refusal = None;
     // Its successor, even one renewed ahead of time while idle, answers this refusal.
     state.refused = true;
-    let error = crate::future::invalid_credentials();
+    let error = crate::future::invalid_credentials(true);
     back_off(shared, state, &error, Instant::now());
 }

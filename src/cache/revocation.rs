@@ -73,7 +73,7 @@ impl CredentialCache {
             };
             let result = revocation.await;
             // One cut off by its runtime's end (or never run) ended nothing: look again.
-            if how_ended(&result) == Some(&Ended::Cancelled) && looks > 0 {
+            if how_ended(&result) == Some(Ended::Cancelled) && looks > 0 {
                 looks -= 1;
                 continue;
             }

@@ -52,7 +52,7 @@ impl Future for CredentialWait {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut result = std::task::ready!(self.flight.poll_unpin(cx));
         while looks_again(&result) && self.looks > 0 {
-            if how_ended(&result) == Some(&Ended::Revoked) {
+            if how_ended(&result) == Some(Ended::Revoked) {
                 // Revoked: what came before it is no fallback.
                 self.fallback = None;
             }

@@ -328,8 +328,9 @@ impl AuthCode {
             // authorization helps then. Anything else (5xx, 429) may pass.
             let status = answer.status();
             if status == 400 || status == 401 {
+                // At `debug`: the cache's backoff says it at `warn`, with the error.
                 event!(
-                    warn,
+                    debug,
                     status = status.as_u16(),
                     "Exchange token refresh refused: the user must authorize the app again"
                 );
