@@ -564,7 +564,10 @@ mod tests {
     }
 
     fn a_plain_403(class: Option<ScopeFailureClass>) -> bool {
-        matches!(class, Some(ScopeFailureClass::Status(StatusCode::FORBIDDEN)))
+        matches!(
+            class,
+            Some(ScopeFailureClass::Status(StatusCode::FORBIDDEN))
+        )
     }
 
     #[test]
@@ -572,7 +575,10 @@ mod tests {
         let path = "/sms/2/text/advanced";
         let default = ScopeClassifier::new();
         for infobip in [SMS, "https://api.infobip.com/sms/2/text/advanced", path] {
-            assert!(named_by_scopes(forbidden_class(&default, infobip)), "{infobip}");
+            assert!(
+                named_by_scopes(forbidden_class(&default, infobip)),
+                "{infobip}"
+            );
         }
         for elsewhere in [
             "https://crm.example.com/sms/2/text/advanced",
@@ -581,27 +587,47 @@ mod tests {
             "https://infobip.com.example/sms/2/text/advanced",
             "http://127.0.0.1:8080/sms/2/text/advanced",
         ] {
-            assert!(a_plain_403(forbidden_class(&default, elsewhere)), "{elsewhere}");
+            assert!(
+                a_plain_403(forbidden_class(&default, elsewhere)),
+                "{elsewhere}"
+            );
         }
 
         // The first origin named replaces the default; a relative URI stays judged.
         let local = ScopeClassifier::new()
             .held("inbound-message:read".parse()?)
             .allow_origin("http://127.0.0.1:8080")?;
-        assert!(named_by_scopes(forbidden_class(&local, "http://127.0.0.1:8080/sms/2/text/advanced")));
+        assert!(named_by_scopes(forbidden_class(
+            &local,
+            "http://127.0.0.1:8080/sms/2/text/advanced"
+        )));
         assert!(named_by_scopes(forbidden_class(&local, path)));
         assert!(a_plain_403(forbidden_class(&local, SMS)));
-        assert!(a_plain_403(forbidden_class(&local, "http://127.0.0.1:8081/sms/2/text/advanced")));
-        assert!(ScopeClassifier::new().allow_origin("http://example.com").is_err());
+        assert!(a_plain_403(forbidden_class(
+            &local,
+            "http://127.0.0.1:8081/sms/2/text/advanced"
+        )));
+        assert!(
+            ScopeClassifier::new()
+                .allow_origin("http://example.com")
+                .is_err()
+        );
 
         // An auth layer's hosts: its base URL only.
-        let auth = crate::InfobipAuthLayer::api_key("key")?.allow_origin("http://127.0.0.1:8080")?;
+        let auth =
+            crate::InfobipAuthLayer::api_key("key")?.allow_origin("http://127.0.0.1:8080")?;
         let layered = ScopeClassifier::for_auth_layer(&auth);
-        assert!(named_by_scopes(forbidden_class(&layered, "http://127.0.0.1:8080/sms/2/text/advanced")));
+        assert!(named_by_scopes(forbidden_class(
+            &layered,
+            "http://127.0.0.1:8080/sms/2/text/advanced"
+        )));
         assert!(a_plain_403(forbidden_class(&layered, SMS)));
         let infobip = ScopeClassifier::for_auth_layer(&crate::InfobipAuthLayer::api_key("key")?);
         assert!(named_by_scopes(forbidden_class(&infobip, SMS)));
-        assert!(a_plain_403(forbidden_class(&infobip, "https://crm.example.com/sms/2/text/advanced")));
+        assert!(a_plain_403(forbidden_class(
+            &infobip,
+            "https://crm.example.com/sms/2/text/advanced"
+        )));
         Ok(())
     }
 
@@ -632,13 +658,19 @@ mod tests {
         )
         .body(())?;
         let shown = format!("{:?}", ScopeClassifier::new().make_classifier(&request));
-        assert!(shown.contains("uri: https://xyz12.api.infobip.com:443/sms/1/logs,"), "{shown}");
+        assert!(
+            shown.contains("uri: https://xyz12.api.infobip.com:443/sms/1/logs,"),
+            "{shown}"
+        );
         for secret in ["s3cr3t", "apiKey", "hunter2", "user"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         let relative = Request::get("/sms/1/logs?apiKey=s3cr3t").body(())?;
         let shown = format!("{:?}", ScopeClassifier::new().make_classifier(&relative));
-        assert!(shown.contains("uri: /sms/1/logs,") && !shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("uri: /sms/1/logs,") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
         Ok(())
     }
 
