@@ -166,6 +166,35 @@ async fn a_revoked_key_gets_its_401_explained_in_the_servers_words() -> Result<(
     Ok(())
 }
 
+#[tokio::test]
+async fn a_path_with_dot_segments_is_the_same_endpoint_to_the_check_and_the_server()
+-> Result<(), BoxError> {
+    let server = server().await?;
+    let auth = InfobipAuthLayer::api_key("reader")?.allow_origin(server.base_url())?;
+    let client = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(http_client());
+    // hyper sends the path as written; both read it as `/sms/2/text/advanced`.
+    let sms = request(&server, Method::POST, "/sms/2/text/../text/advanced", SMS);
+    let response = client.clone().oneshot(sms).await?;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let error = response.extensions().get::<Error>().cloned();
+    let explained = error
+        .as_ref()
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
+    let required: Scopes = "message:send,sms:message:send,sms:manage".parse()?;
+    assert_eq!(explained.required.as_ref(), Some(&required));
+    assert_eq!(server.counters().forbidden, 1);
+
+    // What the key may do, reached through dot segments, is answered.
+    let inbox = request(&server, Method::GET, "/sms/1/./logs/../inbox/reports", "");
+    assert_eq!(client.oneshot(inbox).await?.status(), StatusCode::OK);
+    server.shutdown().await;
+    Ok(())
+}
+
 /// An API key that no server here knows; a gateway's `403` below quotes it.
 const QUOTED_KEY: &str = "7d1e0c94b2a6f3580e1d";
 
