@@ -548,26 +548,24 @@ mod tests {
         Ok(())
     }
 
-    fn forbidden_class(classifier: &ScopeClassifier, uri: &str) -> Option<ScopeFailureClass> {
-        let request = Request::post(uri).body(()).ok()?;
-        match classifier
+    const BY_SCOPES: &str = "named by scopes";
+    const PLAIN: &str = "a plain 403";
+
+    /// How `classifier` classes a `403` to a request for `uri`.
+    fn class_of_403(classifier: &ScopeClassifier, uri: &str) -> &'static str {
+        let Ok(request) = Request::post(uri).body(()) else {
+            return "no request";
+        };
+        let classified = classifier
             .make_classifier(&request)
-            .classify_response(&answer(StatusCode::FORBIDDEN, b""))
-        {
-            ClassifiedResponse::Ready(result) => result.err(),
-            ClassifiedResponse::RequiresEos(_) => None,
+            .classify_response(&answer(StatusCode::FORBIDDEN, b""));
+        match classified {
+            ClassifiedResponse::Ready(Err(ScopeFailureClass::Forbidden(_))) => BY_SCOPES,
+            ClassifiedResponse::Ready(Err(ScopeFailureClass::Status(StatusCode::FORBIDDEN))) => {
+                PLAIN
+            }
+            _ => "something else",
         }
-    }
-
-    fn named_by_scopes(class: Option<ScopeFailureClass>) -> bool {
-        matches!(class, Some(ScopeFailureClass::Forbidden(_)))
-    }
-
-    fn a_plain_403(class: Option<ScopeFailureClass>) -> bool {
-        matches!(
-            class,
-            Some(ScopeFailureClass::Status(StatusCode::FORBIDDEN))
-        )
     }
 
     #[test]
@@ -575,10 +573,7 @@ mod tests {
         let path = "/sms/2/text/advanced";
         let default = ScopeClassifier::new();
         for infobip in [SMS, "https://api.infobip.com/sms/2/text/advanced", path] {
-            assert!(
-                named_by_scopes(forbidden_class(&default, infobip)),
-                "{infobip}"
-            );
+            assert_eq!(class_of_403(&default, infobip), BY_SCOPES, "{infobip}");
         }
         for elsewhere in [
             "https://crm.example.com/sms/2/text/advanced",
@@ -587,26 +582,23 @@ mod tests {
             "https://infobip.com.example/sms/2/text/advanced",
             "http://127.0.0.1:8080/sms/2/text/advanced",
         ] {
-            assert!(
-                a_plain_403(forbidden_class(&default, elsewhere)),
-                "{elsewhere}"
-            );
+            assert_eq!(class_of_403(&default, elsewhere), PLAIN, "{elsewhere}");
         }
 
         // The first origin named replaces the default; a relative URI stays judged.
         let local = ScopeClassifier::new()
             .held("inbound-message:read".parse()?)
             .allow_origin("http://127.0.0.1:8080")?;
-        assert!(named_by_scopes(forbidden_class(
-            &local,
-            "http://127.0.0.1:8080/sms/2/text/advanced"
-        )));
-        assert!(named_by_scopes(forbidden_class(&local, path)));
-        assert!(a_plain_403(forbidden_class(&local, SMS)));
-        assert!(a_plain_403(forbidden_class(
-            &local,
-            "http://127.0.0.1:8081/sms/2/text/advanced"
-        )));
+        assert_eq!(
+            class_of_403(&local, "http://127.0.0.1:8080/sms/2/text/advanced"),
+            BY_SCOPES
+        );
+        assert_eq!(class_of_403(&local, path), BY_SCOPES);
+        assert_eq!(class_of_403(&local, SMS), PLAIN);
+        assert_eq!(
+            class_of_403(&local, "http://127.0.0.1:8081/sms/2/text/advanced"),
+            PLAIN
+        );
         assert!(
             ScopeClassifier::new()
                 .allow_origin("http://example.com")
@@ -617,17 +609,17 @@ mod tests {
         let auth =
             crate::InfobipAuthLayer::api_key("key")?.allow_origin("http://127.0.0.1:8080")?;
         let layered = ScopeClassifier::for_auth_layer(&auth);
-        assert!(named_by_scopes(forbidden_class(
-            &layered,
-            "http://127.0.0.1:8080/sms/2/text/advanced"
-        )));
-        assert!(a_plain_403(forbidden_class(&layered, SMS)));
+        assert_eq!(
+            class_of_403(&layered, "http://127.0.0.1:8080/sms/2/text/advanced"),
+            BY_SCOPES
+        );
+        assert_eq!(class_of_403(&layered, SMS), PLAIN);
         let infobip = ScopeClassifier::for_auth_layer(&crate::InfobipAuthLayer::api_key("key")?);
-        assert!(named_by_scopes(forbidden_class(&infobip, SMS)));
-        assert!(a_plain_403(forbidden_class(
-            &infobip,
-            "https://crm.example.com/sms/2/text/advanced"
-        )));
+        assert_eq!(class_of_403(&infobip, SMS), BY_SCOPES);
+        assert_eq!(
+            class_of_403(&infobip, "https://crm.example.com/sms/2/text/advanced"),
+            PLAIN
+        );
         Ok(())
     }
 
@@ -640,14 +632,13 @@ mod tests {
             "/sms/2/text/advanced",
         ))));
         response.extensions_mut().insert(found);
-        let class = match ScopeClassifier::new()
+        let classified = ScopeClassifier::new()
             .make_classifier(&request)
-            .classify_response(&response)
-        {
-            ClassifiedResponse::Ready(result) => result.err(),
-            ClassifiedResponse::RequiresEos(_) => None,
-        };
-        assert!(named_by_scopes(class));
+            .classify_response(&response);
+        assert!(matches!(
+            classified,
+            ClassifiedResponse::Ready(Err(ScopeFailureClass::Forbidden(_)))
+        ));
         Ok(())
     }
 
