@@ -2,7 +2,7 @@
 //! body untouched, another host's answers left alone, and a pre-flight refusal that sends
 //! nothing.
 
-use infobip_auth::mock::{MockConfig, MockServer};
+use infobip_auth::mock::{Fault, MockConfig, MockServer};
 use infobip_auth::reqwest::find_error;
 use infobip_auth::scope::ScopeCheckLayer;
 use infobip_auth::source::ApiKey;
@@ -123,6 +123,48 @@ async fn a_request_to_another_host_is_untouched() -> Result<(), BoxError> {
     assert!(response.extensions().get::<Error>().is_none());
     assert!(response.text().await?.contains("FORBIDDEN"));
     assert_eq!(elsewhere.counters().resource_requests("App"), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_standalone_check_keeps_a_quoted_key_out_of_its_error() -> Result<(), BoxError> {
+    const QUOTED_KEY: &str = "7d1e0c94b2a6f3580e1d";
+    let server = server().await?;
+    let body = format!(
+        r#"{{"requestError":{{"serviceException":{{"messageId":"FORBIDDEN","text":"App {QUOTED_KEY} may not send SMS"}}}}}}"#
+    );
+    server.inject_operation(Fault::Body {
+        status: http::StatusCode::FORBIDDEN,
+        content_type: "application/json",
+        body: body.into(),
+    });
+    // No auth middleware: the caller sets the header itself.
+    let check = ScopeCheckLayer::new().allow_origin(server.base_url())?;
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(check.reqwest_middleware())
+        .build();
+    let response = client
+        .post(server.url("/sms/2/text/advanced"))
+        .header("authorization", format!("App {QUOTED_KEY}"))
+        .body(SMS)
+        .send()
+        .await?;
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    let error = response
+        .extensions()
+        .get::<Error>()
+        .cloned()
+        .ok_or("not explained")?;
+    let api = error
+        .forbidden()
+        .and_then(|forbidden| forbidden.api.as_ref())
+        .ok_or("the server's words are missing")?;
+    assert_eq!(api.code(), Some("FORBIDDEN"));
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(QUOTED_KEY), "{shown}");
+        assert!(shown.contains("may not send SMS"), "{shown}");
+    }
+    assert!(response.text().await?.contains(QUOTED_KEY));
     Ok(())
 }
 

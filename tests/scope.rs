@@ -2,12 +2,13 @@
 //! sending never reaches it, and its `401`s and `403`s come back explained, bytes intact.
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use infobip_auth::mock::{DEMO_PASSWORD, DEMO_USERNAME, MockConfig, MockServer};
+use infobip_auth::mock::{DEMO_PASSWORD, DEMO_USERNAME, Fault, MockConfig, MockServer};
+use infobip_auth::scope::ScopeCheckLayer;
 use infobip_auth::source::ApiKey;
 use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuthLayer, Scopes};
 use tower::{ServiceBuilder, ServiceExt as _};
@@ -161,6 +162,85 @@ async fn a_revoked_key_gets_its_401_explained_in_the_servers_words() -> Result<(
         (api.code(), api.text()),
         (Some("UNAUTHORIZED"), Some("Invalid login details"))
     );
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_path_with_dot_segments_is_the_same_endpoint_to_the_check_and_the_server()
+-> Result<(), BoxError> {
+    let server = server().await?;
+    let auth = InfobipAuthLayer::api_key("reader")?.allow_origin(server.base_url())?;
+    let client = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(http_client());
+    // hyper sends the path as written; both read it as `/sms/2/text/advanced`.
+    let sms = request(&server, Method::POST, "/sms/2/text/../text/advanced", SMS);
+    let response = client.clone().oneshot(sms).await?;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let error = response.extensions().get::<Error>().cloned();
+    let explained = error
+        .as_ref()
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
+    let required: Scopes = "message:send,sms:message:send,sms:manage".parse()?;
+    assert_eq!(explained.required.as_ref(), Some(&required));
+    assert_eq!(server.counters().forbidden, 1);
+
+    // What the key may do, reached through dot segments, is answered.
+    let inbox = request(&server, Method::GET, "/sms/1/./logs/../inbox/reports", "");
+    assert_eq!(client.oneshot(inbox).await?.status(), StatusCode::OK);
+    server.shutdown().await;
+    Ok(())
+}
+
+/// An API key that no server here knows; a gateway's `403` below quotes it.
+const QUOTED_KEY: &str = "7d1e0c94b2a6f3580e1d";
+
+/// A `403` whose words quote the `Authorization` it refused.
+fn a_403_quoting_the_key() -> Fault {
+    let body = format!(
+        r#"{{"requestError":{{"serviceException":{{"messageId":"FORBIDDEN","text":"App {QUOTED_KEY} may not send SMS"}}}}}}"#
+    );
+    Fault::Body {
+        status: StatusCode::FORBIDDEN,
+        content_type: "application/json",
+        body: Bytes::from(body),
+    }
+}
+
+#[tokio::test]
+async fn a_standalone_check_keeps_a_quoted_key_out_of_its_error() -> Result<(), BoxError> {
+    let server = server().await?;
+    server.inject_operation(a_403_quoting_the_key());
+    // No auth layer: the caller sets the header itself.
+    let client = ServiceBuilder::new()
+        .layer(ScopeCheckLayer::new().allow_origin(server.base_url())?)
+        .service(http_client());
+    let mut sms = request(&server, Method::POST, "/sms/2/text/advanced", SMS);
+    let sent = HeaderValue::from_str(&format!("App {QUOTED_KEY}"))?;
+    sms.headers_mut().insert(header::AUTHORIZATION, sent);
+
+    let response = client.oneshot(sms).await?;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let error = response
+        .extensions()
+        .get::<Error>()
+        .cloned()
+        .ok_or("not explained")?;
+    let api = error
+        .forbidden()
+        .and_then(|forbidden| forbidden.api.as_ref())
+        .ok_or("the server's words are missing")?;
+    assert_eq!(api.code(), Some("FORBIDDEN"));
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(QUOTED_KEY), "{shown}");
+        assert!(shown.contains("may not send SMS"), "{shown}");
+    }
+    // The body is the server's, quote and all: the caller's own to handle.
+    let body = response.into_body().collect().await?.to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains(QUOTED_KEY));
     server.shutdown().await;
     Ok(())
 }

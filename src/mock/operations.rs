@@ -1,7 +1,6 @@
 //! The protected operations: which scopes and which authentication schemes each
 //! `method path-template` accepts, found for a request path with `matchit`.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
@@ -9,6 +8,8 @@ use http::Method;
 use http::header::{AUTHORIZATION, HeaderMap};
 
 use super::config::OperationConfig;
+// The catalogue's own reading of a path, so that both route a request alike.
+use crate::scope::routes::read_path;
 
 /// Every operation of Infobip's OpenAPI specification 3.210.0, one per line after the header:
 /// spec file, method, path template, operationId, scopes (any one grants), schemes.
@@ -212,13 +213,16 @@ impl Operations {
         self.paths.iter().map(BTreeMap::len).sum()
     }
 
-    /// The operation for a request, its path read as the crate's scope catalogue reads it: a
-    /// percent-encoded unreserved character is that character (RFC 3986 §6.2.2.2), a
-    /// parameter never matches an empty segment, and a trailing slash is ignored when the path
-    /// has no operation for the method with it. `HEAD` is answered as `GET` where no `HEAD`
-    /// is configured (RFC 9110 §9.3.2).
+    /// The operation for a request, its path read as the crate's scope catalogue reads it
+    /// ([`read_path`]): a percent-encoded unreserved character is that character (RFC 3986
+    /// §6.2.2.2), `.` and `..` segments are resolved (§5.2.4), a parameter never matches an
+    /// empty segment, and a trailing slash is ignored when the path has no operation for the
+    /// method with it. `HEAD` is answered as `GET` where no `HEAD` is configured (RFC 9110
+    /// §9.3.2).
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
-        let path = decode_unreserved(path);
+        let Some(path) = read_path(path) else {
+            return Lookup::NotFound;
+        };
         let without_slash = path.strip_suffix('/').filter(|rest| !rest.is_empty());
         let mut lookup = Lookup::NotFound;
         for path in std::iter::once(path.as_ref()).chain(without_slash) {
@@ -271,21 +275,6 @@ impl Operations {
             None => Lookup::NotFound,
         }
     }
-}
-
-/// `path` with every `%XX` that encodes a letter, a digit, `-`, `.`, `_` or `~` replaced by
-/// that character; any other `%` is kept as written.
-pub(crate) fn decode_unreserved(path: &str) -> Cow<'_, str> {
-    if !path.contains('%') {
-        return Cow::Borrowed(path);
-    }
-    // The scope catalogue's decoding, so that both read a path alike. Decoding never
-    // lengthens a path: it always fits.
-    let mut buffer = vec![0; path.len()];
-    crate::scope::routes::decode_unreserved(path, &mut buffer)
-        .map_or(Cow::Borrowed(path), |decoded| {
-            Cow::Owned(decoded.to_owned())
-        })
 }
 
 /// Splits a list written with commas and/or white space.
@@ -358,8 +347,9 @@ mod tests {
     }
 
     /// Every operation, its parameters filled, as written, with a trailing slash, with a
-    /// doubled slash, with an empty parameter and with an encoded letter: the mock finds the
-    /// operation the scope catalogue finds, or none when it finds none.
+    /// doubled slash, with an empty parameter, with an encoded letter and with dot segments
+    /// (plain and encoded, some leading to another operation or above the root): the mock
+    /// finds the operation the scope catalogue finds, or none when it finds none.
     #[test]
     fn reads_paths_as_the_scope_catalogue_does() -> io::Result<()> {
         let table = Operations::build(true, &[])?;
@@ -367,6 +357,7 @@ mod tests {
         let mut checked = 0;
         for op in catalog.operations() {
             let path = filled(op.template);
+            let last = path.rsplit('/').next().unwrap_or_default();
             let empty_parameter = path.replace("/p1", "/");
             let paths = [
                 format!("{path}/"),
@@ -376,6 +367,13 @@ mod tests {
                 format!("{empty_parameter}/"),
                 path.replacen('s', "%73", 1),
                 path.clone(),
+                path.replacen('/', "/./", 2),
+                path.replacen('/', "/x/../", 1),
+                format!("/..{path}"),
+                format!("{path}/.."),
+                format!("{path}/../."),
+                format!("{path}/%2E%2e/{last}"),
+                format!("{path}/../../{last}"),
             ];
             for path in &paths {
                 let expected = catalog.lookup(op.method, path).map(|found| found.template);
@@ -387,7 +385,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 943 * 7);
+        assert_eq!(checked, 943 * 14);
         Ok(())
     }
 

@@ -331,7 +331,7 @@ impl Catalog {
                 method,
                 template: template.into(),
                 operation_id: operation_id.into(),
-                required: scopes.parse()?,
+                required: Scopes::parse_list(scopes)?,
                 accepted: dedup(&accepted).into(),
             })?;
         }

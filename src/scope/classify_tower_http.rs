@@ -2,7 +2,8 @@
 //!
 //! A `403` means something different for each endpoint (which scopes would grant it), so the
 //! classifier is made per request from its method and path: a [`MakeClassifier`]. Plug it into
-//! `TraceLayer::new(ScopeClassifier::new())`, or build a retry policy on it.
+//! `TraceLayer::new(ScopeClassifier::new())`, or build a retry policy on it. As the scope
+//! check, it judges by Infobip's catalogue only the requests that go to Infobip.
 
 use std::any::Any;
 use std::fmt;
@@ -14,7 +15,8 @@ use tower_http::classify::{
 };
 
 use super::{Catalog, Scopes, classify};
-use crate::{BoxError, Error, ErrorKind, Forbidden};
+use crate::origin::{AllowedHosts, BaseUrl, is_relative};
+use crate::{BoxError, ConfigError, Error, ErrorKind, Forbidden, InfobipAuthLayer};
 
 /// Makes a [`ScopeResponseClassifier`] per request, for tower-http's `TraceLayer` and for retry
 /// policies: `401`, `403`, `429` and `5xx` answers are failures, and a `403` (or a pre-flight
@@ -24,6 +26,13 @@ use crate::{BoxError, Error, ErrorKind, Forbidden};
 /// carry what the scope check found (the server's `messageId`, the held scopes); on its own, the
 /// classifier knows the endpoint's scopes from the catalogue and the held scopes if
 /// [`held`](Self::held) declares them.
+///
+/// The catalogue describes Infobip's API and no other, so a `403` is named by its scopes only
+/// for a request to Infobip: to an HTTPS host under `infobip.com` by default, to the origins
+/// [`allow_origin`](Self::allow_origin) names, or to an auth layer's hosts
+/// ([`for_auth_layer`](Self::for_auth_layer)); a relative URI (a tonic channel's) is taken for
+/// Infobip's. A `403` from any other host is [`ScopeFailureClass::Status`], unless a scope
+/// check inside judged it and attached what it found.
 ///
 /// ```
 /// use http::{Request, Response, StatusCode};
@@ -67,10 +76,12 @@ pub struct ScopeClassifier {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Shared {
     catalog: Catalog,
     held: Option<Scopes>,
+    /// The hosts whose `403`s are read by the catalogue.
+    hosts: AllowedHosts,
 }
 
 impl Default for ScopeClassifier {
@@ -99,13 +110,99 @@ impl ScopeClassifier {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new() -> Self {
-        Self::with(Catalog::infobip(), None)
+        Self {
+            shared: Arc::new(Shared {
+                catalog: Catalog::infobip(),
+                held: None,
+                hosts: AllowedHosts::Infobip,
+            }),
+        }
     }
 
-    fn with(catalog: Catalog, held: Option<Scopes>) -> Self {
+    /// This classifier with `change` made to its settings; the classifiers it made keep theirs.
+    fn with(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.shared);
+        change(&mut shared);
         Self {
-            shared: Arc::new(Shared { catalog, held }),
+            shared: Arc::new(shared),
         }
+    }
+
+    /// A classifier that judges the requests `auth` sends its credential to: its source's base
+    /// URL, its [`allow_origin`](InfobipAuthLayer::allow_origin) list, or by default any HTTPS
+    /// host under `infobip.com`. Relative URIs are judged too.
+    ///
+    /// ```
+    /// use http::{Request, Response, StatusCode};
+    /// use infobip_auth::InfobipAuthLayer;
+    /// use infobip_auth::scope::{ScopeClassifier, ScopeFailureClass};
+    /// use tower_http::classify::{ClassifiedResponse, ClassifyResponse, MakeClassifier};
+    ///
+    /// let auth = InfobipAuthLayer::api_key("003026bbc133714df1834b8638bb496e")?
+    ///     .allow_origin("http://127.0.0.1:8080")?;
+    /// let classifier = ScopeClassifier::for_auth_layer(&auth);
+    /// let mut forbidden = Response::new(());
+    /// *forbidden.status_mut() = StatusCode::FORBIDDEN;
+    /// let class = |uri: &str| -> Result<_, http::Error> {
+    ///     let request = Request::post(uri).body(())?;
+    ///     Ok(match classifier.make_classifier(&request).classify_response(&forbidden) {
+    ///         ClassifiedResponse::Ready(Err(class)) => Some(class),
+    ///         _ => None,
+    ///     })
+    /// };
+    /// // The auth layer's host: named by the scopes that grant the endpoint.
+    /// let sms = class("http://127.0.0.1:8080/sms/2/text/advanced")?;
+    /// assert!(matches!(sms, Some(ScopeFailureClass::Forbidden(_))));
+    /// // The layer sends its key nowhere else: a 403 from elsewhere is only a status.
+    /// let elsewhere = class("https://xyz12.api.infobip.com/sms/2/text/advanced")?;
+    /// assert!(matches!(elsewhere, Some(ScopeFailureClass::Status(StatusCode::FORBIDDEN))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_auth_layer(auth: &InfobipAuthLayer) -> Self {
+        let hosts = auth.hosts.clone();
+        Self::new().with(|shared| shared.hosts = hosts)
+    }
+
+    /// Also judges requests to `base_url`'s origin. The first origin added replaces the default
+    /// "any HTTPS host under `infobip.com`", as
+    /// [`ScopeCheckLayer::allow_origin`](super::ScopeCheckLayer::allow_origin) does. A `403`
+    /// from any other host is a [`ScopeFailureClass::Status`]: the catalogue describes
+    /// Infobip's API, and another service's `403` means something else.
+    ///
+    /// # Errors
+    /// See [`BaseUrl::new`]: plain HTTP is allowed for loopback hosts only.
+    ///
+    /// ```
+    /// use http::{Request, Response, StatusCode};
+    /// use infobip_auth::scope::{ScopeClassifier, ScopeFailureClass};
+    /// use tower_http::classify::{ClassifiedResponse, ClassifyResponse, MakeClassifier};
+    ///
+    /// let request = Request::post("http://127.0.0.1:8080/sms/2/text/advanced").body(())?;
+    /// let mut forbidden = Response::new(());
+    /// *forbidden.status_mut() = StatusCode::FORBIDDEN;
+    /// let class = |classifier: &ScopeClassifier| match classifier
+    ///     .make_classifier(&request)
+    ///     .classify_response(&forbidden)
+    /// {
+    ///     ClassifiedResponse::Ready(Err(class)) => Some(class),
+    ///     _ => None,
+    /// };
+    ///
+    /// // Not an Infobip host: the 403 is a status, not named by scopes.
+    /// let infobip_only = ScopeClassifier::new();
+    /// assert!(matches!(class(&infobip_only), Some(ScopeFailureClass::Status(StatusCode::FORBIDDEN))));
+    ///
+    /// let local = ScopeClassifier::new().allow_origin("http://127.0.0.1:8080")?;
+    /// assert!(matches!(class(&local), Some(ScopeFailureClass::Forbidden(_))));
+    /// assert!(ScopeClassifier::new().allow_origin("http://example.com").is_err()); // clear text
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allow_origin(self, base_url: &str) -> Result<Self, ConfigError> {
+        let base = BaseUrl::new(base_url)?;
+        Ok(self.with(|shared| {
+            let hosts = std::mem::replace(&mut shared.hosts, AllowedHosts::Infobip);
+            shared.hosts = hosts.with(base);
+        }))
     }
 
     /// Looks endpoints up in `catalog` instead of [`Catalog::infobip`].
@@ -131,7 +228,7 @@ impl ScopeClassifier {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn catalog(self, catalog: Catalog) -> Self {
-        Self::with(catalog, self.shared.held.clone())
+        self.with(|shared| shared.catalog = catalog)
     }
 
     /// Declares the scopes the credential holds, so a `403` class names them.
@@ -154,7 +251,7 @@ impl ScopeClassifier {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn held(self, scopes: Scopes) -> Self {
-        Self::with(self.shared.catalog.clone(), Some(scopes))
+        self.with(|shared| shared.held = Some(scopes))
     }
 }
 
@@ -164,11 +261,14 @@ impl MakeClassifier for ScopeClassifier {
     type ClassifyEos = NeverClassifyEos<ScopeFailureClass>;
 
     fn make_classifier<B>(&self, req: &Request<B>) -> Self::Classifier {
-        // The catalogue is consulted only when a 403 comes, so a request costs two clones.
+        // The catalogue is consulted only when a 403 comes, so a request costs two clones
+        // and a look at its host.
+        let uri = req.uri();
         ScopeResponseClassifier {
+            judged: is_relative(uri) || self.shared.hosts.allows(uri),
             shared: Arc::clone(&self.shared),
             method: req.method().clone(),
-            uri: req.uri().clone(),
+            uri: uri.clone(),
         }
     }
 }
@@ -195,11 +295,43 @@ impl MakeClassifier for ScopeClassifier {
 /// assert_eq!(required.as_deref(), Some("message:send, sms:manage, sms:message:send"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ScopeResponseClassifier {
     shared: Arc<Shared>,
     method: Method,
     uri: Uri,
+    /// Whether the request goes to a host the catalogue describes.
+    judged: bool,
+}
+
+/// Shows the request without its query, which may carry a secret, and without the user
+/// information of its authority.
+impl fmt::Debug for ScopeResponseClassifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeResponseClassifier")
+            .field("shared", &self.shared)
+            .field("method", &self.method)
+            .field("uri", &format_args!("{}", WithoutQuery(&self.uri)))
+            .field("judged", &self.judged)
+            .finish()
+    }
+}
+
+/// A URI's scheme, host, port and path.
+struct WithoutQuery<'a>(&'a Uri);
+
+impl fmt::Display for WithoutQuery<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(scheme) = self.0.scheme_str() {
+            write!(f, "{scheme}://")?;
+        }
+        if let Some(authority) = self.0.authority() {
+            // What follows the last `@` is the host and port.
+            let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+            f.write_str(host_port)?;
+        }
+        f.write_str(self.0.path())
+    }
 }
 
 impl ClassifyResponse for ScopeResponseClassifier {
@@ -220,7 +352,11 @@ impl ClassifyResponse for ScopeResponseClassifier {
                     .get::<Error>()
                     .and_then(Error::forbidden)
                     .cloned();
+                let judged = self.judged;
                 let forbidden = attached.or_else(|| {
+                    if !judged {
+                        return None;
+                    }
                     let error = classify(
                         &self.method,
                         self.uri.path(),
@@ -408,6 +544,123 @@ mod tests {
             class.to_string(),
             "forbidden: POST /sms/2/text/advanced needs any of message:send, sms:manage, \
              sms:message:send; the credential holds inbound-message:read (403 Forbidden)"
+        );
+        Ok(())
+    }
+
+    const BY_SCOPES: &str = "named by scopes";
+    const PLAIN: &str = "a plain 403";
+
+    /// How `classifier` classes a `403` to a request for `uri`.
+    fn class_of_403(classifier: &ScopeClassifier, uri: &str) -> &'static str {
+        let Ok(request) = Request::post(uri).body(()) else {
+            return "no request";
+        };
+        let classified = classifier
+            .make_classifier(&request)
+            .classify_response(&answer(StatusCode::FORBIDDEN, b""));
+        match classified {
+            ClassifiedResponse::Ready(Err(ScopeFailureClass::Forbidden(_))) => BY_SCOPES,
+            ClassifiedResponse::Ready(Err(ScopeFailureClass::Status(StatusCode::FORBIDDEN))) => {
+                PLAIN
+            }
+            _ => "something else",
+        }
+    }
+
+    #[test]
+    fn only_the_403s_of_judged_hosts_are_named_by_scopes() -> Result<(), BoxError> {
+        let path = "/sms/2/text/advanced";
+        let default = ScopeClassifier::new();
+        for infobip in [SMS, "https://api.infobip.com/sms/2/text/advanced", path] {
+            assert_eq!(class_of_403(&default, infobip), BY_SCOPES, "{infobip}");
+        }
+        for elsewhere in [
+            "https://crm.example.com/sms/2/text/advanced",
+            "http://xyz12.api.infobip.com/sms/2/text/advanced",
+            "https://xyz12.api.infobip.com:8443/sms/2/text/advanced",
+            "https://infobip.com.example/sms/2/text/advanced",
+            "http://127.0.0.1:8080/sms/2/text/advanced",
+        ] {
+            assert_eq!(class_of_403(&default, elsewhere), PLAIN, "{elsewhere}");
+        }
+
+        // The first origin named replaces the default; a relative URI stays judged.
+        let local = ScopeClassifier::new()
+            .held("inbound-message:read".parse()?)
+            .allow_origin("http://127.0.0.1:8080")?;
+        assert_eq!(
+            class_of_403(&local, "http://127.0.0.1:8080/sms/2/text/advanced"),
+            BY_SCOPES
+        );
+        assert_eq!(class_of_403(&local, path), BY_SCOPES);
+        assert_eq!(class_of_403(&local, SMS), PLAIN);
+        assert_eq!(
+            class_of_403(&local, "http://127.0.0.1:8081/sms/2/text/advanced"),
+            PLAIN
+        );
+        assert!(
+            ScopeClassifier::new()
+                .allow_origin("http://example.com")
+                .is_err()
+        );
+
+        // An auth layer's hosts: its base URL only.
+        let auth =
+            crate::InfobipAuthLayer::api_key("key")?.allow_origin("http://127.0.0.1:8080")?;
+        let layered = ScopeClassifier::for_auth_layer(&auth);
+        assert_eq!(
+            class_of_403(&layered, "http://127.0.0.1:8080/sms/2/text/advanced"),
+            BY_SCOPES
+        );
+        assert_eq!(class_of_403(&layered, SMS), PLAIN);
+        let infobip = ScopeClassifier::for_auth_layer(&crate::InfobipAuthLayer::api_key("key")?);
+        assert_eq!(class_of_403(&infobip, SMS), BY_SCOPES);
+        assert_eq!(
+            class_of_403(&infobip, "https://crm.example.com/sms/2/text/advanced"),
+            PLAIN
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_scope_checks_finding_is_kept_whatever_the_host() -> Result<(), BoxError> {
+        let request = Request::post("https://crm.example.com/sms/2/text/advanced").body(())?;
+        let mut response = answer(StatusCode::FORBIDDEN, b"");
+        let found = Error::new(ErrorKind::Forbidden(Box::new(Forbidden::new(
+            Method::POST,
+            "/sms/2/text/advanced",
+        ))));
+        response.extensions_mut().insert(found);
+        let classified = ScopeClassifier::new()
+            .make_classifier(&request)
+            .classify_response(&response);
+        assert!(matches!(
+            classified,
+            ClassifiedResponse::Ready(Err(ScopeFailureClass::Forbidden(_)))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn debug_shows_no_query_and_no_user_information() -> Result<(), BoxError> {
+        let request = Request::get(
+            "https://user:hunter2@xyz12.api.infobip.com:443/sms/1/logs?apiKey=s3cr3t&to=1",
+        )
+        .body(())?;
+        let shown = format!("{:?}", ScopeClassifier::new().make_classifier(&request));
+        assert!(
+            shown.contains("uri: https://xyz12.api.infobip.com:443/sms/1/logs,"),
+            "{shown}"
+        );
+        for secret in ["s3cr3t", "apiKey", "hunter2", "user"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        let relative = Request::get("/sms/1/logs?apiKey=s3cr3t").body(())?;
+        let shown = format!("{:?}", ScopeClassifier::new().make_classifier(&relative));
+        assert!(
+            shown.contains("uri: /sms/1/logs,") && !shown.contains("s3cr3t"),
+            "{shown}"
         );
         Ok(())
     }

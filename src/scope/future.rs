@@ -80,8 +80,8 @@ pub(super) struct Sent {
     pub(super) config: Arc<Config>,
     pub(super) method: Method,
     pub(super) uri: Uri,
-    /// The request's `Authorization`, kept only when an auth layer's cache can be asked which
-    /// credential that was.
+    /// The request's `Authorization`, if it had one: a server may quote it in its answer, and
+    /// an auth layer's cache is asked whether it is the credential it sends.
     pub(super) authorization: Option<HeaderValue>,
 }
 

@@ -86,10 +86,6 @@ pub(super) struct Config {
 }
 
 impl Config {
-    /// Whether a request for `uri` is Infobip's to judge: one to an allowed host, or a relative
-    /// one (a tonic channel's), whose host only the inner service knows; the catalogue is all
-    /// the check has to go by, so it takes the request for Infobip's. `last` remembers the
-    /// origin last judged, as the auth layer does.
     /// The pre-flight check of a request for `method` and `path` sent with `authorization`.
     pub(super) fn preflight(
         &self,
@@ -116,11 +112,16 @@ impl Config {
             config: Arc::clone(self),
             method: method.clone(),
             uri,
-            // Only an auth layer's credential is compared with it, when a 401 or 403 comes.
-            authorization: self.cache.as_ref().and(authorization.cloned()),
+            // Kept to take out of the server's words, and to compare with an auth layer's
+            // credential; a clone of a header value is a count, not a copy.
+            authorization: authorization.cloned(),
         }
     }
 
+    /// Whether a request for `uri` is Infobip's to judge: one to an allowed host, or a relative
+    /// one (a tonic channel's), whose host only the inner service knows; the catalogue is all
+    /// the check has to go by, so it takes the request for Infobip's. `last` remembers the
+    /// origin last judged, as the auth layer does.
     #[inline]
     pub(super) fn judges(&self, uri: &http::Uri, last: &mut LastAllowed) -> bool {
         (uri.scheme().is_none() && uri.authority().is_none()) || self.hosts.allows_repeat(uri, last)

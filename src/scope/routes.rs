@@ -10,6 +10,7 @@
 //! at the first segment where two matching templates differ, a static segment beats a parameter
 //! with a literal prefix or suffix, which beats a standalone parameter, which beats a catch-all.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use http::Method;
@@ -100,15 +101,8 @@ impl Routes {
     #[cold]
     #[inline(never)]
     fn find_normalized(&self, method: &Method, path: &str) -> Option<usize> {
-        let mut decoded = [0; DECODED_MAX];
-        let path = decode_unreserved(path, &mut decoded).unwrap_or(path);
-        if !has_dot_segment(path) {
-            return self.find_written(method, path);
-        }
-        // Matched as written, a dot segment would fill a parameter of an operation the server
-        // does not run: better no operation than the wrong one.
-        let mut resolved = [0; DECODED_MAX];
-        self.find_written(method, remove_dot_segments(path, &mut resolved)?)
+        let (mut decoded, mut resolved) = ([0; DECODED_MAX], [0; DECODED_MAX]);
+        self.find_written(method, normalize(path, &mut decoded, &mut resolved)?)
     }
 
     /// As [`Routes::at`], then without a trailing slash.
@@ -152,9 +146,41 @@ impl Routes {
 /// nothing. Infobip's paths, parameters filled in, are far shorter.
 const DECODED_MAX: usize = 2048;
 
+/// `path` read as a server reads it, as [`Routes::find`] reads it: percent-encoded unreserved
+/// characters decoded, then dot segments resolved, in `decoded` and `resolved` when that
+/// changes it. `None` when it has dot segments that cannot be resolved (it is too long, or
+/// does not start with `/`): matched as written, a dot segment would fill a parameter of an
+/// operation the server does not run, and no operation is better than the wrong one.
+fn normalize<'a>(
+    path: &'a str,
+    decoded: &'a mut [u8; DECODED_MAX],
+    resolved: &'a mut [u8; DECODED_MAX],
+) -> Option<&'a str> {
+    let path = if path.contains('%') {
+        decode_unreserved(path, decoded).unwrap_or(path)
+    } else {
+        path
+    };
+    if has_dot_segment(path) {
+        remove_dot_segments(path, resolved)
+    } else {
+        Some(path)
+    }
+}
+
+/// [`normalize`] for a reader that may allocate (the embedded server), so that it routes a
+/// path as the catalogue does.
+pub(crate) fn read_path(path: &str) -> Option<Cow<'_, str>> {
+    if !path.contains('%') && !has_dot_segment(path) {
+        return Some(Cow::Borrowed(path));
+    }
+    let (mut decoded, mut resolved) = ([0; DECODED_MAX], [0; DECODED_MAX]);
+    normalize(path, &mut decoded, &mut resolved).map(|read| Cow::Owned(read.to_owned()))
+}
+
 /// `path` with every percent-encoded unreserved character (`A-Z a-z 0-9 - . _ ~`) decoded, in
 /// `buffer`; `None` when it does not fit. Other encodings stay: `%2F` is no `/`.
-pub(crate) fn decode_unreserved<'b>(path: &str, buffer: &'b mut [u8]) -> Option<&'b str> {
+fn decode_unreserved<'b>(path: &str, buffer: &'b mut [u8]) -> Option<&'b str> {
     let mut rest = path.as_bytes();
     let mut len = 0;
     while let Some((&first, after)) = rest.split_first() {

@@ -99,7 +99,8 @@ impl fmt::Debug for Scope {
 pub struct Scopes(BTreeSet<Scope>);
 
 impl Scopes {
-    /// An empty set.
+    /// An empty set: a credential declared with it holds no scope. Parsing an empty string
+    /// is an error instead (see [`FromStr`](#impl-FromStr-for-Scopes)).
     ///
     /// ```
     /// assert!(infobip_auth::Scopes::new().is_empty());
@@ -200,10 +201,34 @@ impl<'a> IntoIterator for &'a Scopes {
 
 /// Parses a list separated by commas and/or white space, as Infobip's pages and the OpenAPI
 /// `x-scopes` lists write them.
+///
+/// A list with no scope in it (empty, or only separators) is a
+/// [`ConfigError::Empty`], not the empty set: a credential declared to hold no scope is
+/// refused every endpoint that needs one, which an unset environment variable should not
+/// cause unnoticed. Declare an empty set with [`Scopes::new`].
+///
+/// ```
+/// use infobip_auth::{ConfigError, Scopes};
+/// assert_eq!("sms:manage, web:sdk".parse::<Scopes>()?.len(), 2);
+/// assert_eq!(" ".parse::<Scopes>(), Err(ConfigError::Empty { what: "scope list" }));
+/// # Ok::<(), ConfigError>(())
+/// ```
 impl FromStr for Scopes {
     type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let scopes = Self::parse_list(s)?;
+        if scopes.is_empty() {
+            return Err(ConfigError::Empty { what: "scope list" });
+        }
+        Ok(scopes)
+    }
+}
+
+impl Scopes {
+    /// Parses a list as [`FromStr`] does, an empty one giving the empty set: for the
+    /// catalogue, where an operation that needs no scope has an empty list.
+    pub(crate) fn parse_list(s: &str) -> Result<Self, ConfigError> {
         s.split(|c: char| c == ',' || c.is_whitespace())
             .filter(|part| !part.is_empty())
             .map(Scope::new)
@@ -276,6 +301,22 @@ mod tests {
     }
 
     #[test]
+    fn a_list_with_no_scope_is_refused_and_the_empty_set_is_explicit() {
+        for text in ["", " ", "\t\n", ",", " , ,"] {
+            assert_eq!(
+                text.parse::<Scopes>(),
+                Err(ConfigError::Empty { what: "scope list" }),
+                "{text:?}"
+            );
+            assert_eq!(Scopes::parse_list(text), Ok(Scopes::new()), "{text:?}");
+        }
+        assert_eq!(
+            ConfigError::Empty { what: "scope list" }.to_string(),
+            "the scope list is empty"
+        );
+    }
+
+    #[test]
     fn any_of_semantics() -> Result<(), ConfigError> {
         let required: Scopes = "message:send, sms:message:send, sms:manage".parse()?;
         assert!(Scopes::from_str("sms:manage")?.grants_any(&required));
@@ -298,6 +339,10 @@ mod tests {
                     for scope in &scopes {
                         prop_assert!(Scope::new(scope.as_str()).is_ok());
                     }
+                }
+                Err(ConfigError::Empty { what }) => {
+                    prop_assert_eq!(what, "scope list");
+                    prop_assert!(text.split(|c: char| c == ',' || c.is_whitespace()).all(str::is_empty));
                 }
                 Err(ConfigError::InvalidScope { name }) => {
                     prop_assert!(!name.is_empty() && text.contains(&name));

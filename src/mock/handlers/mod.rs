@@ -14,10 +14,10 @@ use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode};
 
 use super::faults;
-use super::operations::decode_unreserved;
 use super::reply::{self, DropConnection, Refusal, Reply};
 use super::state::{State, TokenEndpoint};
 use crate::BoxError;
+use crate::scope::routes::read_path;
 
 const SESSION: &str = "/auth/1/session";
 const OAUTH_TOKEN: &str = "/auth/1/oauth2/token";
@@ -51,7 +51,9 @@ where
     B::Error: Into<BoxError>,
 {
     let method = req.method().clone();
-    let path = decode_unreserved(req.uri().path()).into_owned();
+    // A path with dot segments that cannot be resolved is no endpoint here, as for the scope
+    // catalogue.
+    let path = read_path(req.uri().path()).unwrap_or_default().into_owned();
     // No endpoint here ends with a slash: matching without one ignores a trailing slash, as
     // the scope catalogue does.
     let endpoint = path.strip_suffix('/').unwrap_or(&path);
