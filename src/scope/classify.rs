@@ -40,14 +40,32 @@ pub fn classify(
     catalog: &Catalog,
     held: Option<&Scopes>,
 ) -> Option<Error> {
+    classify_sent(method, path, status, body, catalog, held, None)
+}
+
+/// [`classify`], knowing the scheme of the credential the request carried: a `403` to a
+/// scheme the endpoint does not take is explained by the scheme, not by scopes.
+pub(crate) fn classify_sent(
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    body: &[u8],
+    catalog: &Catalog,
+    held: Option<&Scopes>,
+    scheme: Option<AuthScheme>,
+) -> Option<Error> {
     let kind = match status {
         StatusCode::UNAUTHORIZED => {
             ErrorKind::InvalidCredentials(ApiError::from_body(status, body))
         }
         StatusCode::FORBIDDEN => {
-            let forbidden =
-                forbidden(method, path, catalog, held).with_api(ApiError::from_body(status, body));
-            ErrorKind::Forbidden(Box::new(forbidden))
+            let mut forbidden = forbidden(method, path, catalog, held);
+            if let (Some(scheme), Some(op)) = (scheme, catalog.lookup(method, path_only(path))) {
+                forbidden = forbidden.with_scheme(scheme, op.accepted.to_vec());
+            }
+            ErrorKind::Forbidden(Box::new(
+                forbidden.with_api(ApiError::from_body(status, body)),
+            ))
         }
         _ => return None,
     };

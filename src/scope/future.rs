@@ -19,8 +19,9 @@ use http::{HeaderValue, Method, Response, StatusCode, Uri};
 use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 
+use super::AuthScheme;
 use super::body::{ResponseBody, Rest, prefix};
-use super::classify;
+use super::classify::classify_sent;
 use super::layer::Config;
 use crate::{BoxError, Error};
 
@@ -254,14 +255,20 @@ impl<B: Body> Reading<B> {
         } = self;
         let config = &sent.config;
         let bytes = prefix(&frames, config.read_limit);
+        let scheme = sent
+            .authorization
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .and_then(AuthScheme::from_authorization);
         let classified = config.with_held(sent.authorization.as_ref(), |held| {
-            classify(
+            classify_sent(
                 &sent.method,
                 sent.uri.path(),
                 parts.status,
                 &bytes,
                 &config.catalog,
                 held,
+                scheme,
             )
         });
         // A server may quote the refused credential in its answer.

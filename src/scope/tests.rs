@@ -277,7 +277,17 @@ async fn preflight_off_sends_what_would_be_refused() -> Result<(), BoxError> {
             Some("App key"),
         ))
         .await?;
-    assert!(forbidden_in(&response).is_ok());
+    // The 403 is explained by the scheme the endpoint does not take, not by scopes.
+    let forbidden = forbidden_in(&response)?;
+    assert_eq!(
+        forbidden.scheme.as_ref().map(|(scheme, _)| *scheme),
+        Some(AuthScheme::ApiKey)
+    );
+    let text = forbidden.to_string();
+    assert!(
+        text.contains("does not accept `App` credentials (it accepts IBSSO, Basic, Bearer)"),
+        "{text}"
+    );
     assert_eq!(calls.count(), 1);
     Ok(())
 }
