@@ -222,10 +222,17 @@ pub(crate) fn origin_of(uri: &Uri) -> String {
 }
 
 /// Whether `uri` names neither a scheme nor a host: a path, as a tonic `Channel` (which adds
-/// its own origin) is given it.
+/// its own origin) is given it. A path that starts with two slashes (`//evil.example/x`; a
+/// backslash counts as one, as URL parsers read it) names a host to anything that resolves it
+/// as a reference, so it is not one.
 #[inline(always)]
 pub(crate) fn is_relative(uri: &Uri) -> bool {
-    uri.scheme().is_none() && uri.authority().is_none()
+    let names_a_host = |path: &str| {
+        path.as_bytes()
+            .get(..2)
+            .is_some_and(|start| start.iter().all(|&b| b == b'/' || b == b'\\'))
+    };
+    uri.scheme().is_none() && uri.authority().is_none() && !names_a_host(uri.path())
 }
 
 fn host_port(authority: &Authority) -> String {

@@ -245,7 +245,12 @@ const NO_URL_HOST: &str = "no.url.provided.local";
 /// after the middleware and drops `Authorization` when one leaves the origin, so a `401` from
 /// another origin says nothing about the credential: it is handed back untouched.
 fn refused_by(response: &reqwest::Response, sent_to: &reqwest::Url) -> bool {
+    response.status() == StatusCode::UNAUTHORIZED && from_origin_of(response, sent_to)
+}
+
+/// Whether `response` came from `sent_to`'s origin, not from another one a redirect led to
+/// (which never saw the credential); one without its URL counts as the origin's.
+pub(crate) fn from_origin_of(response: &reqwest::Response, sent_to: &reqwest::Url) -> bool {
     let from = response.url();
-    response.status() == StatusCode::UNAUTHORIZED
-        && (from.host_str() == Some(NO_URL_HOST) || from.origin() == sent_to.origin())
+    from.host_str() == Some(NO_URL_HOST) || from.origin() == sent_to.origin()
 }

@@ -554,6 +554,27 @@ async fn a_failure_served_during_its_backoff_says_when_it_ends() {
     );
 }
 
+/// A `refresh()` that fails during a backoff starts the next, longer one: the failure served
+/// after it says when that one ends, not the first.
+#[tokio::test(start_paused = true)]
+async fn after_a_failed_refresh_the_failure_served_says_when_the_new_backoff_ends() {
+    let source = TestSource::expiring(HOUR);
+    source.fail_next([transient(), transient()]);
+    let cache = cache(&source);
+    assert!(cache.get().await.is_err());
+    tokio::time::advance(Duration::from_millis(100)).await;
+    assert!(cache.refresh().await.is_err());
+    assert_eq!(source.fetches(), 2);
+    let left = cache.get().await.err().and_then(|e| e.retry_after());
+    // The second backoff is jittered within [1 s, 2 s] from the refresh.
+    assert!(
+        left.is_some_and(|d| d >= Duration::from_secs(1) && d <= Duration::from_secs(2)),
+        "{left:?}"
+    );
+    tokio::time::advance(left.unwrap_or_default()).await;
+    assert_eq!(token(&cache.get().await), "token-3");
+}
+
 /// A `401` to a credential that answered a refusal backs off too; arriving while the server's
 /// `Retry-After` holds, it must not bring the next fetch forward.
 #[tokio::test(start_paused = true)]

@@ -9,7 +9,8 @@ use crate::credential::REDACTED;
 
 /// Every form in which a server may quote a secret it was sent: as sent; percent-encoded by any
 /// encoder (each byte as it is or as `%XX` in either case, a space also as `+`: form encoding,
-/// and encoders that keep `/` or `!` as they are); JSON-escaped, with or without `/` escaped
+/// and encoders that keep `/` or `!` as they are; found in one pass over the text decoded
+/// once, see [`Decoded`]); JSON-escaped, with or without `/` escaped
 /// and non-ASCII escaped as `\u` (serde, JavaScript, Python and PHP defaults); JSON-escaped
 /// twice (a JSON request quoted in a JSON error); and inside the base64 of the request it was
 /// sent in (see [`in_base64`]). Zeroized on drop.
@@ -75,32 +76,34 @@ impl Echoes {
     pub(super) fn redact(&self, text: &mut String, cut_end: bool) {
         let mut spans = Vec::new();
         for form in &self.forms {
-            let mut from = 0;
-            while let Some(at) = text.get(from..).and_then(|rest| rest.find(form.as_str())) {
-                let start = from + at;
-                spans.push((start, start + form.len()));
-                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
-            }
+            find_all(text, form, &mut spans);
         }
         // Without an escape, an echo is one as sent, found above.
-        let escaped = text.contains(['%', '+']);
-        for secret in self.secrets.iter().filter(|_| escaped) {
-            let starts = text.char_indices().map(|(at, _)| at);
-            let found = starts.filter_map(|start| {
-                percent_echo_at(text.as_bytes(), start, secret.as_bytes(), cut_end)
-                    .map(|end| (start, end))
-            });
-            spans.extend(found);
+        if text.contains(['%', '+']) {
+            let decoded = Decoded::of(text.as_bytes());
+            for secret in &self.secrets {
+                decoded.find(secret.as_bytes(), cut_end, &mut spans);
+            }
         }
         if cut_end {
-            let partial = self
-                .forms
-                .iter()
-                .filter_map(|form| partial_at_end(text, form));
+            let partial = self.forms.iter().filter_map(|form| {
+                let start = text.len() - Search::new(form.as_bytes()).start_at_end(text.as_bytes());
+                (start < text.len()).then_some(start)
+            });
             spans.extend(partial.min().map(|start| (start, text.len())));
         }
         if spans.is_empty() {
             return;
+        }
+        // Whole characters: an escape decodes to one byte of a character (UTF-8 text keeps a
+        // character's bytes all escaped or none, but a slice through one would panic).
+        for (start, end) in &mut spans {
+            while !text.is_char_boundary(*start) {
+                *start -= 1;
+            }
+            while !text.is_char_boundary(*end) {
+                *end += 1;
+            }
         }
         spans.sort_unstable();
         let mut out = String::with_capacity(text.len());
@@ -118,53 +121,196 @@ impl Echoes {
     }
 }
 
-/// Where an echo of `secret` that begins at `start` of `text` ends (the longest), each byte of
-/// it as it is or percent-encoded (`%XX`, either case; a space also as `+`). When `cut_end`,
-/// a start of such an echo that the text ends in, even inside an escape, ends at the end.
-fn percent_echo_at(text: &[u8], start: usize, secret: &[u8], cut_end: bool) -> Option<usize> {
-    let (&first, &head) = (text.get(start)?, secret.first()?);
-    if first != head && first != b'%' && !(head == b' ' && first == b'+') {
-        return None;
-    }
-    // Where the echo may go on: `%` of the secret's own may have been sent as is or escaped.
-    let mut ends = vec![start];
-    for &byte in secret {
-        let mut next = Vec::with_capacity(ends.len());
-        for &at in &ends {
-            let rest = &text[at..];
-            let Some(&first) = rest.first() else {
-                if cut_end && at > start {
-                    return Some(text.len());
-                }
-                continue;
-            };
-            if first == byte || (byte == b' ' && first == b'+') {
-                next.push(at + 1);
-            }
-            if first == b'%' {
-                match rest
-                    .get(1..3)
-                    .map(|hex| (hex_digit(hex[0]), hex_digit(hex[1])))
-                {
-                    Some((Some(high), Some(low))) if high << 4 | low == byte => next.push(at + 3),
-                    // Cut inside an escape that may be this byte's.
-                    None if cut_end
-                        && rest.get(1).is_none_or(|&c| hex_digit(c) == Some(byte >> 4)) =>
-                    {
-                        return Some(text.len());
+/// A text percent-decoded once, so that each secret is looked for in one pass over it, however
+/// it was escaped: `%XX` (either case) is the byte it escapes, and a space, `+` and their escapes
+/// are all one byte (the space of form encoding). A `%` not followed by two hex digits is
+/// itself, so a secret's own `%` matches escaped, or unescaped in an echo sent as is (found
+/// whole among the forms); a `%` that merely precedes an echo starting with two hex digits
+/// reads as an escape, as a decoder would read it. Zeroized on drop: the bytes may hold a
+/// secret decoded.
+struct Decoded {
+    bytes: Zeroizing<Vec<u8>>,
+    /// Where in the text each decoded byte begins, and the text's end.
+    starts: Vec<usize>,
+    /// The `%` of an escape cut by the end of the text (`%` or `%X`), and its hex digit.
+    cut_escape: Option<(usize, Option<u8>)>,
+}
+
+impl Decoded {
+    fn of(text: &[u8]) -> Self {
+        let mut bytes = Zeroizing::new(Vec::with_capacity(text.len()));
+        let mut starts = Vec::with_capacity(text.len() + 1);
+        let mut cut_escape = None;
+        let mut at = 0;
+        while let Some(&byte) = text.get(at) {
+            starts.push(at);
+            if byte == b'%' {
+                let high = text.get(at + 1).map(|&c| hex_digit(c));
+                match (high, text.get(at + 2).map(|&c| hex_digit(c))) {
+                    (Some(Some(high)), Some(Some(low))) => {
+                        bytes.push(as_space(high << 4 | low));
+                        at += 3;
+                        continue;
                     }
+                    (None, _) => cut_escape = Some((at, None)),
+                    (Some(Some(high)), None) => cut_escape = Some((at, Some(high))),
                     _ => {}
                 }
             }
+            bytes.push(as_space(byte));
+            at += 1;
         }
-        next.sort_unstable();
-        next.dedup();
-        if next.is_empty() {
-            return None;
+        starts.push(text.len());
+        Self {
+            bytes,
+            starts,
+            cut_escape,
         }
-        ends = next;
     }
-    ends.last().copied()
+
+    /// Adds to `spans` where `secret` shows in the text, each byte as it is or escaped (a
+    /// Knuth-Morris-Pratt search: linear in the text, however alike its parts). When
+    /// `cut_end`, also a start of it that the text ends in, even inside an escape.
+    fn find(&self, secret: &[u8], cut_end: bool, spans: &mut Vec<(usize, usize)>) {
+        let pattern = Zeroizing::new(secret.iter().map(|&b| as_space(b)).collect::<Vec<_>>());
+        if pattern.is_empty() {
+            return;
+        }
+        let search = Search::new(&pattern);
+        let cut_at = self.cut_escape.map(|(at, _)| at);
+        // Where the cut escape is among the decoded bytes, and how much of the secret ended
+        // right before it.
+        let mut before_cut = None;
+        let mut matched = 0;
+        for (i, &byte) in self.bytes.iter().enumerate() {
+            if cut_at == Some(self.starts[i]) {
+                before_cut = Some((i, matched));
+            }
+            if search.step(&mut matched, byte) {
+                push_span(
+                    spans,
+                    (self.starts[i + 1 - pattern.len()], self.starts[i + 1]),
+                );
+            }
+        }
+        if !cut_end {
+            return;
+        }
+        let end = self.bytes.len();
+        let mut start = (matched > 0).then(|| self.starts[end - matched]);
+        if let (Some((_, high)), Some((escape, before))) = (self.cut_escape, before_cut)
+            && high.is_none_or(|high| high == pattern[before] >> 4)
+        {
+            let from = self.starts[escape - before];
+            start = Some(start.map_or(from, |start| start.min(from)));
+        }
+        let text_end = self.starts[end];
+        spans.extend(start.map(|start| (start, text_end)));
+    }
+}
+
+/// A Knuth-Morris-Pratt search for one pattern: every place it shows, overlapping ones too,
+/// in one pass however alike the text's parts are (a search started at each place costs the
+/// pattern's length at each).
+struct Search<'a> {
+    pattern: &'a [u8],
+    /// `fallback[i]`: the length of the longest proper start of `pattern[..=i]` that also
+    /// ends it.
+    fallback: Vec<usize>,
+}
+
+impl<'a> Search<'a> {
+    fn new(pattern: &'a [u8]) -> Self {
+        let mut fallback = vec![0; pattern.len()];
+        let mut matched = 0;
+        for (i, &byte) in pattern.iter().enumerate().skip(1) {
+            while matched > 0 && byte != pattern[matched] {
+                matched = fallback[matched - 1];
+            }
+            if byte == pattern[matched] {
+                matched += 1;
+            }
+            fallback[i] = matched;
+        }
+        Self { pattern, fallback }
+    }
+
+    /// Takes in the next byte of the text; `matched` is how much of the pattern the text read
+    /// so far ends in. True when that is the whole pattern (and `matched` then falls back, so
+    /// overlapping places are found too).
+    #[inline]
+    fn step(&self, matched: &mut usize, byte: u8) -> bool {
+        if self.pattern.is_empty() {
+            return false;
+        }
+        while *matched > 0 && byte != self.pattern[*matched] {
+            *matched = self.fallback[*matched - 1];
+        }
+        if byte == self.pattern[*matched] {
+            *matched += 1;
+        }
+        if *matched < self.pattern.len() {
+            return false;
+        }
+        *matched = self.fallback[*matched - 1];
+        true
+    }
+
+    /// The length of the longest proper start of the pattern that `text` ends in.
+    fn start_at_end(&self, text: &[u8]) -> usize {
+        let from = text
+            .len()
+            .saturating_sub(self.pattern.len().saturating_sub(1));
+        let mut matched = 0;
+        for &byte in &text[from..] {
+            self.step(&mut matched, byte);
+        }
+        matched
+    }
+}
+
+/// Adds to `spans` every place `form` shows in `text`, overlapping ones too: found by
+/// `str::find` where it is rare, then followed byte by byte while it keeps showing, so that a
+/// text made of echoes costs no more than one without.
+fn find_all(text: &str, form: &str, spans: &mut Vec<(usize, usize)>) {
+    let bytes = text.as_bytes();
+    let mut search = None;
+    let mut from = 0;
+    while let Some(at) = text.get(from..).and_then(|rest| rest.find(form)) {
+        let search = search.get_or_insert_with(|| Search::new(form.as_bytes()));
+        let mut matched = 0;
+        let mut next = from + at;
+        // Until no start of `form` is left pending: nothing before here is then missed.
+        while let Some(&byte) = bytes.get(next) {
+            next += 1;
+            if search.step(&mut matched, byte) {
+                push_span(spans, (next - form.len(), next));
+            }
+            if matched == 0 {
+                break;
+            }
+        }
+        // An echo begins at a character's start.
+        while !text.is_char_boundary(next) {
+            next += 1;
+        }
+        from = next;
+    }
+}
+
+/// Adds `span` to `spans`, or, when it overlaps the last one (found by the same search, so
+/// starting no sooner), makes that one reach as far: a text made of echoes keeps a few runs,
+/// not one for each place.
+fn push_span(spans: &mut Vec<(usize, usize)>, (start, end): (usize, usize)) {
+    match spans.last_mut() {
+        Some(last) if last.0 <= start && start < last.1 => last.1 = last.1.max(end),
+        _ => spans.push((start, end)),
+    }
+}
+
+/// A space, `+` and anything else as a form decoder reads it: `+` as a space.
+fn as_space(byte: u8) -> u8 {
+    if byte == b'+' { b' ' } else { byte }
 }
 
 /// The value of a hexadecimal digit, in either case.
@@ -172,15 +318,6 @@ fn hex_digit(c: u8) -> Option<u8> {
     char::from(c)
         .to_digit(16)
         .and_then(|d| u8::try_from(d).ok())
-}
-
-/// Where `text` ends in a proper, non-empty start of `form`, if it does (the longest such start).
-fn partial_at_end(text: &str, form: &str) -> Option<usize> {
-    (1..form.len())
-        .rev()
-        .filter(|&len| form.is_char_boundary(len))
-        .find(|&len| text.ends_with(&form[..len]))
-        .map(|len| text.len() - len)
 }
 
 /// `secret` as a form value (`application/x-www-form-urlencoded`, space as `+`), as a token
@@ -247,6 +384,15 @@ mod tests {
     use proptest::prelude::*;
 
     const SECRET: &str = r#"pa"ss\w/rd é+&="#;
+
+    /// Where `text` ends in a proper, non-empty start of `form`, if it does (the longest such start).
+    fn partial_at_end(text: &str, form: &str) -> Option<usize> {
+        (1..form.len())
+            .rev()
+            .filter(|&len| form.is_char_boundary(len))
+            .find(|&len| text.ends_with(&form[..len]))
+            .map(|len| text.len() - len)
+    }
 
     /// No four characters in a row of `secret` show in `text`.
     fn assert_no_part(text: &str, secret: &str) {
@@ -412,6 +558,97 @@ mod tests {
         );
     }
 
+    /// `secret` as some percent-encoder may send it: each character as it is or escaped
+    /// (upper- or lower-case hex), a space also as `+`, a `%` always escaped.
+    fn percent_encoded(secret: &str, choices: &[u8]) -> String {
+        let mut out = String::new();
+        for (c, &choice) in secret.chars().zip(choices.iter().cycle()) {
+            let escape = |out: &mut String, upper: bool| {
+                for byte in c.to_string().bytes() {
+                    out.push_str(&if upper {
+                        format!("%{byte:02X}")
+                    } else {
+                        format!("%{byte:02x}")
+                    });
+                }
+            };
+            match choice % 4 {
+                _ if c == '%' => escape(&mut out, choice % 2 == 0),
+                0 => out.push(c),
+                1 => escape(&mut out, true),
+                2 => escape(&mut out, false),
+                _ if c == ' ' => out.push('+'),
+                _ => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_echo_after_a_run_of_partial_ones_goes() {
+        // Each `%41` starts the secret again: no start is missed, whatever came before.
+        let echoes = Echoes::of(&["AAAAb"]);
+        let mut text = format!("{}%41%41%41%41%62 {}", "%41".repeat(50), "A".repeat(50));
+        echoes.redact(&mut text, false);
+        assert_eq!(
+            text,
+            format!("{}[redacted] {}", "%41".repeat(50), "A".repeat(50))
+        );
+        let echoes = Echoes::of(&["abab"]);
+        let mut text = "ab%61bab+ababa".to_owned();
+        echoes.redact(&mut text, false);
+        assert_eq!(text, "[redacted]+[redacted]a");
+    }
+
+    #[test]
+    #[ignore = "a measurement: prints how long the slowest bodies found take"]
+    fn slowest_bodies() {
+        let n = 64 * 1024;
+        let key = "003026bbc133714df1834b8638bb496e".to_owned();
+        let token: String = (0..1500u32)
+            .filter_map(|i| char::from_digit(i * 7 % 36, 36))
+            .collect();
+        let cases = [
+            (
+                "64 a, text of a +",
+                vec!["a".repeat(64)],
+                format!("{}+", "a".repeat(n - 1)),
+            ),
+            (
+                "200 a b, text of a +",
+                vec!["a".repeat(200) + "b"],
+                format!("{}+", "a".repeat(n - 1)),
+            ),
+            (
+                "32 A, text of %41",
+                vec!["A".repeat(32)],
+                "%41".repeat(n / 3),
+            ),
+            (
+                "16 %, text of %25%",
+                vec!["%".repeat(16)],
+                "%25%".repeat(n / 4),
+            ),
+            ("key, text of %", vec![key.clone()], "%".repeat(n)),
+            ("key, text of %30", vec![key.clone()], "%30".repeat(n / 3)),
+            (
+                "token and key, prose with escapes",
+                vec![token, key],
+                "%20refused+".repeat(n / 11),
+            ),
+            ("1 character", vec!["a".to_owned()], "a+".repeat(n / 2)),
+        ];
+        for (name, secrets, text) in cases {
+            let echoes = Echoes::of(&secrets);
+            for cut_end in [false, true] {
+                let mut redacted = text.clone();
+                let started = std::time::Instant::now();
+                echoes.redact(&mut redacted, cut_end);
+                eprintln!("{name}, cut {cut_end}: {:?}", started.elapsed());
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -444,6 +681,48 @@ mod tests {
                     redacted
                 );
             }
+        }
+
+        #[test]
+        fn any_text_is_redacted_without_a_panic(
+            secrets in proptest::collection::vec("[%+ a-fA-F0-9é😀]{0,6}", 0..4),
+            text in "[%+ a-fA-F0-9xé😀]{0,80}",
+        ) {
+            let echoes = Echoes::of(&secrets);
+            for cut_end in [false, true] {
+                let mut redacted = text.clone();
+                echoes.redact(&mut redacted, cut_end);
+                prop_assert!(redacted.len() <= text.len() + REDACTED.len() * (text.len() + 1));
+            }
+        }
+
+        #[test]
+        fn an_echo_escaped_by_any_encoder_goes_whole(
+            secret in "[ -~éü😀]{1,12}",
+            choices in proptest::collection::vec(0u8..4, 1..12),
+            before in "[a-z +]{0,10}",
+            after in "[a-z %+]{0,10}",
+            cut in 0usize..40,
+        ) {
+            let echoes = Echoes::of(&[&secret]);
+            let echo = percent_encoded(&secret, &choices);
+            let mut text = format!("{before}{echo}{after}");
+            echoes.redact(&mut text, false);
+            let left = text.split(REDACTED).any(|part| part.contains(&echo));
+            prop_assert!(!left, "{:?} left in {:?}", echo, text);
+            prop_assert!(text.contains(REDACTED), "{:?}", text);
+            // Cut anywhere inside the echo: what is left of it goes too.
+            let mut end = (before.len() + cut).min(before.len() + echo.len());
+            while !echo.is_char_boundary(end - before.len()) {
+                end -= 1;
+            }
+            let mut text = format!("{before}{echo}")[..end].to_owned();
+            echoes.redact(&mut text, true);
+            let shown = text.strip_prefix(before.as_str()).unwrap_or(&text);
+            prop_assert!(
+                end == before.len() || shown.ends_with(REDACTED),
+                "{:?} cut at {} left {:?}", echo, end - before.len(), text
+            );
         }
     }
 }

@@ -17,6 +17,7 @@ use reqwest_middleware::{Middleware, Next};
 use super::ScopeCheckLayer;
 use super::future::ResponseFuture;
 use super::layer::Config;
+use crate::reqwest::from_origin_of;
 use crate::{Error, ErrorKind};
 
 /// The scope check as a `reqwest-middleware` middleware: what [`ScopeCheck`](super::ScopeCheck)
@@ -121,12 +122,17 @@ impl Middleware for ScopeCheckMiddleware {
         let sent = Uri::try_from(path)
             .ok()
             .map(|path| config.sent(&method, path, authorization));
+        let sent_to = request.url().clone();
         let response = next.run(request, extensions).await?;
         let status = response.status();
         let Some(sent) = sent else {
             return Ok(response);
         };
-        if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+        // A refusal from another origin, where a redirect took the request without its
+        // `Authorization`, says nothing of the credential's scopes: left as it came.
+        if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN
+            || !from_origin_of(&response, &sent_to)
+        {
             return Ok(response);
         }
         // reqwest's conversion to `http` drops the URL; it is put back for the way out.
