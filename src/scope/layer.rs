@@ -124,7 +124,7 @@ impl Config {
     /// origin last judged, as the auth layer does.
     #[inline]
     pub(super) fn judges(&self, uri: &http::Uri, last: &mut LastAllowed) -> bool {
-        (uri.scheme().is_none() && uri.authority().is_none()) || self.hosts.allows_repeat(uri, last)
+        crate::origin::is_relative(uri) || self.hosts.allows_repeat(uri, last)
     }
 
     /// Runs `f` with the scopes held by the credential of a request sent with `authorization`:

@@ -1,5 +1,3 @@
-#![cfg(feature = "reqwest")]
-
 //! The reqwest scope check after a redirect: reqwest follows it inside the middleware and drops
 //! `Authorization` when it leaves the origin, so a `401` or `403` from there says nothing
 //! about the credential or its scopes and comes back as the server sent it.
