@@ -1149,7 +1149,19 @@ fn check(
             !r.scopes.is_empty() && !r.scopes.iter().any(|s| h.iter().any(|x| x.as_str() == s))
         })
     });
-    let judged = case.host() != Host::Elsewhere;
+    // A path starting with two slashes (or backslashes) names a host: it is no relative URI.
+    let names_a_host = case
+        .path()
+        .bytes()
+        .take(2)
+        .filter(|&b| b == b'/' || b == b'\\')
+        .count()
+        == 2;
+    let judged = match case.host() {
+        Host::Infobip => true,
+        Host::Relative => !names_a_host,
+        Host::Elsewhere => false,
+    };
     let refused = judged && case.preflight && (scheme_refused || scopes_refused);
 
     ensure!(outcome.took <= case.read_timeout, "took {:?}", outcome.took);
