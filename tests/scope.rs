@@ -8,9 +8,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infobip_auth::mock::{DEMO_PASSWORD, DEMO_USERNAME, Fault, MockConfig, MockServer};
-use infobip_auth::scope::ScopeCheckLayer;
+use infobip_auth::scope::{ScopeCheck, ScopeCheckLayer};
 use infobip_auth::source::ApiKey;
-use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuthLayer, Scopes};
+use infobip_auth::{BoxError, Error, ErrorKind, InfobipAuth, InfobipAuthLayer, Scopes};
 use tower::{ServiceBuilder, ServiceExt as _};
 
 const SMS: &str =
@@ -18,6 +18,14 @@ const SMS: &str =
 
 fn http_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// `auth` over its scope check, over a plain HTTP client.
+fn checked(auth: &InfobipAuthLayer) -> InfobipAuth<ScopeCheck<Client<HttpConnector, Full<Bytes>>>> {
+    ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check())
+        .service(http_client())
 }
 
 fn request(
@@ -45,10 +53,7 @@ async fn preflight_refusal_sends_nothing() -> Result<(), BoxError> {
     let server = server().await?;
     let key = ApiKey::new("reader")?.with_scopes("inbound-message:read".parse()?);
     let auth = InfobipAuthLayer::new(key).allow_origin(server.base_url())?;
-    let client = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.scope_check())
-        .service(http_client());
+    let client = checked(&auth);
 
     let sms = request(&server, Method::POST, "/sms/2/text/advanced", SMS);
     let err = client.clone().oneshot(sms).await.err().ok_or("sent")?;
@@ -84,10 +89,7 @@ async fn the_servers_403_comes_back_explained_with_its_body() -> Result<(), BoxE
     let server = server().await?;
     // Scopes not declared: the check cannot know, so the request is sent.
     let auth = InfobipAuthLayer::api_key("reader")?.allow_origin(server.base_url())?;
-    let client = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.scope_check())
-        .service(http_client());
+    let client = checked(&auth);
 
     let sms = request(&server, Method::POST, "/sms/2/text/advanced", SMS);
     let response = client.oneshot(sms).await?;
@@ -120,10 +122,7 @@ async fn basic_credentials_without_the_scope_get_an_explained_403() -> Result<()
     let server = server().await?;
     let auth =
         InfobipAuthLayer::basic(DEMO_USERNAME, DEMO_PASSWORD)?.allow_origin(server.base_url())?;
-    let client = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.scope_check())
-        .service(http_client());
+    let client = checked(&auth);
     let keys = request(&server, Method::GET, "/settings/2/api-keys", "");
     let response = client.oneshot(keys).await?;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
@@ -146,10 +145,7 @@ async fn a_revoked_key_gets_its_401_explained_in_the_servers_words() -> Result<(
     let server = server().await?;
     server.revoke_api_key("reader");
     let auth = InfobipAuthLayer::api_key("reader")?.allow_origin(server.base_url())?;
-    let client = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.scope_check())
-        .service(http_client());
+    let client = checked(&auth);
     let inbox = request(&server, Method::GET, "/sms/1/inbox/reports", "");
     let response = client.oneshot(inbox).await?;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -171,10 +167,7 @@ async fn a_path_with_dot_segments_is_the_same_endpoint_to_the_check_and_the_serv
 -> Result<(), BoxError> {
     let server = server().await?;
     let auth = InfobipAuthLayer::api_key("reader")?.allow_origin(server.base_url())?;
-    let client = ServiceBuilder::new()
-        .layer(auth.clone())
-        .layer(auth.scope_check())
-        .service(http_client());
+    let client = checked(&auth);
     // hyper sends the path as written; both read it as `/sms/2/text/advanced`.
     let sms = request(&server, Method::POST, "/sms/2/text/../text/advanced", SMS);
     let response = client.clone().oneshot(sms).await?;
@@ -432,10 +425,7 @@ async fn twenty_operations_drawn_from_the_catalogue_end_to_end() -> Result<(), B
             let before = server.counters().resource_requests("App");
             let key = ApiKey::new(&format!("key-without-{index}"))?.with_scopes(other.parse()?);
             let auth = InfobipAuthLayer::new(key).allow_origin(server.base_url())?;
-            let client = ServiceBuilder::new()
-                .layer(auth.clone())
-                .layer(auth.scope_check())
-                .service(http_client());
+            let client = checked(&auth);
             let err = client
                 .oneshot(request(&server, row.method.clone(), &path, body))
                 .await
@@ -452,10 +442,7 @@ async fn twenty_operations_drawn_from_the_catalogue_end_to_end() -> Result<(), B
             let granting = row.scopes.last().ok_or("no scope")?;
             let key = ApiKey::new(&format!("key-with-{index}"))?.with_scopes(granting.parse()?);
             let auth = InfobipAuthLayer::new(key).allow_origin(server.base_url())?;
-            let client = ServiceBuilder::new()
-                .layer(auth.clone())
-                .layer(auth.scope_check())
-                .service(http_client());
+            let client = checked(&auth);
             let response = client
                 .oneshot(request(&server, row.method.clone(), &path, body))
                 .await?;
@@ -474,10 +461,7 @@ async fn twenty_operations_drawn_from_the_catalogue_end_to_end() -> Result<(), B
                 InfobipAuthLayer::api_key("any")?
             }
             .allow_origin(server.base_url())?;
-            let client = ServiceBuilder::new()
-                .layer(auth.clone())
-                .layer(auth.scope_check())
-                .service(http_client());
+            let client = checked(&auth);
             let err = client
                 .oneshot(request(&server, row.method.clone(), &path, body))
                 .await
