@@ -10,6 +10,7 @@
 //! at the first segment where two matching templates differ, a static segment beats a parameter
 //! with a literal prefix or suffix, which beats a standalone parameter, which beats a catch-all.
 
+#[cfg(feature = "mock")]
 use std::borrow::Cow;
 use std::collections::HashSet;
 
@@ -170,6 +171,7 @@ fn normalize<'a>(
 
 /// [`normalize`] for a reader that may allocate (the embedded server), so that it routes a
 /// path as the catalogue does.
+#[cfg(feature = "mock")]
 pub(crate) fn read_path(path: &str) -> Option<Cow<'_, str>> {
     if !path.contains('%') && !has_dot_segment(path) {
         return Some(Cow::Borrowed(path));
