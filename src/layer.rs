@@ -433,10 +433,8 @@ impl<S> Layer<S> for InfobipAuthLayer {
             local: Local::default(),
             hosts: self.hosts.clone(),
             last_allowed: LastAllowed::default(),
-            relative_uris: self
-                .relative
-                .as_ref()
-                .is_some_and(|origin| self.hosts.allows_origin(origin)),
+            // Allowed: `relative_uris_go_to` and `allow_origin` refuse to leave it otherwise.
+            relative_uris: self.relative.is_some(),
             replay: self.replay.clone(),
             renews: self.cache.source().renews(),
         }

@@ -255,11 +255,7 @@ impl<B: Body> Reading<B> {
         } = self;
         let config = &sent.config;
         let bytes = prefix(&frames, config.read_limit);
-        let scheme = sent
-            .authorization
-            .as_ref()
-            .and_then(|value| value.to_str().ok())
-            .and_then(AuthScheme::from_authorization);
+        let scheme = AuthScheme::of_header(sent.authorization.as_ref());
         let classified = config.with_held(sent.authorization.as_ref(), |held| {
             classify_sent(
                 &sent.method,

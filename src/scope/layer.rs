@@ -93,9 +93,7 @@ impl Config {
         path: &str,
         authorization: Option<&HeaderValue>,
     ) -> Result<(), crate::Error> {
-        let scheme = authorization
-            .and_then(|value| value.to_str().ok())
-            .and_then(AuthScheme::from_authorization);
+        let scheme = AuthScheme::of_header(authorization);
         self.with_held(authorization, |held| {
             preflight(method, path, scheme, held, &self.catalog)
         })
@@ -113,7 +111,8 @@ impl Config {
             method: method.clone(),
             uri,
             // Kept to take out of the server's words, and to compare with an auth layer's
-            // credential; a clone of a header value is a count, not a copy.
+            // credential. A clone of the auth layer's header is a count; a caller's own header
+            // parsed at run time is copied to shared memory by its first clone.
             authorization: authorization.cloned(),
         }
     }

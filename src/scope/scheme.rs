@@ -64,6 +64,11 @@ impl AuthScheme {
         Self::from_header_scheme(word)
     }
 
+    /// [`from_authorization`](Self::from_authorization) of a request's header, if it has one.
+    pub(crate) fn of_header(value: Option<&http::HeaderValue>) -> Option<Self> {
+        Self::from_authorization(value?.to_str().ok()?)
+    }
+
     /// The word that starts the `Authorization` header: `App`, `Basic`, `IBSSO` or `Bearer`.
     ///
     /// ```
