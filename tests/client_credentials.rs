@@ -305,11 +305,8 @@ fn client_that_never_connects() -> hyper_util::client::legacy::Client<
     impl hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
     http_body_util::Full<bytes::Bytes>,
 > {
-    let never = tower::service_fn(|_: http::Uri| {
-        std::future::pending::<
-            Result<hyper_util::rt::TokioIo<tokio::net::TcpStream>, std::io::Error>,
-        >()
-    });
+    type Io = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    let never = tower::service_fn(|_: http::Uri| std::future::pending::<std::io::Result<Io>>());
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(never)
 }
 
@@ -329,7 +326,10 @@ async fn a_connect_that_hangs_meets_the_transport_timeout() -> Result<(), BoxErr
         .transport(transport())
         .build()?;
     let start = tokio::time::Instant::now();
-    let err = tokio::time::timeout(bound, oauth.fetch(None)).await?.err().ok_or("a token")?;
+    let err = tokio::time::timeout(bound, oauth.fetch(None))
+        .await?
+        .err()
+        .ok_or("a token")?;
     assert!(matches!(err.kind(), ErrorKind::Timeout), "{err:?}");
     assert_eq!(start.elapsed(), timeout);
 
@@ -337,14 +337,20 @@ async fn a_connect_that_hangs_meets_the_transport_timeout() -> Result<(), BoxErr
         .transport(transport())
         .build()?;
     let start = tokio::time::Instant::now();
-    let err = tokio::time::timeout(bound, session.fetch(None)).await?.err().ok_or("a session")?;
+    let err = tokio::time::timeout(bound, session.fetch(None))
+        .await?
+        .err()
+        .ok_or("a session")?;
     assert!(matches!(err.kind(), ErrorKind::Timeout), "{err:?}");
     assert_eq!(start.elapsed(), timeout);
     // A renewal: the `DELETE` and then the create (which settles whether it ended the
     // session) each meet the timeout.
     let previous = Credential::new("IBSSO", "2f9b4d31-2d0d-49a8-85f0-9b862bdca394")?;
     let start = tokio::time::Instant::now();
-    let err = tokio::time::timeout(bound, session.fetch(Some(&previous))).await?.err().ok_or("a session")?;
+    let err = tokio::time::timeout(bound, session.fetch(Some(&previous)))
+        .await?
+        .err()
+        .ok_or("a session")?;
     assert!(matches!(err.kind(), ErrorKind::Timeout), "{err:?}");
     assert_eq!(start.elapsed(), 2 * timeout);
     Ok(())
