@@ -375,7 +375,7 @@ async fn read_capped(mut body: AnyBody, limit: usize, cut: bool) -> Result<Bytes
     }
     let mut read = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(transport)?;
+        let frame = frame.map_err(|err| transport(Box::new(BrokenAnswer(err))))?;
         if let Ok(data) = frame.into_data() {
             let room = limit.saturating_sub(read.len());
             if data.len() > room {
@@ -428,25 +428,45 @@ fn transport(err: BoxError) -> Error {
     Error::new(ErrorKind::Transport).with_source(err)
 }
 
+/// A body that failed once the answer's status had come: the request was sent, whatever the
+/// error that broke the body says (a client may relay a refused connection there).
+#[derive(Debug)]
+struct BrokenAnswer(BoxError);
+
+impl fmt::Display for BrokenAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the answer broke off after its status")
+    }
+}
+
+impl std::error::Error for BrokenAnswer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 /// Whether `err` is a token request that never left this machine: the client could not
 /// connect, so the server knows nothing of it. A refused connection says so whatever the
 /// client (TCP refuses only a connection being made, never one that carried a request), and
 /// reqwest also tells a host it could not resolve or a TLS handshake that failed. Any other
-/// failure, a timeout among them, may have come after the request was sent.
+/// failure, a timeout among them, may have come after the request was sent; so may anything
+/// that broke an answer's body, whose status proves the request arrived.
 pub(crate) fn never_sent(err: &Error) -> bool {
     matches!(err.kind(), ErrorKind::Transport)
-        && crate::error::causes(err).any(|cause| {
-            #[cfg(feature = "reqwest")]
-            if cause
-                .downcast_ref::<::reqwest::Error>()
-                .is_some_and(::reqwest::Error::is_connect)
-            {
-                return true;
-            }
-            cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-        })
+        && crate::error::causes(err)
+            .take_while(|cause| !cause.is::<BrokenAnswer>())
+            .any(|cause| {
+                #[cfg(feature = "reqwest")]
+                if cause
+                    .downcast_ref::<::reqwest::Error>()
+                    .is_some_and(::reqwest::Error::is_connect)
+                {
+                    return true;
+                }
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+            })
 }
 
 /// A request that could not be built.

@@ -298,3 +298,60 @@ async fn a_token_whose_answer_is_lost_is_backed_off_from_and_harmless() -> Resul
     assert_eq!(server.counters().unauthorized, 0);
     Ok(())
 }
+
+/// A hyper-util client whose connections never open: the connector neither connects nor fails,
+/// as a TCP connect to a host that drops SYNs does.
+fn client_that_never_connects() -> hyper_util::client::legacy::Client<
+    impl hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    http_body_util::Full<bytes::Bytes>,
+> {
+    type Io = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    let never = tower::service_fn(|_: http::Uri| std::future::pending::<std::io::Result<Io>>());
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(never)
+}
+
+/// The transport's timeout covers the whole exchange, the connection included: a connect that
+/// hangs inside a hyper-util client ends in `Timeout` when the timeout says, for a token
+/// request and for a session's `DELETE` and create.
+#[tokio::test(start_paused = true)]
+async fn a_connect_that_hangs_meets_the_transport_timeout() -> Result<(), BoxError> {
+    use infobip_auth::Credential;
+    use infobip_auth::source::{Session, TokenSource, Transport};
+    let timeout = Duration::from_secs(7);
+    let transport = || Transport::new(client_that_never_connects()).timeout(timeout);
+    // Far past the transport's timeout: reached only if the transport's never fires.
+    let bound = Duration::from_secs(3600);
+
+    let oauth = ClientCredentials::builder("https://xyz12.api.infobip.com", CLIENT_ID, SECRET)
+        .transport(transport())
+        .build()?;
+    let start = tokio::time::Instant::now();
+    let err = tokio::time::timeout(bound, oauth.fetch(None))
+        .await?
+        .err()
+        .ok_or("a token")?;
+    assert!(matches!(err.kind(), ErrorKind::Timeout), "{err:?}");
+    assert_eq!(start.elapsed(), timeout);
+
+    let session = Session::builder("https://xyz12.api.infobip.com", "username", "password")
+        .transport(transport())
+        .build()?;
+    let start = tokio::time::Instant::now();
+    let err = tokio::time::timeout(bound, session.fetch(None))
+        .await?
+        .err()
+        .ok_or("a session")?;
+    assert!(matches!(err.kind(), ErrorKind::Timeout), "{err:?}");
+    assert_eq!(start.elapsed(), timeout);
+    // A renewal: the `DELETE` and then the create (which settles whether it ended the
+    // session) each meet the timeout.
+    let previous = Credential::new("IBSSO", "2f9b4d31-2d0d-49a8-85f0-9b862bdca394")?;
+    let start = tokio::time::Instant::now();
+    let err = tokio::time::timeout(bound, session.fetch(Some(&previous)))
+        .await?
+        .err()
+        .ok_or("a session")?;
+    assert!(matches!(err.kind(), ErrorKind::Timeout), "{err:?}");
+    assert_eq!(start.elapsed(), 2 * timeout);
+    Ok(())
+}

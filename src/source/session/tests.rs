@@ -735,3 +735,38 @@ async fn a_maximum_lifetime_renews_a_busy_session_before_the_server_ends_it() ->
     assert!(infobip.created() >= 4, "{}", infobip.created());
     Ok(())
 }
+
+/// A `DELETE` whose answer began (its status came back) and then broke off was sent, whatever
+/// the error that broke it says: a client relaying a refused connection inside the body is
+/// not a `DELETE` that never left. The create that follows settles whether it ended the
+/// session, as after any answer left unfinished.
+#[tokio::test]
+async fn a_delete_answer_broken_off_after_its_head_was_sent() -> Result<(), BoxError> {
+    let creates = Arc::new(Mutex::new(0_u32));
+    let counted = Arc::clone(&creates);
+    let client = tower::service_fn(move |request: Request<Full<Bytes>>| {
+        let counted = Arc::clone(&counted);
+        async move {
+            let body: http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error> =
+                if request.method() == http::Method::DELETE {
+                    let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+                    let frames = futures_util::stream::iter([Err(refused)]);
+                    http_body_util::StreamBody::new(frames).boxed_unsync()
+                } else {
+                    *counted.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                    Full::new(Bytes::from_static(br#"{"token":"new"}"#))
+                        .map_err(|never| match never {})
+                        .boxed_unsync()
+                };
+            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+        }
+    });
+    let session = Session::builder(BASE, "username", "password")
+        .transport(Transport::new(client))
+        .build()?;
+    let old = Credential::new("IBSSO", "old")?;
+    let created = session.fetch(Some(&old)).await?;
+    assert_eq!(created.expose_token(), "new");
+    assert_eq!(*creates.lock().unwrap_or_else(|p| p.into_inner()), 1);
+    Ok(())
+}
