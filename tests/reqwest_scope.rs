@@ -1,6 +1,6 @@
 //! The scope check for reqwest clients against the embedded server: a `403` explained, its
 //! body untouched, another host's answers left alone, and a pre-flight refusal that sends
-//! nothing.
+//! nothing and names the endpoint.
 
 use infobip_auth::mock::{Fault, MockConfig, MockServer};
 use infobip_auth::reqwest::find_error;
@@ -195,5 +195,34 @@ async fn declared_scopes_refuse_before_sending_and_nothing_is_sent() -> Result<(
         .await?;
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     assert_eq!(server.counters().resource_requests("App"), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_scheme_names_the_endpoint_and_not_the_key() -> Result<(), BoxError> {
+    const KEY: &str = "5b0f6e2d9c81a473e5f";
+    let server = server().await?;
+    let auth = InfobipAuthLayer::api_key(KEY)?.allow_origin(server.base_url())?;
+    let refused = checked_client(&auth)
+        .post(server.url("/settings/2/api-keys"))
+        .body("{}")
+        .send()
+        .await
+        .err()
+        .ok_or("sent")?;
+    let error = find_error(&refused).ok_or(format!("untyped: {refused}"))?;
+    let ErrorKind::SchemeNotAccepted { endpoint, .. } = error.kind() else {
+        return Err(format!("not a scheme refusal: {error:?}").into());
+    };
+    assert_eq!(endpoint, "/settings/2/api-keys");
+    let said = error.to_string();
+    assert!(
+        said.starts_with("POST /settings/2/api-keys does not accept `App` credentials"),
+        "{said}"
+    );
+    for shown in [said, format!("{error:?}"), format!("{refused} {refused:?}")] {
+        assert!(!shown.contains(KEY), "{shown}");
+    }
+    assert_eq!(server.counters().resource_requests("App"), 0);
     Ok(())
 }
