@@ -194,7 +194,16 @@ impl Error {
     /// ```
     #[must_use]
     pub fn with_source(mut self, source: impl Into<crate::BoxError>) -> Self {
-        self.source = Some(Arc::new(source.into()));
+        let mut source = source.into();
+        // A token request refused behind an ended Exchange token was its refresh: its message
+        // tells to authorize again, not to check the client's secret.
+        if matches!(self.kind, ErrorKind::ReauthorizationRequired)
+            && let Some(refused) = source.downcast_mut::<Error>()
+            && refused.context == Some(Context::TokenRequest)
+        {
+            refused.context = Some(Context::RefreshRefused);
+        }
+        self.source = Some(Arc::new(source));
         self
     }
 
@@ -520,6 +529,12 @@ impl fmt::Display for Error {
                     "invalid credentials: the token endpoint refused the source's own \
                      credentials, so it has no token ({api}): check the client ID and secret or \
                      the username and password, or start the authorization again"
+                ),
+                Some(Context::RefreshRefused) => write!(
+                    f,
+                    "invalid credentials: the token endpoint refused to refresh the Exchange \
+                     token ({api}): the refresh token has expired or was revoked, so the user \
+                     must authorize the app again"
                 ),
                 Some(Context::Refused { renews: true }) => write!(
                     f,
