@@ -66,11 +66,13 @@ pub struct Error {
 ///
 /// ```
 /// use infobip_auth::{Error, ErrorKind};
-/// // `#[non_exhaustive]`: a `match` needs an arm for kinds added later.
+/// // `#[non_exhaustive]`: a `match` needs an arm for kinds added later, and a pattern on a
+/// // kind marked so itself (`SchemeNotAccepted`, ...) needs `..` for fields added later.
 /// fn advice(err: &Error) -> &'static str {
 ///     match err.kind() {
 ///         ErrorKind::ReauthorizationRequired => "ask the user to connect the app again",
 ///         ErrorKind::InvalidCredentials(_) => "check the credentials",
+///         ErrorKind::HostNotAllowed { .. } => "allow the origin, or send it elsewhere",
 ///         _ if err.is_transient() => "try again later",
 ///         _ => "report it",
 ///     }
@@ -94,7 +96,12 @@ pub enum ErrorKind {
     /// `403`, or refused before sending: the credential holds none of the endpoint's scopes.
     Forbidden(Box<Forbidden>),
     /// Refused before sending: the endpoint does not accept this authentication scheme.
+    #[non_exhaustive]
     SchemeNotAccepted {
+        /// The request's method.
+        method: Method,
+        /// The operation's path template from the catalogue, e.g. `/settings/2/api-keys`.
+        endpoint: String,
         /// The scheme of the credential, e.g. [`AuthScheme::ApiKey`] (`App`).
         scheme: AuthScheme,
         /// The schemes the endpoint accepts.
@@ -109,6 +116,7 @@ pub enum ErrorKind {
     /// A token request took longer than its timeout.
     Timeout,
     /// A token endpoint's answer could not be understood.
+    #[non_exhaustive]
     MalformedResponse {
         /// What was wrong with it (never the body itself, which may hold a token).
         reason: String,
@@ -121,6 +129,7 @@ pub enum ErrorKind {
     /// The authorization-code token has expired: the user must authorize the app again.
     ReauthorizationRequired,
     /// The callback reported an `error` (OAuth 2.0's way to say the authorization was refused).
+    #[non_exhaustive]
     AuthorizationDenied {
         /// The `error` parameter of the callback.
         error: String,
@@ -137,6 +146,7 @@ pub enum ErrorKind {
     /// store is usually back after a while.
     Store,
     /// The authorization callback is not the one this flow expects.
+    #[non_exhaustive]
     InvalidCallback {
         /// What did not match.
         reason: String,
@@ -184,7 +194,16 @@ impl Error {
     /// ```
     #[must_use]
     pub fn with_source(mut self, source: impl Into<crate::BoxError>) -> Self {
-        self.source = Some(Arc::new(source.into()));
+        let mut source = source.into();
+        // A token request refused behind an ended Exchange token was its refresh: its message
+        // tells to authorize again, not to check the client's secret.
+        if matches!(self.kind, ErrorKind::ReauthorizationRequired)
+            && let Some(refused) = source.downcast_mut::<Error>()
+            && refused.context == Some(Context::TokenRequest)
+        {
+            refused.context = Some(Context::RefreshRefused);
+        }
+        self.source = Some(Arc::new(source));
         self
     }
 
@@ -511,6 +530,12 @@ impl fmt::Display for Error {
                      credentials, so it has no token ({api}): check the client ID and secret or \
                      the username and password, or start the authorization again"
                 ),
+                Some(Context::RefreshRefused) => write!(
+                    f,
+                    "invalid credentials: the token endpoint refused to refresh the Exchange \
+                     token ({api}): the refresh token has expired or was revoked, so the user \
+                     must authorize the app again"
+                ),
                 Some(Context::Refused { renews: true }) => write!(
                     f,
                     "invalid credentials: the API refused the credential the request carried \
@@ -525,9 +550,14 @@ impl fmt::Display for Error {
                 _ => write!(f, "invalid credentials ({api})"),
             },
             ErrorKind::Forbidden(forbidden) => fmt::Display::fmt(forbidden, f),
-            ErrorKind::SchemeNotAccepted { scheme, accepted } => write!(
+            ErrorKind::SchemeNotAccepted {
+                method,
+                endpoint,
+                scheme,
+                accepted,
+            } => write!(
                 f,
-                "the endpoint does not accept `{}` credentials (it accepts {})",
+                "{method} {endpoint} does not accept `{}` credentials (it accepts {})",
                 scheme.header_scheme(),
                 SchemeWords(accepted)
             ),

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use infobip_auth::mock::{self, Fault, MockServer};
-use infobip_auth::source::ClientCredentials;
+use infobip_auth::source::{AuthCodeFlow, ClientCredentials};
 use infobip_auth::{BoxError, Error, InfobipAuthLayer};
 use support::{client, reports, transport};
 use tower::{ServiceBuilder, ServiceExt as _};
@@ -185,6 +185,68 @@ async fn a_refused_credential_says_which_side_refused_it_and_what_to_do() -> Tes
     Ok(())
 }
 
+/// The embedded server's demo app, authorized, and its code exchanged with `secret`: what the
+/// token endpoint made of the exchange.
+async fn exchanged(
+    server: &MockServer,
+    secret: &str,
+) -> Result<Result<infobip_auth::source::AuthCode, Error>, BoxError> {
+    let flow = AuthCodeFlow::builder(server.base_url(), mock::DEMO_APP_CLIENT_ID)
+        .client_secret(secret)
+        .redirect_uri(mock::DEMO_REDIRECT_URI)
+        .scope("sms:message:send")
+        .transport(transport(&client()))
+        .build()?;
+    let (url, pending) = flow.authorize_url()?;
+    let authorized = client()
+        .oneshot(Request::get(url).body(Full::<Bytes>::default())?)
+        .await?;
+    let callback = authorized
+        .headers()
+        .get(http::header::LOCATION)
+        .ok_or("no redirect")?
+        .to_str()?
+        .to_owned();
+    Ok(flow.exchange(flow.callback(pending, &callback)?).await)
+}
+
+#[tokio::test]
+async fn a_refused_exchange_refresh_says_to_authorize_again() -> TestResult {
+    let server = MockServer::start().await?;
+    let exchange = InfobipAuthLayer::new(exchanged(&server, mock::DEMO_APP_CLIENT_SECRET).await??);
+    exchange.credential().await?;
+    server.revoke_all_tokens();
+    let err = exchange.refresh().await.err().ok_or("refreshed")?;
+    let said = report(&err);
+    assert!(
+        said.contains("the token endpoint refused to refresh the Exchange token"),
+        "{said}"
+    );
+    assert!(
+        said.ends_with(
+            "the refresh token has expired or was revoked, so the user must authorize the app again"
+        ),
+        "{said}"
+    );
+    // Advice for a client secret or a password reads wrong for a refresh token.
+    for wrong in ["client ID and secret", "username and password"] {
+        assert!(!said.contains(wrong), "{said}");
+    }
+    assert_says_no_secret(&err, &[mock::DEMO_APP_CLIENT_SECRET.to_owned()]);
+
+    // The app's secret refused when its code is exchanged: that advice stays.
+    let err = exchanged(&server, "wrong-s3cret")
+        .await?
+        .err()
+        .ok_or("exchanged")?;
+    let said = report(&err);
+    assert!(said.contains("check the client ID and secret"), "{said}");
+    assert!(!said.contains("refresh"), "{said}");
+    assert_says_no_secret(&err, &["wrong-s3cret".to_owned()]);
+    server.shutdown().await;
+    Ok(())
+}
+
 /// A token source that panics.
 #[derive(Debug)]
 struct Panics;
@@ -222,7 +284,7 @@ mod traced {
     use std::sync::{Arc, Mutex};
 
     use http::Method;
-    use infobip_auth::source::{AuthCodeFlow, Session};
+    use infobip_auth::source::Session;
     use tracing::field::{Field, Visit};
     use tracing::span::{Attributes, Id, Record};
     use tracing::{Event, Metadata};
@@ -327,32 +389,12 @@ mod traced {
         Ok(())
     }
 
-    /// The embedded server's demo app, authorized and its code exchanged.
-    async fn exchanged(server: &MockServer) -> Result<infobip_auth::source::AuthCode, BoxError> {
-        let flow = AuthCodeFlow::builder(server.base_url(), mock::DEMO_APP_CLIENT_ID)
-            .client_secret(mock::DEMO_APP_CLIENT_SECRET)
-            .redirect_uri(mock::DEMO_REDIRECT_URI)
-            .scope("sms:message:send")
-            .transport(transport(&client()))
-            .build()?;
-        let (url, pending) = flow.authorize_url()?;
-        let authorized = client()
-            .oneshot(Request::get(url).body(Full::<Bytes>::default())?)
-            .await?;
-        let callback = authorized
-            .headers()
-            .get(http::header::LOCATION)
-            .ok_or("no redirect")?
-            .to_str()?
-            .to_owned();
-        Ok(flow.exchange(flow.callback(pending, &callback)?).await?)
-    }
-
     #[tokio::test]
     async fn a_refused_exchange_refresh_is_one_warning() -> TestResult {
         let (capture, _guard) = capture();
         let server = MockServer::start().await?;
-        let exchange = InfobipAuthLayer::new(exchanged(&server).await?);
+        let exchange =
+            InfobipAuthLayer::new(exchanged(&server, mock::DEMO_APP_CLIENT_SECRET).await??);
         exchange.credential().await?;
         server.revoke_all_tokens();
         let err = exchange.refresh().await.err().ok_or("refreshed")?;

@@ -1,6 +1,8 @@
 //! The scope check for reqwest clients against the embedded server: a `403` explained, its
-//! body untouched, another host's answers left alone, and a pre-flight refusal that sends
-//! nothing.
+//! body untouched, another host's answers left alone, a pre-flight refusal that sends nothing
+//! and names the endpoint, and a stalled body still a reqwest timeout.
+
+use std::time::Duration;
 
 use infobip_auth::mock::{Fault, MockConfig, MockServer};
 use infobip_auth::reqwest::find_error;
@@ -195,5 +197,97 @@ async fn declared_scopes_refuse_before_sending_and_nothing_is_sent() -> Result<(
         .await?;
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     assert_eq!(server.counters().resource_requests("App"), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_scheme_names_the_endpoint_and_not_the_key() -> Result<(), BoxError> {
+    const KEY: &str = "5b0f6e2d9c81a473e5f";
+    let server = server().await?;
+    let auth = InfobipAuthLayer::api_key(KEY)?.allow_origin(server.base_url())?;
+    let refused = checked_client(&auth)
+        .post(server.url("/settings/2/api-keys"))
+        .body("{}")
+        .send()
+        .await
+        .err()
+        .ok_or("sent")?;
+    let error = find_error(&refused).ok_or(format!("untyped: {refused}"))?;
+    let ErrorKind::SchemeNotAccepted { endpoint, .. } = error.kind() else {
+        return Err(format!("not a scheme refusal: {error:?}").into());
+    };
+    assert_eq!(endpoint, "/settings/2/api-keys");
+    let said = error.to_string();
+    assert!(
+        said.starts_with("POST /settings/2/api-keys does not accept `App` credentials"),
+        "{said}"
+    );
+    for shown in [said, format!("{error:?}"), format!("{refused} {refused:?}")] {
+        assert!(!shown.contains(KEY), "{shown}");
+    }
+    assert_eq!(server.counters().resource_requests("App"), 0);
+    Ok(())
+}
+
+/// A loopback server that answers every request with a `403` whose headers promise a body it
+/// starts and never finishes: the connection stays open, silent, until the test ends.
+async fn stalling_403() -> Result<String, BoxError> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buffer = [0; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => request.extend_from_slice(&buffer[..read]),
+                }
+            }
+            let head = "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n\
+                        content-length: 200\r\n\r\n{\"requestError\":";
+            let _ = stream.write_all(head.as_bytes()).await;
+            open.push(stream);
+        }
+    });
+    Ok(base)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_times_out_still_says_so_after_the_check() -> Result<(), BoxError> {
+    let base = stalling_403().await?;
+    let check = ScopeCheckLayer::new().allow_origin(&base)?;
+    let second = Duration::from_secs(1);
+    // Within the check's read of the 403 (5 s), or after it handed the rest of the body on.
+    let clients = [
+        ("timeout", reqwest::Client::builder().timeout(second)),
+        (
+            "read_timeout",
+            reqwest::Client::builder().read_timeout(second),
+        ),
+        (
+            "late timeout",
+            reqwest::Client::builder().timeout(10 * second),
+        ),
+    ];
+    for (what, client) in clients {
+        let client = ClientBuilder::new(client.build()?)
+            .with(check.reqwest_middleware())
+            .build();
+        let response = client
+            .get(format!("{base}/sms/1/inbox/reports"))
+            .header("authorization", "App reader")
+            .send()
+            .await?;
+        assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN, "{what}");
+        assert!(
+            response.extensions().get::<Error>().is_some(),
+            "{what}: not read"
+        );
+        let err = response.bytes().await.err().ok_or("the body ended")?;
+        assert!(err.is_timeout(), "{what}: {err:?}");
+    }
     Ok(())
 }

@@ -1178,9 +1178,21 @@ fn check(
         let error = Error::find(&**err).ok_or_else(|| format!("untyped error: {err}"))?;
         ensure!(outcome.took.is_zero(), "a refusal took {:?}", outcome.took);
         if scheme_refused {
-            let ErrorKind::SchemeNotAccepted { scheme, accepted } = error.kind() else {
+            let ErrorKind::SchemeNotAccepted {
+                method: refused_method,
+                endpoint,
+                scheme,
+                accepted,
+                ..
+            } = error.kind()
+            else {
                 return Err(format!("scheme refusal expected: {error}"));
             };
+            ensure!(*refused_method == method, "method {refused_method}");
+            ensure!(
+                Some(endpoint.as_str()) == row.map(|r| r.template.as_str()),
+                "endpoint {endpoint}"
+            );
             let accepted: Vec<&str> = accepted.iter().map(|a| a.openapi_name()).collect();
             let expected: Vec<&str> = row
                 .map(|r| r.schemes.iter().map(String::as_str).collect())

@@ -10,6 +10,8 @@ pub(crate) enum Context {
     /// A token endpoint refused what the source asks a token with (a client secret, a
     /// password, an authorization code): the source has no credential.
     TokenRequest,
+    /// A token endpoint refused to refresh an Exchange token: only a new authorization helps.
+    RefreshRefused,
     /// An API answered `401` to the credential a request carried; `renews` says whether the
     /// source can replace it.
     Refused { renews: bool },

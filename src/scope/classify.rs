@@ -112,6 +112,8 @@ pub fn preflight(
     };
     if let Some(scheme) = scheme.filter(|&scheme| !op.accepts(scheme)) {
         return Err(Error::new(ErrorKind::SchemeNotAccepted {
+            method: method.clone(),
+            endpoint: op.template.to_owned(),
             scheme,
             accepted: op.accepted.to_vec(),
         }));
@@ -290,16 +292,32 @@ mod tests {
         );
         let err = result.err();
         let kind = err.as_ref().map(Error::kind);
-        let Some(ErrorKind::SchemeNotAccepted { scheme, accepted }) = kind else {
+        let Some(ErrorKind::SchemeNotAccepted {
+            method,
+            endpoint,
+            scheme,
+            accepted,
+        }) = kind
+        else {
             panic!("not refused: {err:?}");
         };
+        assert_eq!(
+            (method, &endpoint[..]),
+            (&Method::POST, "/settings/2/api-keys")
+        );
         assert_eq!(*scheme, AuthScheme::ApiKey);
         assert_eq!(
             accepted,
             &[AuthScheme::Ibsso, AuthScheme::Basic, AuthScheme::OAuth2]
         );
         let text = err.map(|e| e.to_string()).unwrap_or_default();
-        for name in ["`App`", "IBSSO", "Basic", "Bearer"] {
+        for name in [
+            "POST /settings/2/api-keys",
+            "`App`",
+            "IBSSO",
+            "Basic",
+            "Bearer",
+        ] {
             assert!(text.contains(name), "{text}");
         }
     }

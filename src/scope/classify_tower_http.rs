@@ -665,20 +665,35 @@ mod tests {
         Ok(())
     }
 
+    type Failures = Arc<Mutex<Vec<String>>>;
+
+    /// An `on_failure` callback for `TraceLayer` that writes each failure to `failures`, as
+    /// `say` puts it.
+    fn record(
+        failures: &Failures,
+        say: fn(&ScopeFailureClass) -> String,
+    ) -> impl Fn(ScopeFailureClass, std::time::Duration, &tracing::Span) + Clone {
+        let failures = Arc::clone(failures);
+        move |class, _, _| {
+            failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(say(&class));
+        }
+    }
+
+    fn said(failures: &Failures) -> Vec<String> {
+        failures.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     #[tokio::test]
     async fn trace_layer_reports_what_the_scope_check_found() -> Result<(), BoxError> {
-        let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-        let record = {
-            let failures = Arc::clone(&failures);
-            move |class: ScopeFailureClass, _: std::time::Duration, _: &tracing::Span| {
-                failures
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(class.to_string());
-            }
-        };
+        let failures = Failures::default();
         let service = ServiceBuilder::new()
-            .layer(TraceLayer::new(ScopeClassifier::new()).on_failure(record))
+            .layer(
+                TraceLayer::new(ScopeClassifier::new())
+                    .on_failure(record(&failures, ScopeFailureClass::to_string)),
+            )
             .layer(
                 ScopeCheckLayer::new()
                     .held("inbound-message:read".parse()?)
@@ -692,24 +707,19 @@ mod tests {
 
         // A pre-flight refusal is an error, classified by the same scopes.
         let preflight = ServiceBuilder::new()
-            .layer(TraceLayer::new(ScopeClassifier::new()).on_failure({
-                let failures = Arc::clone(&failures);
-                move |class: ScopeFailureClass, _: std::time::Duration, _: &tracing::Span| {
-                    failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(format!("{} / retryable: {}", class, class.is_retryable()));
-                }
-            }))
+            .layer(
+                TraceLayer::new(ScopeClassifier::new()).on_failure(record(&failures, |class| {
+                    format!("{class} / retryable: {}", class.is_retryable())
+                })),
+            )
             .layer(ScopeCheckLayer::new().held("web:sdk".parse()?))
             .service(service_fn(|_: Request<Full<Bytes>>| async {
                 Ok::<_, Infallible>(answer(StatusCode::OK, b""))
             }));
         assert!(preflight.oneshot(sms("App key")).await.is_err());
 
-        let failures = failures.lock().unwrap_or_else(|p| p.into_inner()).clone();
         assert_eq!(
-            failures,
+            said(&failures),
             [
                 "forbidden: POST /sms/2/text/advanced needs any of message:send, sms:manage, \
                  sms:message:send; the credential holds inbound-message:read \
@@ -718,6 +728,38 @@ mod tests {
                  sms:message:send; the credential holds web:sdk / retryable: false",
             ]
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_refused_scheme_is_reported_with_its_endpoint() -> Result<(), BoxError> {
+        let failures = Failures::default();
+        let service = ServiceBuilder::new()
+            .layer(
+                TraceLayer::new(ScopeClassifier::new())
+                    .on_failure(record(&failures, |class| format!("{class} {class:?}"))),
+            )
+            .layer(ScopeCheckLayer::new())
+            .service(service_fn(|_: Request<Full<Bytes>>| async {
+                Ok::<_, Infallible>(answer(StatusCode::OK, b""))
+            }));
+        let key = "003026bbc133714df1834b8638bb496e";
+        let request = Request::post("https://xyz12.api.infobip.com/settings/2/api-keys")
+            .header(http::header::AUTHORIZATION, format!("App {key}"))
+            .body(Full::new(Bytes::new()))?;
+        assert!(service.oneshot(request).await.is_err());
+        let failures = said(&failures);
+        let [said] = &failures[..] else {
+            return Err(format!("not one failure: {failures:?}").into());
+        };
+        assert!(
+            said.starts_with(
+                "error: POST /settings/2/api-keys does not accept `App` credentials \
+                 (it accepts IBSSO, Basic, Bearer)"
+            ),
+            "{said}"
+        );
+        assert!(!said.contains(key), "{said}");
         Ok(())
     }
 
@@ -730,6 +772,8 @@ mod tests {
         let ours: BoxError = Error::new(ErrorKind::Timeout).into();
         assert!(ScopeFailureClass::from_error(&ours).is_retryable());
         let refused: BoxError = Error::new(ErrorKind::SchemeNotAccepted {
+            method: Method::POST,
+            endpoint: "/settings/2/api-keys".to_owned(),
             scheme: crate::AuthScheme::ApiKey,
             accepted: vec![crate::AuthScheme::Basic],
         })

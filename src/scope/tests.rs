@@ -225,7 +225,7 @@ async fn preflight_lets_through_a_key_holding_one_of_the_scopes() -> Result<(), 
 #[tokio::test]
 async fn an_app_key_to_api_key_management_is_refused_locally() -> Result<(), BoxError> {
     let calls = Calls::default();
-    let auth = InfobipAuthLayer::api_key("key")?;
+    let auth = InfobipAuthLayer::api_key("c0mposed-s3cret")?;
     let composed = ServiceBuilder::new()
         .layer(auth.clone())
         .layer(auth.scope_check())
@@ -246,17 +246,35 @@ async fn an_app_key_to_api_key_management_is_refused_locally() -> Result<(), Box
     for result in results {
         let err = result.err().ok_or("not refused")?;
         let error = ours(&err).ok_or("not our error")?;
-        let ErrorKind::SchemeNotAccepted { scheme, accepted } = error.kind() else {
+        let ErrorKind::SchemeNotAccepted {
+            method,
+            endpoint,
+            scheme,
+            accepted,
+        } = error.kind()
+        else {
             return Err(format!("wrong kind: {error:?}").into());
         };
+        assert_eq!(
+            (method, &endpoint[..]),
+            (&http::Method::POST, "/settings/2/api-keys")
+        );
         assert_eq!(*scheme, AuthScheme::ApiKey);
         assert_eq!(
             accepted,
             &[AuthScheme::Ibsso, AuthScheme::Basic, AuthScheme::OAuth2]
         );
         let text = error.to_string();
+        assert!(
+            text.starts_with("POST /settings/2/api-keys does not accept `App` credentials"),
+            "{text}"
+        );
         for name in ["IBSSO", "Basic", "Bearer"] {
             assert!(text.contains(name), "{text}");
+        }
+        let shown = format!("{text} {error:?}");
+        for secret in ["c0mposed-s3cret", "003026bbc133714df1834b8638bb496e"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
         }
     }
     assert_eq!(calls.count(), 0);
