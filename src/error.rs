@@ -115,13 +115,14 @@ pub enum ErrorKind {
     Transport,
     /// A token request took longer than its timeout.
     Timeout,
-    /// A token endpoint's answer could not be understood.
-    #[non_exhaustive]
+    /// A token endpoint's answer could not be understood. Open to construction: a
+    /// [`TokenSource`](crate::source::TokenSource) of your own may report it.
     MalformedResponse {
         /// What was wrong with it (never the body itself, which may hold a token).
         reason: String,
     },
     /// A token endpoint's answer was larger than the limit.
+    #[non_exhaustive]
     ResponseTooLarge {
         /// The limit, in bytes.
         limit: usize,
@@ -152,6 +153,7 @@ pub enum ErrorKind {
         reason: String,
     },
     /// The request goes to a host the credential was not made for.
+    #[non_exhaustive]
     HostNotAllowed {
         /// The scheme and authority of the refused request, e.g. `https://example.com`;
         /// `(no host)` for a URI that names neither (a path, as a tonic channel sends), and
@@ -194,16 +196,7 @@ impl Error {
     /// ```
     #[must_use]
     pub fn with_source(mut self, source: impl Into<crate::BoxError>) -> Self {
-        let mut source = source.into();
-        // A token request refused behind an ended Exchange token was its refresh: its message
-        // tells to authorize again, not to check the client's secret.
-        if matches!(self.kind, ErrorKind::ReauthorizationRequired)
-            && let Some(refused) = source.downcast_mut::<Error>()
-            && refused.context == Some(Context::TokenRequest)
-        {
-            refused.context = Some(Context::RefreshRefused);
-        }
-        self.source = Some(Arc::new(source));
+        self.source = Some(Arc::new(source.into()));
         self
     }
 

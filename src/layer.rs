@@ -146,7 +146,7 @@ impl InfobipAuthLayer {
     /// let refused = InfobipAuthLayer::api_key("key")?.layer(client).oneshot(request()?).await;
     /// let error = refused.err().ok_or("sent")?;
     /// let kind = Error::find(&*error).map(Error::kind);
-    /// assert!(matches!(kind, Some(ErrorKind::HostNotAllowed { origin }) if origin == "http://127.0.0.1:8080"));
+    /// assert!(matches!(kind, Some(ErrorKind::HostNotAllowed { origin, .. }) if origin == "http://127.0.0.1:8080"));
     ///
     /// let allowed = InfobipAuthLayer::api_key("key")?.allow_origin("http://127.0.0.1:8080")?;
     /// assert!(allowed.layer(client).oneshot(request()?).await.is_ok());

@@ -197,7 +197,7 @@ impl Transport {
     /// #     .transport(transport)
     /// #     .build()?;
     /// let err = oauth.fetch(None).await.err().ok_or("read whole")?;
-    /// assert!(matches!(err.kind(), ErrorKind::ResponseTooLarge { limit: 8192 }));
+    /// assert!(matches!(err.kind(), ErrorKind::ResponseTooLarge { limit: 8192, .. }));
     /// # Ok(()) }
     /// ```
     #[must_use]

@@ -83,6 +83,7 @@ pub use callback::{AuthorizationGrant, DEFAULT_PENDING_LIFETIME, PendingAuthoriz
 pub use flow::{AuthCodeFlow, Builder};
 pub use store::{MemoryStore, StoredToken, TokenStore};
 
+use crate::error::Context;
 use crate::origin::AllowedHosts;
 use crate::source::TokenSource;
 use crate::sync::lock;
@@ -428,7 +429,10 @@ impl Drop for UnsavedGuard {
 
 /// The server refused a refresh: `cause` says how. (A plain function: inside the `async fn`,
 /// the generic `with_source` trips rustc's higher-ranked `Send` check, rust-lang/rust#102211.)
+/// A refused token request is here a refused refresh: its message says to authorize again, not
+/// to check the client's secret.
 fn reauthorization_required(cause: Error) -> Error {
+    let cause = cause.with_context(Context::RefreshRefused);
     Error::new(ErrorKind::ReauthorizationRequired).with_source(cause)
 }
 
