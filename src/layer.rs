@@ -557,14 +557,35 @@ impl<S> InfobipAuth<S> {
     where
         S: Clone,
     {
+        (self.on_401(id), self.replay_of(request))
+    }
+
+    /// The copy of `request` a replay after a `401` needs, if its credential renews and its
+    /// body can be copied.
+    #[inline(always)]
+    fn replay_of<B: 'static>(&self, request: &Request<B>) -> Option<Replay<S, B>>
+    where
+        S: Clone,
+    {
         if !self.renews {
-            return (On401::Final, None);
+            return None;
         }
         // A clone not driven to readiness: the replay drives it before calling.
-        let replay = self.replay.snapshot(request);
-        let replay = replay.map(|snapshot| Replay::new(self.inner.clone(), snapshot));
-        let cache = self.cache.key();
-        (On401::Renew { cache, id }, replay)
+        let snapshot = self.replay.snapshot(request)?;
+        Some(Replay::new(self.inner.clone(), snapshot))
+    }
+
+    /// What a `401` to a request sent with credential `id` means.
+    #[inline(always)]
+    fn on_401(&self, id: u64) -> On401 {
+        if self.renews {
+            On401::Renew {
+                cache: self.cache.key(),
+                id,
+            }
+        } else {
+            On401::Final
+        }
     }
 }
 
@@ -662,10 +683,11 @@ impl<S: Clone> InfobipAuth<S> {
         id: u64,
     ) -> Option<(On401, Option<Replay<S, B>>)> {
         // First: a copy for the replay is of the request as the caller made it.
-        let check = self.check(id, request);
-        // One lookup sets the credential or finds a caller's own, which wins.
+        let replay = self.replay_of(request);
+        // One lookup sets the credential or finds a caller's own, which wins. What a `401`
+        // means is worked out after it, so it is not kept in registers across the lookup.
         match request.headers_mut().try_append(AUTHORIZATION, header) {
-            Ok(false) => Some(check),
+            Ok(false) => Some((self.on_401(id), replay)),
             Ok(true) => {
                 take_back_ours(request);
                 Some((On401::Pass, None))
