@@ -316,16 +316,11 @@ fn lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
 impl TokenSource for ClientCredentials {
     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
         let mut form = Vec::with_capacity(4 + self.form_params.len());
-        // With Basic, the header carries the secret as sent and form-encoded (what the
-        // base64 holds): an error answer echoing either loses it.
-        let encoded_secret;
-        let header_secrets;
+        // With Basic, the header carries the secret: an error answer that echoes it (as is,
+        // encoded, or inside the header's base64) loses it.
+        let header_secrets = [self.client_secret.as_str()];
         let authorization = match &self.basic_header {
-            Some(header) => {
-                encoded_secret = form_urlencoded(&self.client_secret);
-                header_secrets = [self.client_secret.as_str(), encoded_secret.as_str()];
-                Some((header, &header_secrets[..]))
-            }
+            Some(header) => Some((header, &header_secrets[..])),
             None => {
                 form.push(("client_id", self.client_id.as_str()));
                 form.push(("client_secret", self.client_secret.as_str()));
