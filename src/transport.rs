@@ -258,6 +258,18 @@ impl Transport {
         uri: Uri,
         fields: &[(&str, &str)],
     ) -> Result<Answer, Error> {
+        self.post_form_authorized(uri, fields, None).await
+    }
+
+    /// POSTs a form with an `Authorization` header when one is given (an OAuth client's HTTP
+    /// Basic authentication, RFC 6749 §2.3.1), with the secrets that header carries: they are
+    /// kept out of an error answer as the form's secret fields are.
+    pub(crate) async fn post_form_authorized(
+        &self,
+        uri: Uri,
+        fields: &[(&str, &str)],
+        authorization: Option<(&HeaderValue, &[&str])>,
+    ) -> Result<Answer, Error> {
         let body = serde_urlencoded::to_string(fields).map_err(|_| {
             Error::from(crate::ConfigError::Invalid {
                 what: "request body",
@@ -265,15 +277,18 @@ impl Transport {
             })
         })?;
         let body = Zeroizing::new(body);
+        let (authorization, header_secrets) = authorization.unzip();
         let secrets: Vec<&str> = fields
             .iter()
             .filter(|(name, _)| SECRET_FIELDS.contains(name))
             .map(|(_, value)| *value)
+            .chain(header_secrets.into_iter().flatten().copied())
             .collect();
         self.post(
             uri,
             "application/x-www-form-urlencoded",
             body.as_bytes(),
+            authorization,
             &secrets,
         )
         .await
@@ -297,7 +312,8 @@ impl Transport {
                 reason: "it could not be encoded as JSON",
             })
         })?;
-        self.post(uri, "application/json", &body, secrets).await
+        self.post(uri, "application/json", &body, None, secrets)
+            .await
     }
 
     async fn post(
@@ -305,16 +321,19 @@ impl Transport {
         uri: Uri,
         content_type: &'static str,
         body: &[u8],
+        authorization: Option<&HeaderValue>,
         secrets: &[&str],
     ) -> Result<Answer, Error> {
         let body = Bytes::from_owner(Zeroizing::new(body.to_vec()));
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(uri)
             .header(CONTENT_TYPE, content_type)
-            .header(ACCEPT, "application/json")
-            .body(Full::new(body))
-            .map_err(unbuildable)?;
+            .header(ACCEPT, "application/json");
+        if let Some(authorization) = authorization {
+            request = request.header(http::header::AUTHORIZATION, authorization.clone());
+        }
+        let request = request.body(Full::new(body)).map_err(unbuildable)?;
         Ok(keep_secrets(self.send(request).await?, secrets))
     }
 

@@ -5,6 +5,15 @@
 //! `grant_type=client_credentials` answers `{"access_token","expires_in","token_type"}`. The
 //! token is renewed ahead of `expires_in`, and after a `401`.
 //!
+//! The same source serves any OAuth 2.0 authorization server: a
+//! [`token_path`](Builder::token_path) of its own, HTTP Basic
+//! [client authentication](Builder::client_authentication) (RFC 6749 §2.3.1), a
+//! [requested scope](Builder::request_scope) (§3.3) and [extra form
+//! parameters](Builder::form_param) such as `audience` or `resource` (RFC 8707). `token_type`
+//! is read without regard to case; a missing one counts as `Bearer`, and a type that cannot be
+//! sent as `Bearer` (`DPoP`, `mac`) is refused as a
+//! [`MalformedResponse`](crate::ErrorKind::MalformedResponse) rather than sent wrongly.
+//!
 //! Infobip's examples disagree on `expires_in`: its OpenAPI schema says an integer, its Java
 //! example reads a string. Both are accepted. A value that cannot be right is not trusted:
 //!
@@ -50,16 +59,18 @@
 use std::fmt;
 use std::time::Duration;
 
-use http::Uri;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderValue, Uri};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::credential::REDACTED;
+use crate::credential::{REDACTED, sensitive_header};
 use crate::error::ConfigError;
 use crate::scope::Scopes;
 use crate::source::{TokenSource, Transport, token_endpoint};
 use crate::transport::{self, token_credential};
-use crate::{BaseUrl, Credential, Error};
+use crate::{BaseUrl, Credential, Error, ErrorKind};
 
 /// Infobip's path for the client-credentials grant.
 const TOKEN_PATH: &str = "/auth/1/oauth2/token";
@@ -74,6 +85,44 @@ const MIN_LIFETIME: Duration = Duration::from_secs(10);
 
 /// The longest lifetime believed: no Infobip token lives a day.
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The form fields the grant sets itself, which [`Builder::form_param`] refuses.
+const GRANT_FIELDS: [&str; 4] = ["grant_type", "client_id", "client_secret", "scope"];
+
+/// How the client proves who it is to the token endpoint (RFC 6749 §2.3.1).
+///
+/// Infobip reads the client id and secret from the form body; many other authorization
+/// servers want them in an HTTP Basic `Authorization` header, which RFC 6749 requires every
+/// server to support. OpenID Connect calls the two `client_secret_post` and
+/// `client_secret_basic`.
+///
+/// ```
+/// use infobip_auth::source::ClientCredentials;
+/// use infobip_auth::source::client_credentials::ClientAuthentication;
+/// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+/// # });
+/// // Infobip's way unless told otherwise.
+/// assert_eq!(ClientAuthentication::default(), ClientAuthentication::RequestBody);
+/// let oauth = ClientCredentials::builder("https://auth.example.com", "client-id", "client-secret")
+///     .transport(infobip_auth::source::Transport::new(client))
+///     .token_path("/oauth2/token")
+///     .client_authentication(ClientAuthentication::Basic)
+///     .build()?;
+/// assert!(format!("{oauth:?}").contains("client_authentication: Basic"));
+/// # Ok::<(), infobip_auth::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuthentication {
+    /// `client_id` and `client_secret` as form fields of the token request: what Infobip's
+    /// token endpoint reads.
+    #[default]
+    RequestBody,
+    /// `Authorization: Basic <base64(id:secret)>`, the id and secret each form-urlencoded
+    /// first (RFC 6749 §2.3.1, RFC 7617), and neither in the form.
+    Basic,
+}
 
 /// An OAuth 2.0 client id and secret, exchanged for short-lived `Bearer` access tokens.
 ///
@@ -98,6 +147,11 @@ pub struct ClientCredentials {
     endpoint: Uri,
     client_id: String,
     client_secret: Zeroizing<String>,
+    /// The `Authorization` header of every token request, over zeroizing memory, when the
+    /// client authenticates with HTTP Basic.
+    basic_header: Option<HeaderValue>,
+    requested_scope: Option<String>,
+    form_params: Vec<(String, String)>,
     scopes: Option<Scopes>,
     transport: Transport,
 }
@@ -129,18 +183,124 @@ impl ClientCredentials {
             client_secret: Zeroizing::new(client_secret.to_owned()),
             transport: None,
             token_path: None,
+            client_authentication: ClientAuthentication::default(),
+            requested_scope: None,
+            form_params: Vec::new(),
             scopes: None,
         }
     }
 }
 
-/// The answer of the token endpoint. `token_type` is not read: Infobip's resource endpoints
-/// take `Bearer`, whatever the answer calls it (`Bearer`, `bearer`, or nothing).
+/// The answer of the token endpoint.
 #[derive(Deserialize)]
 struct Granted {
     access_token: String,
     #[serde(default, deserialize_with = "transport::any_number")]
     expires_in: Option<serde_json::Value>,
+    /// `Bearer` in any case (RFC 6749 §5.1 calls it case-insensitive), or missing.
+    #[serde(default)]
+    token_type: Option<String>,
+}
+
+/// Refuses a token the layer cannot send as `Bearer` (a `DPoP` or `mac` token needs a proof
+/// made for each request): sending it as `Bearer` would only earn `401`s. A missing type is
+/// taken for `Bearer`, as Infobip's tokens are.
+fn check_bearer(token_type: Option<&str>) -> Result<(), Error> {
+    match token_type {
+        None => Ok(()),
+        Some(kind) if kind.eq_ignore_ascii_case("bearer") => Ok(()),
+        Some(kind) => {
+            let shown: String = kind.chars().take(32).collect();
+            Err(Error::new(ErrorKind::MalformedResponse {
+                reason: format!(
+                    "the token endpoint granted a token of type {shown:?}, which cannot be sent \
+                     as `Bearer`: only Bearer tokens (RFC 6750) are supported"
+                ),
+            }))
+        }
+    }
+}
+
+/// `value` encoded as `application/x-www-form-urlencoded`, which RFC 6749 §2.3.1 asks of a
+/// client id and secret before they are joined for Basic: ASCII letters, digits and `*-._`
+/// as they are, a space as `+`, any other byte (UTF-8) as `%XX`.
+fn form_urlencoded(value: &str) -> Zeroizing<String> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut encoded = Zeroizing::new(String::with_capacity(value.len() * 3));
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                encoded.push(char::from(byte));
+            }
+            b' ' => encoded.push('+'),
+            _ => {
+                encoded.push('%');
+                encoded.push(char::from(HEX[usize::from(byte >> 4)]));
+                encoded.push(char::from(HEX[usize::from(byte & 0x0f)]));
+            }
+        }
+    }
+    encoded
+}
+
+/// The `Authorization` header of HTTP Basic client authentication (RFC 6749 §2.3.1).
+fn basic_header(client_id: &str, client_secret: &str) -> Result<HeaderValue, ConfigError> {
+    let mut joined = form_urlencoded(client_id);
+    joined.push(':');
+    joined.push_str(&form_urlencoded(client_secret));
+    let mut header = Zeroizing::new(String::from("Basic "));
+    STANDARD.encode_string(joined.as_bytes(), &mut header);
+    // Base64 is always a valid header value; kept fallible so no input can panic.
+    sensitive_header(header.as_bytes()).ok_or(ConfigError::InvalidHeaderValue {
+        what: "client id or secret",
+    })
+}
+
+/// Checks a requested scope against RFC 6749 §3.3: scope tokens of visible ASCII but `"` and
+/// `\`, each followed by one space but the last.
+fn check_request_scope(scope: &str) -> Result<(), ConfigError> {
+    let invalid = |reason| ConfigError::Invalid {
+        what: "requested scope",
+        reason,
+    };
+    if scope.is_empty() {
+        return Err(ConfigError::Empty {
+            what: "requested scope",
+        });
+    }
+    for token in scope.split(' ') {
+        if token.is_empty() {
+            return Err(invalid(
+                "scope tokens are separated by single spaces, with none before or after \
+                 (RFC 6749 §3.3)",
+            ));
+        }
+        let allowed = |b: u8| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E);
+        if !token.bytes().all(allowed) {
+            return Err(invalid(
+                "a scope token holds visible ASCII characters other than `\"` and `\\` \
+                 (RFC 6749 §3.3)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an extra form parameter's name: not empty, and none the grant sets itself.
+fn check_form_param(name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::Empty {
+            what: "form parameter name",
+        });
+    }
+    if GRANT_FIELDS.contains(&name) {
+        return Err(ConfigError::Invalid {
+            what: "form parameter",
+            reason: "`grant_type`, `client_id`, `client_secret` and `scope` are set by the grant \
+                     itself (for `scope`, call `.request_scope(..)`)",
+        });
+    }
+    Ok(())
 }
 
 /// The lifetime to believe for `expires_in` (see the table in the [module docs](self)).
@@ -155,17 +315,34 @@ fn lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
 
 impl TokenSource for ClientCredentials {
     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
-        let form = [
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.as_str()),
-            ("grant_type", "client_credentials"),
-        ];
+        let mut form = Vec::with_capacity(4 + self.form_params.len());
+        // With Basic, the header carries the secret: an error answer that echoes it (as is,
+        // encoded, or inside the header's base64) loses it.
+        let header_secrets = [self.client_secret.as_str()];
+        let authorization = match &self.basic_header {
+            Some(header) => Some((header, &header_secrets[..])),
+            None => {
+                form.push(("client_id", self.client_id.as_str()));
+                form.push(("client_secret", self.client_secret.as_str()));
+                None
+            }
+        };
+        form.push(("grant_type", "client_credentials"));
+        if let Some(scope) = &self.requested_scope {
+            form.push(("scope", scope.as_str()));
+        }
+        form.extend(
+            self.form_params
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        );
         let answer = self
             .transport
-            .post_form(self.endpoint.clone(), &form)
+            .post_form_authorized(self.endpoint.clone(), &form, authorization)
             .await?;
         let granted: Granted = transport::json(&answer)?;
         let token = Zeroizing::new(granted.access_token);
+        check_bearer(granted.token_type.as_deref())?;
         let credential = transport::expires_after_sent(
             token_credential("Bearer", &token)?,
             &answer,
@@ -192,8 +369,32 @@ impl fmt::Debug for ClientCredentials {
             .field("endpoint", &self.endpoint)
             .field("client_id", &self.client_id)
             .field("client_secret", &REDACTED)
+            .field("client_authentication", &self.client_authentication())
+            .field("requested_scope", &self.requested_scope)
+            .field("form_params", &FormParamNames(&self.form_params))
             .field("scopes", &self.scopes)
             .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+impl ClientCredentials {
+    fn client_authentication(&self) -> ClientAuthentication {
+        if self.basic_header.is_some() {
+            ClientAuthentication::Basic
+        } else {
+            ClientAuthentication::RequestBody
+        }
+    }
+}
+
+/// Shows the names of extra form parameters, not their values: one may be sensitive.
+struct FormParamNames<'a>(&'a [(String, String)]);
+
+impl fmt::Debug for FormParamNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
             .finish()
     }
 }
@@ -213,6 +414,9 @@ pub struct Builder {
     client_secret: Zeroizing<String>,
     transport: Option<Transport>,
     token_path: Option<String>,
+    client_authentication: ClientAuthentication,
+    requested_scope: Option<String>,
+    form_params: Vec<(String, String)>,
     scopes: Option<Scopes>,
 }
 
@@ -268,6 +472,95 @@ impl Builder {
         self
     }
 
+    /// How the client authenticates to the token endpoint: its id and secret in the form
+    /// body ([`RequestBody`](ClientAuthentication::RequestBody), Infobip's way and the
+    /// default) or in an HTTP Basic header ([`Basic`](ClientAuthentication::Basic)), which
+    /// other authorization servers often require.
+    ///
+    /// ```
+    /// use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
+    /// use infobip_auth::source::client_credentials::ClientAuthentication;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+    /// # use bytes::Bytes;
+    /// # use http_body_util::{BodyExt, Full};
+    /// # // Grants a token only to `Basic base64("my+app:p%40ss")`, with no secret in the form.
+    /// # let client = tower::service_fn(|request: http::Request<Full<Bytes>>| async move {
+    /// #     let basic = request.headers().get("authorization").cloned();
+    /// #     let body = request.into_body().collect().await?.to_bytes();
+    /// #     let ok = basic.as_ref().is_some_and(|v| v == "Basic bXkrYXBwOnAlNDBzcw==")
+    /// #         && body == "grant_type=client_credentials";
+    /// #     let mut response = http::Response::new(Full::new(Bytes::from(r#"{"access_token":"a1b2c3","token_type":"bearer","expires_in":3600}"#)));
+    /// #     if !ok {
+    /// #         *response.status_mut() = http::StatusCode::UNAUTHORIZED;
+    /// #     }
+    /// #     Ok::<_, infobip_auth::BoxError>(response)
+    /// # });
+    /// // `client` stands in for an authorization server that takes Basic client authentication.
+    /// let oauth = ClientCredentials::builder("https://auth.example.com", "my app", "p@ss")
+    ///     .transport(Transport::new(client))
+    ///     .token_path("/oauth2/token")
+    ///     .client_authentication(ClientAuthentication::Basic)
+    ///     .build()?;
+    /// // The id and secret are form-urlencoded, joined with `:`, then base64'd.
+    /// assert_eq!(oauth.fetch(None).await?.header(), "Bearer a1b2c3");
+    /// # Ok(()) }
+    /// ```
+    pub fn client_authentication(mut self, authentication: ClientAuthentication) -> Self {
+        self.client_authentication = authentication;
+        self
+    }
+
+    /// The scope to request, sent as the `scope` form field (RFC 6749 §3.3): scope tokens
+    /// separated by single spaces, as the authorization server names them. Infobip's token
+    /// endpoint takes none; other servers may grant less, or nothing, without one. Checked
+    /// when built. This is what is asked for; [`scopes`](Self::scopes) declares the Infobip
+    /// scopes a credential holds, for the scope check.
+    ///
+    /// ```
+    /// use infobip_auth::ConfigError;
+    /// use infobip_auth::source::{ClientCredentials, Transport};
+    /// # let client = || Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// let builder = || ClientCredentials::builder("https://auth.example.com", "client-id", "client-secret").transport(client());
+    /// assert!(builder().request_scope("messages:read messages:write").build().is_ok());
+    /// // Two spaces, or a `"`, are no scope (RFC 6749 §3.3).
+    /// let refused = builder().request_scope("read  write").build();
+    /// assert!(matches!(refused, Err(ConfigError::Invalid { what: "requested scope", .. })));
+    /// let refused = builder().request_scope("\"read\"").build();
+    /// assert!(matches!(refused, Err(ConfigError::Invalid { what: "requested scope", .. })));
+    /// ```
+    pub fn request_scope(mut self, scope: &str) -> Self {
+        self.requested_scope = Some(scope.to_owned());
+        self
+    }
+
+    /// Adds a form field to every token request, for a server that requires one: an
+    /// `audience`, a `resource` (RFC 8707; it may be added more than once). The fields the
+    /// grant sets itself (`grant_type`, `client_id`, `client_secret`, `scope`) are refused when
+    /// built. A value shows in no `Debug`, though it is not treated as a secret.
+    ///
+    /// ```
+    /// use infobip_auth::ConfigError;
+    /// use infobip_auth::source::{ClientCredentials, Transport};
+    /// # let client = || Transport::new(tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+    /// # }));
+    /// let builder = || ClientCredentials::builder("https://auth.example.com", "client-id", "client-secret").transport(client());
+    /// let oauth = builder()
+    ///     .form_param("audience", "https://api.example.com")
+    ///     .form_param("resource", "https://api.example.com/messages")
+    ///     .build();
+    /// assert!(oauth.is_ok());
+    /// // The grant's own fields cannot be overridden.
+    /// let refused = builder().form_param("grant_type", "password").build();
+    /// assert!(matches!(refused, Err(ConfigError::Invalid { what: "form parameter", .. })));
+    /// ```
+    pub fn form_param(mut self, name: &str, value: &str) -> Self {
+        self.form_params.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Declares the scopes the client holds. Infobip's token answer does not list them; with
     /// them declared, a scope check can explain a `403` or refuse a request before sending it.
     ///
@@ -298,8 +591,9 @@ impl Builder {
     ///
     /// # Errors
     /// [`ConfigError::InvalidUrl`] or [`ConfigError::InsecureUrl`] for a bad base URL or token
-    /// path; [`ConfigError::Empty`] for an empty client id or secret; [`ConfigError::Invalid`]
-    /// when no transport was given.
+    /// path; [`ConfigError::Empty`] for an empty client id, secret, requested scope or form
+    /// parameter name; [`ConfigError::Invalid`] when no transport was given, for a requested
+    /// scope RFC 6749 §3.3 does not allow, or for a form parameter the grant sets itself.
     ///
     /// ```
     /// # use infobip_auth::{ConfigError, source::ClientCredentials};
@@ -317,12 +611,27 @@ impl Builder {
                 what: "client secret",
             });
         }
+        if let Some(scope) = &self.requested_scope {
+            check_request_scope(scope)?;
+        }
+        for (name, _) in &self.form_params {
+            check_form_param(name)?;
+        }
         let transport = super::required(self.transport)?;
+        let basic_header = match self.client_authentication {
+            ClientAuthentication::RequestBody => None,
+            ClientAuthentication::Basic => {
+                Some(basic_header(&self.client_id, &self.client_secret)?)
+            }
+        };
         Ok(ClientCredentials {
             base,
             endpoint,
             client_id: self.client_id,
             client_secret: self.client_secret,
+            basic_header,
+            requested_scope: self.requested_scope,
+            form_params: self.form_params,
             scopes: self.scopes,
             transport,
         })
@@ -337,6 +646,9 @@ impl fmt::Debug for Builder {
             .field("client_secret", &REDACTED)
             .field("transport", &self.transport)
             .field("token_path", &self.token_path)
+            .field("client_authentication", &self.client_authentication)
+            .field("requested_scope", &self.requested_scope)
+            .field("form_params", &FormParamNames(&self.form_params))
             .field("scopes", &self.scopes)
             .finish()
     }

@@ -264,7 +264,7 @@ fn an_expires_in_that_cannot_be_right_gets_a_safe_lifetime() {
 }
 
 #[tokio::test]
-async fn the_header_says_bearer_whatever_token_type_says() -> Result<(), BoxError> {
+async fn token_type_bearer_is_read_in_any_case_and_missing_means_bearer() -> Result<(), BoxError> {
     for body in [
         r#"{"access_token":"t","expires_in":60,"token_type":"bearer"}"#,
         r#"{"access_token":"t","expires_in":60,"token_type":"BEARER"}"#,
@@ -274,6 +274,60 @@ async fn the_header_says_bearer_whatever_token_type_says() -> Result<(), BoxErro
         let (_, source) = granting(body)?;
         assert_eq!(source.fetch(None).await?.header(), "Bearer t", "{body}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_type_that_is_not_bearer_is_a_malformed_answer() -> Result<(), BoxError> {
+    for (body, shown) in [
+        (r#"{"access_token":"t","token_type":"DPoP"}"#, r#""DPoP""#),
+        (r#"{"access_token":"t","token_type":""}"#, r#""""#),
+        (
+            r#"{"access_token":"t","token_type":"Bearer\r\nX: y"}"#,
+            r#""Bearer\r\nX: y""#,
+        ),
+    ] {
+        let (_, source) = granting(body)?;
+        let err = source.fetch(None).await.err().ok_or(body)?;
+        assert!(
+            matches!(err.kind(), ErrorKind::MalformedResponse { .. }),
+            "{body}: {err:?}"
+        );
+        assert!(err.to_string().contains(shown), "{err}");
+    }
+    // A long type is cut, so a server cannot fill the message.
+    let long = format!(
+        r#"{{"access_token":"t","token_type":"{}"}}"#,
+        "x".repeat(500)
+    );
+    let fake = FakeEndpoint::new(move |_| reply(200, long.clone()));
+    let source = ClientCredentials::builder(BASE, "client", "s3cret")
+        .transport(fake.transport())
+        .build()?;
+    let err = source.fetch(None).await.err().ok_or("granted")?;
+    assert!(err.to_string().len() < 250, "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn basic_client_authentication_moves_the_credentials_to_the_header() -> Result<(), BoxError> {
+    let fake = FakeEndpoint::new(|_| reply(200, r#"{"access_token":"t","expires_in":60}"#));
+    // RFC 6749 §2.3.1's encoding, then RFC 7617's: base64("Aladdin:open+sesame%21").
+    let source = ClientCredentials::builder(BASE, "Aladdin", "open sesame!")
+        .transport(fake.transport())
+        .client_authentication(ClientAuthentication::Basic)
+        .build()?;
+    source.fetch(None).await?;
+    let seen = &fake.seen()[0];
+    assert_eq!(
+        seen.header("authorization"),
+        "Basic QWxhZGRpbjpvcGVuK3Nlc2FtZSUyMQ=="
+    );
+    assert!(seen.headers["authorization"].is_sensitive());
+    assert_eq!(
+        seen.form(),
+        [("grant_type".to_owned(), "client_credentials".to_owned())]
+    );
     Ok(())
 }
 
@@ -721,6 +775,23 @@ mod properties {
         ]) {
             let lifetime = lifetime(Some(&value));
             prop_assert!((MIN_LIFETIME..=MAX_LIFETIME).contains(&lifetime), "{:?}", lifetime);
+        }
+
+        // The Basic pair's encoding is the form encoding servers decode.
+        #[test]
+        fn form_urlencoding_matches_serde_urlencoded(value in any::<String>()) {
+            let expected = serde_urlencoded::to_string([("v", value.as_str())]).unwrap_or_default();
+            prop_assert_eq!(format!("v={}", *form_urlencoded(&value)), expected);
+        }
+
+        // Any string is a valid scope or refused with a typed error; never a panic.
+        #[test]
+        fn a_requested_scope_is_checked_without_a_panic(scope in any::<String>()) {
+            let valid = !scope.is_empty()
+                && scope.split(' ').all(|t| {
+                    !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+                });
+            prop_assert_eq!(check_request_scope(&scope).is_ok(), valid);
         }
     }
 }
