@@ -222,24 +222,10 @@ fn check_bearer(token_type: Option<&str>) -> Result<(), Error> {
 }
 
 /// `value` encoded as `application/x-www-form-urlencoded`, which RFC 6749 §2.3.1 asks of a
-/// client id and secret before they are joined for Basic: ASCII letters, digits and `*-._`
-/// as they are, a space as `+`, any other byte (UTF-8) as `%XX`.
+/// client id and secret before they are joined for Basic.
 fn form_urlencoded(value: &str) -> Zeroizing<String> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut encoded = Zeroizing::new(String::with_capacity(value.len() * 3));
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                encoded.push(char::from(byte));
-            }
-            b' ' => encoded.push('+'),
-            _ => {
-                encoded.push('%');
-                encoded.push(char::from(HEX[usize::from(byte >> 4)]));
-                encoded.push(char::from(HEX[usize::from(byte & 0x0f)]));
-            }
-        }
-    }
+    encoded.extend(form_urlencoded::byte_serialize(value.as_bytes()));
     encoded
 }
 

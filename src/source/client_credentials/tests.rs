@@ -777,13 +777,6 @@ mod properties {
             prop_assert!((MIN_LIFETIME..=MAX_LIFETIME).contains(&lifetime), "{:?}", lifetime);
         }
 
-        // The Basic pair's encoding is the form encoding servers decode.
-        #[test]
-        fn form_urlencoding_matches_serde_urlencoded(value in any::<String>()) {
-            let expected = serde_urlencoded::to_string([("v", value.as_str())]).unwrap_or_default();
-            prop_assert_eq!(format!("v={}", *form_urlencoded(&value)), expected);
-        }
-
         // Any string is a valid scope or refused with a typed error; never a panic.
         #[test]
         fn a_requested_scope_is_checked_without_a_panic(scope in any::<String>()) {
