@@ -232,3 +232,73 @@ pub use scope::{AuthScheme, Catalog, Scope, ScopeCheck, ScopeCheckLayer, Scopes}
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// Values whose drop is a bug are `#[must_use]`: each block below ignores one and must fail to
+/// compile under `deny(unused_must_use)`. The first block is the same code with every value
+/// used, so the others fail for that reason alone. (Response futures need no attribute of
+/// their own: `Service::call` is `#[must_use]`.)
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use infobip_auth::ScopeCheck;
+/// use tower::service_fn;
+/// let inner = service_fn(|_: Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+/// });
+/// let _checked = ScopeCheck::new(inner);
+/// let _transport = infobip_auth::source::Transport::new(service_fn(|_: Request<Full<Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+/// }));
+/// ```
+///
+/// A scope check built and dropped:
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// use http::{Request, Response};
+/// use tower::service_fn;
+/// let inner = service_fn(|_: Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+/// });
+/// infobip_auth::ScopeCheck::new(inner);
+/// ```
+///
+/// A transport built and dropped:
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use tower::service_fn;
+/// infobip_auth::source::Transport::new(service_fn(|_: Request<Full<Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+/// }));
+/// ```
+#[cfg(doctest)]
+pub struct MustUseDoctests;
+
+/// The `reqwest` feature's values whose drop is a bug; the first block uses them all.
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// let layer = infobip_auth::InfobipAuthLayer::api_key("key").map_err(|e| e.to_string())?;
+/// let _middleware = layer.reqwest_middleware();
+/// let _policy = infobip_auth::reqwest::redirect_policy();
+/// # Ok::<(), String>(())
+/// ```
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let layer = infobip_auth::InfobipAuthLayer::api_key("key").map_err(|e| e.to_string())?;
+/// layer.reqwest_middleware();
+/// # Ok::<(), String>(())
+/// ```
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// infobip_auth::reqwest::redirect_policy();
+/// ```
+#[cfg(all(doctest, feature = "reqwest"))]
+pub struct ReqwestMustUseDoctests;

@@ -77,6 +77,7 @@ use crate::{Error, ErrorKind, InfobipAuthLayer};
 /// let client = ClientBuilder::new(reqwest).with(auth.reqwest_middleware()).build();
 /// # let _ = client; Ok(()) }
 /// ```
+#[must_use]
 pub fn redirect_policy() -> reqwest::redirect::Policy {
     let within_origin = reqwest::redirect::Policy::default();
     reqwest::redirect::Policy::custom(move |attempt| {
@@ -113,6 +114,7 @@ pub fn redirect_policy() -> reqwest::redirect::Policy {
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
+#[must_use]
 pub struct InfobipAuthMiddleware {
     layer: InfobipAuthLayer,
 }

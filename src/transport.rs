@@ -131,6 +131,7 @@ impl Transport {
     /// assert_eq!(server.counters().oauth_token_requests, 1);
     /// # Ok(()) }
     /// ```
+    #[must_use]
     pub fn new<S, B>(service: S) -> Self
     where
         S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,

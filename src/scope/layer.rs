@@ -537,6 +537,7 @@ impl<S> ScopeCheck<S> {
     /// assert!(matches!(meaning, Some(ErrorKind::InvalidCredentials(_))));
     /// # Ok(()) }
     /// ```
+    #[must_use]
     pub fn new(inner: S) -> Self {
         ScopeCheckLayer::new().layer(inner)
     }

@@ -190,6 +190,30 @@ impl FromIterator<Scope> for Scopes {
     }
 }
 
+/// Adds each scope, as [`insert`](Scopes::insert) does: a set built from several sources
+/// (configuration, a token answer) without collecting it again.
+impl Extend<Scope> for Scopes {
+    fn extend<I: IntoIterator<Item = Scope>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+impl<'a> Extend<&'a Scope> for Scopes {
+    fn extend<I: IntoIterator<Item = &'a Scope>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().cloned());
+    }
+}
+
+/// The scopes, in name order, taken out of the set.
+impl IntoIterator for Scopes {
+    type Item = Scope;
+    type IntoIter = std::collections::btree_set::IntoIter<Scope>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
 impl<'a> IntoIterator for &'a Scopes {
     type Item = &'a Scope;
     type IntoIter = std::collections::btree_set::Iter<'a, Scope>;
