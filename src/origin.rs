@@ -22,7 +22,7 @@ use crate::error::ConfigError;
 /// assert!("http://127.0.0.1:8080".parse::<BaseUrl>().is_ok());         // loopback
 /// # Ok::<(), infobip_auth::ConfigError>(())
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BaseUrl {
     scheme: Scheme,
     authority: Authority,
@@ -135,11 +135,11 @@ impl BaseUrl {
     /// ```
     /// # use infobip_auth::BaseUrl;
     /// let base = BaseUrl::new("https://xyz.api.infobip.com")?;
-    /// assert!(base.same_origin(&"https://xyz.api.infobip.com/sms/2/text/advanced".parse().unwrap()));
-    /// assert!(base.same_origin(&"https://XYZ.api.infobip.com:443/sms".parse().unwrap())); // default port
-    /// assert!(!base.same_origin(&"https://xyz.api.infobip.com:8443/sms".parse().unwrap()));
-    /// assert!(!base.same_origin(&"https://evil.example/sms".parse().unwrap()));
-    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// assert!(base.same_origin(&"https://xyz.api.infobip.com/sms/2/text/advanced".parse()?));
+    /// assert!(base.same_origin(&"https://XYZ.api.infobip.com:443/sms".parse()?)); // default port
+    /// assert!(!base.same_origin(&"https://xyz.api.infobip.com:8443/sms".parse()?));
+    /// assert!(!base.same_origin(&"https://evil.example/sms".parse()?));
+    /// # Ok::<(), infobip_auth::BoxError>(())
     /// ```
     #[must_use]
     pub fn same_origin(&self, uri: &Uri) -> bool {

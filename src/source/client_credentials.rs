@@ -112,7 +112,7 @@ const GRANT_FIELDS: [&str; 4] = ["grant_type", "client_id", "client_secret", "sc
 /// assert!(format!("{oauth:?}").contains("client_authentication: Basic"));
 /// # Ok::<(), infobip_auth::ConfigError>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ClientAuthentication {
     /// `client_id` and `client_secret` as form fields of the token request: what Infobip's
