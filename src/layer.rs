@@ -118,8 +118,11 @@ impl InfobipAuthLayer {
         Ok(Self::new(Basic::new(username, password)?))
     }
 
-    /// Also sends credentials to `base_url`'s origin. The first origin added replaces the
-    /// default "any HTTPS host under `infobip.com`". A request to an origin not allowed fails
+    /// Also sends credentials to `base_url`'s origin. For a source with a base URL (a session,
+    /// [`ClientCredentials`](crate::source::ClientCredentials)), that URL's origin stays
+    /// allowed and this one is added: the way to reach an API that is not on its
+    /// authorization server's origin. Otherwise the first origin added replaces the default
+    /// "any HTTPS host under `infobip.com`". A request to an origin not allowed fails
     /// with [`ErrorKind::HostNotAllowed`] before it is sent ("credentials are not sent to
     /// http://127.0.0.1:8080"): the cure is this method, with that origin.
     ///
@@ -297,6 +300,11 @@ impl InfobipAuthLayer {
     /// A [`ScopeCheckLayer`] that knows the scopes of the credential this layer sends: those
     /// declared on an API key ([`ApiKey::with_scopes`]) or reported by the token source. Put it
     /// inside this layer (after it in a `ServiceBuilder`), so it sees the `Authorization` header.
+    ///
+    /// It judges requests to every origin this layer sends credentials to, by Infobip's
+    /// catalogue unless given another: for an API that is not Infobip's, give it that API's
+    /// operations, `auth.scope_check().catalog(Catalog::empty().with_operation(..)?)`
+    /// ([`Catalog::empty`](crate::Catalog::empty)).
     ///
     /// Make it once this layer is configured: [`refresh_policy`](Self::refresh_policy) starts a
     /// new cache, which a scope check made before would not see.

@@ -14,6 +14,53 @@
 //! sent as `Bearer` (`DPoP`, `mac`) is refused as a
 //! [`MalformedResponse`](crate::ErrorKind::MalformedResponse) rather than sent wrongly.
 //!
+//! The base URL names the authorization server, and the layer sends the token to that origin
+//! alone. Infobip serves its API there too; another API usually lives elsewhere
+//! (`auth.example.com` issues, `api.example.com` takes), so allow the API's origin on the
+//! layer, or every request to it fails with
+//! [`HostNotAllowed`](crate::ErrorKind::HostNotAllowed) before it is sent. The token answer's
+//! `scope` is not read: declare what the client holds with [`scopes`](Builder::scopes) for a
+//! scope check, and give that check the API's own operations
+//! ([`ScopeCheckLayer::catalog`](crate::scope::ScopeCheckLayer::catalog)), since its default
+//! catalogue is Infobip's. `cargo run --example any_oauth_api` shows all of it on loopback.
+//!
+//! ```
+//! use http::Request;
+//! use infobip_auth::source::client_credentials::ClientAuthentication;
+//! use infobip_auth::source::{ClientCredentials, Transport};
+//! use infobip_auth::{Error, ErrorKind, InfobipAuthLayer};
+//! use tower::{Layer as _, ServiceExt as _, service_fn};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), infobip_auth::BoxError> {
+//! # let client = service_fn(|request: Request<http_body_util::Full<bytes::Bytes>>| async move {
+//! #     let body = match request.uri().path() {
+//! #         "/oauth2/token" => r#"{"access_token":"eyJraWQ","expires_in":3600,"token_type":"bearer"}"#.to_owned(),
+//! #         _ => String::from_utf8_lossy(request.headers()["authorization"].as_bytes()).into_owned(),
+//! #     };
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(body))
+//! # });
+//! // `client` stands in for a hyper-util client; the token comes from auth.example.com.
+//! let oauth = || {
+//!     ClientCredentials::builder("https://auth.example.com", "client-id", "client-secret")
+//!         .transport(Transport::new(client))
+//!         .token_path("/oauth2/token")
+//!         .client_authentication(ClientAuthentication::Basic)
+//!         .request_scope("messages:send")
+//!         .build()
+//! };
+//! let send = || Request::post("https://api.example.com/v1/messages").body(Default::default());
+//!
+//! // Bound to the authorization server's origin alone: the API's is refused, nothing sent.
+//! let refused = InfobipAuthLayer::new(oauth()?).layer(client).oneshot(send()?).await;
+//! let error = refused.err().ok_or("sent")?;
+//! let kind = Error::find(&*error).map(Error::kind);
+//! assert!(matches!(kind, Some(ErrorKind::HostNotAllowed { .. })));
+//!
+//! let layer = InfobipAuthLayer::new(oauth()?).allow_origin("https://api.example.com")?;
+//! let response = layer.layer(client).oneshot(send()?).await?;
+//! assert_eq!(response.body(), "Bearer eyJraWQ");
+//! # Ok(()) }
+//! ```
+//!
 //! Infobip's examples disagree on `expires_in`: its OpenAPI schema says an integer, its Java
 //! example reads a string. Both are accepted. A value that cannot be right is not trusted:
 //!
@@ -127,7 +174,8 @@ pub enum ClientAuthentication {
 /// An OAuth 2.0 client id and secret, exchanged for short-lived `Bearer` access tokens.
 ///
 /// Infobip is both the authorization and the resource server; the client id and secret are the
-/// ones created when signing up with Infobip. The secret lives in zeroizing memory and never
+/// ones created when signing up with Infobip. With another authorization server, allow the
+/// API's origin on the layer (see the [module docs](self)). The secret lives in zeroizing memory and never
 /// appears in `Debug` or in errors.
 ///
 /// ```
@@ -157,8 +205,11 @@ pub struct ClientCredentials {
 }
 
 impl ClientCredentials {
-    /// Starts configuring a client-credentials source for `client_id` at `base_url` (your
-    /// Infobip base URL, e.g. `https://xyz12.api.infobip.com`). A
+    /// Starts configuring a client-credentials source for `client_id` at `base_url`: your
+    /// Infobip base URL (`https://xyz12.api.infobip.com`), or another authorization server's
+    /// (its token endpoint's path then goes to [`token_path`](Builder::token_path)). The layer
+    /// sends the token to `base_url`'s origin alone: allow an API elsewhere with
+    /// [`InfobipAuthLayer::allow_origin`](crate::InfobipAuthLayer::allow_origin). A
     /// [`transport`](Builder::transport) is required.
     ///
     /// ```
@@ -499,8 +550,8 @@ impl Builder {
     /// The scope to request, sent as the `scope` form field (RFC 6749 §3.3): scope tokens
     /// separated by single spaces, as the authorization server names them. Infobip's token
     /// endpoint takes none; other servers may grant less, or nothing, without one. Checked
-    /// when built. This is what is asked for; [`scopes`](Self::scopes) declares the Infobip
-    /// scopes a credential holds, for the scope check.
+    /// when built. This is what is asked for; [`scopes`](Self::scopes) declares the scopes a
+    /// credential holds, for the scope check (the token answer's `scope` is not read).
     ///
     /// ```
     /// use infobip_auth::ConfigError;
@@ -547,7 +598,8 @@ impl Builder {
         self
     }
 
-    /// Declares the scopes the client holds. Infobip's token answer does not list them; with
+    /// Declares the scopes the client holds. The token answer's `scope` is not read (Infobip's
+    /// lists none), and a [`request_scope`](Self::request_scope) is not taken as granted; with
     /// them declared, a scope check can explain a `403` or refuse a request before sending it.
     ///
     /// ```

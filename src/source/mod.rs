@@ -40,6 +40,12 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A fixed token of another API (`Bearer`, or a scheme of its own) is a source whose
+//! [`fetch`](TokenSource::fetch) and [`fixed`](TokenSource::fixed) both return it: held fixed,
+//! it needs no runtime and a `401` to it is final, as an API key's; with `fetch` alone, a
+//! `401` would fetch the same token again and replay the request with it. Allow its API's
+//! origin on the layer (`cargo run --example any_oauth_api`).
+//!
 //! An API key that a vault rotates is an `App` credential that expires with the rotation, so
 //! the cache reads the vault again before the old key is retired. A key retired early is
 //! refused once: the cache reads the vault again and replays the request with the new key.
@@ -273,8 +279,10 @@ pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
         false
     }
 
-    /// The Infobip base URL the credentials are made for. The layer sends them there only;
-    /// `None` means any HTTPS host under `infobip.com`.
+    /// The base URL the credentials are made for: Infobip's, or for [`ClientCredentials`]
+    /// the authorization server's. The layer sends them to that origin only, and to those
+    /// [`allow_origin`](crate::InfobipAuthLayer::allow_origin) adds; `None` means any HTTPS
+    /// host under `infobip.com` until an origin is allowed.
     ///
     /// ```
     /// use infobip_auth::source::{ApiKey, ClientCredentials, TokenSource, Transport};
