@@ -9,7 +9,7 @@
 //! - `https://reports.example.test`: a second API with a fixed `Bearer` token of its own.
 //!
 //! One hyper-util client sends through two layers: one with [`ClientCredentials`] for the
-//! messages API, one with a fixed token for the reports API. Each credential goes to its own
+//! messages API, one with a [`FixedToken`] for the reports API. Each credential goes to its own
 //! API only. What happened is printed; no token or secret is.
 //!
 //! In production, use an HTTPS connector (hyper-rustls) and the real URLs; nothing else changes.
@@ -31,8 +31,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infobip_auth::source::client_credentials::ClientAuthentication;
-use infobip_auth::source::{ClientCredentials, TokenSource, Transport};
-use infobip_auth::{AuthScheme, BoxError, Catalog, Credential, Error, InfobipAuthLayer};
+use infobip_auth::source::{ClientCredentials, FixedToken, Transport};
+use infobip_auth::{AuthScheme, BoxError, Catalog, Error, InfobipAuthLayer};
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt as _};
 
@@ -97,21 +97,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A fixed `Bearer` token: sent as it is, never renewed (a `401` to it is final).
-#[derive(Debug)]
-struct FixedBearer(Credential);
-
-impl TokenSource for FixedBearer {
-    async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
-        Ok(self.0.clone())
-    }
-
-    /// Held fixed: the cache takes it as it is, with no fetch and no task.
-    fn fixed(&self) -> Option<Credential> {
-        Some(self.0.clone())
-    }
-}
-
 /// Starts the three servers, sends through the layered clients, and reports.
 pub async fn run() -> Result<Outcome, BoxError> {
     let servers = Arc::new(Servers::default());
@@ -152,7 +137,7 @@ pub async fn run() -> Result<Outcome, BoxError> {
         .service(client.clone());
 
     // A source with no base URL would go to Infobip's hosts only: name the reports API.
-    let fixed = FixedBearer(Credential::new("Bearer", REPORTS_TOKEN)?);
+    let fixed = FixedToken::bearer(REPORTS_TOKEN)?;
     let reports = ServiceBuilder::new()
         .timeout(Duration::from_secs(30))
         .layer(InfobipAuthLayer::new(fixed).allow_origin(&reports_url)?)

@@ -538,7 +538,8 @@ impl fmt::Display for Error {
                 Some(Context::Refused { renews: false }) => write!(
                     f,
                     "invalid credentials: the API refused the credential the request carried \
-                     ({api}): an API key or a Basic login does not renew: replace it"
+                     ({api}): a fixed credential (an API key, a Basic login, a fixed token) \
+                     does not renew: replace it"
                 ),
                 _ => write!(f, "invalid credentials ({api})"),
             },

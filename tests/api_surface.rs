@@ -18,9 +18,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 use infobip_auth::mock::{Counters, ExchangeApp, Fault, MockConfig, MockServer, ReceivedRequest};
 use infobip_auth::source::client_credentials::ClientAuthentication;
 use infobip_auth::source::{
-    ApiKey, AuthCode, AuthCodeFlow, AuthorizationGrant, Basic, ClientCredentials, MemoryStore,
-    PendingAuthorization, Session, SharedTokenSource, StoredToken, TokenSource, TokenStore,
-    Transport,
+    ApiKey, AuthCode, AuthCodeFlow, AuthorizationGrant, Basic, ClientCredentials, FixedToken,
+    MemoryStore, PendingAuthorization, Session, SharedTokenSource, StoredToken, TokenSource,
+    TokenStore, Transport,
 };
 use infobip_auth::{
     Account, ApiError, AuthScheme, BaseUrl, BoxError, Catalog, ConfigError, Credential, Error,
@@ -78,6 +78,7 @@ fn what_users_hold_across_await_or_share_between_tasks_is_send_and_sync() {
     send_sync::<Basic>();
     send_sync::<Session>();
     send_sync::<ClientCredentials>();
+    send_sync::<FixedToken>();
     send_sync::<AuthCode>();
     send_sync::<AuthCodeFlow>();
     send_sync::<PendingAuthorization>();
@@ -215,6 +216,7 @@ fn common_traits() {
     clone_debug::<Basic>();
     clone_debug::<Session>();
     clone_debug::<ClientCredentials>();
+    clone_debug::<FixedToken>();
     clone_debug::<AuthCode>();
     clone_debug::<AuthCodeFlow>();
     clone_debug::<MemoryStore>();
@@ -259,6 +261,7 @@ fn the_shipped_sources_and_stores_implement_their_traits() {
     source::<Basic>();
     source::<Session>();
     source::<ClientCredentials>();
+    source::<FixedToken>();
     source::<AuthCode>();
     store::<MemoryStore>();
     store::<std::sync::Arc<MemoryStore>>();

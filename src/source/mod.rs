@@ -6,6 +6,7 @@
 //! | [`Basic`] | `Basic <base64(username:password)>` | never |
 //! | [`Session`] | `IBSSO <token>` from `POST /auth/1/session` | before an idle gap outlives the session (60 min by default); the old session is deleted first |
 //! | [`ClientCredentials`] | `Bearer <access_token>` from `POST /auth/1/oauth2/token` | ahead of `expires_in` |
+//! | [`FixedToken`] (another API's token) | `<scheme> <token>`, e.g. `Bearer <token>` | never |
 //! | [`AuthCode`] (Exchange OAuth, [module docs](auth_code)) | `{tokenType} {token}` (`IBSSO <token>`) from `POST /exchange/1/oauth/token` | about every 45 s of its one-minute life (`grant_type=refresh_token`); while idle too with [`RefreshPolicy::keep_alive`](crate::RefreshPolicy::keep_alive); once expired, [`ReauthorizationRequired`](crate::ErrorKind::ReauthorizationRequired) |
 //!
 //! The three sources that call token endpoints reach them through a [`Transport`]: any `tower`
@@ -40,11 +41,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A fixed token of another API (`Bearer`, or a scheme of its own) is a source whose
-//! [`fetch`](TokenSource::fetch) and [`fixed`](TokenSource::fixed) both return it: held fixed,
-//! it needs no runtime and a `401` to it is final, as an API key's; with `fetch` alone, a
-//! `401` would fetch the same token again and replay the request with it. Allow its API's
-//! origin on the layer (`cargo run --example any_oauth_api`).
+//! A fixed token of another API is a [`FixedToken`]. A source of your own that holds one
+//! returns it from [`fixed`](TokenSource::fixed) as well as [`fetch`](TokenSource::fetch):
+//! held fixed, it needs no runtime and a `401` to it is final; with `fetch` alone, a `401`
+//! would fetch the same token again and replay the request with it.
 //!
 //! An API key that a vault rotates is an `App` credential that expires with the rotation, so
 //! the cache reads the vault again before the old key is retired. A key retired early is
@@ -100,6 +100,7 @@ mod api_key;
 pub mod auth_code;
 mod basic;
 pub mod client_credentials;
+mod fixed_token;
 mod pkce;
 pub mod session;
 
@@ -116,6 +117,7 @@ pub use auth_code::{
 };
 pub use basic::Basic;
 pub use client_credentials::ClientCredentials;
+pub use fixed_token::FixedToken;
 pub use session::Session;
 
 use crate::error::ConfigError;
