@@ -230,9 +230,9 @@ fn oauth_source(
         .token_path("/oauth2/token")
         .client_authentication(ClientAuthentication::Basic);
     if let Some(scope) = scope {
-        // Asked of the server, then declared for the scope check: the crate reads no
-        // `scope` in the token answer.
-        builder = builder.request_scope(scope).scopes(scope.parse()?);
+        // Asked of the server; each token then holds the `scope` its answer grants, which the
+        // scope check reads.
+        builder = builder.request_scope(scope);
     }
     Ok(builder.build()?)
 }

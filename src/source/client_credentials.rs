@@ -18,9 +18,9 @@
 //! alone. Infobip serves its API there too; another API usually lives elsewhere
 //! (`auth.example.com` issues, `api.example.com` takes), so allow the API's origin on the
 //! layer, or every request to it fails with
-//! [`HostNotAllowed`](crate::ErrorKind::HostNotAllowed) before it is sent. The token answer's
-//! `scope` is not read: declare what the client holds with [`scopes`](Builder::scopes) for a
-//! scope check, and give that check the API's own operations
+//! [`HostNotAllowed`](crate::ErrorKind::HostNotAllowed) before it is sent. Each token holds
+//! the scopes its answer grants (`scope`; without one, the scope requested), or those declared
+//! with [`scopes`](Builder::scopes), for a scope check; give that check the API's own operations
 //! ([`ScopeCheckLayer::catalog`](crate::scope::ScopeCheckLayer::catalog)), since its default
 //! catalogue is Infobip's. `cargo run --example any_oauth_api` shows all of it on loopback.
 //!
@@ -251,6 +251,9 @@ struct Granted {
     /// `Bearer` in any case (RFC 6749 §5.1 calls it case-insensitive), or missing.
     #[serde(default)]
     token_type: Option<String>,
+    /// The scopes granted, space-delimited (RFC 6749 §5.1); Infobip's answers have none.
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// Refuses a token the layer cannot send as `Bearer` (a `DPoP` or `mac` token needs a proof
@@ -385,8 +388,8 @@ impl TokenSource for ClientCredentials {
             &answer,
             lifetime(granted.expires_in.as_ref()),
         );
-        Ok(match &self.scopes {
-            Some(scopes) => credential.with_scopes(scopes.clone()),
+        Ok(match self.held_scopes(granted.scope.as_deref()) {
+            Some(scopes) => credential.with_scopes(scopes),
             None => credential,
         })
     }
@@ -416,6 +419,17 @@ impl fmt::Debug for ClientCredentials {
 }
 
 impl ClientCredentials {
+    /// The scopes a token holds: those declared; else those the answer grants, an answer
+    /// without `scope` granting the scope requested (RFC 6749 §5.1); unknown when none of
+    /// these is given, or a granted name is not one a [`Scope`](crate::Scope) can be (then
+    /// no scope check judges by a partial list).
+    fn held_scopes(&self, granted: Option<&str>) -> Option<Scopes> {
+        if let Some(declared) = &self.scopes {
+            return Some(declared.clone());
+        }
+        granted.or(self.requested_scope.as_deref())?.parse().ok()
+    }
+
     fn client_authentication(&self) -> ClientAuthentication {
         if self.basic_header.is_some() {
             ClientAuthentication::Basic
@@ -550,8 +564,9 @@ impl Builder {
     /// The scope to request, sent as the `scope` form field (RFC 6749 §3.3): scope tokens
     /// separated by single spaces, as the authorization server names them. Infobip's token
     /// endpoint takes none; other servers may grant less, or nothing, without one. Checked
-    /// when built. This is what is asked for; [`scopes`](Self::scopes) declares the scopes a
-    /// credential holds, for the scope check (the token answer's `scope` is not read).
+    /// when built. A token whose answer names no `scope` holds the scope requested (RFC 6749
+    /// §5.1), for the scope check; [`scopes`](Self::scopes), when given, says what it holds
+    /// instead.
     ///
     /// ```
     /// use infobip_auth::ConfigError;
@@ -598,9 +613,10 @@ impl Builder {
         self
     }
 
-    /// Declares the scopes the client holds. The token answer's `scope` is not read (Infobip's
-    /// lists none), and a [`request_scope`](Self::request_scope) is not taken as granted; with
-    /// them declared, a scope check can explain a `403` or refuse a request before sending it.
+    /// Declares the scopes the client holds, over what a token answer grants (RFC 6749 §5.1's
+    /// `scope`, or the [scope requested](Self::request_scope) when it names none). Infobip's
+    /// answers name none: with them declared, a scope check can explain a `403` or refuse a
+    /// request before sending it.
     ///
     /// ```
     /// use infobip_auth::mock::{MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};

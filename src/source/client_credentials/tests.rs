@@ -331,6 +331,68 @@ async fn basic_client_authentication_moves_the_credentials_to_the_header() -> Re
     Ok(())
 }
 
+/// RFC 6749 §5.1: the answer's `scope` is what the token holds; without one, the scope
+/// requested; declared scopes win; a name no `Scope` can be leaves the set unknown.
+#[tokio::test]
+async fn a_token_holds_the_scopes_its_answer_grants() -> Result<(), BoxError> {
+    // (the answer's `scope` field, requested, declared, held)
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let cases: [Case; 7] = [
+        (
+            r#","scope":"messages:send reports:read""#,
+            None,
+            None,
+            Some("messages:send reports:read"),
+        ),
+        (
+            r#","scope":"messages:send""#,
+            Some("messages:send reports:read"),
+            None,
+            Some("messages:send"),
+        ),
+        ("", Some("messages:send"), None, Some("messages:send")),
+        (
+            r#","scope":"messages:send""#,
+            None,
+            Some("sms:manage"),
+            Some("sms:manage"),
+        ),
+        (
+            r#","scope":"Messages.Send https://api.example.com/.default""#,
+            None,
+            None,
+            None,
+        ),
+        (r#","scope":"""#, None, None, None),
+        ("", None, None, None),
+    ];
+    for (scope, requested, declared, held) in cases {
+        let body = format!(r#"{{"access_token":"t","expires_in":60{scope}}}"#);
+        let fake = FakeEndpoint::new(move |_| reply(200, body.clone()));
+        let mut builder =
+            ClientCredentials::builder(BASE, "client", "s3cret").transport(fake.transport());
+        if let Some(requested) = requested {
+            builder = builder.request_scope(requested);
+        }
+        if let Some(declared) = declared {
+            builder = builder.scopes(declared.parse()?);
+        }
+        let credential = builder.build()?.fetch(None).await?;
+        let expected = held.map(str::parse::<Scopes>).transpose()?;
+        assert_eq!(
+            credential.scopes(),
+            expected.as_ref(),
+            "{scope} {requested:?} {declared:?}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn declared_scopes_travel_with_the_token() -> Result<(), BoxError> {
     let fake = FakeEndpoint::new(|_| reply(200, r#"{"access_token":"t","expires_in":60}"#));
