@@ -303,10 +303,19 @@ impl TokenSource for ClientCredentials {
     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
         let mut form = Vec::with_capacity(4 + self.form_params.len());
         // With Basic, the header carries the secret: an error answer that echoes it (as is,
-        // encoded, or inside the header's base64) loses it.
-        let header_secrets = [self.client_secret.as_str()];
+        // encoded, or inside the header's base64) loses it. The header's base64 is kept
+        // whole too: a secret too short to fill two base64 groups of its own has no base64
+        // form of its own, yet shows whole in an echoed header.
+        let mut header_secrets = [self.client_secret.as_str(), ""];
         let authorization = match &self.basic_header {
-            Some(header) => Some((header, &header_secrets[..])),
+            Some(header) => {
+                header_secrets[1] = header
+                    .to_str()
+                    .unwrap_or_default()
+                    .trim_start_matches("Basic ")
+                    .trim_end_matches('=');
+                Some((header, &header_secrets[..]))
+            }
             None => {
                 form.push(("client_id", self.client_id.as_str()));
                 form.push(("client_secret", self.client_secret.as_str()));
