@@ -272,14 +272,19 @@ fn check_request_scope(scope: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Checks an extra form parameter's name: not empty, and none the grant sets itself.
+/// Checks an extra form parameter's name: not empty, and none the grant sets itself, in any
+/// case.
 fn check_form_param(name: &str) -> Result<(), ConfigError> {
     if name.is_empty() {
         return Err(ConfigError::Empty {
             what: "form parameter name",
         });
     }
-    if GRANT_FIELDS.contains(&name) {
+    // In any case: some servers read form names without regard to it.
+    if GRANT_FIELDS
+        .iter()
+        .any(|field| field.eq_ignore_ascii_case(name))
+    {
         return Err(ConfigError::Invalid {
             what: "form parameter",
             reason: "`grant_type`, `client_id`, `client_secret` and `scope` are set by the grant \
@@ -532,8 +537,8 @@ impl Builder {
 
     /// Adds a form field to every token request, for a server that requires one: an
     /// `audience`, a `resource` (RFC 8707; it may be added more than once). The fields the
-    /// grant sets itself (`grant_type`, `client_id`, `client_secret`, `scope`) are refused when
-    /// built. A value shows in no `Debug`, though it is not treated as a secret.
+    /// grant sets itself (`grant_type`, `client_id`, `client_secret`, `scope`) are refused, in any
+    /// case, when built. A value shows in no `Debug`, though it is not treated as a secret.
     ///
     /// ```
     /// use infobip_auth::ConfigError;

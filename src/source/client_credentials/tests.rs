@@ -381,6 +381,29 @@ async fn an_echoed_basic_header_shows_no_part_of_the_secret_at_any_alignment()
     Ok(())
 }
 
+#[test]
+fn a_grant_field_in_another_case_is_refused_as_a_form_parameter() {
+    // Servers that read form names without regard to case (ASP.NET's form collection) would
+    // take these for the grant's own: a second scope that escapes the §3.3 check, or a secret
+    // that is not kept out of errors.
+    for name in ["Scope", "GRANT_TYPE", "Client_Secret", "client_ID"] {
+        let refused = ClientCredentials::builder(BASE, "client", "s3cret")
+            .transport(FakeEndpoint::new(|_| reply(200, "{}")).transport())
+            .form_param(name, "value")
+            .build();
+        assert!(
+            matches!(
+                refused,
+                Err(ConfigError::Invalid {
+                    what: "form parameter",
+                    ..
+                })
+            ),
+            "{name}: {refused:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn declared_scopes_travel_with_the_token() -> Result<(), BoxError> {
     let fake = FakeEndpoint::new(|_| reply(200, r#"{"access_token":"t","expires_in":60}"#));
