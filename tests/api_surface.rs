@@ -267,3 +267,25 @@ fn the_shipped_sources_and_stores_implement_their_traits() {
     store::<std::sync::Arc<MemoryStore>>();
     let _: fn(ApiKey) -> SharedTokenSource = SharedTokenSource::from;
 }
+
+/// A token source of the user's own reports what went wrong in the crate's words: the kinds a
+/// token request meets are built outside the crate (marking one `#[non_exhaustive]` breaks this).
+#[test]
+fn a_token_source_of_ones_own_builds_the_kinds_a_token_request_meets() {
+    let refused = || ApiError::from_body(http::StatusCode::UNAUTHORIZED, b"{}");
+    let kinds = [
+        ErrorKind::MalformedResponse {
+            reason: "no access_token".to_owned(),
+        },
+        ErrorKind::TokenEndpoint(ApiError::from_body(http::StatusCode::BAD_GATEWAY, b"")),
+        ErrorKind::InvalidCredentials(refused()),
+        ErrorKind::Transport,
+        ErrorKind::Timeout,
+        ErrorKind::ReauthorizationRequired,
+        ErrorKind::Store,
+    ];
+    for kind in kinds {
+        let error = Error::new(kind).with_source(std::io::Error::other("cause"));
+        assert!(!error.to_string().is_empty());
+    }
+}

@@ -326,14 +326,19 @@ fn check_request_scope(scope: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Checks an extra form parameter's name: not empty, and none the grant sets itself.
+/// Checks an extra form parameter's name: not empty, and none the grant sets itself, in any
+/// case.
 fn check_form_param(name: &str) -> Result<(), ConfigError> {
     if name.is_empty() {
         return Err(ConfigError::Empty {
             what: "form parameter name",
         });
     }
-    if GRANT_FIELDS.contains(&name) {
+    // In any case: some servers read form names without regard to it.
+    if GRANT_FIELDS
+        .iter()
+        .any(|field| field.eq_ignore_ascii_case(name))
+    {
         return Err(ConfigError::Invalid {
             what: "form parameter",
             reason: "`grant_type`, `client_id`, `client_secret` and `scope` are set by the grant \
@@ -357,10 +362,19 @@ impl TokenSource for ClientCredentials {
     async fn fetch(&self, _previous: Option<&Credential>) -> Result<Credential, Error> {
         let mut form = Vec::with_capacity(4 + self.form_params.len());
         // With Basic, the header carries the secret: an error answer that echoes it (as is,
-        // encoded, or inside the header's base64) loses it.
-        let header_secrets = [self.client_secret.as_str()];
+        // encoded, or inside the header's base64) loses it. The header's base64 is kept
+        // whole too: a secret too short to fill two base64 groups of its own has no base64
+        // form of its own, yet shows whole in an echoed header.
+        let mut header_secrets = [self.client_secret.as_str(), ""];
         let authorization = match &self.basic_header {
-            Some(header) => Some((header, &header_secrets[..])),
+            Some(header) => {
+                header_secrets[1] = header
+                    .to_str()
+                    .unwrap_or_default()
+                    .trim_start_matches("Basic ")
+                    .trim_end_matches('=');
+                Some((header, &header_secrets[..]))
+            }
             None => {
                 form.push(("client_id", self.client_id.as_str()));
                 form.push(("client_secret", self.client_secret.as_str()));
@@ -589,8 +603,8 @@ impl Builder {
 
     /// Adds a form field to every token request, for a server that requires one: an
     /// `audience`, a `resource` (RFC 8707; it may be added more than once). The fields the
-    /// grant sets itself (`grant_type`, `client_id`, `client_secret`, `scope`) are refused when
-    /// built. A value shows in no `Debug`, though it is not treated as a secret.
+    /// grant sets itself (`grant_type`, `client_id`, `client_secret`, `scope`) are refused, in any
+    /// case, when built. A value shows in no `Debug`, though it is not treated as a secret.
     ///
     /// ```
     /// use infobip_auth::ConfigError;

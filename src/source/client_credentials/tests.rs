@@ -393,6 +393,79 @@ async fn a_token_holds_the_scopes_its_answer_grants() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Every run of base64 characters in `text`, decoded from each of its first four places.
+fn base64_runs_decoded(text: &str) -> Vec<u8> {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    let mut decoded = Vec::new();
+    let runs = text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '/'));
+    for run in runs {
+        for skip in 0..4 {
+            let rest = run.get(skip..).unwrap_or_default();
+            let whole = &rest[..rest.len() / 4 * 4];
+            decoded.extend(STANDARD_NO_PAD.decode(whole).unwrap_or_default());
+            decoded.push(0);
+        }
+    }
+    decoded
+}
+
+#[tokio::test]
+async fn an_echoed_basic_header_shows_no_part_of_the_secret_at_any_alignment()
+-> Result<(), BoxError> {
+    // Ids of 1, 2 and 3 bytes put the secret at each place in the base64's groups of three;
+    // short secrets fill fewer than two groups of their own.
+    for id in ["i", "ii", "iii"] {
+        for secret in ["666666", "7777777", "0123456789-0123456789"] {
+            let fake = FakeEndpoint::new(|seen: &Seen| {
+                let echo = seen.header("authorization").to_owned();
+                reply(
+                    401,
+                    format!(r#"{{"error":"invalid_client","error_description":"{echo}"}}"#),
+                )
+            });
+            let source = ClientCredentials::builder(BASE, id, secret)
+                .transport(fake.transport())
+                .client_authentication(ClientAuthentication::Basic)
+                .build()?;
+            let err = source.fetch(None).await.err().ok_or("granted")?;
+            let shown = format!("{err} {err:?}");
+            let decoded = base64_runs_decoded(&shown);
+            // Two bytes at each end may share a base64 character with their neighbours;
+            // three in a row never show.
+            for part in secret.as_bytes().windows(3) {
+                assert!(
+                    !decoded.windows(3).any(|w| w == part),
+                    "{id:?}/{secret:?}: {part:?} decodes from {shown}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_grant_field_in_another_case_is_refused_as_a_form_parameter() {
+    // Servers that read form names without regard to case (ASP.NET's form collection) would
+    // take these for the grant's own: a second scope that escapes the §3.3 check, or a secret
+    // that is not kept out of errors.
+    for name in ["Scope", "GRANT_TYPE", "Client_Secret", "client_ID"] {
+        let refused = ClientCredentials::builder(BASE, "client", "s3cret")
+            .transport(FakeEndpoint::new(|_| reply(200, "{}")).transport())
+            .form_param(name, "value")
+            .build();
+        assert!(
+            matches!(
+                refused,
+                Err(ConfigError::Invalid {
+                    what: "form parameter",
+                    ..
+                })
+            ),
+            "{name}: {refused:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn declared_scopes_travel_with_the_token() -> Result<(), BoxError> {
     let fake = FakeEndpoint::new(|_| reply(200, r#"{"access_token":"t","expires_in":60}"#));
