@@ -271,13 +271,7 @@ impl Transport {
         fields: &[(&str, &str)],
         authorization: Option<(&HeaderValue, &[&str])>,
     ) -> Result<Answer, Error> {
-        let body = serde_urlencoded::to_string(fields).map_err(|_| {
-            Error::from(crate::ConfigError::Invalid {
-                what: "request body",
-                reason: "a form field could not be encoded",
-            })
-        })?;
-        let body = Zeroizing::new(body);
+        let body = form_body(fields);
         let (authorization, header_secrets) = authorization.unzip();
         let secrets: Vec<&str> = fields
             .iter()
@@ -487,6 +481,34 @@ pub(crate) fn never_sent(err: &Error) -> bool {
                     .downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
             })
+}
+
+/// `fields` as an `application/x-www-form-urlencoded` body, written into memory sized for the
+/// longest encoding up front: a buffer that grew would leave copies of a secret in the memory
+/// it freed, which nothing wipes.
+pub(crate) fn form_body(fields: &[(&str, &str)]) -> Zeroizing<String> {
+    let mut body = Zeroizing::new(String::with_capacity(longest_form(fields)));
+    form_urlencoded::Serializer::new(&mut *body)
+        .extend_pairs(fields)
+        .finish();
+    body
+}
+
+/// The longest `fields` can be as a form: three characters at most per byte, and a `=` and a
+/// `&` per field.
+fn longest_form(fields: &[(&str, &str)]) -> usize {
+    fields
+        .iter()
+        .map(|(name, value)| 3 * (name.len() + value.len()) + 2)
+        .sum()
+}
+
+/// `value` encoded as a form value (space as `+`), in memory sized for it up front, as
+/// [`form_body`] is.
+pub(crate) fn form_encoded(value: &str) -> Zeroizing<String> {
+    let mut encoded = Zeroizing::new(String::with_capacity(3 * value.len()));
+    encoded.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+    encoded
 }
 
 /// A request that could not be built.
@@ -780,6 +802,24 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        // The form a token request sends is the standard encoding, and fits the memory sized
+        // for it up front (so no growth copied a secret), whatever the bytes.
+        #[test]
+        fn a_form_body_fits_its_memory_and_encodes_as_serde_urlencoded(
+            fields in proptest::collection::vec((".{0,12}", prop_oneof![".{0,24}", "[%&=+ \u{0}-\u{1f}é€😀]{0,24}"]), 0..5),
+        ) {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let body = form_body(&fields);
+            prop_assert!(body.len() <= longest_form(&fields), "{} > {}", body.len(), longest_form(&fields));
+            prop_assert_eq!(body.as_str(), serde_urlencoded::to_string(&fields).unwrap_or_default());
+            for (_, value) in &fields {
+                let encoded = form_encoded(value);
+                prop_assert!(encoded.len() <= 3 * value.len());
+                let expected = serde_urlencoded::to_string([("", value)]).unwrap_or_default();
+                prop_assert_eq!(format!("={}", *encoded), expected);
+            }
+        }
 
         #[test]
         fn retry_after_never_panics_and_stays_bounded(value in prop_oneof![

@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use zeroize::Zeroizing;
 
 use crate::credential::REDACTED;
+use crate::transport::form_encoded;
 
 /// Every form in which a server may quote a secret it was sent: as sent; percent-encoded by any
 /// encoder (each byte as it is or as `%XX` in either case, a space also as `+`: form encoding,
@@ -318,13 +319,6 @@ fn hex_digit(c: u8) -> Option<u8> {
     char::from(c)
         .to_digit(16)
         .and_then(|d| u8::try_from(d).ok())
-}
-
-/// `secret` as a form value (`application/x-www-form-urlencoded`, space as `+`), as a token
-/// request sends it.
-fn form_encoded(secret: &str) -> Zeroizing<String> {
-    let encoded = Zeroizing::new(serde_urlencoded::to_string([("", secret)]).unwrap_or_default());
-    Zeroizing::new(encoded.strip_prefix('=').unwrap_or_default().to_owned())
 }
 
 /// What shows of `sent` in the base64 of a request that carried it (a server may quote the

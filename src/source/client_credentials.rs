@@ -116,7 +116,7 @@ use crate::credential::{REDACTED, sensitive_header};
 use crate::error::ConfigError;
 use crate::scope::Scopes;
 use crate::source::{TokenSource, Transport, token_endpoint};
-use crate::transport::{self, token_credential};
+use crate::transport::{self, form_encoded, token_credential};
 use crate::{BaseUrl, Credential, Error, ErrorKind};
 
 /// Infobip's path for the client-credentials grant.
@@ -275,20 +275,17 @@ fn check_bearer(token_type: Option<&str>) -> Result<(), Error> {
     }
 }
 
-/// `value` encoded as `application/x-www-form-urlencoded`, which RFC 6749 §2.3.1 asks of a
-/// client id and secret before they are joined for Basic.
-fn form_urlencoded(value: &str) -> Zeroizing<String> {
-    let mut encoded = Zeroizing::new(String::with_capacity(value.len() * 3));
-    encoded.extend(form_urlencoded::byte_serialize(value.as_bytes()));
-    encoded
-}
-
-/// The `Authorization` header of HTTP Basic client authentication (RFC 6749 §2.3.1).
+/// The `Authorization` header of HTTP Basic client authentication: RFC 6749 §2.3.1
+/// form-encodes the id and secret before they are joined. Every buffer is sized up front, so
+/// none grows and leaves a copy of the secret in the memory it freed.
 fn basic_header(client_id: &str, client_secret: &str) -> Result<HeaderValue, ConfigError> {
-    let mut joined = form_urlencoded(client_id);
+    let (id, secret) = (form_encoded(client_id), form_encoded(client_secret));
+    let mut joined = Zeroizing::new(String::with_capacity(id.len() + 1 + secret.len()));
+    joined.push_str(&id);
     joined.push(':');
-    joined.push_str(&form_urlencoded(client_secret));
-    let mut header = Zeroizing::new(String::from("Basic "));
+    joined.push_str(&secret);
+    let mut header = Zeroizing::new(String::with_capacity(6 + joined.len().div_ceil(3) * 4));
+    header.push_str("Basic ");
     STANDARD.encode_string(joined.as_bytes(), &mut header);
     // Base64 is always a valid header value; kept fallible so no input can panic.
     sensitive_header(header.as_bytes()).ok_or(ConfigError::InvalidHeaderValue {
