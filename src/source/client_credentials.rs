@@ -251,9 +251,11 @@ struct Granted {
     /// `Bearer` in any case (RFC 6749 §5.1 calls it case-insensitive), or missing.
     #[serde(default)]
     token_type: Option<String>,
-    /// The scopes granted, space-delimited (RFC 6749 §5.1); Infobip's answers have none.
+    /// The scopes granted, space-delimited (RFC 6749 §5.1); Infobip's answers have none. Read
+    /// as any JSON: it only informs the scope check, so one that is not a string leaves the
+    /// held scopes unknown rather than failing the token.
     #[serde(default)]
-    scope: Option<String>,
+    scope: Option<serde_json::Value>,
 }
 
 /// Refuses a token the layer cannot send as `Bearer` (a `DPoP` or `mac` token needs a proof
@@ -399,7 +401,8 @@ impl TokenSource for ClientCredentials {
             &answer,
             lifetime(granted.expires_in.as_ref()),
         );
-        Ok(match self.held_scopes(granted.scope.as_deref()) {
+        let granted_scope = granted.scope.as_ref().and_then(serde_json::Value::as_str);
+        Ok(match self.held_scopes(granted_scope) {
             Some(scopes) => credential.with_scopes(scopes),
             None => credential,
         })

@@ -958,3 +958,23 @@ async fn an_answer_without_scope_leaves_the_held_scopes_unknown() -> Result<(), 
     assert_eq!(auth.credential().await?.scopes(), None);
     Ok(())
 }
+
+/// The answer's `scope` only informs the scope check: one that is not a string (a JSON list,
+/// a number) leaves the held scopes unknown instead of failing the token request.
+#[tokio::test]
+async fn a_scope_that_is_not_a_string_does_not_fail_the_token() -> Result<(), BoxError> {
+    for scope in [r#"["messages:send"]"#, "42", "{}", "null"] {
+        let body = format!(r#"{{"access_token":"t","expires_in":60,"scope":{scope}}}"#);
+        let fake = FakeEndpoint::new(move |_| reply(200, body.clone()));
+        let source = ClientCredentials::builder(BASE, "client", "s3cret")
+            .transport(fake.transport())
+            .build()?;
+        let credential = source
+            .fetch(None)
+            .await
+            .map_err(|err| format!("{scope}: {err}"))?;
+        assert_eq!(credential.header(), "Bearer t", "{scope}");
+        assert_eq!(credential.scopes(), None, "{scope}");
+    }
+    Ok(())
+}
