@@ -19,8 +19,8 @@
 //! (`auth.example.com` issues, `api.example.com` takes), so allow the API's origin on the
 //! layer, or every request to it fails with
 //! [`HostNotAllowed`](crate::ErrorKind::HostNotAllowed) before it is sent. Each token holds
-//! the scopes its answer grants (`scope`; without one, the scope requested), or those declared
-//! with [`scopes`](Builder::scopes), for a scope check; give that check the API's own operations
+//! the scopes its answer's `scope` grants, or those declared with [`scopes`](Builder::scopes)
+//! (an answer without `scope` leaves them unknown), for a scope check; give that check the API's own operations
 //! ([`ScopeCheckLayer::catalog`](crate::scope::ScopeCheckLayer::catalog)), since its default
 //! catalogue is Infobip's. `cargo run --example any_oauth_api` shows all of it on loopback.
 //!
@@ -251,9 +251,11 @@ struct Granted {
     /// `Bearer` in any case (RFC 6749 §5.1 calls it case-insensitive), or missing.
     #[serde(default)]
     token_type: Option<String>,
-    /// The scopes granted, space-delimited (RFC 6749 §5.1); Infobip's answers have none.
+    /// The scopes granted, space-delimited (RFC 6749 §5.1); Infobip's answers have none. Read
+    /// as any JSON: it only informs the scope check, so one that is not a string leaves the
+    /// held scopes unknown rather than failing the token.
     #[serde(default)]
-    scope: Option<String>,
+    scope: Option<serde_json::Value>,
 }
 
 /// Refuses a token the layer cannot send as `Bearer` (a `DPoP` or `mac` token needs a proof
@@ -399,7 +401,8 @@ impl TokenSource for ClientCredentials {
             &answer,
             lifetime(granted.expires_in.as_ref()),
         );
-        Ok(match self.held_scopes(granted.scope.as_deref()) {
+        let granted_scope = granted.scope.as_ref().and_then(serde_json::Value::as_str);
+        Ok(match self.held_scopes(granted_scope) {
             Some(scopes) => credential.with_scopes(scopes),
             None => credential,
         })
@@ -430,15 +433,18 @@ impl fmt::Debug for ClientCredentials {
 }
 
 impl ClientCredentials {
-    /// The scopes a token holds: those declared; else those the answer grants, an answer
-    /// without `scope` granting the scope requested (RFC 6749 §5.1); unknown when none of
-    /// these is given, or a granted name is not one a [`Scope`](crate::Scope) can be (then
-    /// no scope check judges by a partial list).
+    /// The scopes a token holds: those declared; else those the answer's `scope` grants.
+    /// Unknown when neither is given, or a granted name is not one a
+    /// [`Scope`](crate::Scope) can be (then no scope check judges by a partial list). An
+    /// answer without `scope` is not taken to grant the scope requested, although RFC 6749
+    /// §5.1 allows that reading: servers omit it who grant what the client is configured for,
+    /// or who read a requested meta-scope (`.default`) as all of it, and the scope check would
+    /// refuse requests they serve.
     fn held_scopes(&self, granted: Option<&str>) -> Option<Scopes> {
         if let Some(declared) = &self.scopes {
             return Some(declared.clone());
         }
-        granted.or(self.requested_scope.as_deref())?.parse().ok()
+        granted?.parse().ok()
     }
 
     fn client_authentication(&self) -> ClientAuthentication {
@@ -575,9 +581,8 @@ impl Builder {
     /// The scope to request, sent as the `scope` form field (RFC 6749 §3.3): scope tokens
     /// separated by single spaces, as the authorization server names them. Infobip's token
     /// endpoint takes none; other servers may grant less, or nothing, without one. Checked
-    /// when built. A token whose answer names no `scope` holds the scope requested (RFC 6749
-    /// §5.1), for the scope check; [`scopes`](Self::scopes), when given, says what it holds
-    /// instead.
+    /// when built. What is asked for is not taken as held: a token holds what its answer's
+    /// `scope` grants, or what [`scopes`](Self::scopes) declares.
     ///
     /// ```
     /// use infobip_auth::ConfigError;
@@ -624,10 +629,10 @@ impl Builder {
         self
     }
 
-    /// Declares the scopes the client holds, over what a token answer grants (RFC 6749 §5.1's
-    /// `scope`, or the [scope requested](Self::request_scope) when it names none). Infobip's
-    /// answers name none: with them declared, a scope check can explain a `403` or refuse a
-    /// request before sending it.
+    /// Declares the scopes the client holds, over what a token answer's `scope` grants (RFC
+    /// 6749 §5.1). Infobip's answers name none, nor do some other servers' (a
+    /// [requested scope](Self::request_scope) is not taken as granted): with them declared, a
+    /// scope check can explain a `403` or refuse a request before sending it.
     ///
     /// ```
     /// use infobip_auth::mock::{MockServer, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};

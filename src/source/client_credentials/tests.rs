@@ -331,8 +331,8 @@ async fn basic_client_authentication_moves_the_credentials_to_the_header() -> Re
     Ok(())
 }
 
-/// RFC 6749 §5.1: the answer's `scope` is what the token holds; without one, the scope
-/// requested; declared scopes win; a name no `Scope` can be leaves the set unknown.
+/// RFC 6749 §5.1: the answer's `scope` is what the token holds; without one, nothing known;
+/// declared scopes win; a name no `Scope` can be leaves the set unknown.
 #[tokio::test]
 async fn a_token_holds_the_scopes_its_answer_grants() -> Result<(), BoxError> {
     // (the answer's `scope` field, requested, declared, held)
@@ -355,7 +355,7 @@ async fn a_token_holds_the_scopes_its_answer_grants() -> Result<(), BoxError> {
             None,
             Some("messages:send"),
         ),
-        ("", Some("messages:send"), None, Some("messages:send")),
+        ("", Some("messages:send"), None, None),
         (
             r#","scope":"messages:send""#,
             None,
@@ -922,4 +922,59 @@ mod properties {
             prop_assert_eq!(check_request_scope(&scope).is_ok(), valid);
         }
     }
+}
+
+/// An answer without `scope` says nothing the scope check can be sure of: servers that omit it
+/// grant what the client is configured for, or read a requested meta-scope (`.default`) as
+/// "everything configured". Taken for the scope requested, the pre-flight would refuse
+/// requests the server serves.
+#[tokio::test]
+async fn an_answer_without_scope_leaves_the_held_scopes_unknown() -> Result<(), BoxError> {
+    use crate::{AuthScheme, Catalog};
+    let fake = FakeEndpoint::new(|seen: &Seen| match seen.path.as_str() {
+        "/oauth2/token" => reply(200, r#"{"access_token":"t","expires_in":3600}"#),
+        _ => reply(200, "sent"),
+    });
+    let source = ClientCredentials::builder(BASE, "client", "s3cret")
+        .transport(fake.transport())
+        .token_path("/oauth2/token")
+        .request_scope("messages")
+        .build()?;
+    let catalog = Catalog::empty().with_operation(
+        http::Method::POST,
+        "/v1/messages",
+        "messages:send".parse()?,
+        &[AuthScheme::OAuth2],
+    )?;
+    let auth = InfobipAuthLayer::new(source);
+    let service = tower::ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(auth.scope_check().catalog(catalog))
+        .service(fake.service());
+    let request = Request::post(format!("{BASE}/v1/messages")).body(Full::new(Bytes::new()))?;
+    let response = service.oneshot(request).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(fake.count("POST", "/v1/messages"), 1);
+    assert_eq!(auth.credential().await?.scopes(), None);
+    Ok(())
+}
+
+/// The answer's `scope` only informs the scope check: one that is not a string (a JSON list,
+/// a number) leaves the held scopes unknown instead of failing the token request.
+#[tokio::test]
+async fn a_scope_that_is_not_a_string_does_not_fail_the_token() -> Result<(), BoxError> {
+    for scope in [r#"["messages:send"]"#, "42", "{}", "null"] {
+        let body = format!(r#"{{"access_token":"t","expires_in":60,"scope":{scope}}}"#);
+        let fake = FakeEndpoint::new(move |_| reply(200, body.clone()));
+        let source = ClientCredentials::builder(BASE, "client", "s3cret")
+            .transport(fake.transport())
+            .build()?;
+        let credential = source
+            .fetch(None)
+            .await
+            .map_err(|err| format!("{scope}: {err}"))?;
+        assert_eq!(credential.header(), "Bearer t", "{scope}");
+        assert_eq!(credential.scopes(), None, "{scope}");
+    }
+    Ok(())
 }
