@@ -137,10 +137,10 @@ pub async fn run() -> Result<Outcome, BoxError> {
         .service(client.clone());
 
     // A source with no base URL would go to Infobip's hosts only: name the reports API.
-    let fixed = FixedToken::bearer(REPORTS_TOKEN)?;
+    let fixed = FixedToken::bearer(REPORTS_TOKEN)?.with_base_url(&reports_url)?;
     let reports = ServiceBuilder::new()
         .timeout(Duration::from_secs(30))
-        .layer(InfobipAuthLayer::new(fixed).allow_origin(&reports_url)?)
+        .layer(InfobipAuthLayer::new(fixed))
         .service(client.clone());
 
     let send = |text: &str| {

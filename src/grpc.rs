@@ -21,7 +21,7 @@
 //!   response, around the channel.
 //! * A late refusal of an older credential, or of a header the caller set themselves, renews
 //!   nothing (its `Error` is attached all the same). A source that does not renew (an API key,
-//!   Basic) makes this layer pass every call through untouched, with no `Error`.
+//!   Basic, a `FixedToken`) makes this layer pass every call through untouched, with no `Error`.
 //! * Users who do not add this layer pay nothing for it: the auth layer does not look for
 //!   `grpc-status`.
 //!

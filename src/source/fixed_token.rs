@@ -6,7 +6,7 @@ use crate::credential::REDACTED;
 use crate::error::ConfigError;
 use crate::scope::Scopes;
 use crate::source::TokenSource;
-use crate::{Credential, Error};
+use crate::{BaseUrl, Credential, Error};
 
 /// A token that never changes, sent as `Authorization: <scheme> <token>`: another API's
 /// bearer token or personal access token, kept by the layer as an [`ApiKey`](super::ApiKey)
@@ -14,7 +14,9 @@ use crate::{Credential, Error};
 ///
 /// It does not renew: a `401` to it is final, handed back with
 /// [`ErrorKind::InvalidCredentials`](crate::ErrorKind::InvalidCredentials) in its extensions.
-/// It needs no runtime. It has no base URL, so allow its API's origin on the layer.
+/// It needs no runtime. Bind it to its API with [`with_base_url`](Self::with_base_url): the
+/// layer then sends it there alone (without one, it would go to Infobip's hosts, as an API
+/// key does).
 ///
 /// ```
 /// use http::Request;
@@ -30,7 +32,7 @@ use crate::{Credential, Error};
 /// });
 /// let token = FixedToken::bearer("ghp_16C7e42F292c6912E7710c838347Ae178B4a")?;
 /// assert!(!format!("{token:?}").contains("ghp_"));
-/// let layer = InfobipAuthLayer::new(token).allow_origin("https://api.example.com")?;
+/// let layer = InfobipAuthLayer::new(token.with_base_url("https://api.example.com")?);
 ///
 /// let request = Request::get("https://api.example.com/v1/repos").body(String::new())?;
 /// let response = layer.layer(api).oneshot(request).await?;
@@ -40,6 +42,7 @@ use crate::{Credential, Error};
 #[derive(Clone)]
 pub struct FixedToken {
     credential: Credential,
+    base: Option<BaseUrl>,
 }
 
 impl FixedToken {
@@ -59,6 +62,7 @@ impl FixedToken {
     pub fn new(scheme: &str, token: &str) -> Result<Self, ConfigError> {
         Ok(Self {
             credential: Credential::new(scheme, token)?,
+            base: None,
         })
     }
 
@@ -91,7 +95,29 @@ impl FixedToken {
     pub fn with_scopes(self, scopes: Scopes) -> Self {
         Self {
             credential: self.credential.with_scopes(scopes),
+            ..self
         }
+    }
+
+    /// Binds the token to the API at `url`: the layer sends it to that origin alone (and to
+    /// origins added with [`allow_origin`](crate::InfobipAuthLayer::allow_origin)), over HTTPS
+    /// unless the host is loopback.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidUrl`] or [`ConfigError::InsecureUrl`], as [`BaseUrl::new`].
+    ///
+    /// ```
+    /// # use infobip_auth::source::{FixedToken, TokenSource};
+    /// let token = FixedToken::bearer("t")?.with_base_url("https://api.example.com")?;
+    /// assert_eq!(token.base_url().map(ToString::to_string).as_deref(), Some("https://api.example.com"));
+    /// assert!(FixedToken::bearer("t")?.with_base_url("http://api.example.com").is_err()); // clear text
+    /// # Ok::<(), infobip_auth::ConfigError>(())
+    /// ```
+    pub fn with_base_url(self, url: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base: Some(BaseUrl::new(url)?),
+            ..self
+        })
     }
 }
 
@@ -102,6 +128,10 @@ impl TokenSource for FixedToken {
 
     fn fixed(&self) -> Option<Credential> {
         Some(self.credential.clone())
+    }
+
+    fn base_url(&self) -> Option<&BaseUrl> {
+        self.base.as_ref()
     }
 
     fn name(&self) -> &'static str {
@@ -115,6 +145,7 @@ impl fmt::Debug for FixedToken {
             .field("scheme", &self.credential.scheme())
             .field("token", &REDACTED)
             .field("scopes", &self.credential.scopes())
+            .field("base_url", &self.base)
             .finish()
     }
 }
@@ -153,6 +184,33 @@ mod tests {
         Ok(())
     }
 
+    /// Bound to its API: sent there, and not to an Infobip host.
+    #[tokio::test]
+    async fn a_token_with_a_base_url_goes_to_its_origin_alone() -> Result<(), crate::BoxError> {
+        let api = service_fn(|request: Request<String>| async move {
+            let seen = request.headers().get("authorization").is_some();
+            Ok::<_, std::convert::Infallible>(Response::new(seen.to_string()))
+        });
+        let token = FixedToken::bearer("t")?.with_base_url("https://api.example.com/v1")?;
+        let service = InfobipAuthLayer::new(token).layer(api);
+        let to = |uri: &str| Request::get(uri).body(String::new());
+        let sent = service
+            .clone()
+            .oneshot(to("https://api.example.com/v2/x")?)
+            .await?;
+        assert_eq!(sent.body(), "true");
+        let refused = service
+            .oneshot(to("https://xyz12.api.infobip.com/sms/1/inbox/reports")?)
+            .await;
+        let error = refused.err().ok_or("sent to Infobip")?;
+        let kind = Error::find(&*error).map(Error::kind);
+        assert!(
+            matches!(kind, Some(ErrorKind::HostNotAllowed { .. })),
+            "{error}"
+        );
+        Ok(())
+    }
+
     /// A `401` to a fixed token is final: no second fetch, no replay, the error attached.
     #[tokio::test]
     async fn a_refused_token_is_not_renewed() -> Result<(), crate::BoxError> {
@@ -166,8 +224,8 @@ mod tests {
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let layer = InfobipAuthLayer::new(FixedToken::bearer("revoked")?)
-            .allow_origin("https://api.example.com")?;
+        let token = FixedToken::bearer("revoked")?.with_base_url("https://api.example.com")?;
+        let layer = InfobipAuthLayer::new(token);
         let request = Request::get("https://api.example.com/v1").body(String::new())?;
         let response = layer.layer(api).oneshot(request).await?;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
