@@ -1058,7 +1058,8 @@ pub enum ConfigError {
         /// Which value.
         what: &'static str,
     },
-    /// A scope name Infobip never uses.
+    /// A name no scope can be: empty, or holding a character an RFC 6749 §3.3 scope token
+    /// has not (a space, a control or non-ASCII character, `"`, `\`) or a `,`.
     #[error("invalid scope name {name:?}")]
     InvalidScope {
         /// The refused name.

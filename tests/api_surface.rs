@@ -251,6 +251,41 @@ fn scopes_is_a_collection() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Any OAuth 2.0 server's scope names go everywhere a scope is declared: a fixed token, a
+/// client-credentials source, a catalogue operation.
+#[test]
+fn other_servers_scope_names_can_be_declared() -> Result<(), BoxError> {
+    let names = "Messages.Send https://graph.microsoft.com/.default read:org";
+    let scopes: Scopes = names.parse()?;
+    let token = FixedToken::bearer("t")?.with_scopes(scopes.clone());
+    let declared = token.fixed().and_then(|c| c.scopes().cloned());
+    assert_eq!(declared.as_ref(), Some(&scopes));
+    // Never called: building asks nothing of the server.
+    let unused = tower::service_fn(|_: Request<http_body_util::Full<Bytes>>| {
+        ready(Ok::<_, Infallible>(Response::new(String::new())))
+    });
+    ClientCredentials::builder("https://auth.example.com", "client", "secret")
+        .transport(Transport::new(unused))
+        .request_scope(names)
+        .scopes(scopes.clone())
+        .build()?;
+    let catalog = Catalog::empty().with_operation(
+        http::Method::POST,
+        "/v1.0/me/sendMail",
+        scopes.clone(),
+        &[AuthScheme::OAuth2],
+    )?;
+    let operation = catalog
+        .lookup(&http::Method::POST, "/v1.0/me/sendMail")
+        .ok_or("not found")?;
+    assert_eq!(operation.required, &scopes);
+    assert!(matches!(
+        "Messages.Send \"Mail\"".parse::<Scopes>(),
+        Err(ConfigError::InvalidScope { name }) if name == "\"Mail\""
+    ));
+    Ok(())
+}
+
 /// The shipped sources and stores implement the traits users write their own against, and a
 /// source turns into the shared handle the layer takes.
 #[test]

@@ -1,4 +1,5 @@
-//! `Scope` and `Scopes`: the names Infobip grants access by.
+//! `Scope` and `Scopes`: the names an API grants access by, Infobip's and any OAuth 2.0
+//! server's.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -7,15 +8,20 @@ use std::sync::Arc;
 
 use crate::error::ConfigError;
 
-/// One Infobip API scope, written as Infobip writes it: `message:send`, `sms:manage`,
-/// `inbound-message:read`, `web:sdk`.
+/// One scope, written as the API writes it: Infobip's `message:send` or `sms:manage`, or
+/// another OAuth 2.0 server's `Messages.Send`, `https://graph.microsoft.com/.default`, `repo`,
+/// `read:org`, `openid`.
 ///
-/// Scopes are lowercase words of ASCII letters, digits, `-`, `_` and `.` joined by `:`.
+/// A scope is an RFC 6749 §3.3 scope token (visible ASCII but `"` and `\`) with no `,`, which
+/// separates the scopes of a list (see [`Scopes`]). Names are compared exactly, case included,
+/// as RFC 6749 compares them: `sms:manage` and `SMS:MANAGE` are two scopes.
 ///
 /// ```
 /// use infobip_auth::Scope;
 /// let scope: Scope = "message:send".parse()?;
 /// assert_eq!(scope.as_str(), "message:send");
+/// let graph: Scope = "https://graph.microsoft.com/.default".parse()?;
+/// assert_ne!(graph, "https://graph.microsoft.com/.DEFAULT".parse()?);
 /// # Ok::<(), infobip_auth::ConfigError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,22 +31,22 @@ impl Scope {
     /// Parses a scope name.
     ///
     /// # Errors
-    /// A [`ConfigError`] when the name is empty, has an empty segment or a character Infobip
-    /// never uses in a scope (an uppercase letter among them: names are compared exactly).
+    /// [`ConfigError::InvalidScope`] when the name is empty or holds a character no scope
+    /// token has (a space, a control character, a non-ASCII one, `"` or `\`) or a `,`.
     ///
     /// ```
-    /// use infobip_auth::Scope;
+    /// use infobip_auth::{ConfigError, Scope};
     /// assert!(Scope::new("sms:message:send").is_ok());
-    /// assert!(Scope::new("sms::send").is_err());
+    /// assert!(Scope::new("Messages.Send").is_ok());
+    /// assert_eq!(
+    ///     Scope::new("sms manage"),
+    ///     Err(ConfigError::InvalidScope { name: "sms manage".into() })
+    /// );
     /// ```
     pub fn new(name: &str) -> Result<Self, ConfigError> {
-        let valid_char =
-            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.');
-        let valid = !name.is_empty()
-            && name
-                .split(':')
-                .all(|part| !part.is_empty() && part.chars().all(valid_char));
-        if valid {
+        // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ); `,` is kept for lists.
+        let valid_char = |c: char| matches!(c, '!'..='~') && !matches!(c, '"' | '\\' | ',');
+        if !name.is_empty() && name.chars().all(valid_char) {
             Ok(Self(Arc::from(name)))
         } else {
             Err(ConfigError::InvalidScope {
@@ -49,7 +55,7 @@ impl Scope {
         }
     }
 
-    /// The scope as Infobip writes it.
+    /// The scope as the API writes it.
     ///
     /// ```
     /// # use infobip_auth::Scope;
@@ -87,12 +93,17 @@ impl fmt::Debug for Scope {
 /// An endpoint's `Scopes` are alternatives: a credential holding any one of them is granted
 /// access (Infobip's API authorization page), which is what [`Scopes::grants_any`] checks.
 ///
+/// A list is written with commas, `"a, b"`, or spaces, `"a b"` (RFC 6749's `scope`), and
+/// shown with commas; a `,` is therefore never part of a scope's name.
+///
 /// ```
 /// use infobip_auth::Scopes;
 /// let required: Scopes = "message:send,sms:message:send,sms:manage".parse()?;
 /// let held: Scopes = "sms:manage".parse()?;
 /// assert!(held.grants_any(&required));
 /// assert_eq!(required.to_string(), "message:send, sms:manage, sms:message:send");
+/// let granted: Scopes = "openid Mail.Send https://graph.microsoft.com/.default".parse()?;
+/// assert_eq!(granted.to_string(), "Mail.Send, https://graph.microsoft.com/.default, openid");
 /// # Ok::<(), infobip_auth::ConfigError>(())
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
@@ -223,8 +234,8 @@ impl<'a> IntoIterator for &'a Scopes {
     }
 }
 
-/// Parses a list separated by commas and/or white space, as Infobip's pages and the OpenAPI
-/// `x-scopes` lists write them.
+/// Parses a list separated by commas and/or white space: `"a, b"` as Infobip's pages and
+/// its OpenAPI `x-scopes` lists write them, `"a b"` as an OAuth 2.0 `scope` field does.
 ///
 /// A list with no scope in it (empty, or only separators) is a
 /// [`ConfigError::Empty`], not the empty set: a credential declared to hold no scope is
@@ -283,44 +294,126 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// RFC 6749 §3.3's scope-token: one or more of `%x21 / %x23-5B / %x5D-7E`, here without
+    /// `,`. Written out rather than with ranges, as a second reading of the grammar.
+    fn is_scope_token(name: &str) -> bool {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+            && !name.contains(',')
+    }
+
     #[test]
-    fn parses_every_shape_infobip_uses() {
-        for name in [
-            "message:send",
-            "inbound-message:read",
-            "web:sdk",
-            "mobile-app-messaging:sdk",
-            "sms:manage",
-            "2fa:pin:send",
+    fn a_scope_is_any_rfc_6749_scope_token_without_a_comma() {
+        const ALL_ALLOWED: &str = "!#$%&'()*+-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`\
+                                   abcdefghijklmnopqrstuvwxyz{|}~";
+        // (name, whether it is a scope)
+        let table = [
+            // Infobip's.
+            ("message:send", true),
+            ("inbound-message:read", true),
+            ("mobile-app-messaging:sdk", true),
+            ("2fa:pin:send", true),
+            // Other servers'.
+            ("Messages.Send", true),
+            ("https://graph.microsoft.com/.default", true),
+            ("repo", true),
+            ("read:org", true),
+            ("api://x/y", true),
+            ("openid", true),
+            ("https://www.googleapis.com/auth/drive.readonly", true),
+            // Every character a scope token may hold, and the ends of its ranges.
+            (ALL_ALLOWED, true),
+            ("!", true),
+            ("#", true),
+            ("[", true),
+            ("]", true),
+            ("~", true),
+            // Infobip-looking mistakes are scope tokens too: they match no Infobip scope.
+            ("sms::manage", true),
+            ("SMS:MANAGE", true),
+            (":", true),
+            // Refused: empty, white space, control, non-ASCII, `"`, `\`, and the separator `,`.
+            ("", false),
+            (" ", false),
+            ("sms manage", false),
+            (" sms:manage", false),
+            ("sms:manage ", false),
+            ("sms:manage\n", false),
+            ("sms\tmanage", false),
+            ("\0", false),
+            ("\u{7f}", false),
+            ("ünï:code", false),
+            ("Mail.Send\u{a0}", false),
+            ("\"", false),
+            ("\"quoted\"", false),
+            ("\\", false),
+            ("back\\slash", false),
+            (",", false),
+            ("a,b", false),
+        ];
+        for (name, accepted) in table {
+            assert_eq!(is_scope_token(name), accepted, "{name:?}");
+            let parsed = Scope::new(name);
+            assert_eq!(name.parse::<Scope>(), parsed, "{name:?}");
+            if accepted {
+                assert_eq!(parsed.as_ref().map(Scope::as_str), Ok(name));
+                assert_eq!(parsed.map(|s| s.to_string()).as_deref(), Ok(name));
+            } else {
+                let name = name.to_owned();
+                assert_eq!(parsed, Err(ConfigError::InvalidScope { name }));
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_compared_exactly_case_included() -> Result<(), ConfigError> {
+        // RFC 6749 §3.3: scope strings are case-sensitive. A key declared with `SMS:MANAGE`
+        // holds no Infobip scope; a refusal then names both spellings.
+        let held: Scopes = "SMS:MANAGE".parse()?;
+        assert!(!held.grants_any(&"sms:manage".parse()?));
+        assert!(!held.contains(&Scope::new("sms:manage")?));
+        assert!(held.contains(&Scope::new("SMS:MANAGE")?));
+        let held: Scopes = "Mail.Send".parse()?;
+        assert!(!held.grants_any(&"mail.send,MAIL.SEND".parse()?));
+        Ok(())
+    }
+
+    #[test]
+    fn lists_of_other_servers_scopes_read_back_from_what_is_shown() -> Result<(), ConfigError> {
+        for (text, shown) in [
+            (
+                "Messages.Send https://api.example.com/.default",
+                "Messages.Send, https://api.example.com/.default",
+            ),
+            (
+                "openid, Mail.Send,https://graph.microsoft.com/.default  offline_access",
+                "Mail.Send, https://graph.microsoft.com/.default, offline_access, openid",
+            ),
+            ("repo read:org api://x/y", "api://x/y, read:org, repo"),
+            (
+                "sms:manage SMS:MANAGE Sms:Manage",
+                "SMS:MANAGE, Sms:Manage, sms:manage",
+            ),
         ] {
+            let scopes: Scopes = text.parse()?;
+            assert_eq!(scopes.to_string(), shown);
+            assert_eq!(shown.parse::<Scopes>()?, scopes);
             assert_eq!(
-                Scope::new(name).map(|s| s.to_string()).ok().as_deref(),
-                Some(name)
+                scopes.len(),
+                text.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .count()
             );
         }
-    }
-
-    #[test]
-    fn rejects_malformed_names() {
-        for name in [
-            "",
-            ":",
-            "sms:",
-            ":send",
-            "sms send",
-            "sms:send\n",
-            "ünï:code",
-        ] {
-            assert!(Scope::new(name).is_err(), "{name:?}");
-        }
-    }
-
-    #[test]
-    fn uppercase_names_are_refused_as_documented() -> Result<(), ConfigError> {
-        // "Scopes are lowercase words": a key declared with `SMS:MANAGE` would otherwise be
-        // refused pre-flight for every SMS endpoint, as holding none of `sms:manage`, ….
-        assert!(Scope::new("SMS:MANAGE").is_err());
-        assert!("message:send,Sms:Manage".parse::<Scopes>().is_err());
+        // A name a token answer could grant but no `Scope` can be: the list is refused, naming it.
+        assert_eq!(
+            "Mail.Send \"quoted\"".parse::<Scopes>(),
+            Err(ConfigError::InvalidScope {
+                name: "\"quoted\"".to_owned()
+            })
+        );
         Ok(())
     }
 
@@ -353,8 +446,57 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
+        fn any_text_is_a_scope_or_a_typed_refusal(
+            text in prop_oneof![
+                ".{0,24}",
+                "[!-~]{1,24}",
+                "[A-Za-z0-9:/._-]{1,24}",
+                "[\\x00-\\x7f]{0,12}",
+            ],
+        ) {
+            match Scope::new(&text) {
+                Ok(scope) => {
+                    prop_assert!(is_scope_token(&text), "{:?}", text);
+                    prop_assert_eq!(scope.as_str(), text.as_str());
+                    prop_assert_eq!(scope.to_string(), text.clone());
+                    // A scope is a list of one.
+                    let alone: Scopes = text.parse()?;
+                    prop_assert_eq!(alone.iter().collect::<Vec<_>>(), vec![&scope]);
+                }
+                Err(ConfigError::InvalidScope { name }) => {
+                    prop_assert!(!is_scope_token(&text), "{:?}", text);
+                    prop_assert_eq!(name, text);
+                }
+                Err(other) => prop_assert!(false, "{:?}", other),
+            }
+        }
+
+        #[test]
+        fn lists_of_scope_tokens_read_back_from_what_is_shown(
+            names in proptest::collection::vec("[!#-+\\--\\[\\]-~]{1,16}", 1..6),
+            separators in proptest::collection::vec(prop_oneof![Just(","), Just(" "), Just(", "), Just("\t")], 5),
+        ) {
+            let mut text = String::new();
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(separators[i % separators.len()]);
+                }
+                text.push_str(name);
+            }
+            let scopes: Scopes = text.parse()?;
+            let expected: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+            prop_assert_eq!(scopes.iter().map(Scope::as_str).collect::<BTreeSet<_>>(), expected);
+            prop_assert_eq!(scopes.to_string().parse::<Scopes>()?, scopes);
+        }
+
+        #[test]
         fn any_scope_list_parses_or_names_the_refused_scope(
-            text in prop_oneof![".{0,40}", "[a-z:, \t\n_.-]{0,40}", "[a-zA-Z0-9:,é ]{0,40}"],
+            text in prop_oneof![
+                ".{0,40}",
+                "[a-z:, \t\n_.-]{0,40}",
+                "[a-zA-Z0-9:,é ]{0,40}",
+                "[ -~\t]{0,40}",
+            ],
         ) {
             match text.parse::<Scopes>() {
                 Ok(scopes) => {

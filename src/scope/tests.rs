@@ -1007,3 +1007,63 @@ async fn a_standalone_check_judges_the_origins_it_is_given() -> Result<(), BoxEr
     ));
     Ok(())
 }
+
+#[tokio::test]
+async fn another_apis_scope_names_explain_its_403_and_refuse_before_sending() -> Result<(), BoxError>
+{
+    const GRAPH: &str = "https://graph.example.com";
+    const DENIED: &[u8] =
+        br#"{"error":{"code":"ErrorAccessDenied","message":"Access is denied."}}"#;
+    let catalog = Catalog::empty().with_operation(
+        http::Method::POST,
+        "/v1.0/me/sendMail",
+        "Mail.Send https://graph.microsoft.com/.default".parse()?,
+        &[AuthScheme::OAuth2],
+    )?;
+    let send_mail = || {
+        Request::post(format!("{GRAPH}/v1.0/me/sendMail"))
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default()
+    };
+    // The auth layer of a token holding `held`, and its scope check with that catalogue.
+    let layers = |held: &str| -> Result<_, BoxError> {
+        let token = crate::source::FixedToken::bearer("t")?.with_scopes(held.parse()?);
+        let auth = InfobipAuthLayer::new(token).allow_origin(GRAPH)?;
+        let check = auth.scope_check().catalog(catalog.clone());
+        Ok(ServiceBuilder::new().layer(auth).layer(check))
+    };
+
+    // Holding names that differ only in case grants nothing: refused before sending.
+    let calls = Calls::default();
+    let service = layers("openid mail.send MAIL.SEND")?
+        .service(calls.answering(StatusCode::FORBIDDEN, DENIED));
+    let err = service.oneshot(send_mail()).await.err().ok_or("sent")?;
+    let refused = ours(&err)
+        .and_then(Error::forbidden)
+        .ok_or("not forbidden")?;
+    assert_eq!(
+        refused.to_string(),
+        "forbidden: POST /v1.0/me/sendMail needs any of Mail.Send, \
+         https://graph.microsoft.com/.default; the credential holds MAIL.SEND, mail.send, openid"
+    );
+    assert_eq!(calls.count(), 0);
+
+    // Holding one of them: sent, and the server's 403 comes back explained in those names.
+    let service = layers("https://graph.microsoft.com/.default")?
+        .service(calls.answering(StatusCode::FORBIDDEN, DENIED));
+    let response = service.oneshot(send_mail()).await?;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let explained = forbidden_in(&response)?;
+    assert_eq!(
+        explained.required.as_ref(),
+        Some(&"https://graph.microsoft.com/.default,Mail.Send".parse()?)
+    );
+    assert_eq!(
+        explained.held.as_ref(),
+        Some(&"https://graph.microsoft.com/.default".parse()?)
+    );
+    assert!(explained.api.is_some());
+    assert_eq!(calls.count(), 1);
+    assert_eq!(bytes_of(response).await?, DENIED);
+    Ok(())
+}

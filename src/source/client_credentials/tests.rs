@@ -342,7 +342,7 @@ async fn a_token_holds_the_scopes_its_answer_grants() -> Result<(), BoxError> {
         Option<&'static str>,
         Option<&'static str>,
     );
-    let cases: [Case; 7] = [
+    let cases: [Case; 8] = [
         (
             r#","scope":"messages:send reports:read""#,
             None,
@@ -362,12 +362,16 @@ async fn a_token_holds_the_scopes_its_answer_grants() -> Result<(), BoxError> {
             Some("sms:manage"),
             Some("sms:manage"),
         ),
+        // Any server's scope names, case and all.
         (
             r#","scope":"Messages.Send https://api.example.com/.default""#,
             None,
             None,
-            None,
+            Some("Messages.Send https://api.example.com/.default"),
         ),
+        // A granted name with a `"` (`\"` in JSON) is no scope token: the token's scopes stay
+        // unknown rather than judged by a partial list.
+        (r#","scope":"Messages.Send \"quoted\"""#, None, None, None),
         (r#","scope":"""#, None, None, None),
         ("", None, None, None),
     ];
