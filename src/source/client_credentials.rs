@@ -114,7 +114,7 @@ use zeroize::Zeroizing;
 
 use crate::credential::{REDACTED, sensitive_header};
 use crate::error::ConfigError;
-use crate::scope::Scopes;
+use crate::scope::{Scope, Scopes};
 use crate::source::{TokenSource, Transport, token_endpoint};
 use crate::transport::{self, form_encoded, token_credential};
 use crate::{BaseUrl, Credential, Error, ErrorKind};
@@ -444,7 +444,15 @@ impl ClientCredentials {
         if let Some(declared) = &self.scopes {
             return Some(declared.clone());
         }
-        granted?.parse().ok()
+        // Space-delimited (RFC 6749 §3.3): a `,` is part of a name, which no `Scope` holds, so
+        // `a,b` leaves the set unknown rather than read as the two scopes `a` and `b`.
+        granted?
+            .split(' ')
+            .filter(|name| !name.is_empty())
+            .map(Scope::new)
+            .collect::<Result<Scopes, _>>()
+            .ok()
+            .filter(|scopes| !scopes.is_empty())
     }
 
     fn client_authentication(&self) -> ClientAuthentication {

@@ -342,7 +342,7 @@ async fn a_token_holds_the_scopes_its_answer_grants() -> Result<(), BoxError> {
         Option<&'static str>,
         Option<&'static str>,
     );
-    let cases: [Case; 8] = [
+    let cases: [Case; 9] = [
         (
             r#","scope":"messages:send reports:read""#,
             None,
@@ -372,6 +372,8 @@ async fn a_token_holds_the_scopes_its_answer_grants() -> Result<(), BoxError> {
         // A granted name with a `"` (`\"` in JSON) is no scope token: the token's scopes stay
         // unknown rather than judged by a partial list.
         (r#","scope":"Messages.Send \"quoted\"""#, None, None, None),
+        // Space-delimited only: `a,b` is one name, which no `Scope` holds, not `a` and `b`.
+        (r#","scope":"messages:send,reports:read""#, None, None, None),
         (r#","scope":"""#, None, None, None),
         ("", None, None, None),
     ];
