@@ -299,14 +299,18 @@ impl Transport {
         json: &T,
         secrets: &[&str],
     ) -> Result<Answer, Error> {
-        // Reserved up front so the buffer holding the secret is not reallocated (and copied).
-        let mut body = Zeroizing::new(Vec::with_capacity(1024));
-        serde_json::to_writer(&mut *body, json).map_err(|_| {
+        let unencodable = |_| {
             Error::from(ConfigError::Invalid {
                 what: "request body",
                 reason: "it could not be encoded as JSON",
             })
-        })?;
+        };
+        // Measured, then written into memory of that size: a buffer that grew would leave
+        // copies of the secret in the memory it freed.
+        let mut measured = Measured(0);
+        serde_json::to_writer(&mut measured, json).map_err(unencodable)?;
+        let mut body = Zeroizing::new(Vec::with_capacity(measured.0));
+        serde_json::to_writer(&mut *body, json).map_err(unencodable)?;
         self.post(uri, "application/json", &body, None, secrets)
             .await
     }
@@ -481,6 +485,20 @@ pub(crate) fn never_sent(err: &Error) -> bool {
                     .downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
             })
+}
+
+/// A writer that only counts the bytes written to it.
+struct Measured(usize);
+
+impl std::io::Write for Measured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `fields` as an `application/x-www-form-urlencoded` body, written into memory sized for the

@@ -59,7 +59,11 @@ impl Basic {
                 what: "username or password",
             });
         }
-        let joined = Zeroizing::new(format!("{username}:{password}"));
+        // Sized up front: a growing buffer would leave copies of the password in freed memory.
+        let mut joined = Zeroizing::new(String::with_capacity(username.len() + 1 + password.len()));
+        joined.push_str(username);
+        joined.push(':');
+        joined.push_str(password);
         let encoded = Zeroizing::new(STANDARD.encode(joined.as_bytes()));
         let credential = Credential::new("Basic", &encoded)?;
         Ok(Self {

@@ -286,9 +286,12 @@ fn basic_header(client_id: &str, client_secret: &str) -> Result<HeaderValue, Con
     joined.push_str(&id);
     joined.push(':');
     joined.push_str(&secret);
-    let mut header = Zeroizing::new(String::with_capacity(6 + joined.len().div_ceil(3) * 4));
+    // `encode` writes into a buffer of the exact size (`encode_string` would pass the bytes
+    // through a stack buffer nothing wipes).
+    let encoded = Zeroizing::new(STANDARD.encode(joined.as_bytes()));
+    let mut header = Zeroizing::new(String::with_capacity(6 + encoded.len()));
     header.push_str("Basic ");
-    STANDARD.encode_string(joined.as_bytes(), &mut header);
+    header.push_str(&encoded);
     // Base64 is always a valid header value; kept fallible so no input can panic.
     sensitive_header(header.as_bytes()).ok_or(ConfigError::InvalidHeaderValue {
         what: "client id or secret",
