@@ -198,16 +198,21 @@ async fn exchanged(
         .transport(transport(&client()))
         .build()?;
     let (url, pending) = flow.authorize_url()?;
+    let callback = authorized_callback(url).await?;
+    Ok(flow.exchange(flow.callback(pending, &callback)?).await)
+}
+
+/// The callback URL the embedded server's consent page sends the browser to for `url`.
+async fn authorized_callback(url: http::Uri) -> Result<String, BoxError> {
     let authorized = client()
         .oneshot(Request::get(url).body(Full::<Bytes>::default())?)
         .await?;
-    let callback = authorized
+    Ok(authorized
         .headers()
         .get(http::header::LOCATION)
         .ok_or("no redirect")?
         .to_str()?
-        .to_owned();
-    Ok(flow.exchange(flow.callback(pending, &callback)?).await)
+        .to_owned())
 }
 
 #[tokio::test]
@@ -474,15 +479,7 @@ mod traced {
             .build()?;
         let (url, pending) = flow.authorize_url()?;
         secrets.push(pending.state().to_owned());
-        let authorized = client()
-            .oneshot(Request::get(url).body(Full::<Bytes>::default())?)
-            .await?;
-        let callback = authorized
-            .headers()
-            .get(http::header::LOCATION)
-            .ok_or("no redirect")?
-            .to_str()?
-            .to_owned();
+        let callback = authorized_callback(url).await?;
         let (forged_url, forged) = flow.authorize_url()?;
         drop(forged_url);
         keep(flow.callback(forged, &callback).err());
