@@ -1006,7 +1006,22 @@ impl fmt::Display for Forbidden {
                      allow-list, or a scope catalogue out of date",
                 )?;
             }
-            (Some(held), _) => write!(f, "; the credential holds {held}")?,
+            (Some(held), required) => {
+                write!(f, "; the credential holds {held}")?;
+                // Names compare exactly: a scope written in another case is another scope.
+                let case_only = required.iter().flatten().find_map(|needed| {
+                    let held = held.iter().find(|held| {
+                        held.as_str().eq_ignore_ascii_case(needed.as_str()) && *held != needed
+                    })?;
+                    Some((held, needed))
+                });
+                if let Some((held, needed)) = case_only {
+                    write!(
+                        f,
+                        " (`{held}` is not `{needed}`: scope names compare exactly, case included)"
+                    )?;
+                }
+            }
             (None, _) => {}
         }
         if let Some(api) = &self.api {
@@ -1401,6 +1416,25 @@ mod tests {
             none.ends_with("the credential holds web:sdk (403 Forbidden)"),
             "{none}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_scope_held_in_another_case_is_named_as_the_mistake() -> Result<(), ConfigError> {
+        let forbidden = Forbidden::new(Method::POST, "/sms/2/text/advanced")
+            .with_required("sms:manage,sms:message:send".parse()?)
+            .with_held("SMS:MANAGE web:sdk".parse()?);
+        assert_eq!(
+            forbidden.to_string(),
+            "forbidden: POST /sms/2/text/advanced needs any of sms:manage, sms:message:send; the \
+             credential holds SMS:MANAGE, web:sdk (`SMS:MANAGE` is not `sms:manage`: scope names \
+             compare exactly, case included)"
+        );
+        // Nothing is said when no held name differs from a needed one only in case.
+        let other = Forbidden::new(Method::POST, "/x")
+            .with_required("sms:manage".parse()?)
+            .with_held("web:sdk".parse()?);
+        assert!(!other.to_string().contains("case"), "{other}");
         Ok(())
     }
 

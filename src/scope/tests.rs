@@ -1044,7 +1044,8 @@ async fn another_apis_scope_names_explain_its_403_and_refuse_before_sending() ->
     assert_eq!(
         refused.to_string(),
         "forbidden: POST /v1.0/me/sendMail needs any of Mail.Send, \
-         https://graph.microsoft.com/.default; the credential holds MAIL.SEND, mail.send, openid"
+         https://graph.microsoft.com/.default; the credential holds MAIL.SEND, mail.send, openid \
+         (`MAIL.SEND` is not `Mail.Send`: scope names compare exactly, case included)"
     );
     assert_eq!(calls.count(), 0);
 
