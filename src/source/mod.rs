@@ -1,4 +1,5 @@
-//! Where credentials come from: the [`TokenSource`] trait and one source per Infobip method.
+//! Where credentials come from: the [`TokenSource`] trait, one source per Infobip method, and
+//! [`FixedToken`] for another API's token ([`ClientCredentials`] serves any OAuth 2.0 server).
 //!
 //! | source | header | renewed |
 //! |---|---|---|
