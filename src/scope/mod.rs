@@ -167,7 +167,7 @@ mod layer;
 mod reqwest_check;
 pub(crate) mod routes;
 mod scheme;
-mod set;
+pub(crate) mod set;
 
 pub use body::ResponseBody;
 pub use catalog::{Catalog, Operation};

@@ -44,9 +44,8 @@ impl Scope {
     /// );
     /// ```
     pub fn new(name: &str) -> Result<Self, ConfigError> {
-        // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ); `,` is kept for lists.
-        let valid_char = |c: char| matches!(c, '!'..='~') && !matches!(c, '"' | '\\' | ',');
-        if !name.is_empty() && name.chars().all(valid_char) {
+        // `,` is kept for lists.
+        if is_oauth_scope_token(name) && !name.contains(',') {
             Ok(Self(Arc::from(name)))
         } else {
             Err(ConfigError::InvalidScope {
@@ -86,6 +85,15 @@ impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)
     }
+}
+
+/// Whether `name` is an RFC 6749 §3.3 scope token: `1*( %x21 / %x23-5B / %x5D-7E )`, visible
+/// ASCII but `"` and `\`.
+pub(crate) fn is_oauth_scope_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| matches!(c, '!'..='~') && !matches!(c, '"' | '\\'))
 }
 
 /// A set of scopes, ordered by name.

@@ -114,6 +114,7 @@ use zeroize::Zeroizing;
 
 use crate::credential::{REDACTED, sensitive_header};
 use crate::error::ConfigError;
+use crate::scope::set::is_oauth_scope_token;
 use crate::scope::{Scope, Scopes};
 use crate::source::{TokenSource, Transport, token_endpoint};
 use crate::transport::{self, form_encoded, token_credential};
@@ -317,8 +318,7 @@ fn check_request_scope(scope: &str) -> Result<(), ConfigError> {
                  (RFC 6749 §3.3)",
             ));
         }
-        let allowed = |b: u8| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E);
-        if !token.bytes().all(allowed) {
+        if !is_oauth_scope_token(token) {
             return Err(invalid(
                 "a scope token holds visible ASCII characters other than `\"` and `\\` \
                  (RFC 6749 §3.3)",
